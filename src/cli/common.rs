@@ -1,0 +1,237 @@
+//! Flag groups shared by the endpoint commands, and their conversion into library types.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use socklab::addr::{self, Family};
+use socklab::sock::options::{Applied, SockOpts};
+use socklab::trace::{Recorder, render::StderrSink};
+use socklab::units;
+
+/// `-4`/`-6`.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct FamilyArgs {
+    /// Use IPv4 only.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    ipv4: bool,
+    /// Use IPv6 only.
+    #[arg(short = '6')]
+    ipv6: bool,
+}
+
+impl FamilyArgs {
+    pub(crate) fn family(&self) -> Family {
+        match (self.ipv4, self.ipv6) {
+            (true, _) => Family::V4,
+            (_, true) => Family::V6,
+            _ => Family::Any,
+        }
+    }
+
+    /// Resolves an address argument; a failure is a usage error (exit 2).
+    pub(crate) fn resolve(&self, text: &str) -> anyhow::Result<SocketAddr> {
+        Ok(addr::resolve_one(text, self.family())?)
+    }
+}
+
+/// How the run reports itself.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct OutputArgs {
+    /// Print each socket call to stderr: arguments, result or errno, and local/peer addresses
+    /// when they change.
+    #[arg(long)]
+    pub(crate) trace: bool,
+    /// Make all output JSON lines (`{"type": …, "data": {…}}`), the trace included.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Say what happens on stderr: listening address, connections, applied buffer sizes, and a
+    /// byte/datagram summary at the end.
+    #[arg(short, long)]
+    pub(crate) verbose: bool,
+}
+
+impl OutputArgs {
+    pub(crate) fn recorder(&self) -> Recorder {
+        if self.trace {
+            Recorder::new(Arc::new(StderrSink::new(self.json)))
+        } else {
+            Recorder::off()
+        }
+    }
+
+    /// A diagnostic line on stderr, shown with `-v` (as JSON with `--json`).
+    pub(crate) fn note(&self, kind: &str, text: impl FnOnce() -> String) {
+        if !self.verbose {
+            return;
+        }
+        if self.json {
+            eprintln!(
+                "{}",
+                serde_json::json!({"type": kind, "data": {"message": text()}})
+            );
+        } else {
+            eprintln!("socklab: {}", text());
+        }
+    }
+
+    /// Reports buffer sizes as the kernel applied them (always: the user asked for them).
+    pub(crate) fn applied(&self, applied: &[Applied]) {
+        for a in applied {
+            if self.json {
+                eprintln!("{}", serde_json::json!({"type": "sockopt", "data": a}));
+            } else {
+                eprintln!(
+                    "socklab: {} asked {} bytes, kernel applied {} (socket(7): doubled for bookkeeping, capped by net.core.*mem_max)",
+                    a.option, a.asked, a.applied
+                );
+            }
+        }
+    }
+}
+
+/// Options every endpoint accepts.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct SockArgs {
+    /// SO_REUSEADDR: bind even though connections on this address are in TIME_WAIT.
+    #[arg(long)]
+    reuseaddr: bool,
+    /// SO_REUSEPORT: share the address with other sockets that set it too.
+    #[arg(long)]
+    reuseport: bool,
+    /// SO_RCVBUF in bytes (64K, 1M …); the value the kernel applied is printed.
+    #[arg(long, value_name = "SIZE", value_parser = parse_buf)]
+    rcvbuf: Option<usize>,
+    /// SO_SNDBUF in bytes; the value the kernel applied is printed.
+    #[arg(long, value_name = "SIZE", value_parser = parse_buf)]
+    sndbuf: Option<usize>,
+    /// SO_BINDTODEVICE: use only this interface.
+    #[arg(long, value_name = "IFACE")]
+    device: Option<String>,
+    /// IP_TTL / IPV6_UNICAST_HOPS (1-255).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=255))]
+    ttl: Option<u32>,
+    /// IP_TOS / IPV6_TCLASS (0-255).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=255))]
+    tos: Option<u32>,
+    /// IPV6_V6ONLY: an IPv6 socket bound to [::] takes IPv6 only.
+    #[arg(long)]
+    v6only: bool,
+}
+
+/// TCP-only options.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct TcpArgs {
+    /// TCP_NODELAY: send small segments at once (no Nagle).
+    #[arg(long)]
+    nodelay: bool,
+    /// SO_LINGER: close waits up to SECS for unsent data; 0 resets the connection instead.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=3600))]
+    linger: Option<u64>,
+}
+
+/// UDP-only options.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct UdpArgs {
+    /// SO_BROADCAST: allow sending to broadcast addresses.
+    #[arg(long)]
+    broadcast: bool,
+    /// Join a multicast group, optionally on an interface: GROUP[%IFACE]. Repeatable.
+    #[arg(long, value_name = "GROUP[%IFACE]", value_parser = parse_join)]
+    join: Vec<(std::net::IpAddr, Option<String>)>,
+    /// IP_MULTICAST_TTL / IPV6_MULTICAST_HOPS (0-255).
+    #[arg(long, value_name = "TTL", value_parser = clap::value_parser!(u32).range(0..=255))]
+    multicast_ttl: Option<u32>,
+    /// IP_MULTICAST_LOOP: whether our own multicast comes back to this host (on|off).
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    multicast_loop: Option<bool>,
+}
+
+impl SockArgs {
+    /// The library's option set, with the TCP or UDP extras.
+    pub(crate) fn opts(&self, tcp: Option<&TcpArgs>, udp: Option<&UdpArgs>) -> SockOpts {
+        let mut o = SockOpts {
+            reuse_address: self.reuseaddr,
+            reuse_port: self.reuseport,
+            recv_buffer: self.rcvbuf,
+            send_buffer: self.sndbuf,
+            device: self.device.clone(),
+            ttl: self.ttl,
+            tos: self.tos,
+            only_v6: self.v6only.then_some(true),
+            ..SockOpts::default()
+        };
+        if let Some(t) = tcp {
+            o.nodelay = t.nodelay;
+            o.linger = t.linger.map(Duration::from_secs);
+        }
+        if let Some(u) = udp {
+            o.broadcast = u.broadcast;
+            o.join = u.join.clone();
+            o.multicast_ttl = u.multicast_ttl;
+            o.multicast_loop = u.multicast_loop;
+        }
+        o
+    }
+}
+
+/// `--count` and `--idle-timeout`.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct LimitArgs {
+    /// Stop after N datagrams (UDP) or N clients (TCP with -k).
+    #[arg(long, short = 'c', value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) count: Option<u64>,
+    /// Stop when nothing arrives for this long (500ms, 5s, 2m).
+    #[arg(long, value_name = "DUR", value_parser = parse_dur)]
+    pub(crate) idle_timeout: Option<Duration>,
+}
+
+/// `--recv-size` and `--show`.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct RecvArgs {
+    /// Buffer size of each receive call. A larger UDP datagram is reported as truncated with its
+    /// real length; on TCP, --show then shows how the stream was cut into reads.
+    #[arg(long, value_name = "SIZE", value_parser = parse_recv_size, default_value = "65536")]
+    pub(crate) recv_size: usize,
+    /// Print one line per receive call: source, length, real length, flags and payload,
+    /// instead of the raw payload.
+    #[arg(long)]
+    pub(crate) show: bool,
+}
+
+fn parse_buf(s: &str) -> Result<usize, String> {
+    let n = units::parse_size(s).map_err(|e| e.to_string())?;
+    if n == 0 || n > i32::MAX as u64 / 2 {
+        return Err(format!("buffer size {n} out of range (1 to 1G)"));
+    }
+    Ok(n as usize)
+}
+
+fn parse_recv_size(s: &str) -> Result<usize, String> {
+    let n = units::parse_size(s).map_err(|e| e.to_string())?;
+    if n == 0 || n > 16 << 20 {
+        return Err(format!("receive size {n} out of range (1 to 16M)"));
+    }
+    Ok(n as usize)
+}
+
+fn parse_dur(s: &str) -> Result<Duration, String> {
+    let d = units::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("duration must be above zero".into());
+    }
+    Ok(d)
+}
+
+fn parse_join(s: &str) -> Result<(std::net::IpAddr, Option<String>), String> {
+    addr::parse_group(s).map_err(|e| e.to_string())
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "1" | "true" | "yes" => Ok(true),
+        "off" | "0" | "false" | "no" => Ok(false),
+        _ => Err(format!("'{s}' is neither on nor off")),
+    }
+}

@@ -1,0 +1,62 @@
+//! The command line: clap definitions live here and only here. Flags are validated into plain
+//! library configuration (`SockOpts`, addresses) before any socket is opened, so usage errors
+//! come out before anything touches the network.
+
+mod common;
+mod demo;
+mod exit;
+mod generate;
+mod relay;
+mod show;
+mod tcp;
+mod udp;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub(crate) use exit::failure;
+
+/// TCP vs UDP, run, seen and measured.
+///
+/// Exit codes: 0 success; 1 the run worked but found a failure (a refused connection, a lost
+/// byte, a refuted claim); 2 usage or setup error; 130/143 interrupted by SIGINT/SIGTERM.
+#[derive(Parser, Debug)]
+#[command(name = "socklab", version, about, long_about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// TCP endpoints: listen (socket, bind, listen, accept) and connect.
+    #[command(subcommand)]
+    Tcp(tcp::TcpCommand),
+    /// UDP endpoints in every pattern: recv, send, peer, connect, serve.
+    #[command(subcommand)]
+    Udp(udp::UdpCommand),
+    /// A TCP and a UDP exchange on loopback with the syscall trace on.
+    Demo(demo::DemoArgs),
+    /// Print shell completions for SHELL to stdout.
+    Completions(generate::CompletionsArgs),
+    /// Print the man page (roff) to stdout.
+    Man,
+}
+
+/// Parses the command line and runs it.
+pub(crate) fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return exit::usage(e),
+    };
+    exit::install_signal_handler();
+    let result = match cli.command {
+        Command::Tcp(c) => tcp::run(c),
+        Command::Udp(c) => udp::run(c),
+        Command::Demo(a) => demo::run(a),
+        Command::Completions(a) => generate::completions(a),
+        Command::Man => generate::man(),
+    };
+    exit::finish(result)
+}

@@ -1,0 +1,205 @@
+//! `socklab tcp listen` and `socklab tcp connect`: netcat-class TCP endpoints.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use clap::{Args, Subcommand};
+use socklab::sock::{Sock, tcp};
+
+use super::common::{FamilyArgs, LimitArgs, OutputArgs, RecvArgs, SockArgs, TcpArgs};
+use super::exit::{exit_now, is_stdout_closed, on_signal_summary};
+use super::relay::{self, Counters};
+use super::show::Shower;
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum TcpCommand {
+    /// Server: socket, setsockopt…, bind, listen, accept; then relay stdin/stdout with the
+    /// client (one client, or many with -k).
+    Listen(ListenArgs),
+    /// Client: socket, (bind), connect; relay stdin/stdout. On stdin EOF it half-closes
+    /// (shutdown SHUT_WR) and keeps reading until the peer closes.
+    Connect(ConnectArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ListenArgs {
+    /// Address to listen on: HOST:PORT, [V6]:PORT or :PORT.
+    addr: String,
+    /// Keep listening after the first client and serve many at once (each client's data to
+    /// stdout; stdin is not read).
+    #[arg(short = 'k', long)]
+    keep_open: bool,
+    /// Echo each client's data back to it instead of printing it.
+    #[arg(long)]
+    echo: bool,
+    /// With -k, at most N clients at once; further ones are accepted and closed at once.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    max_clients: u64,
+    #[command(flatten)]
+    family: FamilyArgs,
+    #[command(flatten)]
+    sock: SockArgs,
+    #[command(flatten)]
+    tcp: TcpArgs,
+    #[command(flatten)]
+    recv: RecvArgs,
+    #[command(flatten)]
+    limit: LimitArgs,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ConnectArgs {
+    /// Address to connect to: HOST:PORT or [V6]:PORT.
+    addr: String,
+    /// Bind the local end to this address first (fixes source address and port).
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<String>,
+    #[command(flatten)]
+    family: FamilyArgs,
+    #[command(flatten)]
+    sock: SockArgs,
+    #[command(flatten)]
+    tcp: TcpArgs,
+    #[command(flatten)]
+    recv: RecvArgs,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+pub(crate) fn run(cmd: TcpCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        TcpCommand::Listen(a) => listen(a),
+        TcpCommand::Connect(a) => connect(a),
+    }
+}
+
+fn listen(a: ListenArgs) -> anyhow::Result<ExitCode> {
+    let addr = a.family.resolve(&a.addr)?;
+    let opts = a.sock.opts(Some(&a.tcp), None);
+    let rec = a.out.recorder();
+    let backlog = i32::try_from(a.max_clients.min(4096)).unwrap_or(4096);
+    let (listener, applied) = tcp::listen(addr, &opts, backlog, &rec)?;
+    a.out.applied(&applied);
+    let local = listener.local_addr().unwrap_or(addr);
+    a.out.note("listening", || format!("listening on {local}"));
+    let counters = Arc::new(Counters::default());
+    let c = counters.clone();
+    on_signal_summary(move || c.summary());
+    if a.keep_open {
+        serve_many(&a, &listener, &counters)?;
+    } else {
+        let (conn, from) = listener.accept()?;
+        a.out.note("accepted", || format!("connection from {from}"));
+        drop(listener);
+        serve_one(&a.out, &a.recv, a.echo, &conn, &counters)?;
+    }
+    a.out.note("summary", || counters.summary());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve_many(a: &ListenArgs, listener: &Sock, counters: &Arc<Counters>) -> anyhow::Result<()> {
+    let active = Arc::new(AtomicUsize::new(0));
+    let served = AtomicU64::new(0);
+    let max = a.max_clients as usize;
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        loop {
+            if a.limit
+                .count
+                .is_some_and(|n| served.load(Ordering::Relaxed) >= n)
+            {
+                return Ok(());
+            }
+            let (conn, from) = listener.accept()?;
+            if active.load(Ordering::Acquire) >= max {
+                a.out.note("refused", || {
+                    format!("{from}: over --max-clients {max}, closed")
+                });
+                conn.close();
+                continue;
+            }
+            served.fetch_add(1, Ordering::Relaxed);
+            active.fetch_add(1, Ordering::AcqRel);
+            a.out.note("accepted", || format!("connection from {from}"));
+            let active = active.clone();
+            let counters = counters.clone();
+            scope.spawn(move || {
+                let result = match a.echo {
+                    true => relay::echo(&conn, &counters),
+                    false => {
+                        let shower = show_mode(&a.out, &a.recv);
+                        relay::socket_to_stdout(&conn, &counters, shower.as_ref(), a.recv.recv_size)
+                    }
+                };
+                if let Err(e) = result {
+                    if is_stdout_closed(&e) {
+                        exit_now(Err(e));
+                    }
+                    a.out.note("client_error", || format!("{from}: {e:#}"));
+                }
+                a.out.note("closed", || format!("{from} closed"));
+                active.fetch_sub(1, Ordering::AcqRel);
+            });
+        }
+    })
+}
+
+fn connect(a: ConnectArgs) -> anyhow::Result<ExitCode> {
+    let to = a.family.resolve(&a.addr)?;
+    let local: Option<SocketAddr> = a.bind.as_deref().map(|b| a.family.resolve(b)).transpose()?;
+    let opts = a.sock.opts(Some(&a.tcp), None);
+    let rec = a.out.recorder();
+    let (sock, applied) = tcp::connect(to, local, &opts, &rec)?;
+    a.out.applied(&applied);
+    a.out.note("connected", || {
+        format!(
+            "connected to {to} from {}",
+            sock.local_addr().map_or("?".into(), |l| l.to_string())
+        )
+    });
+    let counters = Arc::new(Counters::default());
+    let c = counters.clone();
+    on_signal_summary(move || c.summary());
+    serve_one(&a.out, &a.recv, false, &sock, &counters)?;
+    a.out.note("summary", || counters.summary());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The relay of one connection: stdin → socket on a thread, socket → stdout here (or echo).
+/// Ends when the peer has closed and, if stdin is not a terminal, stdin is sent too.
+fn serve_one(
+    out: &OutputArgs,
+    recv: &RecvArgs,
+    echo: bool,
+    sock: &Sock,
+    counters: &Counters,
+) -> anyhow::Result<()> {
+    if echo {
+        return relay::echo(sock, counters);
+    }
+    let shower = show_mode(out, recv);
+    let interactive = std::io::stdin().is_terminal();
+    std::thread::scope(|scope| {
+        let sender = scope.spawn(|| {
+            if let Err(e) = relay::stdin_to_socket(sock, counters) {
+                exit_now(Err(e));
+            }
+        });
+        let received = relay::socket_to_stdout(sock, counters, shower.as_ref(), recv.recv_size);
+        if received.is_err() || (interactive && !sender.is_finished()) {
+            // A terminal may never reach EOF: the peer is gone, so are we (as nc does).
+            exit_now(received);
+        }
+        sender
+            .join()
+            .map_err(|_| anyhow::anyhow!("the stdin thread panicked"))
+    })
+}
+
+fn show_mode(out: &OutputArgs, recv: &RecvArgs) -> Option<Shower> {
+    (recv.show || out.json).then(|| Shower::new(out.json))
+}

@@ -1,0 +1,443 @@
+//! `socklab udp …`: the three UDP patterns of the article, one subcommand per role.
+//! - `send` / `recv`: only the receiver binds; the sender's first sendto binds it implicitly.
+//! - `peer`: both sides bind, and each sends with sendto to the other.
+//! - `connect` / `serve`: one side connects (send/recv without an address, ICMP errors come
+//!   back as ECONNREFUSED), the other binds and answers each datagram's source with sendto.
+//!
+//! Datagrams are never a stream here: one datagram per input line (or per `--framing`
+//! chunk), and each received datagram is one output unit, its truncation reported.
+
+use std::io::{self, BufRead, Read, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use clap::{Args, Subcommand};
+use socklab::sock::{Datagram, Sock, Step, StepError, udp};
+
+use super::common::{FamilyArgs, LimitArgs, OutputArgs, RecvArgs, SockArgs, UdpArgs};
+use super::exit::{exit_now, on_signal_summary};
+use super::failure;
+use super::show::Shower;
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum UdpCommand {
+    /// Receive-only: socket, setsockopt…, bind, then recvmsg each datagram.
+    Recv(RecvCmd),
+    /// Send-only: socket, setsockopt…, sendto (no bind: the kernel binds at the first sendto).
+    Send(SendCmd),
+    /// Peer: bind A, sendto B, and receive from anyone on A.
+    Peer(PeerCmd),
+    /// Connected client: socket, (bind), connect, then send/recv without an address.
+    Connect(ConnectCmd),
+    /// Bound server of connected UDP: recvfrom, and reply with sendto to each datagram's source.
+    Serve(ServeCmd),
+}
+
+/// How stdin is cut into datagrams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// One datagram per line, the newline included.
+    Line,
+    /// Fixed-size chunks of SIZE bytes (the last one may be shorter).
+    Raw(usize),
+    /// All of stdin as one datagram (empty stdin: a zero-length datagram).
+    Whole,
+}
+
+/// The largest datagram payload the kernel could ever take (IPv6 jumbograms aside); reading
+/// one more byte than this lets the kernel say EMSGSIZE instead of us splitting anything.
+const MAX_DATAGRAM: usize = 65535;
+
+fn parse_framing(s: &str) -> Result<Framing, String> {
+    match s {
+        "line" => Ok(Framing::Line),
+        "whole" => Ok(Framing::Whole),
+        _ => {
+            let size = s
+                .strip_prefix("raw:")
+                .ok_or_else(|| format!("unknown framing '{s}' (line, whole or raw:SIZE)"))?;
+            let n = socklab::units::parse_size(size).map_err(|e| e.to_string())?;
+            if n == 0 || n > MAX_DATAGRAM as u64 + 1 {
+                return Err(format!(
+                    "raw size {n} out of range (1 to {})",
+                    MAX_DATAGRAM + 1
+                ));
+            }
+            Ok(Framing::Raw(n as usize))
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct SendOpts {
+    /// How stdin becomes datagrams: line (default), raw:SIZE, or whole.
+    #[arg(long, value_name = "line|raw:SIZE|whole", default_value = "line", value_parser = parse_framing)]
+    framing: Framing,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct RecvCmd {
+    /// Address to bind: HOST:PORT, [V6]:PORT or :PORT.
+    #[arg(long, short = 'b', value_name = "ADDR")]
+    bind: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct SendCmd {
+    /// Destination: HOST:PORT or [V6]:PORT.
+    to: String,
+    #[command(flatten)]
+    send: SendOpts,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct PeerCmd {
+    /// Local address to bind.
+    #[arg(long, short = 'b', value_name = "ADDR")]
+    bind: String,
+    /// Peer to send to.
+    #[arg(long, value_name = "ADDR")]
+    to: String,
+    #[command(flatten)]
+    send: SendOpts,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ConnectCmd {
+    /// Peer to connect to.
+    to: String,
+    /// Bind the local end first.
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<String>,
+    #[command(flatten)]
+    send: SendOpts,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ServeCmd {
+    /// Address to bind.
+    #[arg(long, short = 'b', value_name = "ADDR")]
+    bind: String,
+    /// Send each datagram back to its source (sendto) instead of printing it.
+    #[arg(long)]
+    echo: bool,
+    #[command(flatten)]
+    send: SendOpts,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Flags every UDP command takes.
+#[derive(Args, Debug)]
+pub(crate) struct Common {
+    #[command(flatten)]
+    family: FamilyArgs,
+    #[command(flatten)]
+    sock: SockArgs,
+    #[command(flatten)]
+    udp: UdpArgs,
+    #[command(flatten)]
+    recv: RecvArgs,
+    #[command(flatten)]
+    limit: LimitArgs,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+/// Datagram and byte counts in each direction.
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    sent_bytes: AtomicU64,
+    received: AtomicU64,
+    received_bytes: AtomicU64,
+}
+
+impl Counters {
+    fn summary(&self) -> String {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            "sent {} datagrams ({} bytes), received {} datagrams ({} bytes)",
+            l(&self.sent),
+            l(&self.sent_bytes),
+            l(&self.received),
+            l(&self.received_bytes)
+        )
+    }
+}
+
+pub(crate) fn run(cmd: UdpCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        UdpCommand::Recv(c) => {
+            let addr = c.common.family.resolve(&c.bind)?;
+            let env = Env::new(&c.common);
+            let (sock, applied) = udp::bound(addr, &env.opts(&c.common), &env.rec)?;
+            env.start(&c.common, &sock, &applied);
+            receive(&c.common, &env, &sock, |_, _| Ok(()))?;
+            env.done(&c.common)
+        }
+        UdpCommand::Send(c) => {
+            let to = c.common.family.resolve(&c.to)?;
+            let env = Env::new(&c.common);
+            let (sock, applied) = udp::unbound(&to, &env.opts(&c.common), &env.rec)?;
+            c.common.out.applied(&applied);
+            send_stdin(&c.send, &c.common, &env, |b| sock.send_to(b, to))?;
+            c.common.out.note("local", || {
+                format!(
+                    "sent from {} (the kernel bound it at the first sendto)",
+                    addr_or_q(sock.local_addr())
+                )
+            });
+            env.done(&c.common)
+        }
+        UdpCommand::Peer(c) => {
+            let addr = c.common.family.resolve(&c.bind)?;
+            let to = c.common.family.resolve(&c.to)?;
+            let env = Env::new(&c.common);
+            let (sock, applied) = udp::bound(addr, &env.opts(&c.common), &env.rec)?;
+            env.start(&c.common, &sock, &applied);
+            duplex(&c.send, &c.common, &env, &sock, |b| sock.send_to(b, to))?;
+            env.done(&c.common)
+        }
+        UdpCommand::Connect(c) => {
+            let to = c.common.family.resolve(&c.to)?;
+            let local = c
+                .bind
+                .as_deref()
+                .map(|b| c.common.family.resolve(b))
+                .transpose()?;
+            let env = Env::new(&c.common);
+            let (sock, applied) = udp::connected(to, local, &env.opts(&c.common), &env.rec)?;
+            env.start(&c.common, &sock, &applied);
+            duplex(&c.send, &c.common, &env, &sock, |b| sock.send(b))?;
+            env.done(&c.common)
+        }
+        UdpCommand::Serve(c) => {
+            let addr = c.common.family.resolve(&c.bind)?;
+            let env = Env::new(&c.common);
+            let (sock, applied) = udp::bound(addr, &env.opts(&c.common), &env.rec)?;
+            env.start(&c.common, &sock, &applied);
+            serve(&c, &env, &sock)?;
+            env.done(&c.common)
+        }
+    }
+}
+
+/// What every UDP run shares: the recorder, the counters, the output format.
+struct Env {
+    rec: socklab::trace::Recorder,
+    counters: Arc<Counters>,
+    shower: Option<Shower>,
+}
+
+impl Env {
+    fn new(c: &Common) -> Self {
+        let counters = Arc::new(Counters::default());
+        let cc = counters.clone();
+        on_signal_summary(move || cc.summary());
+        Self {
+            rec: c.out.recorder(),
+            counters,
+            shower: (c.recv.show || c.out.json).then(|| Shower::new(c.out.json)),
+        }
+    }
+
+    fn opts(&self, c: &Common) -> socklab::sock::options::SockOpts {
+        c.sock.opts(None, Some(&c.udp))
+    }
+
+    fn start(&self, c: &Common, sock: &Sock, applied: &[socklab::sock::options::Applied]) {
+        c.out.applied(applied);
+        c.out.note("bound", || {
+            format!("bound to {}", addr_or_q(sock.local_addr()))
+        });
+    }
+
+    fn done(&self, c: &Common) -> anyhow::Result<ExitCode> {
+        c.out.note("summary", || self.counters.summary());
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn addr_or_q(a: Option<SocketAddr>) -> String {
+    a.map_or("?".into(), |a| a.to_string())
+}
+
+/// Cuts stdin into datagrams by `framing` and hands each to `send`, up to `--count`.
+fn send_stdin(
+    s: &SendOpts,
+    c: &Common,
+    env: &Env,
+    mut send: impl FnMut(&[u8]) -> Step<usize>,
+) -> anyhow::Result<()> {
+    let stdin = io::stdin();
+    let mut input = stdin.lock();
+    let mut buf = Vec::with_capacity(MAX_DATAGRAM + 1);
+    let limit = c.limit.count.unwrap_or(u64::MAX);
+    let mut sent = 0u64;
+    while sent < limit {
+        buf.clear();
+        let n = match s.framing {
+            Framing::Line => (&mut input)
+                .take(MAX_DATAGRAM as u64 + 1)
+                .read_until(b'\n', &mut buf)?,
+            Framing::Raw(size) => (&mut input).take(size as u64).read_to_end(&mut buf)?,
+            Framing::Whole => {
+                (&mut input)
+                    .take(MAX_DATAGRAM as u64 + 1)
+                    .read_to_end(&mut buf)?;
+                // "whole" sends exactly one datagram, even an empty one.
+                usize::MAX
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        let len = send(&buf).map_err(failure)?;
+        env.counters.sent.fetch_add(1, Ordering::Relaxed);
+        env.counters
+            .sent_bytes
+            .fetch_add(len as u64, Ordering::Relaxed);
+        sent += 1;
+        if s.framing == Framing::Whole {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Receives datagrams until `--count`, `--idle-timeout` or an error, printing each; `each`
+/// is called with every datagram and its payload (for replies).
+fn receive(
+    c: &Common,
+    env: &Env,
+    sock: &Sock,
+    mut each: impl FnMut(&Datagram, &[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if let Some(t) = c.limit.idle_timeout {
+        sock.set_read_timeout(Some(t))?;
+    }
+    let mut buf = vec![0u8; c.recv.recv_size];
+    let limit = c.limit.count.unwrap_or(u64::MAX);
+    let stdout = io::stdout();
+    let mut n = 0u64;
+    while n < limit {
+        let d = match sock.recv_datagram(&mut buf, 0) {
+            Ok(d) => d,
+            Err(e) if is_timeout(&e) => {
+                c.out
+                    .note("idle", || "idle timeout: nothing more arrived".into());
+                break;
+            }
+            Err(e) => return Err(failure(e)),
+        };
+        n += 1;
+        env.counters.received.fetch_add(1, Ordering::Relaxed);
+        env.counters
+            .received_bytes
+            .fetch_add(d.real_len as u64, Ordering::Relaxed);
+        let payload = &buf[..d.len];
+        let mut out = stdout.lock();
+        match &env.shower {
+            Some(s) => s.datagram(&mut out, &d, payload)?,
+            None => {
+                out.write_all(payload)?;
+                if d.truncated {
+                    out.flush()?;
+                    eprintln!(
+                        "socklab: datagram from {} truncated: real length {}, kept {} (raise --recv-size)",
+                        addr_or_q(d.from),
+                        d.real_len,
+                        d.len
+                    );
+                }
+            }
+        }
+        out.flush()?;
+        drop(out);
+        each(&d, payload)?;
+    }
+    Ok(())
+}
+
+fn is_timeout(e: &StepError) -> bool {
+    matches!(e.errno(), Some(libc::EAGAIN))
+}
+
+/// stdin → `send` on a thread while datagrams are received here.
+fn duplex(
+    s: &SendOpts,
+    c: &Common,
+    env: &Env,
+    sock: &Sock,
+    send: impl FnMut(&[u8]) -> Step<usize> + Send,
+) -> anyhow::Result<()> {
+    std::thread::scope(|scope| {
+        let sender = scope.spawn(|| {
+            if let Err(e) = send_stdin(s, c, env, send) {
+                exit_now(Err(e));
+            }
+        });
+        let received = receive(c, env, sock, |_, _| Ok(()));
+        if received.is_err() || !sender.is_finished() {
+            // stdin may be a terminal that never ends: the receive side decides.
+            env.done(c)?;
+            exit_now(received);
+        }
+        received
+    })
+}
+
+/// The bound side of connected UDP: print (or echo) each datagram; stdin lines go to the
+/// source of the latest datagram.
+fn serve(c: &ServeCmd, env: &Env, sock: &Sock) -> anyhow::Result<()> {
+    let last: Mutex<Option<SocketAddr>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        if !c.echo {
+            scope.spawn(|| {
+                let sent = send_stdin(&c.send, &c.common, env, |b| {
+                    let to = *last.lock().unwrap_or_else(|e| e.into_inner());
+                    match to {
+                        Some(to) => sock.send_to(b, to),
+                        None => {
+                            eprintln!("socklab: no datagram received yet, so no peer to send to: input dropped");
+                            Ok(0)
+                        }
+                    }
+                });
+                if let Err(e) = sent {
+                    exit_now(Err(e));
+                }
+            });
+        }
+        let result = receive(&c.common, env, sock, |d, payload| {
+            if let Some(from) = d.from {
+                *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(from);
+                if c.echo {
+                    let n = sock.send_to(payload, from).map_err(failure)?;
+                    env.counters.sent.fetch_add(1, Ordering::Relaxed);
+                    env.counters
+                        .sent_bytes
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }
+            }
+            Ok(())
+        });
+        // The stdin thread may be blocked reading a terminal: the run ends with the receiver.
+        if !c.echo {
+            env.done(&c.common)?;
+            exit_now(result);
+        }
+        result
+    })
+}

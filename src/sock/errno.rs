@@ -1,0 +1,125 @@
+//! errno values as users read them: the symbolic name (`EADDRINUSE`), a lower-case description,
+//! and, where one helps, a hint about the cause. [`StepError`] is the one-line error every failed
+//! socket step returns: `bind 127.0.0.1:80: permission denied (EACCES)`.
+
+use std::io;
+
+use nix::errno::Errno;
+
+/// The symbolic name of an errno value, e.g. `ECONNREFUSED`.
+pub fn name(errno: i32) -> String {
+    format!("{:?}", Errno::from_raw(errno))
+}
+
+/// The description of an errno value in lower case, e.g. `connection refused`.
+pub fn describe(errno: i32) -> String {
+    Errno::from_raw(errno).desc().to_lowercase()
+}
+
+/// A hint for an errno that a user of `call` usually hits for a known reason.
+pub fn hint(call: &str, errno: i32) -> Option<&'static str> {
+    match (call, Errno::from_raw(errno)) {
+        ("bind", Errno::EADDRINUSE) => Some(
+            "another socket holds this address, or a closed TCP connection left it in TIME_WAIT; --reuseaddr allows binding over TIME_WAIT",
+        ),
+        ("bind", Errno::EACCES) => Some("ports below 1024 need root or CAP_NET_BIND_SERVICE"),
+        ("bind", Errno::EADDRNOTAVAIL) => Some("no local interface has this address"),
+        ("sendto" | "send" | "connect", Errno::EACCES) => {
+            Some("sending to a broadcast address needs --broadcast (SO_BROADCAST)")
+        }
+        (_, Errno::ECONNREFUSED) => {
+            Some("nothing listens on that port (for UDP: an ICMP port unreachable came back)")
+        }
+        (_, Errno::EMSGSIZE) => Some(
+            "a UDP datagram carries at most 65507 bytes over IPv4 and 65527 over IPv6, and is never split",
+        ),
+        (_, Errno::EPIPE | Errno::ECONNRESET) => Some("the peer closed the connection"),
+        ("setsockopt", Errno::EPERM) => Some("this option needs root or CAP_NET_ADMIN/CAP_NET_RAW"),
+        ("setsockopt", Errno::ENOPROTOOPT | Errno::EOPNOTSUPP) => {
+            Some("this kernel or socket type does not support the option")
+        }
+        ("setsockopt", Errno::ENODEV) => Some("no such interface"),
+        _ => None,
+    }
+}
+
+/// Whether the errno means "this kernel or socket does not support that" (reported as
+/// unsupported, not as a failure).
+pub fn is_unsupported(errno: i32) -> bool {
+    matches!(
+        Errno::from_raw(errno),
+        Errno::ENOPROTOOPT | Errno::EOPNOTSUPP | Errno::EAFNOSUPPORT | Errno::EPROTONOSUPPORT
+    )
+}
+
+/// A failed socket step: which call, on what, and the OS error.
+#[derive(Debug, thiserror::Error)]
+pub struct StepError {
+    /// The syscall that failed, e.g. `bind`.
+    pub call: &'static str,
+    /// What it was called with, e.g. `127.0.0.1:80`.
+    pub target: String,
+    /// The OS error.
+    #[source]
+    pub source: io::Error,
+}
+
+impl StepError {
+    /// The errno, when the error came from the OS.
+    pub fn errno(&self) -> Option<i32> {
+        self.source.raw_os_error()
+    }
+
+    /// The errno's symbolic name, e.g. `EADDRINUSE`, when the error came from the OS.
+    pub fn errno_name(&self) -> Option<String> {
+        self.errno().map(name)
+    }
+
+    /// The kind of the OS error.
+    pub fn kind(&self) -> io::ErrorKind {
+        self.source.kind()
+    }
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.call)?;
+        if !self.target.is_empty() {
+            write!(f, " {}", self.target)?;
+        }
+        match self.errno() {
+            Some(e) => {
+                write!(f, ": {} ({})", describe(e), name(e))?;
+                if let Some(h) = hint(self.call, e) {
+                    write!(f, "; {h}")?;
+                }
+                Ok(())
+            }
+            None => write!(f, ": {}", self.source),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_lines() {
+        assert_eq!(name(libc::EADDRINUSE), "EADDRINUSE");
+        assert_eq!(describe(libc::ECONNREFUSED), "connection refused");
+        let e = StepError {
+            call: "bind",
+            target: "127.0.0.1:80".into(),
+            source: io::Error::from_raw_os_error(libc::EACCES),
+        };
+        let line = e.to_string();
+        assert!(
+            line.starts_with("bind 127.0.0.1:80: permission denied (EACCES)"),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
+        assert!(is_unsupported(libc::ENOPROTOOPT));
+        assert!(!is_unsupported(libc::EPERM));
+    }
+}

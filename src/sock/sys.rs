@@ -1,0 +1,149 @@
+//! The raw calls the step layer needs beyond socket2: recvmsg(2) with MSG_TRUNC and control
+//! messages, splice(2), and getsockopt(TCP_INFO). This is the only module allowed `unsafe`
+//! (see lib.rs); each block says why it is sound. Everything here returns plain data and
+//! io::Error; recording the calls is the caller's job.
+#![allow(unsafe_code)]
+
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
+
+use super::datagram::Datagram;
+
+/// Converts a nix socket address into a std one, if it is IPv4 or IPv6.
+pub fn to_std(addr: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = addr.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    addr.as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6((*v6).into()))
+}
+
+/// recvmsg(2) of one datagram with MSG_TRUNC, so the result carries the datagram's real length
+/// even when `buf` was too small (udp(7): "return the real length of the packet, even when it
+/// was longer than the passed buffer"). `extra_flags` is OR-ed into the call (e.g. MSG_DONTWAIT,
+/// MSG_PEEK). Control messages for IP_PKTINFO, IPV6_RECVPKTINFO and SO_RXQ_OVFL are decoded
+/// when the socket has those options on.
+///
+/// Only for datagram sockets: on a TCP socket MSG_TRUNC discards data instead.
+pub fn recv_datagram(fd: BorrowedFd<'_>, buf: &mut [u8], extra_flags: i32) -> io::Result<Datagram> {
+    let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::in_pktinfo, u32);
+    let mut iov = [IoSliceMut::new(buf)];
+    let flags = MsgFlags::MSG_TRUNC | MsgFlags::from_bits_truncate(extra_flags);
+    let capacity = iov[0].len();
+    let msg = recvmsg::<SockaddrStorage>(fd.as_raw_fd(), &mut iov, Some(&mut cmsg), flags)?;
+    let mut d = Datagram {
+        from: msg.address.as_ref().and_then(to_std),
+        to: None,
+        len: msg.bytes.min(capacity),
+        real_len: msg.bytes,
+        truncated: msg.flags.contains(MsgFlags::MSG_TRUNC),
+        flags: flag_names(msg.flags),
+        dropped: None,
+    };
+    for c in msg.cmsgs()? {
+        match c {
+            ControlMessageOwned::Ipv4PacketInfo(info) => {
+                d.to = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    info.ipi_addr.s_addr,
+                ))));
+            }
+            ControlMessageOwned::Ipv6PacketInfo(info) => {
+                d.to = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+            }
+            ControlMessageOwned::RxqOvfl(n) => d.dropped = Some(n),
+            _ => {}
+        }
+    }
+    Ok(d)
+}
+
+fn flag_names(flags: MsgFlags) -> Vec<&'static str> {
+    [
+        (MsgFlags::MSG_TRUNC, "MSG_TRUNC"),
+        (MsgFlags::MSG_CTRUNC, "MSG_CTRUNC"),
+        (MsgFlags::MSG_EOR, "MSG_EOR"),
+        (MsgFlags::MSG_OOB, "MSG_OOB"),
+        (MsgFlags::MSG_ERRQUEUE, "MSG_ERRQUEUE"),
+    ]
+    .into_iter()
+    .filter(|(f, _)| flags.contains(*f))
+    .map(|(_, n)| n)
+    .collect()
+}
+
+/// splice(2): moves up to `len` bytes between `from` and `to`, one of which must be a pipe,
+/// without copying them through user space. `more` sets SPLICE_F_MORE (more data follows).
+pub fn splice(
+    from: BorrowedFd<'_>,
+    to: BorrowedFd<'_>,
+    len: usize,
+    more: bool,
+) -> io::Result<usize> {
+    use nix::fcntl::SpliceFFlags;
+    let mut flags = SpliceFFlags::SPLICE_F_MOVE;
+    if more {
+        flags |= SpliceFFlags::SPLICE_F_MORE;
+    }
+    Ok(nix::fcntl::splice(from, None, to, None, len, flags)?)
+}
+
+/// What getsockopt(TCP_INFO) says about a TCP connection (tcp(7)); times in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TcpInfo {
+    /// The TCP state number (1 ESTABLISHED … 6 TIME_WAIT …, as in include/net/tcp_states.h).
+    pub state: u8,
+    /// Smoothed round-trip time.
+    pub rtt_us: u32,
+    /// Round-trip time variance.
+    pub rttvar_us: u32,
+    /// Congestion window, in segments.
+    pub snd_cwnd: u32,
+    /// Segments retransmitted over the connection's life.
+    pub total_retrans: u32,
+    /// Segments sent but not yet acknowledged.
+    pub unacked: u32,
+    /// Maximum segment size for sending.
+    pub snd_mss: u32,
+}
+
+/// getsockopt(IPPROTO_TCP, TCP_INFO) on a TCP socket.
+pub fn tcp_info(fd: BorrowedFd<'_>) -> io::Result<TcpInfo> {
+    let mut raw = std::mem::MaybeUninit::<libc::tcp_info>::zeroed();
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `raw` is a zeroed tcp_info we own, `len` holds its exact size, and the kernel
+    // writes at most `len` bytes into it; the fd is borrowed, so it stays open for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            raw.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the struct was zero-initialised, which is a valid tcp_info (all integers), and
+    // the kernel filled a prefix of it.
+    let t = unsafe { raw.assume_init() };
+    Ok(TcpInfo {
+        state: t.tcpi_state,
+        rtt_us: t.tcpi_rtt,
+        rttvar_us: t.tcpi_rttvar,
+        snd_cwnd: t.tcpi_snd_cwnd,
+        total_retrans: t.tcpi_total_retrans,
+        unacked: t.tcpi_unacked,
+        snd_mss: t.tcpi_snd_mss,
+    })
+}
+
+/// Whether `fd` is a pipe or FIFO (splice(2) needs one on either side).
+pub fn is_pipe(fd: BorrowedFd<'_>) -> bool {
+    nix::sys::stat::fstat(fd)
+        .map(|st| (st.st_mode & libc::S_IFMT) == libc::S_IFIFO)
+        .unwrap_or(false)
+}

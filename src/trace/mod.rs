@@ -1,0 +1,127 @@
+//! The syscall recorder: every step of [`crate::sock`] hands one [`Event`] to a [`Sink`], then
+//! goes on. With no sink attached ([`Recorder::off`]) nothing is formatted or allocated, so the
+//! bench's hot loops use the same steps at no cost.
+//!
+//! An event carries the call with its arguments, the result or errno, and the socket's local
+//! (getsockname(2)) and peer (getpeername(2)) addresses when the call changed them.
+
+pub mod render;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+/// What a traced call returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The call succeeded with this return value (a byte count, an fd, or 0).
+    Ok(i64),
+    /// The call failed with this errno.
+    Err {
+        /// The raw errno value.
+        errno: i32,
+        /// Its symbolic name, e.g. `EADDRINUSE`.
+        name: String,
+    },
+}
+
+/// One socket call as it happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// The file descriptor the call was made on (for `socket`, the one it returned, or -1).
+    pub fd: i32,
+    /// The syscall's name: `socket`, `bind`, `sendto`, `setsockopt` …
+    pub call: &'static str,
+    /// Its arguments as text, e.g. `127.0.0.1:9000` or `SOL_SOCKET, SO_RCVBUF, 65536`.
+    pub args: String,
+    /// The result or errno.
+    pub result: Outcome,
+    /// The local address after the call, present only when the call changed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local: Option<SocketAddr>,
+    /// The peer address after the call, present only when the call changed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<SocketAddr>,
+}
+
+impl Event {
+    /// The errno name if the call failed.
+    pub fn errno_name(&self) -> Option<&str> {
+        match &self.result {
+            Outcome::Ok(_) => None,
+            Outcome::Err { name, .. } => Some(name),
+        }
+    }
+}
+
+/// Where events go.
+pub trait Sink: Send + Sync {
+    /// Receives one event, in call order.
+    fn record(&self, event: &Event);
+}
+
+/// The handle every socket step holds; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    sink: Option<Arc<dyn Sink>>,
+}
+
+impl Recorder {
+    /// A recorder that records nothing and costs nothing.
+    pub fn off() -> Self {
+        Self { sink: None }
+    }
+
+    /// A recorder that hands every event to `sink`.
+    pub fn new(sink: Arc<dyn Sink>) -> Self {
+        Self { sink: Some(sink) }
+    }
+
+    /// Whether a sink is attached.
+    pub fn is_on(&self) -> bool {
+        self.sink.is_some()
+    }
+
+    /// Builds the event with `make` and hands it to the sink, only if one is attached.
+    pub fn record(&self, make: impl FnOnce() -> Event) {
+        if let Some(sink) = &self.sink {
+            sink.record(&make());
+        }
+    }
+}
+
+/// A sink that keeps every event in memory, for the lab and for tests.
+#[derive(Default)]
+pub struct Collector {
+    events: Mutex<Vec<Event>>,
+}
+
+impl Collector {
+    /// A new, empty collector, ready to be shared with a [`Recorder`].
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// A copy of the events recorded so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.lock().clone()
+    }
+
+    /// Takes the events recorded so far, leaving the collector empty.
+    pub fn take(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Event>> {
+        // A panic while holding this lock cannot leave the Vec half-written; keep going.
+        self.events.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Sink for Collector {
+    fn record(&self, event: &Event) {
+        self.lock().push(event.clone());
+    }
+}
