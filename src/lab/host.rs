@@ -1,0 +1,226 @@
+//! Where experiments run. [`Lab`] hands out [`Host`]s: a private loopback in a fresh network
+//! namespace (with root) or the machine's own `lo` (without), and pairs of hosts joined by a
+//! veth pair on TEST-NET-2 (198.51.100.0/24, RFC 5737) for two-host parts. A host captures its
+//! frames while it lives and gives them to the lab when dropped; its namespace goes with it.
+
+use std::process::Command;
+use std::sync::Mutex;
+
+use anyhow::Context;
+
+use super::capture::{Capture, Frame};
+use super::counters::Snapshot;
+use crate::netns::{self, Netns};
+
+/// The reason given for parts that need namespaces when not root.
+pub const NEEDS_ROOT: &str = "needs CAP_NET_ADMIN (run as root) to create network namespaces";
+
+/// Shared state of a lab run.
+pub struct Lab {
+    root: bool,
+    frames: Mutex<Vec<Frame>>,
+}
+
+impl Lab {
+    /// A lab that uses namespaces if this process may create them.
+    pub fn new() -> Self {
+        Self::with_root(netns::have_net_admin())
+    }
+
+    /// A lab that uses namespaces only if `root` (false forces the host-loopback mode).
+    pub fn with_root(root: bool) -> Self {
+        if root {
+            netns::sweep_stale();
+        }
+        Self {
+            root,
+            frames: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether namespaces (and so captures and two-host parts) are available.
+    pub fn is_root(&self) -> bool {
+        self.root
+    }
+
+    /// A private loopback: a new namespace with only `lo` (root), or the host's `lo`.
+    pub fn loopback(&self, tag: &str) -> anyhow::Result<Host<'_>> {
+        if !self.root {
+            return Ok(Host {
+                lab: self,
+                ns: None,
+                capture: None,
+            });
+        }
+        let ns = Netns::create(tag).context("create a network namespace")?;
+        Host::isolated(self, ns)
+    }
+
+    /// Two hosts joined by a veth pair: `a` has 198.51.100.1/24 on `veth-a`, `b` has
+    /// 198.51.100.2/24 on `veth-b`, plus 2001:db8::1/64 and ::2/64 (RFC 3849). Needs root.
+    pub fn pair(&self, tag: &str) -> anyhow::Result<(Host<'_>, Host<'_>)> {
+        anyhow::ensure!(self.root, NEEDS_ROOT);
+        let a = Netns::create(&format!("{tag}-a"))?;
+        let b = Netns::create(&format!("{tag}-b"))?;
+        netns::veth(
+            &a,
+            "veth-a",
+            "198.51.100.1/24",
+            &b,
+            "veth-b",
+            "198.51.100.2/24",
+        )?;
+        a.ip(&["addr", "add", "2001:db8::1/64", "dev", "veth-a", "nodad"])?;
+        b.ip(&["addr", "add", "2001:db8::2/64", "dev", "veth-b", "nodad"])?;
+        Ok((Host::isolated(self, a)?, Host::isolated(self, b)?))
+    }
+
+    /// Clears the frames of the previous experiment.
+    pub(crate) fn begin(&self) {
+        self.frames
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// Takes the frames captured since [`begin`](Self::begin).
+    pub fn take_frames(&self) -> Vec<Frame> {
+        std::mem::take(&mut *self.frames.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Default for Lab {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A place to run socket code: a namespace of its own, or the host.
+pub struct Host<'lab> {
+    lab: &'lab Lab,
+    ns: Option<Netns>,
+    capture: Option<Capture>,
+}
+
+impl<'lab> Host<'lab> {
+    fn isolated(lab: &'lab Lab, ns: Netns) -> anyhow::Result<Self> {
+        let capture = ns
+            .run(Capture::open)?
+            .context("open an AF_PACKET capture")?;
+        Ok(Self {
+            lab,
+            ns: Some(ns),
+            capture: Some(capture),
+        })
+    }
+
+    /// Whether this host is a namespace of its own (counters and wire are ours alone).
+    pub fn is_isolated(&self) -> bool {
+        self.ns.is_some()
+    }
+
+    /// The namespace, if isolated (to add interfaces or addresses with `ip`).
+    pub fn netns(&self) -> Option<&Netns> {
+        self.ns.as_ref()
+    }
+
+    /// Runs `f` inside this host: on a thread in its namespace, or here for the host.
+    /// Sockets made by `f` belong to this host for their whole life.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
+        match &self.ns {
+            Some(ns) => Ok(ns.run(f)?),
+            None => Ok(f()),
+        }
+    }
+
+    /// The protocol counters of this host.
+    pub fn counters(&self) -> anyhow::Result<Snapshot> {
+        Ok(self.run(Snapshot::read)??)
+    }
+
+    /// `ss -H ARGS…` in this host: one line per socket (ss(8), via sock_diag).
+    pub fn ss(&self, args: &[&str]) -> anyhow::Result<Vec<String>> {
+        let mut cmd = match &self.ns {
+            Some(ns) => ns.command("ss"),
+            None => Command::new("ss"),
+        };
+        let out = cmd
+            .arg("-H")
+            .args(args)
+            .output()
+            .context("run ss (iproute2)")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "ss failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect())
+    }
+
+    /// Frames seen so far in this host, one line each (kept for the pcap too).
+    pub fn wire(&self) -> Vec<String> {
+        let Some(c) = &self.capture else {
+            return Vec::new();
+        };
+        let frames = c.drain();
+        let lines = frames.iter().map(super::capture::describe).collect();
+        self.lab
+            .frames
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(frames);
+        lines
+    }
+}
+
+impl Drop for Host<'_> {
+    fn drop(&mut self) {
+        // Keep what is still queued for the experiment's pcap.
+        let _ = self.wire();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sock::{Proto, Sock};
+    use crate::trace::Recorder;
+
+    #[test]
+    fn private_loopback_captures_and_counts() {
+        let lab = Lab::new();
+        if !lab.is_root() {
+            eprintln!("skipped: needs root for a namespace and AF_PACKET");
+            return;
+        }
+        let host = lab.loopback("unit-host").unwrap();
+        let before = host.counters().unwrap();
+        host.run(|| {
+            let s = Sock::open(
+                &"127.0.0.1:0".parse().unwrap(),
+                Proto::Udp,
+                &Recorder::off(),
+            )
+            .unwrap();
+            // Nobody listens on port 9 in a fresh namespace: the kernel answers with ICMP.
+            s.send_to(b"ping", "127.0.0.1:9".parse().unwrap()).unwrap();
+        })
+        .unwrap();
+        let delta = before.delta(&host.counters().unwrap());
+        assert_eq!(delta.get("Udp.NoPorts"), Some(&1), "{delta:?}");
+        let wire = host.wire();
+        assert!(
+            wire.iter()
+                .any(|l| l.starts_with("UDP 127.0.0.1:") && l.ends_with("> 127.0.0.1:9 len 4")),
+            "{wire:?}"
+        );
+        assert!(
+            wire.iter()
+                .any(|l| l.contains("ICMP 127.0.0.1 > 127.0.0.1 type 3 code 3")),
+            "{wire:?}"
+        );
+    }
+}

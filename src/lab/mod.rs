@@ -1,0 +1,250 @@
+//! The lab: each experiment turns one claim of the TCP-vs-UDP article
+//! (`shared/article-tcp-udp.md`) into socket calls, observes what this kernel does, and gives a
+//! verdict computed from that observation, never from a table of expected answers: the same
+//! code says "refuted" on a kernel that behaves otherwise.
+//!
+//! An experiment is one struct in its own file (named after its claim) implementing
+//! [`Experiment`]; [`registry`] lists them. Each splits into *observe* (make the calls, collect
+//! facts) and *judge* (a pure function from facts to [`Part`]s), so the verdict rules are unit
+//! tested on recorded observations that make them go each way.
+//!
+//! Isolation: with root, work happens in network namespaces the experiment creates ([`Lab`]
+//! hands out [`Host`]s) and removes on drop; without root, loopback experiments run on the
+//! host's `lo` and parts that need namespaces say `not run: needs CAP_NET_ADMIN`.
+
+pub mod capture;
+pub mod counters;
+pub mod host;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::trace::Event;
+pub use host::{Host, Lab};
+
+/// What the observation says about one statement of the article.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", content = "reason", rename_all = "snake_case")]
+pub enum Verdict {
+    /// The kernel did what the article says.
+    Confirmed,
+    /// The kernel did otherwise.
+    Refuted,
+    /// Some parts confirmed, some refuted (only for a whole claim).
+    Partly,
+    /// Not observed, with the reason (needs root, kernel lacks a feature, setup failed).
+    NotRun(String),
+}
+
+impl Verdict {
+    /// `Confirmed` if the article's statement held in the observation, else `Refuted`.
+    pub fn holds(held: bool) -> Self {
+        if held { Self::Confirmed } else { Self::Refuted }
+    }
+
+    /// A claim's verdict from its parts' verdicts: parts not run are left out; all confirmed
+    /// → confirmed, all refuted → refuted, a mix → partly; nothing run → not run.
+    pub fn combine<'a>(parts: impl IntoIterator<Item = &'a Self>) -> Self {
+        let (mut yes, mut no) = (0, 0);
+        let mut reason = None;
+        for v in parts {
+            match v {
+                Self::Confirmed => yes += 1,
+                Self::Refuted => no += 1,
+                Self::Partly => {
+                    yes += 1;
+                    no += 1;
+                }
+                Self::NotRun(r) => reason = reason.or(Some(r.clone())),
+            }
+        }
+        match (yes, no) {
+            (0, 0) => Self::NotRun(reason.unwrap_or_else(|| "no parts".into())),
+            (_, 0) => Self::Confirmed,
+            (0, _) => Self::Refuted,
+            _ => Self::Partly,
+        }
+    }
+
+    /// The word shown in tables: `confirmed`, `refuted`, `partly`, `not run`.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Self::Confirmed => "confirmed",
+            Self::Refuted => "refuted",
+            Self::Partly => "partly",
+            Self::NotRun(_) => "not run",
+        }
+    }
+}
+
+/// The evidence behind a part's verdict, as data.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Evidence {
+    /// The socket calls made, with results and errnos, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trace: Vec<Event>,
+    /// Named facts: addresses from getsockname/getpeername, bytes read, errnos, sizes …
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub facts: BTreeMap<String, serde_json::Value>,
+    /// Kernel counters that moved (/proc/net/snmp, /proc/net/netstat), as deltas.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: BTreeMap<String, i64>,
+    /// Socket states (ss(8) lines).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub states: Vec<String>,
+    /// Packets seen on the wire, one line each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub wire: Vec<String>,
+}
+
+impl Evidence {
+    /// Adds a named fact.
+    pub fn fact(&mut self, name: &str, value: impl Serialize) -> &mut Self {
+        let v = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+        self.facts.insert(name.to_string(), v);
+        self
+    }
+}
+
+/// One statement of the article, with its own verdict and evidence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Part {
+    /// Its label within the claim: `a`, `b`, … (shown as `8a`).
+    pub id: String,
+    /// What the article says, as one testable statement.
+    pub statement: String,
+    /// What this kernel did, in one line.
+    pub observed: String,
+    /// Whether the statement held.
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    /// Why we say so.
+    pub evidence: Evidence,
+}
+
+impl Part {
+    /// A part judged from observation: `held` is whether the statement held.
+    pub fn judged(
+        id: &str,
+        statement: &str,
+        observed: String,
+        held: bool,
+        evidence: Evidence,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            statement: statement.into(),
+            observed,
+            verdict: Verdict::holds(held),
+            evidence,
+        }
+    }
+
+    /// A part that could not be observed here, with the reason.
+    pub fn not_run(id: &str, statement: &str, reason: &str) -> Self {
+        Self {
+            id: id.into(),
+            statement: statement.into(),
+            observed: format!("not run: {reason}"),
+            verdict: Verdict::NotRun(reason.into()),
+            evidence: Evidence::default(),
+        }
+    }
+}
+
+/// One claim of the article turned into an experiment.
+pub trait Experiment: Sync {
+    /// The claim's number in the article's list (1–14).
+    fn claim(&self) -> u8;
+    /// A short title, e.g. "recv() == 0".
+    fn title(&self) -> &'static str;
+    /// What the article says, in one or two sentences.
+    fn article(&self) -> &'static str;
+    /// The man page or RFC behind what is observed, cited in the report.
+    fn explanation(&self) -> &'static str;
+    /// Runs the experiment and returns its parts, each judged from what was observed.
+    fn run(&self, lab: &Lab) -> anyhow::Result<Vec<Part>>;
+}
+
+/// The outcome of one experiment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// The claim number.
+    pub claim: u8,
+    /// Short title.
+    pub title: String,
+    /// What the article says.
+    pub article: String,
+    /// What this kernel did, one line (the parts' observations joined).
+    pub observed: String,
+    /// The claim's verdict, from its parts.
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    /// The man page or RFC behind the behaviour.
+    pub explanation: String,
+    /// The parts.
+    pub parts: Vec<Part>,
+    /// Wall time the experiment took.
+    pub duration_ms: u64,
+    /// Frames captured on the wire during the experiment (for `--pcap`).
+    #[serde(skip)]
+    pub frames: Vec<capture::Frame>,
+}
+
+/// Every experiment, in claim order.
+pub fn registry() -> Vec<&'static dyn Experiment> {
+    let mut all: Vec<&'static dyn Experiment> = vec![];
+    all.sort_by_key(|e| e.claim());
+    all
+}
+
+/// Runs one experiment, turning a setup error into a `not run` finding.
+pub fn run_one(exp: &dyn Experiment, lab: &Lab) -> Finding {
+    let start = Instant::now();
+    lab.begin();
+    let (parts, verdict) = match exp.run(lab) {
+        Ok(parts) => {
+            let v = Verdict::combine(parts.iter().map(|p| &p.verdict));
+            (parts, v)
+        }
+        Err(e) => (vec![], Verdict::NotRun(format!("error: {e:#}"))),
+    };
+    let observed = match &verdict {
+        Verdict::NotRun(r) if parts.is_empty() => format!("not run: {r}"),
+        _ => parts
+            .iter()
+            .map(|p| format!("{}{}: {}", exp.claim(), p.id, p.observed))
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    Finding {
+        claim: exp.claim(),
+        title: exp.title().into(),
+        article: exp.article().into(),
+        observed,
+        verdict,
+        explanation: exp.explanation().into(),
+        parts,
+        duration_ms: start.elapsed().as_millis() as u64,
+        frames: lab.take_frames(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn combine_rules() {
+        use Verdict::*;
+        let nr = NotRun("needs root".into());
+        assert_eq!(Verdict::combine(&[Confirmed, Confirmed]), Confirmed);
+        assert_eq!(Verdict::combine(&[Refuted, Refuted]), Refuted);
+        assert_eq!(Verdict::combine(&[Confirmed, Refuted]), Partly);
+        assert_eq!(Verdict::combine(&[Confirmed, nr.clone()]), Confirmed);
+        assert_eq!(Verdict::combine(std::slice::from_ref(&nr)), nr);
+        assert_eq!(Verdict::combine(&[Partly, Confirmed]), Partly);
+    }
+}
