@@ -83,7 +83,7 @@ impl Lab {
             .clear();
     }
 
-    /// Takes the frames captured since [`begin`](Self::begin).
+    /// Takes the frames captured since the current experiment began.
     pub fn take_frames(&self) -> Vec<Frame> {
         std::mem::take(&mut *self.frames.lock().unwrap_or_else(|e| e.into_inner()))
     }
