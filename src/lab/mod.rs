@@ -13,6 +13,7 @@
 //! host's `lo` and parts that need namespaces say `not run: needs CAP_NET_ADMIN`.
 
 pub mod c06_bind_before_send;
+pub mod c07_broadcast_permission;
 pub mod capture;
 pub mod counters;
 pub mod host;
@@ -197,7 +198,10 @@ pub struct Finding {
 
 /// Every experiment, in claim order.
 pub fn registry() -> Vec<&'static dyn Experiment> {
-    let mut all: Vec<&'static dyn Experiment> = vec![&c06_bind_before_send::BindBeforeSend];
+    let mut all: Vec<&'static dyn Experiment> = vec![
+        &c06_bind_before_send::BindBeforeSend,
+        &c07_broadcast_permission::BroadcastPermission,
+    ];
     all.sort_by_key(|e| e.claim());
     all
 }
