@@ -14,6 +14,7 @@
 
 pub mod c06_bind_before_send;
 pub mod c07_broadcast_permission;
+pub mod c08_broadcast_reception;
 pub mod capture;
 pub mod counters;
 pub mod host;
@@ -201,6 +202,7 @@ pub fn registry() -> Vec<&'static dyn Experiment> {
     let mut all: Vec<&'static dyn Experiment> = vec![
         &c06_bind_before_send::BindBeforeSend,
         &c07_broadcast_permission::BroadcastPermission,
+        &c08_broadcast_reception::BroadcastReception,
     ];
     all.sort_by_key(|e| e.claim());
     all

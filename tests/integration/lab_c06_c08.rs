@@ -1,7 +1,9 @@
 //! Claims 6–8 of the lab: the observations that are facts of Linux's socket API (errnos,
 //! addresses, which receiver gets which broadcast), never the verdict strings.
 
-use socklab::lab::{self, Lab, c06_bind_before_send, c07_broadcast_permission};
+use socklab::lab::{
+    self, Lab, c06_bind_before_send, c07_broadcast_permission, c08_broadcast_reception,
+};
 
 #[test]
 fn c06_implicit_bind_then_bind_is_einval() {
@@ -41,6 +43,9 @@ fn c06_runs_in_the_lab_with_four_parts() {
     assert_eq!(f.parts.len(), 4, "{f:?}");
     assert!(f.parts.iter().all(|p| !p.evidence.trace.is_empty()));
 }
+
+/// Serialises the tests that build claim 8's namespaces, so the cleanup check sees only its own.
+static NAMESPACES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn root_lab(test: &str) -> Option<Lab> {
     let lab = Lab::new();
@@ -98,4 +103,140 @@ fn c07_broadcast_needs_so_broadcast_and_bind_to_broadcast_is_allowed() {
             assert_eq!(c.send_errno.as_deref(), Some("EDESTADDRREQ"), "{c:?}");
         }
     }
+}
+
+#[test]
+fn c08_matrix_cells_that_are_linux_facts() {
+    use c08_broadcast_reception::{Bound, Cell, Device, Dst, Origin};
+    let Some(lab) = root_lab("c08") else { return };
+    let _one = NAMESPACES.lock().unwrap_or_else(|e| e.into_inner());
+    let o = c08_broadcast_reception::observe(&lab).expect("observe claim 8");
+    let cell = |bound, device, dst, from| {
+        let r = o
+            .rows
+            .iter()
+            .position(|r| r.bound == bound && r.device == device)
+            .unwrap();
+        let c = o
+            .cols
+            .iter()
+            .position(|c| c.dst == dst && c.from == from)
+            .unwrap();
+        o.cells[r][c].clone()
+    };
+    for from in [Origin::SameHost, Origin::OtherHost] {
+        // INADDR_ANY gets both broadcasts of the link; a unicast bind gets neither.
+        assert_eq!(
+            cell(Bound::Any, Device::None, Dst::Limited, from),
+            Cell::Yes
+        );
+        assert_eq!(cell(Bound::Any, Device::None, Dst::Subnet, from), Cell::Yes);
+        assert_eq!(
+            cell(Bound::OwnIp, Device::None, Dst::Limited, from),
+            Cell::No
+        );
+        assert_eq!(
+            cell(Bound::OwnIp, Device::None, Dst::Subnet, from),
+            Cell::No
+        );
+        assert_eq!(
+            cell(Bound::Loopback, Device::None, Dst::Limited, from),
+            Cell::No
+        );
+        // A socket bound to the broadcast address itself gets that broadcast.
+        assert_eq!(
+            cell(Bound::SubnetBcast, Device::None, Dst::Subnet, from),
+            Cell::Yes
+        );
+        assert_eq!(
+            cell(Bound::LimitedBcast, Device::None, Dst::Limited, from),
+            Cell::Yes
+        );
+        // SO_BINDTODEVICE lo filters out what came in on the veth.
+        assert_eq!(cell(Bound::Any, Device::Lo, Dst::Subnet, from), Cell::No);
+    }
+    // 127.255.255.255 is lo's subnet broadcast: 0.0.0.0 on the same host gets it.
+    assert_eq!(
+        cell(
+            Bound::Any,
+            Device::None,
+            Dst::LoopbackBcast,
+            Origin::SameHost
+        ),
+        Cell::Yes
+    );
+    assert_eq!(
+        cell(
+            Bound::Loopback,
+            Device::None,
+            Dst::LoopbackBcast,
+            Origin::SameHost
+        ),
+        Cell::No
+    );
+    // The unbound sender: 0.0.0.0:PORT locally, the interface address on the packet.
+    for s in &o.senders {
+        let l = s.local.expect("sender bound by sendto");
+        assert!(l.ip().is_unspecified() && l.port() != 0, "{l}");
+        assert!(!s.seen_from.is_empty());
+        assert!(
+            s.seen_from
+                .iter()
+                .all(|f| !f.ip().is_unspecified() && f.port() == l.port())
+        );
+    }
+    let other = o
+        .senders
+        .iter()
+        .find(|s| s.from == Origin::OtherHost)
+        .unwrap();
+    assert!(
+        other
+            .wire
+            .iter()
+            .all(|w| w.starts_with("UDP 198.51.100.1:")),
+        "{:?}",
+        other.wire
+    );
+    // 255.255.255.255 with no default route: ENETUNREACH; with one: out of that interface only.
+    let e = |case: &str| o.egress.iter().find(|e| e.case == case).unwrap();
+    assert_eq!(
+        e("no default route, unbound").errno.as_deref(),
+        Some("ENETUNREACH")
+    );
+    assert_eq!(
+        e("no default route, SO_BINDTODEVICE veth-c").captured,
+        ["veth-c"]
+    );
+    assert_eq!(e("default route via veth-b, unbound").captured, ["veth-b"]);
+    assert_eq!(e("default route via veth-b, unbound").reached, ["veth-b"]);
+}
+
+#[test]
+fn c07_c08_leave_no_namespace_behind() {
+    let Some(lab) = root_lab("cleanup") else {
+        return;
+    };
+    let _one = NAMESPACES.lock().unwrap_or_else(|e| e.into_inner());
+    for claim in [7, 8] {
+        let exp = lab::registry()
+            .into_iter()
+            .find(|e| e.claim() == claim)
+            .unwrap();
+        let f = lab::run_one(exp, &lab);
+        assert_eq!(f.parts.len(), if claim == 7 { 4 } else { 7 }, "{f:?}");
+        assert!(
+            f.parts
+                .iter()
+                .all(|p| !matches!(p.verdict, lab::Verdict::NotRun(_))),
+            "{f:?}"
+        );
+    }
+    // Names are socklab-<tag>-<pid>-<n>; the tags of claims 7 and 8 are c07*, c08*.
+    let pid = format!("-{}-", std::process::id());
+    let left: Vec<String> = socklab::netns::existing()
+        .into_iter()
+        .filter(|n| n.contains(&pid) && n.starts_with("socklab-c0"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
