@@ -64,13 +64,15 @@ impl Experiment for BindBeforeSend {
         "A UDP socket that both sends and receives must bind before sending; sending first binds it implicitly and a later bind() fails."
     }
     fn explanation(&self) -> &'static str {
-        "udp(7): \"When a UDP socket is created, its local and remote addresses are unspecified … \
-         if sendto is called on an unbound socket, the socket is automatically bound to a random \
-         free port … (autobind)\"; bind(2)/ip(7): EINVAL \"the socket is already bound to an \
-         address\" (inet_bind refuses any socket whose local port is set, even with the same \
-         address). The autobound port is a real binding: replies to it are delivered (RFC 768, \
-         RFC 1122 §4.1.3.3 only require that the source port be meaningful). Binding first is \
-         needed only to choose the address and port."
+        "udp(7): \"In order to receive packets, the socket can be bound to a local address first \
+         by using bind(2). Otherwise, the socket layer will automatically assign a free local \
+         port out of the range defined by /proc/sys/net/ipv4/ip_local_port_range and bind the \
+         socket to INADDR_ANY\" (the autobind at the first sendto). bind(2): EINVAL \"The socket \
+         is already bound to an address\" (Linux's inet_bind refuses any socket whose local \
+         port is set, even for the address it already has). The autobound port is a real \
+         binding, so replies to it are delivered (RFC 768; RFC 1122 §4.1.3.3: UDP passes the \
+         source port up so the application can reply); binding first only chooses the address \
+         and port."
     }
     fn run(&self, lab: &Lab) -> anyhow::Result<Vec<Part>> {
         let host = lab.loopback("c06")?;

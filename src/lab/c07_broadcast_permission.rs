@@ -111,16 +111,18 @@ impl Experiment for BroadcastPermission {
         "The sending socket must set SO_BROADCAST; in the peer pattern you cannot bind a broadcast address, but in the connected pattern you can connect() to one."
     }
     fn explanation(&self) -> &'static str {
-        "socket(7) SO_BROADCAST: \"datagram sockets are allowed to send packets to a broadcast \
-         address\" only with it set; without, the route lookup for a broadcast destination fails \
-         with EACCES (ip(7): EACCES \"the user tried to … send to a broadcast address without \
-         having the broadcast flag set\"), in sendto() and equally in connect(), which does that \
-         lookup. bind(2)/ip(7) accept any local address, and the kernel's local table lists the \
-         broadcast addresses as local (RTN_BROADCAST), so binding one succeeds; such a socket \
-         sends from the interface's address (RFC 1122 §3.2.1.3: a broadcast address is never a \
-         source) and so never gets unicast replies. A connected UDP socket only accepts \
-         datagrams whose source is its peer (udp(7)), and no reply comes from a broadcast \
-         address. RFC 919 and RFC 922 define the limited and directed broadcast addresses."
+        "socket(7) SO_BROADCAST: \"When enabled, datagram sockets are allowed to send packets \
+         to a broadcast address\"; ip(7) EACCES: \"sending a packet to a broadcast address \
+         without having the SO_BROADCAST flag set\"; connect(2) EACCES: \"The user tried to \
+         connect to a broadcast address without having the socket broadcast flag enabled\" \
+         (connect does the same route lookup as sendto, and a UDP connect binds the socket \
+         first, so a failed connect can leave it autobound). bind(2)/ip(7) accept any address \
+         the local routing table lists, broadcast addresses included (RTN_BROADCAST); the \
+         kernel then sends from the interface's address (RFC 1122 §3.2.1.3: a broadcast \
+         address is never a source), so the other side's replies go to an address the socket \
+         is not bound to. A connected UDP socket only accepts datagrams from its peer (udp(7)), \
+         and no reply comes from a broadcast address. RFC 919 (limited broadcast \
+         255.255.255.255) and RFC 922 (directed/subnet broadcast); RFC 1122 §3.3.6."
     }
     fn run(&self, lab: &Lab) -> anyhow::Result<Vec<Part>> {
         if !lab.is_root() {

@@ -356,19 +356,23 @@ impl Experiment for BroadcastReception {
         "An unbound sender shows 0.0.0.0 yet sends from the interface's address. Receivers bound to their own address or to 127.0.0.1 get no broadcast; bound to 0.0.0.0 they get the subnet broadcast and 255.255.255.255 but not 127.255.255.255: only 0.0.0.0 gets broadcasts, on Linux too; SO_BINDTODEVICE was suggested as the way out."
     }
     fn explanation(&self) -> &'static str {
-        "Linux delivers a broadcast to every UDP socket on the port whose bound address is \
-         0.0.0.0 or the destination address itself, and whose SO_BINDTODEVICE (socket(7)) is \
-         unset or the receiving interface (__udp4_lib_mcast_deliver); a socket bound to a unicast \
-         address matches only that destination, as for unicast (ip(7): bind \"only packets \
-         addressed to this address are received\"). 127.255.255.255 is the broadcast address of \
-         lo's 127.0.0.0/8 in the local routing table, so it behaves like any subnet broadcast. \
-         RFC 919 (255.255.255.255, never forwarded) and RFC 922 (directed/subnet broadcast); \
-         RFC 1122 §3.3.6: broadcasts must be received on all of them, §3.2.1.3: a broadcast \
-         address is never a source, so an unbound socket gets the outgoing interface's address \
-         (ip(7): the source is chosen from the route when the socket is bound to INADDR_ANY). \
-         The output interface of 255.255.255.255 comes from the route lookup: without a \
-         default route it fails (ENETUNREACH) unless the socket is bound to an interface address \
-         or has SO_BINDTODEVICE (or IP_PKTINFO), which then decides the interface."
+        "Linux hands a broadcast to every UDP socket on the port whose bound address is 0.0.0.0 \
+         or the destination address itself, and whose device is unset or the receiving \
+         interface (__udp4_lib_mcast_deliver); a socket bound to a unicast address matches only \
+         datagrams to that address. socket(7) SO_BINDTODEVICE: \"If a socket is bound to an \
+         interface, only packets received from that particular interface are processed by the \
+         socket\" (a broadcast a host sends to itself comes back on the interface it went out \
+         of). 127.255.255.255 is the broadcast address of lo's 127.0.0.0/8 in the local routing \
+         table, so it behaves like any subnet broadcast. ip(7) says that datagrams to broadcast \
+         addresses \"can be sent or received only when the SO_BROADCAST socket flag is set\" and \
+         that INADDR_BROADCAST \"has the same effect on bind as INADDR_ANY\": the receivers here \
+         never set SO_BROADCAST and one is bound to 255.255.255.255, so the matrix tests both. \
+         RFC 919 (255.255.255.255, never forwarded), RFC 922 (directed/subnet broadcast); RFC \
+         1122 §3.3.6 (a host must receive both kinds) and §3.2.1.3 (a broadcast address is never \
+         a source: an unbound socket sends with the outgoing interface's address). The output \
+         interface of 255.255.255.255 comes from the route lookup: with no default route it \
+         fails (ENETUNREACH) unless the socket is bound to an interface's address or has \
+         SO_BINDTODEVICE, which then decides the interface."
     }
     fn run(&self, lab: &Lab) -> anyhow::Result<Vec<Part>> {
         if !lab.is_root() {
