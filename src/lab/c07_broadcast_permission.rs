@@ -11,6 +11,7 @@
 //! ([`super::marker`]). Broadcasts only ever leave inside these namespaces: without root every
 //! part is `not run`.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use super::host::{Host, NEEDS_ROOT};
@@ -98,6 +99,8 @@ pub struct Observation {
     pub trace: Vec<Event>,
     /// Frames captured in `b`.
     pub wire: Vec<String>,
+    /// Counters of `a` that moved (Udp.NoPorts counts the replies no socket took).
+    pub counters: BTreeMap<String, i64>,
 }
 
 impl Experiment for BroadcastPermission {
@@ -155,6 +158,7 @@ fn not_run() -> Vec<Part> {
 pub fn observe(a: &Host<'_>, b: &Host<'_>) -> anyhow::Result<Observation> {
     let col = Collector::new();
     let rec = Recorder::new(col.clone());
+    let counters_before = a.counters()?;
     let any = |port| SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
     let rx = b.run(|| receiver(&rec, any(RX_PORT)))??;
     let peer = b.run(|| receiver(&rec, SocketAddr::from((B_IP, PEER_PORT))))??;
@@ -261,6 +265,7 @@ pub fn observe(a: &Host<'_>, b: &Host<'_>) -> anyhow::Result<Observation> {
         connects,
         trace: col.take(),
         wire: b.wire(),
+        counters: counters_before.delta(&a.counters()?),
     })
 }
 
@@ -314,6 +319,7 @@ pub fn judge(o: &Observation) -> Vec<Part> {
     let base = Evidence {
         trace: o.trace.clone(),
         wire: o.wire.clone(),
+        counters: o.counters.clone(),
         ..Evidence::default()
     };
 

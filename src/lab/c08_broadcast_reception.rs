@@ -17,6 +17,7 @@
 //!
 //! Broadcasts only ever leave inside these namespaces: without root every part is `not run`.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde_json::json;
@@ -282,6 +283,8 @@ pub struct Observation {
     pub egress: Vec<Egress>,
     /// Calls of the matrix.
     pub trace: Vec<Event>,
+    /// Counters of the receivers' host that moved during the matrix (IpExt.InBcastPkts …).
+    pub counters: BTreeMap<String, i64>,
     /// Calls of the two-interface cases.
     pub egress_trace: Vec<Event>,
     /// Wire lines of the two-interface cases, per neighbour.
@@ -425,6 +428,7 @@ fn matrix(lab: &Lab) -> anyhow::Result<Observation> {
     }
     let col = Collector::new();
     let rec = Recorder::new(col.clone());
+    let counters_before = b.counters()?;
     let rows = Row::all();
     let cols = Col::all();
     let receivers: Vec<Result<Sock, String>> = b.run(|| {
@@ -510,6 +514,7 @@ fn matrix(lab: &Lab) -> anyhow::Result<Observation> {
         });
     }
     o.trace = col.take();
+    o.counters = counters_before.delta(&b.counters()?);
     Ok(o)
 }
 
@@ -809,6 +814,7 @@ pub fn judge(o: &Observation) -> Vec<Part> {
     let any_yes = o.cells.iter().flatten().any(|c| *c == Cell::Yes);
     let mut ev = with_matrix();
     ev.trace = o.trace.clone();
+    ev.counters = o.counters.clone();
     ev.fact("deliveries", &o.deliveries);
     let e = Part::judged(
         "e",
