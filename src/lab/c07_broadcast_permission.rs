@@ -132,10 +132,6 @@ impl Experiment for BroadcastPermission {
             return Ok(not_run());
         }
         let (a, b) = lab.pair("c07")?;
-        let ns = a
-            .netns()
-            .ok_or_else(|| anyhow::anyhow!("pair host without a namespace"))?;
-        ns.ip(&["route", "add", "default", "dev", "veth-a"])?;
         let obs = observe(&a, &b)?;
         Ok(judge(&obs))
     }
@@ -153,9 +149,12 @@ fn not_run() -> Vec<Part> {
     .collect()
 }
 
-/// Makes the calls in `a` (sender, with a default route) and `b` (receiver) and records what
-/// happened. Needs two hosts of [`Lab::pair`].
+/// Gives `a` a default route on `veth-a`, makes the calls in `a` (sender) and `b` (receiver)
+/// and records what happened. Needs two hosts of [`Lab::pair`].
 pub fn observe(a: &Host<'_>, b: &Host<'_>) -> anyhow::Result<Observation> {
+    a.netns()
+        .ok_or_else(|| anyhow::anyhow!("pair host without a namespace"))?
+        .ip(&["route", "add", "default", "dev", "veth-a"])?;
     let col = Collector::new();
     let rec = Recorder::new(col.clone());
     let counters_before = a.counters()?;

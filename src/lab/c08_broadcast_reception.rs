@@ -445,10 +445,9 @@ fn matrix(lab: &Lab) -> anyhow::Result<Observation> {
     })??;
 
     let mut o = Observation {
-        cells: rows
+        cells: receivers
             .iter()
-            .zip(&receivers)
-            .map(|(_, r)| {
+            .map(|r| {
                 let c = match r {
                     Ok(_) => Cell::No,
                     Err(e) => Cell::Failed(e.clone()),

@@ -62,10 +62,6 @@ fn root_lab(test: &str) -> Option<Lab> {
 fn c07_broadcast_needs_so_broadcast_and_bind_to_broadcast_is_allowed() {
     let Some(lab) = root_lab("c07") else { return };
     let (a, b) = lab.pair("it-c07").expect("pair");
-    a.netns()
-        .unwrap()
-        .ip(&["route", "add", "default", "dev", "veth-a"])
-        .unwrap();
     let o = c07_broadcast_permission::observe(&a, &b).expect("observe claim 7");
     for c in &o.sends {
         if c.broadcast {
