@@ -331,6 +331,7 @@ impl Observation {
         })
     }
 
+    /// One receiver's cells grouped by sender: `same host: 255.255.255.255 no, …; other host: …`.
     fn row_line(&self, bound: Bound, device: Device) -> String {
         let Some(r) = self
             .rows
@@ -339,12 +340,23 @@ impl Observation {
         else {
             return "not observed".into();
         };
-        self.cols
-            .iter()
-            .zip(&self.cells[r])
-            .map(|(c, cell)| format!("{}: {}", c.label(), cell.text()))
-            .collect::<Vec<_>>()
-            .join(", ")
+        [
+            (Origin::SameHost, "same host"),
+            (Origin::OtherHost, "other host"),
+        ]
+        .iter()
+        .map(|&(origin, name)| {
+            let cells: Vec<String> = self
+                .cols
+                .iter()
+                .zip(&self.cells[r])
+                .filter(|(c, _)| c.from == origin)
+                .map(|(c, cell)| format!("{} {}", c.dst.addr(), cell.text()))
+                .collect();
+            format!("{name}: {}", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
     }
 }
 
@@ -729,7 +741,13 @@ pub fn judge(o: &Observation) -> Vec<Part> {
 
     // a: the unbound senders.
     let mut ev = with_matrix();
-    ev.trace = o.trace.clone();
+    // The sendto calls that bound their socket: each event carries the new local address.
+    ev.trace = o
+        .trace
+        .iter()
+        .filter(|e| e.call == "sendto" && e.local.is_some())
+        .cloned()
+        .collect();
     let mut lines = Vec::new();
     let mut held = !o.senders.is_empty();
     for s in &o.senders {
