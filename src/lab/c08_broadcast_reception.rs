@@ -741,11 +741,12 @@ pub fn judge(o: &Observation) -> Vec<Part> {
 
     // a: the unbound senders.
     let mut ev = with_matrix();
-    // The sendto calls that bound their socket: each event carries the new local address.
+    // The broadcast sendto calls that bound their socket: each carries the new local address.
+    let marker_dst = format!(":{WITNESS_PORT}");
     ev.trace = o
         .trace
         .iter()
-        .filter(|e| e.call == "sendto" && e.local.is_some())
+        .filter(|e| e.call == "sendto" && e.local.is_some() && !e.args.ends_with(&marker_dst))
         .cloned()
         .collect();
     let mut lines = Vec::new();
