@@ -75,6 +75,33 @@ impl Lab {
         Ok((Host::isolated(self, a)?, Host::isolated(self, b)?))
     }
 
+    /// A host joined to several others, one veth pair each (a star): for each
+    /// [`Link`] `l`, the centre gets `l.center_if` with `l.center_cidr` and a new host gets
+    /// `l.leaf_if` with `l.leaf_cidr`. Returns the centre and the leaves in link order. Used
+    /// where a host needs two interfaces (which one a broadcast leaves by). Needs root.
+    pub fn star(&self, tag: &str, links: &[Link<'_>]) -> anyhow::Result<(Host<'_>, Vec<Host<'_>>)> {
+        anyhow::ensure!(self.root, NEEDS_ROOT);
+        let center = Netns::create(&format!("{tag}-x"))?;
+        let mut leaves = Vec::with_capacity(links.len());
+        for (i, l) in links.iter().enumerate() {
+            let leaf = Netns::create(&format!("{tag}-{i}"))?;
+            netns::veth(
+                &center,
+                l.center_if,
+                l.center_cidr,
+                &leaf,
+                l.leaf_if,
+                l.leaf_cidr,
+            )?;
+            leaves.push(leaf);
+        }
+        let leaves = leaves
+            .into_iter()
+            .map(|ns| Host::isolated(self, ns))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok((Host::isolated(self, center)?, leaves))
+    }
+
     /// Clears the frames of the previous experiment.
     pub(crate) fn begin(&self) {
         self.frames
@@ -93,6 +120,20 @@ impl Default for Lab {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// One veth link of [`Lab::star`]: interface names and addresses (`198.51.100.1/25`) at the
+/// centre and at the leaf.
+#[derive(Debug, Clone, Copy)]
+pub struct Link<'a> {
+    /// Interface name in the centre.
+    pub center_if: &'a str,
+    /// Its address with prefix length.
+    pub center_cidr: &'a str,
+    /// Interface name in the leaf.
+    pub leaf_if: &'a str,
+    /// Its address with prefix length.
+    pub leaf_cidr: &'a str,
 }
 
 /// A place to run socket code: a namespace of its own, or the host.

@@ -12,9 +12,13 @@
 //! hands out [`Host`]s) and removes on drop; without root, loopback experiments run on the
 //! host's `lo` and parts that need namespaces say `not run: needs CAP_NET_ADMIN`.
 
+pub mod c06_bind_before_send;
+pub mod c07_broadcast_permission;
+pub mod c08_broadcast_reception;
 pub mod capture;
 pub mod counters;
 pub mod host;
+pub mod marker;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -195,7 +199,11 @@ pub struct Finding {
 
 /// Every experiment, in claim order.
 pub fn registry() -> Vec<&'static dyn Experiment> {
-    let mut all: Vec<&'static dyn Experiment> = vec![];
+    let mut all: Vec<&'static dyn Experiment> = vec![
+        &c06_bind_before_send::BindBeforeSend,
+        &c07_broadcast_permission::BroadcastPermission,
+        &c08_broadcast_reception::BroadcastReception,
+    ];
     all.sort_by_key(|e| e.claim());
     all
 }

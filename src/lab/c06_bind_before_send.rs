@@ -1,0 +1,292 @@
+//! Claim 6: "A UDP socket that both sends and receives must bind before sending; sending first
+//! binds it implicitly and a later bind() fails."
+//!
+//! Observed on a private loopback (or the host's `lo` without root; only unicast to
+//! 127.0.0.1): getsockname(2) before and after a first sendto(2) on an unbound socket; bind(2)
+//! afterwards to a new address, to the very address it got, and to 127.0.0.1 with that port;
+//! whether a reply to the implicitly chosen port reaches it; and bind-then-send in both
+//! directions.
+
+use std::net::SocketAddr;
+
+use super::marker::{self, errno_of};
+use super::{Evidence, Experiment, Lab, Part};
+use crate::sock::Sock;
+use crate::trace::{Collector, Event, Recorder};
+
+/// The experiment of claim 6.
+pub struct BindBeforeSend;
+
+const STMT_IMPLICIT: &str = "Sending first binds the UDP socket implicitly";
+const STMT_REBIND: &str = "After that implicit bind, a bind() fails";
+const STMT_BIND_FIRST: &str = "Bind, then send: works, and data flows both ways";
+const STMT_MUST: &str =
+    "A socket that sends and receives must bind before sending (sending first, it cannot receive)";
+
+/// One bind(2) attempt after the implicit bind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rebind {
+    /// What bind was asked for.
+    pub addr: SocketAddr,
+    /// Its errno name, `None` if it succeeded.
+    pub errno: Option<String>,
+}
+
+/// What claim 6's socket calls showed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observation {
+    /// getsockname of the unbound socket before its first sendto.
+    pub before: Option<SocketAddr>,
+    /// getsockname right after that sendto.
+    pub after: Option<SocketAddr>,
+    /// bind attempts made after the implicit bind.
+    pub rebinds: Vec<Rebind>,
+    /// A reply sent to the implicitly bound port arrived on the socket.
+    pub reply_reached_implicit: bool,
+    /// Bind-first socket: getsockname after bind and after its sendto.
+    pub bound_local: (Option<SocketAddr>, Option<SocketAddr>),
+    /// Bind-first socket: its datagram reached the peer.
+    pub forward: bool,
+    /// Bind-first socket: the peer's reply reached it.
+    pub back: bool,
+    /// The calls, in order.
+    pub trace: Vec<Event>,
+}
+
+impl Experiment for BindBeforeSend {
+    fn claim(&self) -> u8 {
+        6
+    }
+    fn title(&self) -> &'static str {
+        "bind before send"
+    }
+    fn article(&self) -> &'static str {
+        "A UDP socket that both sends and receives must bind before sending; sending first binds it implicitly and a later bind() fails."
+    }
+    fn explanation(&self) -> &'static str {
+        "udp(7): \"In order to receive packets, the socket can be bound to a local address first \
+         by using bind(2). Otherwise, the socket layer will automatically assign a free local \
+         port out of the range defined by /proc/sys/net/ipv4/ip_local_port_range and bind the \
+         socket to INADDR_ANY\" (the autobind at the first sendto). bind(2): EINVAL \"The socket \
+         is already bound to an address\" (Linux's inet_bind refuses any socket whose local \
+         port is set, even for the address it already has). The autobound port is a real \
+         binding, so replies to it are delivered (RFC 768; RFC 1122 §4.1.3.3: UDP passes the \
+         source port up so the application can reply); binding first only chooses the address \
+         and port."
+    }
+    fn run(&self, lab: &Lab) -> anyhow::Result<Vec<Part>> {
+        let host = lab.loopback("c06")?;
+        let obs = host.run(observe)??;
+        Ok(judge(&obs))
+    }
+}
+
+/// Makes the calls and records what happened.
+pub fn observe() -> anyhow::Result<Observation> {
+    let col = Collector::new();
+    let rec = Recorder::new(col.clone());
+    let lo: SocketAddr = "127.0.0.1:0".parse()?;
+    let mut o = Observation::default();
+
+    let peer = marker::udp4(&rec)?;
+    peer.bind(lo)?;
+    peer.set_read_timeout(Some(marker::MARKER_TIMEOUT))?;
+    let peer_addr = peer
+        .local_addr()
+        .ok_or_else(|| anyhow::anyhow!("peer has no address"))?;
+
+    // Send first: the implicit bind.
+    let first = marker::udp4(&rec)?;
+    first.set_read_timeout(Some(marker::MARKER_TIMEOUT))?;
+    o.before = first.local_addr();
+    first.send_to(b"send-first", peer_addr)?;
+    o.after = first.local_addr();
+    let port = o.after.map_or(0, |a| a.port());
+    for addr in [
+        lo,
+        o.after.unwrap_or(lo),
+        SocketAddr::from(([127, 0, 0, 1], port)),
+    ] {
+        o.rebinds.push(Rebind {
+            addr,
+            errno: errno_of(&first.bind(addr)),
+        });
+    }
+    // The peer answers the source it saw; does the reply reach the autobound port?
+    o.reply_reached_implicit = reply_arrives(&peer, &first, b"send-first");
+
+    // Bind first, then send both ways.
+    let bound = marker::udp4(&rec)?;
+    bound.set_read_timeout(Some(marker::MARKER_TIMEOUT))?;
+    bound.bind(lo)?;
+    let l0 = bound.local_addr();
+    bound.send_to(b"bind-first", peer_addr)?;
+    o.bound_local = (l0, bound.local_addr());
+    (o.forward, o.back) = both_ways(&peer, &bound, b"bind-first");
+    o.trace = col.take();
+    Ok(o)
+}
+
+/// The peer reads one datagram with `payload`, replies to its source, and `me` reads the reply.
+/// Returns (the peer got it, the reply came back).
+fn both_ways(peer: &Sock, me: &Sock, payload: &[u8]) -> (bool, bool) {
+    let mut buf = [0u8; 64];
+    let Ok(d) = peer.recv_datagram(&mut buf, 0) else {
+        return (false, false);
+    };
+    let (Some(src), true) = (d.from, &buf[..d.len] == payload) else {
+        return (false, false);
+    };
+    let back = peer.send_to(b"reply", src).is_ok()
+        && me
+            .recv_datagram(&mut buf, 0)
+            .is_ok_and(|r| r.from == peer.local_addr());
+    (true, back)
+}
+
+fn reply_arrives(peer: &Sock, me: &Sock, payload: &[u8]) -> bool {
+    both_ways(peer, me, payload).1
+}
+
+fn port(a: Option<SocketAddr>) -> u16 {
+    a.map_or(0, |a| a.port())
+}
+
+fn show(a: Option<SocketAddr>) -> String {
+    a.map_or_else(|| "none".into(), |a| a.to_string())
+}
+
+/// Judges the article's statements from an observation.
+pub fn judge(o: &Observation) -> Vec<Part> {
+    let mut ev = Evidence {
+        trace: o.trace.clone(),
+        ..Evidence::default()
+    };
+    ev.fact("getsockname_before_sendto", show(o.before))
+        .fact("getsockname_after_sendto", show(o.after));
+    let implicit = port(o.before) == 0 && port(o.after) != 0;
+    let a = Part::judged(
+        "a",
+        STMT_IMPLICIT,
+        format!(
+            "getsockname {} before sendto, {} after",
+            show(o.before),
+            show(o.after)
+        ),
+        implicit,
+        ev.clone(),
+    );
+
+    let mut ev_b = ev.clone();
+    let rebinds: Vec<String> = o
+        .rebinds
+        .iter()
+        .map(|r| format!("bind {} → {}", r.addr, r.errno.as_deref().unwrap_or("ok")))
+        .collect();
+    ev_b.fact("rebinds", &rebinds);
+    let b = Part::judged(
+        "b",
+        STMT_REBIND,
+        rebinds.join(", "),
+        !o.rebinds.is_empty() && o.rebinds.iter().all(|r| r.errno.is_some()),
+        ev_b,
+    );
+
+    let mut ev_c = ev.clone();
+    ev_c.fact("bound_after_bind", show(o.bound_local.0))
+        .fact("bound_after_sendto", show(o.bound_local.1))
+        .fact("forward_delivered", o.forward)
+        .fact("reply_delivered", o.back);
+    let unchanged = o.bound_local.0.is_some() && o.bound_local.0 == o.bound_local.1;
+    let c = Part::judged(
+        "c",
+        STMT_BIND_FIRST,
+        format!(
+            "bound {}, still {} after sendto; to peer: {}, reply back: {}",
+            show(o.bound_local.0),
+            show(o.bound_local.1),
+            yes_no(o.forward),
+            yes_no(o.back)
+        ),
+        unchanged && o.forward && o.back,
+        ev_c,
+    );
+
+    let mut ev_d = ev;
+    ev_d.fact(
+        "reply_to_autobound_port_delivered",
+        o.reply_reached_implicit,
+    );
+    let d = Part::judged(
+        "d",
+        STMT_MUST,
+        format!(
+            "the peer's reply to the autobound {} {}",
+            show(o.after),
+            if o.reply_reached_implicit {
+                "arrived: the socket receives without an explicit bind; binding first only chooses the port"
+            } else {
+                "did not arrive"
+            }
+        ),
+        !o.reply_reached_implicit,
+        ev_d,
+    );
+    vec![a, b, c, d]
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::Verdict;
+
+    fn linux_like() -> Observation {
+        let a = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
+        Observation {
+            before: a("0.0.0.0:0"),
+            after: a("0.0.0.0:40000"),
+            rebinds: vec![Rebind {
+                addr: "127.0.0.1:0".parse().unwrap(),
+                errno: Some("EINVAL".into()),
+            }],
+            reply_reached_implicit: true,
+            bound_local: (a("127.0.0.1:5000"), a("127.0.0.1:5000")),
+            forward: true,
+            back: true,
+            trace: vec![],
+        }
+    }
+
+    fn verdicts(o: &Observation) -> Vec<Verdict> {
+        judge(o).into_iter().map(|p| p.verdict).collect()
+    }
+
+    #[test]
+    fn linux_like_observation() {
+        use Verdict::*;
+        assert_eq!(
+            verdicts(&linux_like()),
+            [Confirmed, Confirmed, Confirmed, Refuted]
+        );
+    }
+
+    #[test]
+    fn each_rule_goes_the_other_way() {
+        use Verdict::*;
+        let mut o = linux_like();
+        o.after = o.before; // no implicit bind
+        o.rebinds[0].errno = None; // bind succeeded
+        o.bound_local.1 = "127.0.0.1:5001".parse().ok(); // sendto moved the address
+        o.reply_reached_implicit = false;
+        assert_eq!(verdicts(&o), [Refuted, Refuted, Refuted, Confirmed]);
+        let mut o = linux_like();
+        o.back = false;
+        assert_eq!(verdicts(&o)[2], Refuted);
+        o.rebinds.clear();
+        assert_eq!(verdicts(&o)[1], Refuted, "no attempt is no evidence");
+    }
+}
