@@ -12,9 +12,11 @@
 //! hands out [`Host`]s) and removes on drop; without root, loopback experiments run on the
 //! host's `lo` and parts that need namespaces say `not run: needs CAP_NET_ADMIN`.
 
+pub mod c09_stream_vs_datagram;
 pub mod capture;
 pub mod counters;
 pub mod host;
+mod probe;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -195,7 +197,7 @@ pub struct Finding {
 
 /// Every experiment, in claim order.
 pub fn registry() -> Vec<&'static dyn Experiment> {
-    let mut all: Vec<&'static dyn Experiment> = vec![];
+    let mut all: Vec<&'static dyn Experiment> = vec![&c09_stream_vs_datagram::StreamVsDatagram];
     all.sort_by_key(|e| e.claim());
     all
 }

@@ -1,0 +1,51 @@
+//! Claims 9–14 of the lab, run for real: each test runs one experiment and asserts the facts of
+//! Linux's socket API it recorded (recv sequences, MSG_TRUNC lengths, SO_RCVBUF doubling,
+//! EADDRINUSE over TIME_WAIT …), never the verdict words.
+
+use serde_json::{Value, json};
+use socklab::lab::{self, Finding, Lab, Part};
+
+fn lab() -> Lab {
+    Lab::new().with_exe(env!("CARGO_BIN_EXE_socklab"))
+}
+
+fn run(claim: u8) -> Finding {
+    let exp = lab::registry()
+        .into_iter()
+        .find(|e| e.claim() == claim)
+        .expect("experiment registered");
+    let f = lab::run_one(exp, &lab());
+    eprintln!("{}", serde_json::to_string_pretty(&f).unwrap());
+    assert!(!f.parts.is_empty(), "claim {claim} did not run: {f:?}");
+    f
+}
+
+fn part<'a>(f: &'a Finding, id: &str) -> &'a Part {
+    f.parts.iter().find(|p| p.id == id).expect("part exists")
+}
+
+fn fact<'a>(p: &'a Part, name: &str) -> &'a Value {
+    p.evidence
+        .facts
+        .get(name)
+        .unwrap_or_else(|| panic!("fact {name} missing in {p:?}"))
+}
+
+#[test]
+fn c09_recv3_sequences_and_msg_trunc() {
+    let f = run(9);
+    assert_eq!(
+        fact(part(&f, "a"), "reads"),
+        &json!([{"data": "012"}, {"data": "567"}, "would_block"])
+    );
+    assert_eq!(
+        fact(part(&f, "b"), "reads"),
+        &json!([{"data": "012"}, {"data": "345"}, {"data": "678"}, {"data": "9"}, "eof"])
+    );
+    let cuts = fact(part(&f, "c"), "reads");
+    assert_eq!(
+        cuts[0],
+        json!({"bytes": "012", "real_len": 5, "truncated": true})
+    );
+    assert_eq!(cuts[1]["bytes"], "567");
+}
