@@ -13,6 +13,7 @@
 //! host's `lo` and parts that need namespaces say `not run: needs CAP_NET_ADMIN`.
 
 pub mod c09_stream_vs_datagram;
+pub mod c10_buffer_bookkeeping;
 pub mod capture;
 pub mod counters;
 pub mod host;
@@ -197,7 +198,10 @@ pub struct Finding {
 
 /// Every experiment, in claim order.
 pub fn registry() -> Vec<&'static dyn Experiment> {
-    let mut all: Vec<&'static dyn Experiment> = vec![&c09_stream_vs_datagram::StreamVsDatagram];
+    let mut all: Vec<&'static dyn Experiment> = vec![
+        &c09_stream_vs_datagram::StreamVsDatagram,
+        &c10_buffer_bookkeeping::BufferBookkeeping,
+    ];
     all.sort_by_key(|e| e.claim());
     all
 }

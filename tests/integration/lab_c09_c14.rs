@@ -49,3 +49,41 @@ fn c09_recv3_sequences_and_msg_trunc() {
     );
     assert_eq!(cuts[1]["bytes"], "567");
 }
+
+#[test]
+fn c10_rcvbuf_doubles_and_truesize_limits_the_queue() {
+    let f = run(10);
+    let set = part(&f, "b");
+    let rmem_max = fact(set, "rmem_max").as_u64().unwrap();
+    for a in fact(set, "applied").as_array().unwrap() {
+        let (asked, applied) = (a["asked"].as_u64().unwrap(), a["applied"].as_u64().unwrap());
+        let max = if a["option"] == "SO_RCVBUF" {
+            rmem_max
+        } else {
+            fact(set, "wmem_max").as_u64().unwrap()
+        };
+        // socket(7): doubled, capped at 2 × max, never below the minimum.
+        if asked > 4096 {
+            assert_eq!(applied, 2 * asked.min(max), "{a}");
+        } else {
+            assert!(applied > 2 * asked, "{a}");
+        }
+    }
+    for fill in fact(part(&f, "c"), "fills").as_array().unwrap() {
+        let (received, payload) = (
+            fill["received"].as_u64().unwrap(),
+            fill["payload"].as_u64().unwrap(),
+        );
+        assert!(fill["drops"].as_u64().unwrap() > 0, "{fill}");
+        assert!(received > 0, "{fill}");
+        assert!(
+            received * payload < fill["rcvbuf"].as_u64().unwrap(),
+            "{fill}"
+        );
+        assert_eq!(
+            fill["sent"].as_u64().unwrap() - received,
+            fill["drops"].as_u64().unwrap()
+        );
+        assert_eq!(fill["rxq_ovfl"], fill["drops"]);
+    }
+}
