@@ -14,6 +14,7 @@
 
 pub mod c09_stream_vs_datagram;
 pub mod c10_buffer_bookkeeping;
+pub mod c11_full_buffer;
 pub mod capture;
 pub mod counters;
 pub mod host;
@@ -201,6 +202,7 @@ pub fn registry() -> Vec<&'static dyn Experiment> {
     let mut all: Vec<&'static dyn Experiment> = vec![
         &c09_stream_vs_datagram::StreamVsDatagram,
         &c10_buffer_bookkeeping::BufferBookkeeping,
+        &c11_full_buffer::FullBuffer,
     ];
     all.sort_by_key(|e| e.claim());
     all

@@ -87,3 +87,24 @@ fn c10_rcvbuf_doubles_and_truesize_limits_the_queue() {
         assert_eq!(fill["rxq_ovfl"], fill["drops"]);
     }
 }
+
+#[test]
+fn c11_udp_drops_add_up_and_tcp_loses_nothing() {
+    let f = run(11);
+    let udp = part(&f, "a");
+    let fill = fact(udp, "fill");
+    let drops = fill["drops"].as_u64().unwrap();
+    assert!(drops > 0, "{fill}");
+    assert_eq!(fact(udp, "sent_minus_received").as_u64(), Some(drops));
+    assert_eq!(fill["rxq_ovfl"].as_u64(), Some(drops));
+    if let Some(d) = udp.evidence.counters.get("Udp.RcvbufErrors") {
+        assert_eq!(*d as u64, drops);
+    }
+    let stream = fact(part(&f, "b"), "stream");
+    assert_eq!(stream["stopped"], true, "{stream}");
+    assert_eq!(stream["received"], stream["sent"], "{stream}");
+    assert_eq!(stream["first_bad"], Value::Null, "{stream}");
+    if let Some(n) = stream["zero_windows"].as_u64() {
+        assert!(n > 0, "{stream}");
+    }
+}
