@@ -12,7 +12,7 @@ use std::time::Duration;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::Serialize;
 
-use super::probe::{TIMEOUT, lo, of_port, tcp_pair, traced, udp_bound};
+use super::probe::{Read, TIMEOUT, lo, of_port, recv_once, tcp_pair, traced, udp_bound};
 use super::{Evidence, Experiment, Host, Lab, Part};
 use crate::sock::{Datagram, Proto, Sock, Step};
 
@@ -25,31 +25,6 @@ const MESSAGES: [&[u8]; 2] = [b"01234", b"56789"];
 const RECV: usize = 3;
 /// How long a UDP recv waits before "it would block" (both datagrams were sent before).
 const QUIET: Duration = Duration::from_millis(300);
-
-/// One recv(2) call's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Read {
-    /// Bytes read.
-    Data(String),
-    /// recv returned 0.
-    Eof,
-    /// EAGAIN: nothing arrived before the timeout (the call would block).
-    WouldBlock,
-    /// Another error, by errno name.
-    Error(String),
-}
-
-impl std::fmt::Display for Read {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Data(s) => write!(f, "\"{s}\""),
-            Self::Eof => write!(f, "0"),
-            Self::WouldBlock => write!(f, "EAGAIN"),
-            Self::Error(e) => write!(f, "{e}"),
-        }
-    }
-}
 
 /// What recvmsg(MSG_TRUNC) said about one datagram read into 3 bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -98,13 +73,7 @@ impl Experiment for StreamVsDatagram {
 fn read_until_empty(s: &Sock) -> Vec<Read> {
     let mut out = Vec::new();
     for _ in 0..8 {
-        let mut buf = [0u8; RECV];
-        let r = match s.recv(&mut buf) {
-            Ok(0) => Read::Eof,
-            Ok(n) => Read::Data(String::from_utf8_lossy(&buf[..n]).into_owned()),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Read::WouldBlock,
-            Err(e) => Read::Error(e.errno_name().unwrap_or_else(|| e.to_string())),
-        };
+        let r = recv_once(s, RECV);
         let last = !matches!(r, Read::Data(_));
         out.push(r);
         if last {

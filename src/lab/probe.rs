@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
+
 use super::Host;
 use crate::sock::{Proto, Sock, Step};
 use crate::trace::{Collector, Recorder};
@@ -61,6 +63,42 @@ pub(crate) fn tcp_pair(
         s.set_read_timeout(Some(TIMEOUT))?;
     }
     Ok((listener, client, server))
+}
+
+/// One recv(2) call's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Read {
+    /// Bytes read.
+    Data(String),
+    /// recv returned 0.
+    Eof,
+    /// EAGAIN: nothing arrived before the timeout (the call would block).
+    WouldBlock,
+    /// Another error, by errno name.
+    Error(String),
+}
+
+impl std::fmt::Display for Read {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Data(s) => write!(f, "\"{s}\""),
+            Self::Eof => write!(f, "0"),
+            Self::WouldBlock => write!(f, "EAGAIN"),
+            Self::Error(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// One recv(2) of at most `cap` bytes, as a [`Read`].
+pub(crate) fn recv_once(s: &Sock, cap: usize) -> Read {
+    let mut buf = vec![0u8; cap];
+    match s.recv(&mut buf) {
+        Ok(0) => Read::Eof,
+        Ok(n) => Read::Data(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Read::WouldBlock,
+        Err(e) => Read::Error(e.errno_name().unwrap_or_else(|| e.to_string())),
+    }
 }
 
 /// Whether a `ss` or wire line names `port` as a local or remote port (`…:PORT`).

@@ -108,3 +108,31 @@ fn c11_udp_drops_add_up_and_tcp_loses_nothing() {
         assert!(n > 0, "{stream}");
     }
 }
+
+#[test]
+fn c12_zero_means_fin_on_tcp_and_empty_datagram_on_udp() {
+    let f = run(12);
+    assert_eq!(
+        fact(part(&f, "a"), "reads_after_shutdown_wr_and_close"),
+        &json!(["eof", "eof"])
+    );
+    let udp = part(&f, "b");
+    assert_eq!(fact(udp, "recv_empty"), &json!("eof"));
+    assert_eq!(fact(udp, "recvmsg_empty")["real_len"], 0);
+    let from: std::net::SocketAddr = fact(udp, "recvmsg_empty")["from"]
+        .as_str()
+        .expect("an empty datagram still carries its source address")
+        .parse()
+        .unwrap();
+    let sender: std::net::SocketAddr = fact(udp, "sender").as_str().unwrap().parse().unwrap();
+    assert_eq!(from.port(), sender.port());
+    assert_eq!(fact(udp, "recv_next"), &json!({"data": "after"}));
+    let shut = fact(part(&f, "c"), "shut_rd").as_array().unwrap().clone();
+    // shutdown(2) on an unconnected UDP socket: ENOTCONN; on a connected one it succeeds.
+    assert_eq!(shut[0]["shutdown"], "ENOTCONN");
+    assert_eq!(shut[1]["shutdown"], "ok");
+    for s in &shut {
+        // What was queued before the shutdown is still delivered.
+        assert_eq!(s["reads"][0], json!({"data": "queued"}), "{s}");
+    }
+}
