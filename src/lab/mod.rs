@@ -16,6 +16,7 @@ pub mod c09_stream_vs_datagram;
 pub mod c10_buffer_bookkeeping;
 pub mod c11_full_buffer;
 pub mod c12_recv_zero;
+pub mod c13_time_wait;
 pub mod capture;
 pub mod counters;
 pub mod host;
@@ -205,6 +206,7 @@ pub fn registry() -> Vec<&'static dyn Experiment> {
         &c10_buffer_bookkeeping::BufferBookkeeping,
         &c11_full_buffer::FullBuffer,
         &c12_recv_zero::RecvZero,
+        &c13_time_wait::TimeWait,
     ];
     all.sort_by_key(|e| e.claim());
     all

@@ -136,3 +136,17 @@ fn c12_zero_means_fin_on_tcp_and_empty_datagram_on_udp() {
         assert_eq!(s["reads"][0], json!({"data": "queued"}), "{s}");
     }
 }
+
+#[test]
+fn c13_time_wait_on_the_active_closer_and_reuseaddr() {
+    let f = run(13);
+    let trials = fact(part(&f, "a"), "trials").as_array().unwrap().clone();
+    assert_eq!(trials.len(), 8);
+    for t in &trials {
+        assert_eq!(t["closer_state"], "TIME-WAIT", "{t}");
+        assert_eq!(t["passive_state"], Value::Null, "{t}");
+        let both = t["old_reuse"] == true && t["new_reuse"] == true;
+        let want = if both { "ok" } else { "EADDRINUSE" };
+        assert_eq!(t["rebind"], want, "{t}");
+    }
+}
