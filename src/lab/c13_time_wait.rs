@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use super::counters::Snapshot;
 use super::probe::{lo, outcome, settled_tcp, state_of, tcp_pair, traced};
 use super::{Evidence, Experiment, Host, Lab, Part};
 use crate::sock::{Proto, Sock, Step};
@@ -300,7 +299,7 @@ mod tests {
         }
         o.trials[0].passive_state = Some("TIME-WAIT".into());
         let v = verdicts(&o);
-        assert_eq!(&v[..3], &[Verdict::Refuted; 3]);
+        assert_eq!(v[..3].to_vec(), vec![Verdict::Refuted; 3]);
         assert_eq!(v[3], Verdict::Confirmed);
     }
 

@@ -17,6 +17,7 @@ pub mod c10_buffer_bookkeeping;
 pub mod c11_full_buffer;
 pub mod c12_recv_zero;
 pub mod c13_time_wait;
+pub mod c14_kill9;
 pub mod capture;
 pub mod counters;
 pub mod host;
@@ -207,6 +208,7 @@ pub fn registry() -> Vec<&'static dyn Experiment> {
         &c11_full_buffer::FullBuffer,
         &c12_recv_zero::RecvZero,
         &c13_time_wait::TimeWait,
+        &c14_kill9::Kill9,
     ];
     all.sort_by_key(|e| e.claim());
     all

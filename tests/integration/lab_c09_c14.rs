@@ -150,3 +150,69 @@ fn c13_time_wait_on_the_active_closer_and_reuseaddr() {
         assert_eq!(t["rebind"], want, "{t}");
     }
 }
+
+#[test]
+fn c14_killed_processes_sockets_are_closed_by_the_kernel() {
+    let f = run(14);
+    let cases = fact(part(&f, "b"), "cases").as_array().unwrap().clone();
+    let find = |held: &str, reuse: bool| {
+        cases
+            .iter()
+            .find(|c| c["held"] == held && c["victim_reuse"] == reuse)
+            .unwrap_or_else(|| panic!("no case {held}"))
+            .clone()
+    };
+    for c in &cases {
+        assert_eq!(c["ended"], "SIGKILL", "{c}");
+    }
+    // A killed UDP holder's port can be bound at once; so can a killed idle listener's.
+    for held in ["udp", "listener"] {
+        let c = find(held, false);
+        assert_eq!(c["after_kill"], json!([]), "{c}");
+        assert_eq!(c["bind_plain"], "ok", "{c}");
+    }
+    // Killed with nothing unread: the peer reads the FIN the kernel sent (recv 0), and the
+    // killed side is left in TIME-WAIT like after close(): EADDRINUSE unless both set
+    // SO_REUSEADDR.
+    for reuse in [false, true] {
+        let c = find("established", reuse);
+        assert_eq!(c["peer_saw"], "eof", "{c}");
+        assert!(
+            c["after_peer_close"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l.as_str().unwrap().starts_with("TIME-WAIT")),
+            "{c}"
+        );
+        assert_eq!(c["bind_plain"], "EADDRINUSE", "{c}");
+        assert_eq!(
+            c["bind_reuse"],
+            if reuse { "ok" } else { "EADDRINUSE" },
+            "{c}"
+        );
+    }
+    // Killed with unread data: RST, the peer gets ECONNRESET, no TIME-WAIT, port free.
+    let c = find("unread", false);
+    assert_eq!(c["peer_saw"], json!({"error": "ECONNRESET"}), "{c}");
+    assert_eq!(c["bind_plain"], "ok", "{c}");
+    if lab().is_root() {
+        assert!(
+            c["wire"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l.as_str().unwrap().contains("RST")),
+            "{c}"
+        );
+        let e = find("established", false);
+        assert!(
+            e["wire"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l.as_str().unwrap().contains("FIN")),
+            "{e}"
+        );
+    }
+}
