@@ -213,13 +213,15 @@ fn judge(o: &Observation) -> Vec<Part> {
         "a",
         "UDP: datagrams that arrive while the receive buffer is full are dropped",
         format!(
-            "{} datagrams of {} B sent to a receiver that did not read: {} queued, {lost} dropped; SO_RXQ_OVFL says {}, Udp.RcvbufErrors +{}",
+            "{} datagrams of {} B sent to a receiver that did not read: {} queued, {lost} dropped; SO_RXQ_OVFL says {}, Udp.RcvbufErrors {}",
             u.sent,
             u.payload,
             u.received,
             u.rxq_ovfl.map_or("nothing".into(), |n| n.to_string()),
-            o.rcvbuf_errors
-                .map_or("(not counted: host namespace)".into(), |d| d.to_string())
+            o.rcvbuf_errors.map_or(
+                "not compared (the host's counters are shared)".into(),
+                |d| format!("+{d}")
+            )
         ),
         lost > 0 && agree,
         ev_udp,

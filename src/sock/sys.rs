@@ -196,3 +196,29 @@ pub fn mem_info(fd: BorrowedFd<'_>) -> io::Result<MemInfo> {
         drops: at(libc::SK_MEMINFO_DROPS),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn meminfo_charges_more_than_the_payload() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let before = mem_info(rx.as_fd()).unwrap();
+        assert_eq!((before.rmem_alloc, before.drops), (0, 0));
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.send_to(b"x", rx.local_addr().unwrap()).unwrap();
+        // Wait for the datagram with a bounded blocking peek, not a sleep.
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let mut b = [0u8; 1];
+        rx.peek(&mut b).unwrap();
+        let after = mem_info(rx.as_fd()).unwrap();
+        assert!(after.rmem_alloc > 1, "{after:?}");
+        assert_eq!(
+            after.rcvbuf as usize,
+            socket2::SockRef::from(&rx).recv_buffer_size().unwrap()
+        );
+    }
+}
