@@ -83,7 +83,7 @@ fn read_until_empty(s: &Sock) -> Vec<Read> {
     out
 }
 
-fn observe_udp(ev: &mut Evidence) -> Step<Vec<Read>> {
+fn observe_udp(ev: &mut Evidence) -> Step<(Vec<Read>, u16)> {
     let (col, rec) = traced();
     let rx = udp_bound(&rec)?;
     rx.set_read_timeout(Some(QUIET))?;
@@ -95,7 +95,7 @@ fn observe_udp(ev: &mut Evidence) -> Step<Vec<Read>> {
     let reads = read_until_empty(&rx);
     ev.fact("receiver", to);
     ev.trace = col.take();
-    Ok(reads)
+    Ok((reads, to.port()))
 }
 
 fn observe_tcp(ev: &mut Evidence) -> Step<(Vec<Read>, u16)> {
@@ -120,7 +120,7 @@ fn observe_tcp(ev: &mut Evidence) -> Step<(Vec<Read>, u16)> {
     Ok((reads, listener.local_addr().map_or(0, |a| a.port())))
 }
 
-fn observe_cut(ev: &mut Evidence) -> Step<Vec<Cut>> {
+fn observe_cut(ev: &mut Evidence) -> Step<(Vec<Cut>, u16)> {
     let (col, rec) = traced();
     let rx = udp_bound(&rec)?;
     let to = rx.local_addr().unwrap_or_else(lo);
@@ -140,18 +140,23 @@ fn observe_cut(ev: &mut Evidence) -> Step<Vec<Cut>> {
     }
     ev.fact("reads", &cuts);
     ev.trace = col.take();
-    Ok(cuts)
+    Ok((cuts, to.port()))
 }
 
 fn observe(host: &Host) -> anyhow::Result<Observation> {
     let mut o = Observation::default();
     let [ev_udp, ev_tcp, ev_cut] = &mut o.ev;
-    let (udp, tcp, port, cuts) = host.run(|| -> Step<_> {
-        let udp = observe_udp(ev_udp)?;
-        let (tcp, port) = observe_tcp(ev_tcp)?;
-        Ok((udp, tcp, port, observe_cut(ev_cut)?))
+    let ((udp, p_udp), (tcp, p_tcp), (cuts, p_cut)) = host.run(|| -> Step<_> {
+        Ok((
+            observe_udp(ev_udp)?,
+            observe_tcp(ev_tcp)?,
+            observe_cut(ev_cut)?,
+        ))
     })??;
-    o.ev[1].wire = of_port(&host.wire(), port);
+    let wire = host.wire();
+    for (ev, port) in o.ev.iter_mut().zip([p_udp, p_tcp, p_cut]) {
+        ev.wire = of_port(&wire, port);
+    }
     (o.udp, o.tcp, o.cuts) = (udp, tcp, cuts);
     Ok(o)
 }

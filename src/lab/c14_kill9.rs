@@ -113,6 +113,8 @@ impl Case {
 pub(crate) struct Observation {
     /// The victims, in order.
     pub(crate) cases: Vec<Case>,
+    /// Counters that moved over all cases (private namespace only).
+    pub(crate) counters: Option<std::collections::BTreeMap<String, i64>>,
     /// The trace of the lab's own calls (peer and binds).
     pub(crate) ev: Evidence,
 }
@@ -346,6 +348,7 @@ fn one(
 fn observe(host: &Host, exe: &Path) -> anyhow::Result<Observation> {
     let (col, rec) = traced();
     let mut o = Observation::default();
+    let before = host.is_isolated().then(|| host.counters()).transpose()?;
     for (held, reuse) in [
         (Held::Udp, false),
         (Held::Listener, false),
@@ -354,6 +357,9 @@ fn observe(host: &Host, exe: &Path) -> anyhow::Result<Observation> {
         (Held::Unread, false),
     ] {
         o.cases.push(one(host, exe, &rec, held, reuse)?);
+    }
+    if let Some(b) = before {
+        o.counters = Some(b.delta(&host.counters()?));
     }
     o.ev.trace = col.take();
     Ok(o)
@@ -369,6 +375,9 @@ fn peer_word(r: &Read) -> String {
 fn judge(o: &Observation) -> Vec<Part> {
     let mut ev = o.ev.clone();
     ev.fact("cases", &o.cases);
+    if let Some(c) = &o.counters {
+        ev.counters = c.clone();
+    }
     for c in &o.cases {
         ev.states.extend(c.after_kill.iter().cloned());
         ev.wire.extend(c.wire.iter().cloned());
@@ -556,6 +565,7 @@ mod tests {
                     "ok",
                 ),
             ],
+            counters: None,
             ev: Evidence::default(),
         }
     }
@@ -595,6 +605,7 @@ mod tests {
                     "EADDRINUSE",
                 ),
             ],
+            counters: None,
             ev: Evidence::default(),
         };
         assert_eq!(verdicts(&o), vec![Refuted, Confirmed, Confirmed, Confirmed]);
