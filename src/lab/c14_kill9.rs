@@ -269,6 +269,24 @@ fn ss_of(host: &Host, proto: Proto, port: u16) -> anyhow::Result<Vec<String>> {
     Ok(of_port(&host.ss(&[args])?, port))
 }
 
+/// `ss -tan` lines of `addr`'s port once the victim's socket shows the unread bytes in its
+/// Recv-Q (polled at most 1 s; then the lines as they are).
+fn await_unread(host: &Host, addr: SocketAddr) -> anyhow::Result<Vec<String>> {
+    let start = Instant::now();
+    let local = addr.to_string();
+    loop {
+        let lines = ss_of(host, Proto::Tcp, addr.port())?;
+        let queued = lines.iter().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() >= 4 && f[3] == local && f[1].parse::<usize>().is_ok_and(|q| q >= UNREAD)
+        });
+        if queued || start.elapsed() > Duration::from_secs(1) {
+            return Ok(lines);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Runs one victim through spawn, (connect), kill, and the checks.
 fn one(
     host: &Host,
@@ -308,11 +326,14 @@ fn one(
             Some(s)
         }
     };
-    if let (Held::Unread, Some(p)) = (held, &peer) {
-        victim.stop()?;
-        p.send(&[b'u'; UNREAD])?;
-    }
-    let before = ss_of(host, proto, addr.port())?;
+    let before = match (held, &peer) {
+        (Held::Unread, Some(p)) => {
+            victim.stop()?;
+            p.send(&[b'u'; UNREAD])?;
+            await_unread(host, addr)?
+        }
+        _ => ss_of(host, proto, addr.port())?,
+    };
     let ended = victim.kill9()?;
     let after_kill = ss_of(host, proto, addr.port())?;
     let (peer_saw, after_peer_close) = match peer {
