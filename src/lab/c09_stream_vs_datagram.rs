@@ -179,6 +179,20 @@ fn shown(reads: &[Read]) -> String {
         .join(", ")
 }
 
+/// `; on the wire: 2 data segments of 5 bytes` when the wire was captured.
+fn segments(wire: &[String]) -> String {
+    let data: Vec<&str> = wire
+        .iter()
+        .filter(|l| !l.ends_with(" len 0"))
+        .filter_map(|l| l.rsplit(' ').next())
+        .collect();
+    if data.is_empty() {
+        String::new()
+    } else {
+        format!("; on the wire: data segments of {} bytes", data.join(", "))
+    }
+}
+
 fn judge(o: &Observation) -> Vec<Part> {
     let mut ev = o.ev.clone();
     let [ev_udp, ev_tcp, ev_cut] = &mut ev;
@@ -219,8 +233,9 @@ fn judge(o: &Observation) -> Vec<Part> {
             "b",
             "TCP: recv(3) returns \"012\", \"345\", \"678\", \"9\"",
             format!(
-                "TCP recv(3): {} (0 = the sender's FIN after the ten bytes)",
-                shown(&o.tcp)
+                "TCP recv(3): {} (0 = the sender's FIN after the ten bytes){}",
+                shown(&o.tcp),
+                segments(&ev_tcp.wire)
             ),
             tcp_held,
             std::mem::take(ev_tcp),
