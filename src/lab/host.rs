@@ -3,6 +3,7 @@
 //! veth pair on TEST-NET-2 (198.51.100.0/24, RFC 5737) for two-host parts. A host captures its
 //! frames while it lives and gives them to the lab when dropped; its namespace goes with it.
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
@@ -19,6 +20,7 @@ pub const NEEDS_ROOT: &str = "needs CAP_NET_ADMIN (run as root) to create networ
 pub struct Lab {
     root: bool,
     frames: Mutex<Vec<Frame>>,
+    exe: Option<PathBuf>,
 }
 
 impl Lab {
@@ -35,6 +37,23 @@ impl Lab {
         Self {
             root,
             frames: Mutex::new(Vec::new()),
+            exe: None,
+        }
+    }
+
+    /// Uses `path` as the `socklab` executable that experiments spawn as victim processes
+    /// (integration tests pass `env!("CARGO_BIN_EXE_socklab")`).
+    pub fn with_exe(mut self, path: impl Into<PathBuf>) -> Self {
+        self.exe = Some(path.into());
+        self
+    }
+
+    /// The `socklab` executable to spawn: the one given to [`with_exe`](Self::with_exe), else
+    /// this process's own (right when `socklab lab` runs).
+    pub fn exe(&self) -> std::io::Result<PathBuf> {
+        match &self.exe {
+            Some(p) => Ok(p.clone()),
+            None => std::env::current_exe(),
         }
     }
 

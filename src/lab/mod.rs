@@ -15,10 +15,17 @@
 pub mod c06_bind_before_send;
 pub mod c07_broadcast_permission;
 pub mod c08_broadcast_reception;
+pub mod c09_stream_vs_datagram;
+pub mod c10_buffer_bookkeeping;
+pub mod c11_full_buffer;
+pub mod c12_recv_zero;
+pub mod c13_time_wait;
+pub mod c14_kill9;
 pub mod capture;
 pub mod counters;
 pub mod host;
 pub mod marker;
+mod probe;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -203,6 +210,12 @@ pub fn registry() -> Vec<&'static dyn Experiment> {
         &c06_bind_before_send::BindBeforeSend,
         &c07_broadcast_permission::BroadcastPermission,
         &c08_broadcast_reception::BroadcastReception,
+        &c09_stream_vs_datagram::StreamVsDatagram,
+        &c10_buffer_bookkeeping::BufferBookkeeping,
+        &c11_full_buffer::FullBuffer,
+        &c12_recv_zero::RecvZero,
+        &c13_time_wait::TimeWait,
+        &c14_kill9::Kill9,
     ];
     all.sort_by_key(|e| e.claim());
     all

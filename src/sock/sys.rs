@@ -147,3 +147,78 @@ pub fn is_pipe(fd: BorrowedFd<'_>) -> bool {
         .map(|st| (st.st_mode & libc::S_IFMT) == libc::S_IFIFO)
         .unwrap_or(false)
 }
+
+/// The socket's memory accounting as getsockopt(SOL_SOCKET, SO_MEMINFO) reports it (the
+/// `skmem:(…)` of `ss -m`, sock_diag(7)): bytes charged to the buffers, which count each
+/// packet's whole kernel allocation (skb truesize), not its payload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MemInfo {
+    /// Bytes charged to the receive queue (sk_rmem_alloc).
+    pub rmem_alloc: u32,
+    /// The receive buffer limit (SO_RCVBUF as applied).
+    pub rcvbuf: u32,
+    /// Bytes charged to the send queue (sk_wmem_alloc).
+    pub wmem_alloc: u32,
+    /// The send buffer limit (SO_SNDBUF as applied).
+    pub sndbuf: u32,
+    /// Packets dropped by this socket, e.g. for lack of receive buffer (sk_drops).
+    pub drops: u32,
+}
+
+/// SO_MEMINFO from include/uapi/asm-generic/socket.h (x86, arm64 and most architectures).
+const SO_MEMINFO: libc::c_int = 55;
+
+/// getsockopt(SOL_SOCKET, SO_MEMINFO) (Linux 4.12+; sock_diag(7) documents the fields).
+pub fn mem_info(fd: BorrowedFd<'_>) -> io::Result<MemInfo> {
+    const VARS: usize = libc::SK_MEMINFO_DROPS as usize + 1;
+    let mut raw = [0u32; VARS];
+    let mut len = std::mem::size_of_val(&raw) as libc::socklen_t;
+    // SAFETY: `raw` is an owned array of `len` bytes; the kernel writes at most `len` bytes
+    // into it and updates `len`; the fd is borrowed, so it stays open for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            raw.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let at = |i: libc::c_int| raw[i as usize];
+    Ok(MemInfo {
+        rmem_alloc: at(libc::SK_MEMINFO_RMEM_ALLOC),
+        rcvbuf: at(libc::SK_MEMINFO_RCVBUF),
+        wmem_alloc: at(libc::SK_MEMINFO_WMEM_ALLOC),
+        sndbuf: at(libc::SK_MEMINFO_SNDBUF),
+        drops: at(libc::SK_MEMINFO_DROPS),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn meminfo_charges_more_than_the_payload() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let before = mem_info(rx.as_fd()).unwrap();
+        assert_eq!((before.rmem_alloc, before.drops), (0, 0));
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.send_to(b"x", rx.local_addr().unwrap()).unwrap();
+        // Wait for the datagram with a bounded blocking peek, not a sleep.
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let mut b = [0u8; 1];
+        rx.peek(&mut b).unwrap();
+        let after = mem_info(rx.as_fd()).unwrap();
+        assert!(after.rmem_alloc > 1, "{after:?}");
+        assert_eq!(
+            after.rcvbuf as usize,
+            socket2::SockRef::from(&rx).recv_buffer_size().unwrap()
+        );
+    }
+}

@@ -1,0 +1,321 @@
+//! Claim 13: TIME_WAIT after a normal close. Eight connections on loopback: the client or the
+//! server closes first (the active closer), the socket that will hold TIME_WAIT has
+//! SO_REUSEADDR or not, and so has the new socket that then binds the active closer's exact
+//! local address (a client rebinding its port; a server restarting its listener). The states
+//! come from `ss -tan` once the close handshakes have settled; nothing waits out the 60 s.
+
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use super::probe::{lo, outcome, settled_tcp, state_of, tcp_pair, traced};
+use super::{Evidence, Experiment, Host, Lab, Part};
+use crate::sock::{Proto, Sock, Step};
+use crate::trace::Recorder;
+
+/// The experiment of claim 13.
+pub struct TimeWait;
+
+/// One connection closed and its address bound again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct Trial {
+    /// Whether the server closed first (else the client did).
+    pub(crate) server_closed_first: bool,
+    /// SO_REUSEADDR on the active closer's socket (for a server: on its listener).
+    pub(crate) old_reuse: bool,
+    /// SO_REUSEADDR on the new socket.
+    pub(crate) new_reuse: bool,
+    /// The active closer's local address, which the new socket binds.
+    pub(crate) addr: Option<SocketAddr>,
+    /// `ss` state of the active closer's side of the connection, if it is still listed.
+    pub(crate) closer_state: Option<String>,
+    /// `ss` state of the passive side, if it is still listed.
+    pub(crate) passive_state: Option<String>,
+    /// bind (then listen, for a server) of the new socket: `ok` or the errno.
+    pub(crate) rebind: String,
+}
+
+impl Trial {
+    fn who(&self) -> &'static str {
+        if self.server_closed_first {
+            "server"
+        } else {
+            "client"
+        }
+    }
+}
+
+/// What was observed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Observation {
+    /// The eight trials.
+    pub(crate) trials: Vec<Trial>,
+    /// `ss -tan` lines of the trials, after the closes.
+    pub(crate) states: Vec<String>,
+    /// Counters that moved (private namespace only).
+    pub(crate) counters: Option<std::collections::BTreeMap<String, i64>>,
+    /// The trace of all trials.
+    pub(crate) ev: Evidence,
+}
+
+impl Experiment for TimeWait {
+    fn claim(&self) -> u8 {
+        13
+    }
+    fn title(&self) -> &'static str {
+        "TIME_WAIT and EADDRINUSE"
+    }
+    fn article(&self) -> &'static str {
+        "After a normal TCP close the address stays in TIME_WAIT for a while, and binding it again gives \"Address already in use\"."
+    }
+    fn explanation(&self) -> &'static str {
+        "RFC 793 / RFC 9293 §3.6: the side that sends the first FIN (active close) passes through FIN-WAIT and stays in TIME-WAIT for 2×MSL (Linux: 60 s, TCP_TIMEWAIT_LEN) so that late segments of the old connection die out; the passive side goes CLOSE-WAIT → LAST-ACK → CLOSED. While the TIME-WAIT socket exists its local port stays bound: bind(2) gives EADDRINUSE. socket(7) SO_REUSEADDR allows the bind \"unless there is an active listening socket bound to the address\"; on Linux the TIME-WAIT socket keeps the SO_REUSEADDR setting of the socket it came from, and the bind conflict check (inet_bind_conflict) lets the new socket through only if both have it."
+    }
+    fn run(&self, lab: &Lab) -> anyhow::Result<Vec<Part>> {
+        let host = lab.loopback("c13")?;
+        Ok(judge(&observe(&host)?))
+    }
+}
+
+/// Opens a connection, closes it actively from the chosen side, and returns the trial with
+/// the addresses filled in (states and rebind come later).
+fn close_one(
+    rec: &Recorder,
+    server_closed_first: bool,
+    old_reuse: bool,
+) -> Step<(Trial, SocketAddr)> {
+    let reuse = |on: bool| {
+        move |s: &Sock| {
+            if on {
+                s.set_reuse_address(true)
+            } else {
+                Ok(())
+            }
+        }
+    };
+    let (listener, client, server) = tcp_pair(
+        rec,
+        reuse(server_closed_first && old_reuse),
+        reuse(!server_closed_first && old_reuse),
+    )?;
+    listener.close();
+    let (closer, passive) = if server_closed_first {
+        (server, client)
+    } else {
+        (client, server)
+    };
+    let (addr, peer) = (closer.local_addr(), passive.local_addr());
+    closer.close();
+    // Readiness: the passive side reads the FIN (recv == 0), then closes too.
+    let mut buf = [0u8; 1];
+    passive.recv(&mut buf)?;
+    passive.close();
+    let trial = Trial {
+        server_closed_first,
+        old_reuse,
+        addr,
+        ..Trial::default()
+    };
+    Ok((trial, peer.unwrap_or_else(lo)))
+}
+
+/// A new socket binds the active closer's address (and listens, for a server).
+fn rebind(rec: &Recorder, t: &Trial) -> Step<()> {
+    let addr = t.addr.unwrap_or_else(lo);
+    let s = Sock::open(&addr, Proto::Tcp, rec)?;
+    if t.new_reuse {
+        s.set_reuse_address(true)?;
+    }
+    s.bind(addr)?;
+    if t.server_closed_first {
+        s.listen(8)?;
+    }
+    Ok(())
+}
+
+fn observe(host: &Host) -> anyhow::Result<Observation> {
+    let (col, rec) = traced();
+    let before = host.is_isolated().then(|| host.counters()).transpose()?;
+    let mut o = Observation::default();
+    for server_closed_first in [false, true] {
+        for old_reuse in [false, true] {
+            for new_reuse in [false, true] {
+                let (mut t, passive) =
+                    host.run(|| close_one(&rec, server_closed_first, old_reuse))??;
+                t.new_reuse = new_reuse;
+                let addr = t.addr.unwrap_or_else(lo);
+                let lines = settled_tcp(host, addr.port())?;
+                t.closer_state = state_of(&lines, addr, passive);
+                t.passive_state = state_of(&lines, passive, addr);
+                t.rebind = outcome(&host.run(|| rebind(&rec, &t))?);
+                o.states.extend(lines);
+                o.trials.push(t);
+            }
+        }
+    }
+    if let Some(b) = before {
+        o.counters = Some(b.delta(&host.counters()?));
+    }
+    o.ev.trace = col.take();
+    Ok(o)
+}
+
+fn judge(o: &Observation) -> Vec<Part> {
+    let mut ev = o.ev.clone();
+    ev.states = o.states.clone();
+    ev.fact("trials", &o.trials);
+    if let Some(c) = &o.counters {
+        ev.counters = c.clone();
+    }
+    let ts = &o.trials;
+    let any = !ts.is_empty();
+    let tw = |t: &Trial| t.closer_state.as_deref() == Some("TIME-WAIT");
+    let closer_tw = any && ts.iter().all(tw);
+    let passive_clear = any && ts.iter().all(|t| t.passive_state.is_none());
+    let plain: Vec<&Trial> = ts.iter().filter(|t| !t.new_reuse).collect();
+    let in_use = !plain.is_empty() && plain.iter().all(|t| t.rebind == "EADDRINUSE");
+    let both: Vec<&Trial> = ts.iter().filter(|t| t.new_reuse && t.old_reuse).collect();
+    let reuse_ok = !both.is_empty() && both.iter().all(|t| t.rebind == "ok");
+    let joined = |mut v: Vec<String>| {
+        v.dedup();
+        v.join(", ")
+    };
+    let summary = |pick: &dyn Fn(&Trial) -> bool| {
+        joined(
+            ts.iter()
+                .filter(|t| pick(t))
+                .map(|t| format!("{} {}", t.who(), t.rebind))
+                .collect(),
+        )
+    };
+    let states = |f: &dyn Fn(&Trial) -> Option<String>| {
+        joined(
+            ts.iter()
+                .map(|t| {
+                    let s = f(t).unwrap_or_else(|| "no socket left".into());
+                    format!("{} closed first: {s}", t.who())
+                })
+                .collect(),
+        )
+    };
+    vec![
+        Part::judged(
+            "a",
+            "after a normal close the address stays in TIME_WAIT",
+            format!(
+                "the side that closed first, once both closed: {}",
+                states(&|t| t.closer_state.clone())
+            ),
+            closer_tw,
+            ev.clone(),
+        ),
+        Part::judged(
+            "b",
+            "TIME_WAIT is held by the side that closed first; the side that closed second has none",
+            format!(
+                "the side that closed second: {}",
+                states(&|t| t.passive_state.clone())
+            ),
+            closer_tw && passive_clear,
+            ev.clone(),
+        ),
+        Part::judged(
+            "c",
+            "binding that address again gives \"Address already in use\"",
+            format!(
+                "bind without SO_REUSEADDR on the new socket: {}",
+                summary(&|t| !t.new_reuse)
+            ),
+            in_use,
+            ev.clone(),
+        ),
+        Part::judged(
+            "d",
+            "SO_REUSEADDR lets a new socket bind over TIME_WAIT",
+            format!(
+                "SO_REUSEADDR on the old and the new socket: {}; on the new one only: {}",
+                summary(&|t| t.new_reuse && t.old_reuse),
+                summary(&|t| t.new_reuse && !t.old_reuse)
+            ),
+            reuse_ok,
+            ev,
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::Verdict;
+
+    fn trial(server: bool, old: bool, new: bool, rebind: &str) -> Trial {
+        Trial {
+            server_closed_first: server,
+            old_reuse: old,
+            new_reuse: new,
+            addr: Some("127.0.0.1:5000".parse().unwrap()),
+            closer_state: Some("TIME-WAIT".into()),
+            passive_state: None,
+            rebind: rebind.into(),
+        }
+    }
+
+    fn linux_like() -> Observation {
+        let mut trials = Vec::new();
+        for server in [false, true] {
+            for old in [false, true] {
+                for new in [false, true] {
+                    let ok = old && new;
+                    trials.push(trial(
+                        server,
+                        old,
+                        new,
+                        if ok { "ok" } else { "EADDRINUSE" },
+                    ));
+                }
+            }
+        }
+        Observation {
+            trials,
+            ..Observation::default()
+        }
+    }
+
+    fn verdicts(o: &Observation) -> Vec<Verdict> {
+        judge(o).into_iter().map(|p| p.verdict).collect()
+    }
+
+    #[test]
+    fn time_wait_on_the_closer_confirms() {
+        assert_eq!(verdicts(&linux_like()), vec![Verdict::Confirmed; 4]);
+    }
+
+    #[test]
+    fn no_time_wait_refutes_everything() {
+        let mut o = linux_like();
+        for t in &mut o.trials {
+            t.closer_state = None;
+            t.rebind = "ok".into();
+        }
+        o.trials[0].passive_state = Some("TIME-WAIT".into());
+        let v = verdicts(&o);
+        assert_eq!(v[..3].to_vec(), vec![Verdict::Refuted; 3]);
+        assert_eq!(v[3], Verdict::Confirmed);
+    }
+
+    #[test]
+    fn reuse_that_does_not_help_refutes_d() {
+        let mut o = linux_like();
+        for t in &mut o.trials {
+            t.rebind = "EADDRINUSE".into();
+        }
+        assert_eq!(verdicts(&o)[3], Verdict::Refuted);
+    }
+
+    #[test]
+    fn time_wait_on_the_passive_side_refutes_b() {
+        let mut o = linux_like();
+        o.trials[3].passive_state = Some("TIME-WAIT".into());
+        assert_eq!(verdicts(&o)[1], Verdict::Refuted);
+    }
+}
