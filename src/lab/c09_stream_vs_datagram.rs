@@ -12,7 +12,7 @@ use std::time::Duration;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::Serialize;
 
-use super::probe::{Read, TIMEOUT, lo, of_port, recv_once, tcp_pair, traced, udp_bound};
+use super::fixtures::{Read, TIMEOUT, lo, of_port, recv_once, tcp_pair, traced, udp_bound};
 use super::{Evidence, Experiment, Host, Lab, Part};
 use crate::sock::{Datagram, Proto, Sock, Step};
 

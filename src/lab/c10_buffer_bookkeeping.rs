@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 
 use serde::Serialize;
 
-use super::probe::{lo, traced, udp_bound};
+use super::fixtures::{lo, traced, udp_bound};
 use super::{Evidence, Experiment, Host, Lab, Part};
 use crate::sock::options::Applied;
 use crate::sock::{Proto, Sock, Step, StepError, sys};

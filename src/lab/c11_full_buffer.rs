@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::c10_buffer_bookkeeping::{FILL_RCVBUF, Fill, fill};
 use super::counters::Snapshot;
-use super::probe::{tcp_pair, traced};
+use super::fixtures::{tcp_pair, traced};
 use super::{Evidence, Experiment, Host, Lab, Part, host::NEEDS_ROOT};
 use crate::sock::{Sock, Step};
 

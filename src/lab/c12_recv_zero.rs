@@ -12,7 +12,7 @@ use std::os::fd::AsFd;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::Serialize;
 
-use super::probe::{Read, lo, of_port, outcome, recv_once, tcp_pair, traced, udp_bound};
+use super::fixtures::{Read, lo, of_port, outcome, recv_once, tcp_pair, traced, udp_bound};
 use super::{Evidence, Experiment, Host, Lab, Part};
 use crate::sock::{Proto, Sock, Step};
 

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use super::probe::{lo, outcome, settled_tcp, state_of, tcp_pair, traced};
+use super::fixtures::{lo, outcome, settled_tcp, state_of, tcp_pair, traced};
 use super::{Evidence, Experiment, Host, Lab, Part};
 use crate::sock::{Proto, Sock, Step};
 use crate::trace::Recorder;

@@ -20,7 +20,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use serde::Serialize;
 
-use super::probe::{Read, TIMEOUT, of_port, outcome, recv_once, settled_tcp, traced};
+use super::fixtures::{Read, TIMEOUT, of_port, outcome, recv_once, settled_tcp, traced};
 use super::{Evidence, Experiment, Host, Lab, Part};
 use crate::sock::{Proto, Sock, Step};
 use crate::trace::Recorder;

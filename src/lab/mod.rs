@@ -25,7 +25,7 @@ pub mod capture;
 pub mod counters;
 pub mod host;
 pub mod marker;
-mod probe;
+mod fixtures;
 
 use std::collections::BTreeMap;
 use std::time::Instant;

@@ -1,4 +1,4 @@
-//! Small pieces the experiments of claims 9–14 share: a traced recorder, loopback sockets with
+//! Fixtures the experiments of claims 9–14 share: a traced recorder, loopback sockets with
 //! bounded receives, a call's outcome as an errno name, and the `ss`/wire lines of one port,
 //! read once the TCP close handshakes have settled.
 
