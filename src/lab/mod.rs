@@ -12,9 +12,12 @@
 //! hands out [`Host`]s) and removes on drop; without root, loopback experiments run on the
 //! host's `lo` and parts that need namespaces say `not run: needs CAP_NET_ADMIN`.
 
+mod c01_tcp_one_pattern;
+mod c02_udp_three_patterns;
 pub mod capture;
 pub mod counters;
 pub mod host;
+mod probe;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -195,7 +198,10 @@ pub struct Finding {
 
 /// Every experiment, in claim order.
 pub fn registry() -> Vec<&'static dyn Experiment> {
-    let mut all: Vec<&'static dyn Experiment> = vec![];
+    let mut all: Vec<&'static dyn Experiment> = vec![
+        &c01_tcp_one_pattern::TcpOnePattern,
+        &c02_udp_three_patterns::UdpThreePatterns,
+    ];
     all.sort_by_key(|e| e.claim());
     all
 }
