@@ -14,6 +14,7 @@
 
 mod c01_tcp_one_pattern;
 mod c02_udp_three_patterns;
+mod c03_source_address_choice;
 pub mod capture;
 pub mod counters;
 pub mod host;
@@ -201,6 +202,7 @@ pub fn registry() -> Vec<&'static dyn Experiment> {
     let mut all: Vec<&'static dyn Experiment> = vec![
         &c01_tcp_one_pattern::TcpOnePattern,
         &c02_udp_three_patterns::UdpThreePatterns,
+        &c03_source_address_choice::SourceAddressChoice,
     ];
     all.sort_by_key(|e| e.claim());
     all
