@@ -15,6 +15,8 @@
 mod c01_tcp_one_pattern;
 mod c02_udp_three_patterns;
 mod c03_source_address_choice;
+mod c04_udp_connect_sends_nothing;
+mod c05_receiver_first;
 pub mod capture;
 pub mod counters;
 pub mod host;
@@ -203,6 +205,8 @@ pub fn registry() -> Vec<&'static dyn Experiment> {
         &c01_tcp_one_pattern::TcpOnePattern,
         &c02_udp_three_patterns::UdpThreePatterns,
         &c03_source_address_choice::SourceAddressChoice,
+        &c04_udp_connect_sends_nothing::UdpConnectSendsNothing,
+        &c05_receiver_first::ReceiverFirst,
     ];
     all.sort_by_key(|e| e.claim());
     all

@@ -167,6 +167,24 @@ pub(crate) struct ClosedPortSends {
     pub(crate) ev: Evidence,
 }
 
+impl ClosedPortSends {
+    /// One line: `sends returned 4, ECONNREFUSED, 4; a nonblocking recv then: EAGAIN; Udp.NoPorts +3`.
+    pub(crate) fn line(&self) -> String {
+        let sends: Vec<String> = self.sends.iter().map(show_res).collect();
+        let mut line = format!(
+            "sends returned {}; a nonblocking recv then: {}",
+            sends.join(", "),
+            show_res(&self.recv_after)
+        );
+        for key in ["Udp.NoPorts", "Icmp.OutDestUnreachs"] {
+            if let Some(n) = self.ev.counters.get(key) {
+                line.push_str(&format!("; {key} +{n}"));
+            }
+        }
+        line
+    }
+}
+
 /// Sends three datagrams to a UDP port nobody has open on `host`'s 127.0.0.1, connected or with
 /// sendto, waiting after the first for the ICMP port unreachable (RFC 1122 §3.2.2.1) to come
 /// back, and records what each call returned.
