@@ -146,7 +146,8 @@ fn accept_now(l: &Sock) -> Res<()> {
     res(l.accept()).map(drop)
 }
 
-/// The calls made on `fds` (socket(2) counts by the fd it returned), as `call=ok|ERRNO`.
+/// The calls made on `fds` (socket(2) counts by the fd it returned), as `call` or, for a
+/// failed call, `call=ERRNO`.
 fn calls(trace: &[Event], fds: &[i32]) -> Vec<String> {
     let on = |e: &Event| match (e.call, &e.result) {
         ("socket", Outcome::Ok(fd)) => fds.iter().any(|f| i64::from(*f) == *fd),
@@ -155,7 +156,10 @@ fn calls(trace: &[Event], fds: &[i32]) -> Vec<String> {
     trace
         .iter()
         .filter(|e| on(e))
-        .map(|e| format!("{}={}", e.call, e.errno_name().unwrap_or("ok")))
+        .map(|e| match e.errno_name() {
+            Some(errno) => format!("{}={errno}", e.call),
+            None => e.call.to_string(),
+        })
         .collect()
 }
 
@@ -247,17 +251,18 @@ fn sendto_unconnected(host: &Host<'_>) -> anyhow::Result<SendtoUnconnected> {
 fn judge(o: &Observation) -> Vec<Part> {
     let p = &o.pattern;
     let expect_server = ["socket", "setsockopt", "bind", "listen", "accept"];
-    let server_ok = p.server_calls.iter().all(|c| c.ends_with("=ok"))
+    let all_ok = |calls: &[String]| calls.iter().all(|c| !c.contains('='));
+    let server_ok = all_ok(&p.server_calls)
         && expect_server
             .iter()
-            .all(|name| p.server_calls.iter().any(|c| c == &format!("{name}=ok")));
-    let client_ok = p.client_calls.iter().any(|c| c == "connect=ok");
+            .all(|name| p.server_calls.iter().any(|c| c == name));
+    let client_ok = all_ok(&p.client_calls) && p.client_calls.iter().any(|c| c == "connect");
     let exchanged = p.server_got == "hello" && p.client_got == "world";
     let a = Part::judged(
         "a",
         A,
         format!(
-            "server {}; client {}; exchanged {:?}/{:?}",
+            "server: {}; client: {}; read {:?} and {:?}",
             p.server_calls.join(" "),
             p.client_calls.join(" "),
             p.server_got,
@@ -272,7 +277,7 @@ fn judge(o: &Observation) -> Vec<Part> {
         "b",
         B,
         format!(
-            "connect() to a bound, non-listening port: {}; aside, a socket connecting to its own address: {}",
+            "connect() to a bound, non-listening port: {}; (aside: a socket connecting to its own address: {})",
             show_unit(&n.connect_to_bound_not_listening),
             show_unit(&n.self_connect),
         ),
@@ -289,10 +294,7 @@ fn judge(o: &Observation) -> Vec<Part> {
         "c",
         C,
         format!(
-            "sendto({} bytes, {}) on a socket connected to {} returned {}; the peer read {:?}; the other listener's accept: {}",
-            PAYLOAD.len(),
-            c.other,
-            c.peer,
+            "sendto(other listener) on a connected socket returned {}; the peer read {:?}; the other listener's accept: {}",
             show_res(&c.sendto),
             c.peer_got,
             show_unit(&c.other_accept),
@@ -306,9 +308,7 @@ fn judge(o: &Observation) -> Vec<Part> {
         "d",
         D,
         format!(
-            "sendto({} bytes, {}) on an unconnected TCP socket: {}; the listener's accept: {}",
-            PAYLOAD.len(),
-            u.target,
+            "sendto(listener) on an unconnected TCP socket: {}; the listener's accept: {}",
             show_res(&u.sendto),
             show_unit(&u.target_accept),
         ),
@@ -324,7 +324,7 @@ mod tests {
     use crate::lab::Verdict;
 
     fn linux_like() -> Observation {
-        let ok = |v: &[&str]| v.iter().map(|s| format!("{s}=ok")).collect();
+        let ok = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
         Observation {
             pattern: Pattern {
                 server_calls: ok(&["socket", "setsockopt", "bind", "listen", "accept"]),

@@ -296,15 +296,15 @@ fn judge(o: &Observation) -> Vec<Part> {
             "e",
             E,
             format!(
-                "a stranger then the peer sent to a connected socket: it received {:?} (then {}); an unconnected one received {:?}{}",
+                "a stranger, then the peer, sent to a connected socket: it received {:?}, then {}{}; an unconnected control received {:?}",
                 c.received,
                 c.drain_end,
-                b.received,
                 match c.counters.get("Udp.NoPorts") {
                     Some(n) =>
-                        format!("; Udp.NoPorts +{n}: the stranger's datagram found no socket"),
+                        format!(" (Udp.NoPorts +{n}: no socket took the stranger's datagram)"),
                     None => String::new(),
-                }
+                },
+                b.received,
             ),
             c.got_stranger(),
             ev,

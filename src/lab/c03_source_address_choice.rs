@@ -67,18 +67,27 @@ impl SourceChoice {
     }
 
     fn line(&self) -> String {
+        let src = self.route.as_deref().and_then(|r| {
+            let mut words = r.split_whitespace();
+            words.find(|w| *w == "src").and(words.next())
+        });
         format!(
-            "to {}: an unbound sender's datagram came from {}, a connected sender's from {} (getsockname {}); bound to {} it came from {}{}",
-            self.dest,
-            show_seen(&self.unbound_seen),
-            show_seen(&self.connected_seen),
-            show(&self.connected_local),
+            "to {}, the source seen was {} from an unbound sender, {} from a connected one, {} from one bound to {}{}",
+            self.dest.ip(),
+            show_ip(&self.unbound_seen),
+            show_ip(&self.connected_seen),
+            show_ip(&self.bound_seen),
             self.wanted,
-            show_seen(&self.bound_seen),
-            self.route
-                .as_ref()
-                .map_or(String::new(), |r| format!("; ip route get: {r}")),
+            src.map_or(String::new(), |s| format!(" (ip route get: src {s})")),
         )
+    }
+}
+
+fn show_ip(r: &Res<Option<SocketAddr>>) -> String {
+    match r {
+        Ok(Some(a)) => a.ip().to_string(),
+        Ok(None) => "-".into(),
+        Err(e) => e.clone(),
     }
 }
 

@@ -21,6 +21,7 @@ pub mod capture;
 pub mod counters;
 pub mod host;
 mod probe;
+pub mod report;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -199,6 +200,19 @@ pub struct Finding {
     pub frames: Vec<capture::Frame>,
 }
 
+impl Finding {
+    /// Whether the experiment failed with an error (setup failed, a socket call it relied on
+    /// failed) rather than producing parts: [`run_one`] turns such an error into a `not run`
+    /// verdict whose reason starts with [`ERROR_PREFIX`].
+    pub fn errored(&self) -> bool {
+        self.parts.is_empty()
+            && matches!(&self.verdict, Verdict::NotRun(r) if r.starts_with(ERROR_PREFIX))
+    }
+}
+
+/// How [`run_one`] starts the `not run` reason of an experiment that failed with an error.
+pub const ERROR_PREFIX: &str = "error: ";
+
 /// Every experiment, in claim order.
 pub fn registry() -> Vec<&'static dyn Experiment> {
     let mut all: Vec<&'static dyn Experiment> = vec![
@@ -221,7 +235,7 @@ pub fn run_one(exp: &dyn Experiment, lab: &Lab) -> Finding {
             let v = Verdict::combine(parts.iter().map(|p| &p.verdict));
             (parts, v)
         }
-        Err(e) => (vec![], Verdict::NotRun(format!("error: {e:#}"))),
+        Err(e) => (vec![], Verdict::NotRun(format!("{ERROR_PREFIX}{e:#}"))),
     };
     let observed = match &verdict {
         Verdict::NotRun(r) if parts.is_empty() => format!("not run: {r}"),

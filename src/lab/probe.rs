@@ -168,11 +168,11 @@ pub(crate) struct ClosedPortSends {
 }
 
 impl ClosedPortSends {
-    /// One line: `sends returned 4, ECONNREFUSED, 4; a nonblocking recv then: EAGAIN; Udp.NoPorts +3`.
+    /// One line: `sends returned 4, ECONNREFUSED, 4; then recv(MSG_DONTWAIT): EAGAIN; Udp.NoPorts +2`.
     pub(crate) fn line(&self) -> String {
         let sends: Vec<String> = self.sends.iter().map(show_res).collect();
         let mut line = format!(
-            "sends returned {}; a nonblocking recv then: {}",
+            "sends returned {}; then recv(MSG_DONTWAIT): {}",
             sends.join(", "),
             show_res(&self.recv_after)
         );
