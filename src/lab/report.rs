@@ -395,7 +395,7 @@ pub fn markdown(meta: &Meta, findings: &[Finding]) -> String {
             f.claim,
             f.claim,
             md_cell(&f.article),
-            md_cell(&f.observed),
+            md_cell(&kernel_lines(f)),
             f.verdict.word()
         );
     }
