@@ -52,7 +52,7 @@ enum LabCommand {
     /// socket states and the packets on the wire.
     Show {
         /// Claim numbers, e.g. `8`.
-        #[arg(value_name = "CLAIM", required = true, value_parser = clap::value_parser!(u8))]
+        #[arg(value_name = "CLAIM", value_parser = clap::value_parser!(u8))]
         claims: Vec<u8>,
     },
 }
@@ -69,6 +69,11 @@ pub(crate) fn run(a: LabArgs) -> anyhow::Result<ExitCode> {
     let (view, claims) = match &a.command {
         Some(LabCommand::List) => return list(&registry, a.json),
         Some(LabCommand::Run { claims }) => (View::Table, claims.clone()),
+        Some(LabCommand::Show { claims }) if claims.is_empty() => {
+            anyhow::bail!(
+                "lab show needs claim numbers, e.g. `socklab lab show 4` (see `socklab lab list`)"
+            )
+        }
         Some(LabCommand::Show { claims }) => (View::Show, claims.clone()),
         None => (View::Table, vec![]),
     };

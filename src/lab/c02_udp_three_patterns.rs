@@ -289,8 +289,12 @@ fn judge(o: &Observation) -> Vec<Part> {
     ev.trace.extend(b.ev.trace.iter().cloned());
     ev.wire.extend(b.ev.wire.iter().cloned());
     // Part e needs the control to have seen the stranger's datagram (else the setup, not
-    // connect(), lost it) and both drains to have ended on an empty queue.
-    let conclusive = b.got_stranger() && c.drain_end == "EAGAIN" && b.drain_end == "EAGAIN";
+    // connect(), lost it), the connected socket its peer's, and both drains to have ended on an
+    // empty queue.
+    let conclusive = b.got_stranger()
+        && c.received.iter().any(|r| r == "peer")
+        && c.drain_end == "EAGAIN"
+        && b.drain_end == "EAGAIN";
     let e_part = if conclusive {
         Part::judged(
             "e",
@@ -398,9 +402,13 @@ mod tests {
                 Verdict::Confirmed
             ]
         );
-        // Without the control seeing the stranger, part e is not judged at all.
+        // Without the control seeing the stranger, or the connected socket its peer, part e is
+        // not judged at all.
         let mut o = linux_like();
         o.bound = filter(false, &["peer"]);
+        assert!(matches!(verdicts(&o)[4], Verdict::NotRun(_)));
+        let mut o = linux_like();
+        o.connected = filter(true, &[]);
         assert!(matches!(verdicts(&o)[4], Verdict::NotRun(_)));
     }
 }

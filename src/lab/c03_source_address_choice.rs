@@ -203,6 +203,29 @@ fn observe_choice(
     })
 }
 
+/// Judges "may not be the one you wanted"; if no datagram from the wanted address arrived
+/// (bind failed, nothing received) there is nothing to compare with.
+fn wanted_part(id: &str, statement: &str, s: &SourceChoice) -> Part {
+    match &s.bound_seen {
+        Ok(Some(_)) => Part::judged(
+            id,
+            statement,
+            s.line(),
+            s.not_the_wanted_one(),
+            with_facts(&s.ev, s),
+        ),
+        Ok(None) | Err(_) => Part::not_run(
+            id,
+            statement,
+            &format!(
+                "inconclusive: no datagram from the wanted address {} ({})",
+                s.wanted,
+                show_ip(&s.bound_seen)
+            ),
+        ),
+    }
+}
+
 fn judge(o: &Observation) -> Vec<Part> {
     let h = &o.one_host;
     let unspecified = |a: &Option<SocketAddr>| a.is_some_and(|a| a.ip().is_unspecified());
@@ -239,21 +262,9 @@ fn judge(o: &Observation) -> Vec<Part> {
         connected_ok,
         with_facts(&h.ev, h),
     );
-    let c = Part::judged(
-        "c",
-        C,
-        h.line(),
-        h.not_the_wanted_one(),
-        with_facts(&h.ev, h),
-    );
+    let c = wanted_part("c", C, h);
     let d = match &o.two_hosts {
-        Some(p) => Part::judged(
-            "d",
-            D,
-            p.line(),
-            p.not_the_wanted_one(),
-            with_facts(&p.ev, p),
-        ),
+        Some(p) => wanted_part("d", D, p),
         None => Part::not_run("d", D, NEEDS_ROOT),
     };
     vec![a, b, c, d]
@@ -310,8 +321,12 @@ mod tests {
         // The system picked the wanted address by itself.
         o.one_host.unbound_seen = Ok(Some(sa("127.0.0.2:40000")));
         let two = o.two_hosts.as_mut().unwrap();
-        two.bound_seen = Err("bind: EADDRNOTAVAIL".into());
+        // Bound to the wanted address, the datagram still came from the other one.
+        two.bound_seen = Ok(Some(sa("198.51.100.1:40002")));
         assert_eq!(verdicts(&o), vec![Verdict::Refuted; 4]);
+        // Without a datagram from the wanted address there is nothing to judge.
+        o.two_hosts.as_mut().unwrap().bound_seen = Err("bind: EADDRNOTAVAIL".into());
+        assert!(matches!(verdicts(&o)[3], Verdict::NotRun(_)));
         o.two_hosts = None;
         assert!(matches!(verdicts(&o)[3], Verdict::NotRun(_)));
     }
