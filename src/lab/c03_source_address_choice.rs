@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use serde::Serialize;
 
 use super::host::NEEDS_ROOT;
-use super::probe::{Res, Trial, lo, recv_text, res, show, with_facts};
+use super::probe::{Res, Trial, lo, recv_text, res, show, with_facts, with_facts_only};
 use super::{Evidence, Experiment, Host, Lab, Part};
 
 /// The experiment of claim 3.
@@ -245,7 +245,11 @@ fn judge(o: &Observation) -> Vec<Part> {
             show_seen(&h.unbound_seen)
         ),
         before_any && picked,
-        with_facts(&h.ev, h),
+        with_facts_only(
+            &h.ev,
+            h,
+            &["dest", "unbound_before", "unbound_after", "unbound_seen"],
+        ),
     );
     let connected_ok = h
         .connected_local
@@ -260,7 +264,7 @@ fn judge(o: &Observation) -> Vec<Part> {
             show_seen(&h.connected_seen)
         ),
         connected_ok,
-        with_facts(&h.ev, h),
+        with_facts_only(&h.ev, h, &["dest", "connected_local", "connected_seen"]),
     );
     let c = wanted_part("c", C, h);
     let d = match &o.two_hosts {

@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::host::NEEDS_ROOT;
 use super::probe::{
     ClosedPortSends, Res, Trial, closed_port, closed_port_sends, lo, res, show, show_res,
-    show_unit, with_facts,
+    show_unit, with_facts, with_facts_only,
 };
 use super::{Evidence, Experiment, Host, Lab, Part};
 
@@ -159,7 +159,7 @@ fn judge(o: &Observation) -> Vec<Part> {
             && c.peer == Some(c.dest)
             && c.local
                 .is_some_and(|l| !l.ip().is_unspecified() && l.port() != 0),
-        with_facts(&c.ev, c),
+        with_facts_only(&c.ev, c, &["dest", "connect", "local", "peer"]),
     );
     let c_part = Part::judged(
         "c",
@@ -169,7 +169,7 @@ fn judge(o: &Observation) -> Vec<Part> {
             show_res(&c.first_send)
         ),
         c.first_send == Ok(PING),
-        with_facts(&c.ev, c),
+        with_facts_only(&c.ev, c, &["dest", "first_send"]),
     );
     let (k, u) = (&o.connected, &o.unconnected);
     let mut ev = with_facts(&k.ev, k);

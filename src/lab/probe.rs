@@ -232,10 +232,22 @@ pub(crate) fn closed_port_sends(
 
 /// Evidence `base` plus every field of `facts` (a struct serialising to an object) as a fact.
 pub(crate) fn with_facts(base: &Evidence, facts: &impl Serialize) -> Evidence {
+    with_facts_if(base, facts, |_| true)
+}
+
+/// Evidence `base` plus the fields of `facts` named in `keys`, for a part that rests on a few
+/// of an observation's facts.
+pub(crate) fn with_facts_only(base: &Evidence, facts: &impl Serialize, keys: &[&str]) -> Evidence {
+    with_facts_if(base, facts, |k| keys.contains(&k))
+}
+
+fn with_facts_if(base: &Evidence, facts: &impl Serialize, keep: impl Fn(&str) -> bool) -> Evidence {
     let mut ev = base.clone();
     if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(facts) {
         for (k, v) in map {
-            ev.facts.insert(k, v);
+            if keep(&k) {
+                ev.facts.insert(k, v);
+            }
         }
     }
     ev
