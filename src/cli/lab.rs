@@ -230,7 +230,8 @@ fn write_pcaps(dir: &Path, findings: &[Finding]) -> anyhow::Result<()> {
 }
 
 /// Deletes the network namespaces process `pid` made (`ip netns del`), for an interrupted run
-/// whose Drop guards will not run. Returns how many it removed.
+/// whose Drop guards will not run. Returns how many it removed. One being created at that very
+/// moment may survive; the next run as root removes it (`netns::sweep_stale`).
 fn remove_namespaces_of(pid: u32) -> usize {
     let mark = format!("-{pid}-");
     socklab::netns::existing()
@@ -239,6 +240,7 @@ fn remove_namespaces_of(pid: u32) -> usize {
         .filter(|n| {
             Command::new("ip")
                 .args(["netns", "del", n])
+                .stderr(std::process::Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success())
         })
