@@ -79,9 +79,8 @@ struct Filter {
     received: Vec<String>,
     /// The errno that ended the nonblocking drain (EAGAIN: nothing more queued).
     drain_end: String,
-    /// Kernel counters that moved (with a private namespace): Udp.NoPorts counts a datagram
-    /// no socket would take.
-    counters: std::collections::BTreeMap<String, i64>,
+    /// Trace, wire, and the kernel counters that moved (with a private namespace):
+    /// Udp.NoPorts counts a datagram no socket would take.
     #[serde(skip)]
     ev: Evidence,
 }
@@ -251,18 +250,14 @@ fn filter(host: &Host<'_>, connected: bool) -> anyhow::Result<Filter> {
         received.extend(more);
         drain_end = end;
     }
-    let counters = if host.is_isolated() {
-        before.delta(&host.counters()?)
-    } else {
-        Default::default()
-    };
     let mut ev = t.evidence(host);
-    ev.counters = counters.clone();
+    if host.is_isolated() {
+        ev.counters = before.delta(&host.counters()?);
+    }
     Ok(Filter {
         connected,
         received,
         drain_end,
-        counters,
         ev,
     })
 }
@@ -303,10 +298,16 @@ fn judge(o: &Observation) -> Vec<Part> {
                 "a stranger, then the peer, sent to a connected socket: it received {:?}, then {}{}; an unconnected control received {:?}",
                 c.received,
                 c.drain_end,
-                match c.counters.get("Udp.NoPorts") {
-                    Some(n) =>
+                match (
+                    c.ev.counters.get("Udp.NoPorts"),
+                    c.ev.counters.get("Icmp.OutDestUnreachs")
+                ) {
+                    (Some(n), Some(i)) => format!(
+                        " (Udp.NoPorts +{n}: no socket took the stranger's datagram; Icmp.OutDestUnreachs +{i}: the stranger was told the port is unreachable)"
+                    ),
+                    (Some(n), None) =>
                         format!(" (Udp.NoPorts +{n}: no socket took the stranger's datagram)"),
-                    None => String::new(),
+                    _ => String::new(),
                 },
                 b.received,
             ),
@@ -351,7 +352,6 @@ mod tests {
             connected,
             received: received.iter().map(|s| s.to_string()).collect(),
             drain_end: "EAGAIN".into(),
-            counters: Default::default(),
             ev: Evidence::default(),
         }
     }

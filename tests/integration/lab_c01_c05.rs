@@ -102,7 +102,14 @@ fn claim2_udp_pattern_facts() {
         json!(["stranger", "peer"])
     );
     if root() {
-        assert_eq!(fact(&f, "e", "counters")["Udp.NoPorts"], 1);
+        // The stranger's datagram found no socket: counted, and answered with ICMP.
+        let counters = &f.parts[4].evidence.counters;
+        assert_eq!(counters.get("Udp.NoPorts"), Some(&1), "{counters:?}");
+        assert_eq!(
+            counters.get("Icmp.OutDestUnreachs"),
+            Some(&1),
+            "{counters:?}"
+        );
     }
 }
 
