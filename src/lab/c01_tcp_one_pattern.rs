@@ -98,7 +98,7 @@ impl Experiment for TcpOnePattern {
         "TCP has one client/server pattern; sendto() with an address on a connected TCP socket is accepted on some platforms, but the address is ignored"
     }
     fn explanation(&self) -> &'static str {
-        "tcp(7), listen(2), accept(2), connect(2): a connection is set up by the three-way handshake with a listening socket (RFC 793 §3.4; a simultaneous open needs no listener). send(2): \"If sendto() is used on a connection-mode (SOCK_STREAM) socket, the arguments dest_addr and addrlen are ignored\"; on a socket that is not connected Linux's tcp_sendmsg fails with EPIPE (MSG_NOSIGNAL spares the SIGPIPE)."
+        "tcp(7), listen(2), accept(2), connect(2): a connection is set up by the three-way handshake with a listening socket (RFC 793 §3.4; a simultaneous open needs no listener). send(2): \"If sendto() is used on a connection-mode (SOCK_STREAM, SOCK_SEQPACKET) socket, the arguments dest_addr and addrlen are ignored\" and \"the error ENOTCONN is returned when the socket was not actually connected\"; Linux's tcp_sendmsg returns EPIPE instead (sk_stream_wait_connect; MSG_NOSIGNAL spares the SIGPIPE), and only MSG_FASTOPEN makes sendto() connect."
     }
     fn run(&self, lab: &Lab) -> anyhow::Result<Vec<Part>> {
         let host = lab.loopback("c01")?;

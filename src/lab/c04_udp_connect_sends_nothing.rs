@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::host::NEEDS_ROOT;
 use super::probe::{
-    ClosedPortSends, Res, Trial, closed_port, closed_port_sends, lo, res, show, show_res,
+    ClosedPortSends, Res, Sender, Trial, closed_port, closed_port_sends, lo, res, show, show_res,
     show_unit, with_facts, with_facts_only,
 };
 use super::{Evidence, Experiment, Host, Lab, Part};
@@ -69,14 +69,14 @@ impl Experiment for UdpConnectSendsNothing {
         "UDP connect() does not really set up a connection; it only selects the source IP and records the destination"
     }
     fn explanation(&self) -> &'static str {
-        "udp(7), connect(2): on a SOCK_DGRAM socket connect sets the default destination and the only source datagrams are received from; no packet is exchanged (RFC 768 has no handshake). ip(7)/udp(7) \"Error handling\": ICMP errors are passed to a connected socket only — RFC 1122 §4.1.3.3 says UDP must pass ICMP errors to the application, and Linux does so (ECONNREFUSED on the next call, consumed once) only for connected sockets unless IP_RECVERR is set. The kernel counts the refused datagram in Udp.NoPorts and the answer in Icmp.OutDestUnreachs (RFC 1122 §3.2.2.1, port unreachable)."
+        "udp(7), connect(2): on a SOCK_DGRAM socket connect sets the default destination and the only source datagrams are received from; no packet is exchanged (RFC 768 has no handshake). RFC 1122 §4.1.3.3 says UDP must pass ICMP errors to the application; udp(7) \"Error handling\" says Linux does so \"even when the socket is not connected\", but the kernel's ICMP handler (__udp4_lib_err) sets the socket error only for a connected socket (or one with IP_RECVERR, ip(7)): ECONNREFUSED on the next send or recv, consumed once — so connect() changes which errors the socket hears. The kernel counts the refused datagram in Udp.NoPorts and the answer in Icmp.OutDestUnreachs (RFC 1122 §3.2.2.1, port unreachable)."
     }
     fn run(&self, lab: &Lab) -> anyhow::Result<Vec<Part>> {
         let host = lab.loopback("c04")?;
         Ok(judge(&Observation {
             connect: observe_connect(&host)?,
-            connected: closed_port_sends(&host, true)?,
-            unconnected: closed_port_sends(&host, false)?,
+            connected: closed_port_sends(&host, Sender::Connected)?,
+            unconnected: closed_port_sends(&host, Sender::Unconnected)?,
         }))
     }
 }
@@ -195,7 +195,11 @@ mod tests {
 
     fn run(connected: bool, sends: &[Res<usize>], recv_after: &str) -> ClosedPortSends {
         ClosedPortSends {
-            connected,
+            sender: if connected {
+                Sender::Connected
+            } else {
+                Sender::Unconnected
+            },
             connect: connected.then_some(Ok(())),
             sends: sends.to_vec(),
             icmp_back: true,

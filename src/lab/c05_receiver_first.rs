@@ -9,7 +9,7 @@
 use serde::Serialize;
 
 use super::probe::{
-    ClosedPortSends, Res, Trial, closed_port, closed_port_sends, drain, lo, recv_text, res,
+    ClosedPortSends, Res, Sender, Trial, closed_port, closed_port_sends, drain, lo, recv_text, res,
     show_res, with_facts,
 };
 use super::{Evidence, Experiment, Host, Lab, Part};
@@ -41,6 +41,8 @@ struct EarlyLate {
 #[derive(Debug, Clone)]
 struct Observation {
     unconnected: ClosedPortSends,
+    /// The same unconnected sender with IP_RECVERR set: an aside on what ICMP errors become.
+    recverr: ClosedPortSends,
     early_late: EarlyLate,
     connected: ClosedPortSends,
 }
@@ -56,14 +58,15 @@ impl Experiment for ReceiverFirst {
         "Start the receiver first: a UDP sender gets no error even if nobody has the port open, and what is sent before the receiver binds is lost"
     }
     fn explanation(&self) -> &'static str {
-        "udp(7), RFC 768: UDP keeps no state for a destination, so a datagram for a port nobody has open is dropped by the receiving host (counted in Udp.NoPorts) and answered with ICMP port unreachable (RFC 1122 §3.2.2.1, §4.1.3.3); nothing queues it for a later bind(2). udp(7) \"Error handling\": the ICMP error reaches only a connected socket, as ECONNREFUSED on its next call (send or recv), once; an unconnected sender hears nothing unless it sets IP_RECVERR (ip(7))."
+        "udp(7), RFC 768: UDP keeps no state for a destination, so a datagram for a port nobody has open is dropped by the receiving host (counted in Udp.NoPorts) and answered with ICMP port unreachable (RFC 1122 §3.2.2.1); nothing queues it for a later bind(2). RFC 1122 §4.1.3.3: UDP must pass ICMP errors to the application. udp(7) \"Error handling\" says Linux passes fatal errors \"even when the socket is not connected\", but the kernel's ICMP handler (__udp4_lib_err) sets the socket error only for a connected socket or one with IP_RECVERR (ip(7)); it becomes ECONNREFUSED on the next send or recv, once."
     }
     fn run(&self, lab: &Lab) -> anyhow::Result<Vec<Part>> {
         let host = lab.loopback("c05")?;
         Ok(judge(&Observation {
-            unconnected: closed_port_sends(&host, false)?,
+            unconnected: closed_port_sends(&host, Sender::Unconnected)?,
+            recverr: closed_port_sends(&host, Sender::UnconnectedRecvErr)?,
             early_late: early_late(&host)?,
-            connected: closed_port_sends(&host, true)?,
+            connected: closed_port_sends(&host, Sender::Connected)?,
         }))
     }
 }
@@ -135,11 +138,14 @@ fn judge(o: &Observation) -> Vec<Part> {
             "inconclusive: the datagram sent after bind() did not arrive or the queue did not drain",
         )
     };
-    vec![
-        closed_port_part("a", A, &o.unconnected),
-        b,
-        closed_port_part("c", C, &o.connected),
-    ]
+    let mut a = closed_port_part("a", A, &o.unconnected);
+    a.observed.push_str(&format!(
+        " (aside, with IP_RECVERR set: {})",
+        o.recverr.line()
+    ));
+    a.evidence.fact("with_ip_recverr", &o.recverr);
+    a.evidence.trace.extend(o.recverr.ev.trace.iter().cloned());
+    vec![a, b, closed_port_part("c", C, &o.connected)]
 }
 
 #[cfg(test)]
@@ -149,7 +155,11 @@ mod tests {
 
     fn run(connected: bool, sends: &[Res<usize>], recv_after: &str) -> ClosedPortSends {
         ClosedPortSends {
-            connected,
+            sender: if connected {
+                Sender::Connected
+            } else {
+                Sender::Unconnected
+            },
             connect: connected.then_some(Ok(())),
             sends: sends.to_vec(),
             icmp_back: true,
@@ -162,6 +172,7 @@ mod tests {
     fn linux_like() -> Observation {
         Observation {
             unconnected: run(false, &[Ok(4), Ok(4), Ok(4)], "EAGAIN"),
+            recverr: run(false, &[Ok(4), Err("ECONNREFUSED".into()), Ok(4)], "EAGAIN"),
             early_late: EarlyLate {
                 port: 9999,
                 early_send: Ok(5),

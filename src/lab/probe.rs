@@ -146,11 +146,23 @@ pub(crate) fn closed_port(host: &Host<'_>) -> anyhow::Result<u16> {
     Ok(port)
 }
 
+/// How a sender to a closed UDP port is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Sender {
+    /// Not connected: sendto(2) with the address each time.
+    Unconnected,
+    /// connect(2)ed to the closed port, then send(2).
+    Connected,
+    /// Not connected, but with IP_RECVERR set (ip(7)): ICMP errors are queued on the socket.
+    UnconnectedRecvErr,
+}
+
 /// What a sender to a closed UDP port saw (claims 4 and 5).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct ClosedPortSends {
-    /// Whether the sender was connected to the closed port (else it used sendto).
-    pub(crate) connected: bool,
+    /// How the sender was set up.
+    pub(crate) sender: Sender,
     /// connect(2)'s result, for a connected sender.
     pub(crate) connect: Option<Res<()>>,
     /// The results of three sends, in order; the 2nd and 3rd come after the ICMP came back.
@@ -165,6 +177,18 @@ pub(crate) struct ClosedPortSends {
     /// The evidence (trace, counters and wire when isolated).
     #[serde(skip)]
     pub(crate) ev: Evidence,
+}
+
+/// setsockopt(IP_RECVERR, 1), traced (ip(7)): extended errors, ICMP ones included, are queued
+/// on the socket (read with MSG_ERRQUEUE) and reported by the next call even when unconnected.
+fn set_recv_err(s: &Sock) -> crate::sock::Step<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    s.step(
+        "setsockopt",
+        || "IPPROTO_IP, IP_RECVERR, 1".into(),
+        |_| 0,
+        |sock| Ok(setsockopt(sock, sockopt::Ipv4RecvErr, &true)?),
+    )
 }
 
 impl ClosedPortSends {
@@ -185,18 +209,22 @@ impl ClosedPortSends {
     }
 }
 
-/// Sends three datagrams to a UDP port nobody has open on `host`'s 127.0.0.1, connected or with
-/// sendto, waiting after the first for the ICMP port unreachable (RFC 1122 §3.2.2.1) to come
-/// back, and records what each call returned.
+/// Sends three datagrams to a UDP port nobody has open on `host`'s 127.0.0.1, set up as
+/// `sender` says, waiting after the first for the ICMP port unreachable (RFC 1122 §3.2.2.1) to
+/// come back, and records what each call returned.
 pub(crate) fn closed_port_sends(
     host: &Host<'_>,
-    connected: bool,
+    sender: Sender,
 ) -> anyhow::Result<ClosedPortSends> {
     let to = lo(closed_port(host)?);
     let t = Trial::new();
     let _ = host.wire();
     let before = host.counters()?;
     let s = t.udp(host)?;
+    if sender == Sender::UnconnectedRecvErr {
+        set_recv_err(&s)?;
+    }
+    let connected = sender == Sender::Connected;
     let connect = connected.then(|| res(s.connect(to)));
     let send = || {
         res(if connected {
@@ -210,7 +238,7 @@ pub(crate) fn closed_port_sends(
         host.counters()
             .is_ok_and(|now| now.get("Icmp.InDestUnreachs") > before.get("Icmp.InDestUnreachs"))
     });
-    let pollerr = connected && wait_error(&s);
+    let pollerr = sender != Sender::Unconnected && wait_error(&s);
     sends.push(send());
     sends.push(send());
     let mut buf = [0u8; 16];
@@ -220,7 +248,7 @@ pub(crate) fn closed_port_sends(
         ev.counters = before.delta(&host.counters()?);
     }
     Ok(ClosedPortSends {
-        connected,
+        sender,
         connect,
         sends,
         icmp_back,

@@ -175,6 +175,11 @@ fn claim5_receiver_first_facts() {
     );
     assert_eq!(fact(&f, "a", "icmp_back"), true);
     assert_eq!(fact(&f, "a", "recv_after"), &json!({"Err": "EAGAIN"}));
+    // With IP_RECVERR the unconnected sender does hear the ICMP error.
+    assert_eq!(
+        fact(&f, "a", "with_ip_recverr")["sends"][1],
+        json!({"Err": "ECONNREFUSED"})
+    );
     assert_eq!(fact(&f, "b", "early_send"), &json!({"Ok": 5}));
     assert_eq!(fact(&f, "b", "received"), &json!(["late"]));
     assert_eq!(fact(&f, "b", "drain_end"), "EAGAIN");
