@@ -200,7 +200,7 @@ impl ClosedPortSends {
             sends.join(", "),
             show_res(&self.recv_after)
         );
-        for key in ["Udp.NoPorts", "Icmp.OutDestUnreachs"] {
+        for key in ["Udp.OutDatagrams", "Udp.NoPorts", "Icmp.OutDestUnreachs"] {
             if let Some(n) = self.ev.counters.get(key) {
                 line.push_str(&format!("; {key} +{n}"));
             }

@@ -156,7 +156,8 @@ fn claim4_udp_connect_facts() {
         assert!(after.contains("len 4"), "{after}");
         assert!(after.contains("type 3 code 3"), "{after}");
         let counters = &f.parts[3].evidence.counters;
-        // The refused send sent nothing: two datagrams reached the closed port.
+        // The refused send sent nothing: two datagrams left and reached the closed port.
+        assert_eq!(counters.get("Udp.OutDatagrams"), Some(&2), "{counters:?}");
         assert_eq!(counters.get("Udp.NoPorts"), Some(&2), "{counters:?}");
         assert_eq!(
             counters.get("Icmp.OutDestUnreachs"),
