@@ -81,6 +81,13 @@ pub(crate) fn run(a: LabArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &a.pcap {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
+    // Open the report file now, so a bad path is a usage error before anything runs.
+    let markdown = match &a.markdown {
+        Some(file) => Some(
+            std::fs::File::create(file).with_context(|| format!("create {}", file.display()))?,
+        ),
+        None => None,
+    };
     let parameters = serde_json::json!({
         "command": if view == View::Show { "show" } else { "run" },
         "claims": chosen.iter().map(|e| e.claim()).collect::<Vec<_>>(),
@@ -99,9 +106,9 @@ pub(crate) fn run(a: LabArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &a.pcap {
         write_pcaps(dir, &findings)?;
     }
-    if let Some(file) = &a.markdown {
-        std::fs::write(file, report::markdown(&meta, &findings))
-            .with_context(|| format!("write {}", file.display()))?;
+    if let (Some(mut file), Some(path)) = (markdown, &a.markdown) {
+        file.write_all(report::markdown(&meta, &findings).as_bytes())
+            .with_context(|| format!("write {}", path.display()))?;
     }
     let mut out = std::io::stdout().lock();
     if a.json {
