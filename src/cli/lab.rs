@@ -112,7 +112,8 @@ pub(crate) fn run(a: LabArgs) -> anyhow::Result<ExitCode> {
     }
     let mut out = std::io::stdout().lock();
     if a.json {
-        writeln!(out, "{}", report::json(&meta, &findings))?;
+        serde_json::to_writer(&mut out, &report::json(&meta, &findings))?;
+        writeln!(out)?;
     } else if view == View::Show {
         for (i, f) in findings.iter().enumerate() {
             if i > 0 {

@@ -355,13 +355,24 @@ fn split_matrices(facts: &BTreeMap<String, Value>) -> Split<'_> {
     (matrices, rest)
 }
 
-/// The whole run as one JSON document: `{"meta": …, "summary": …, "experiments": [Finding…]}`.
-pub fn json(meta: &Meta, findings: &[Finding]) -> Value {
-    serde_json::json!({
-        "meta": meta,
-        "summary": Summary::of(findings),
-        "experiments": findings,
-    })
+/// The whole run as one JSON document, members in this order (schema in docs/lab.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct Document<'a> {
+    /// What the run was.
+    pub meta: &'a Meta,
+    /// How many claims got each verdict.
+    pub summary: Summary,
+    /// The findings, in the order run.
+    pub experiments: &'a [Finding],
+}
+
+/// The document of a run: `{"meta": …, "summary": …, "experiments": [Finding…]}`.
+pub fn json<'a>(meta: &'a Meta, findings: &'a [Finding]) -> Document<'a> {
+    Document {
+        meta,
+        summary: Summary::of(findings),
+        experiments: findings,
+    }
 }
 
 /// A Markdown report: the table, the summary, then each claim with its parts, matrices as
@@ -594,7 +605,10 @@ mod tests {
     #[test]
     fn json_document_has_meta_and_experiments() {
         let meta = Meta::now(true, serde_json::json!({"claims": [8]}));
-        let v = json(&meta, &[finding(8, vec![matrix_part()])]);
+        let findings = [finding(8, vec![matrix_part()])];
+        let text = serde_json::to_string(&json(&meta, &findings)).unwrap();
+        assert!(text.starts_with(r#"{"meta":{"#), "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["meta"]["root"], true);
         assert_eq!(v["meta"]["parameters"]["claims"][0], 8);
         assert_eq!(v["experiments"][0]["claim"], 8);
