@@ -6,6 +6,7 @@ mod common;
 mod demo;
 mod exit;
 mod generate;
+mod lab;
 mod relay;
 mod show;
 mod tcp;
@@ -38,6 +39,10 @@ enum Command {
     Udp(udp::UdpCommand),
     /// A TCP and a UDP exchange on loopback with the syscall trace on.
     Demo(demo::DemoArgs),
+    /// Re-check the claims of the TCP-vs-UDP article on this kernel: run each experiment,
+    /// observe what the kernel does, and give a verdict per claim (confirmed, refuted, partly,
+    /// not run). Exit 0 when every experiment ran, 1 if one failed with an error.
+    Lab(lab::LabArgs),
     /// Print shell completions for SHELL to stdout.
     Completions(generate::CompletionsArgs),
     /// Print the man page (roff) to stdout.
@@ -55,6 +60,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Tcp(c) => tcp::run(c),
         Command::Udp(c) => udp::run(c),
         Command::Demo(a) => demo::run(a),
+        Command::Lab(a) => lab::run(a),
         Command::Completions(a) => generate::completions(a),
         Command::Man => generate::man(),
     };

@@ -12,6 +12,11 @@
 //! hands out [`Host`]s) and removes on drop; without root, loopback experiments run on the
 //! host's `lo` and parts that need namespaces say `not run: needs CAP_NET_ADMIN`.
 
+mod c01_tcp_one_pattern;
+mod c02_udp_three_patterns;
+mod c03_source_address_choice;
+mod c04_udp_connect_sends_nothing;
+mod c05_receiver_first;
 pub mod c06_bind_before_send;
 pub mod c07_broadcast_permission;
 pub mod c08_broadcast_reception;
@@ -23,9 +28,11 @@ pub mod c13_time_wait;
 pub mod c14_kill9;
 pub mod capture;
 pub mod counters;
+mod fixtures;
 pub mod host;
 pub mod marker;
-mod fixtures;
+mod probe;
+pub mod report;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -204,9 +211,27 @@ pub struct Finding {
     pub frames: Vec<capture::Frame>,
 }
 
+impl Finding {
+    /// Whether the experiment failed with an error (setup failed, a socket call it relied on
+    /// failed) rather than producing parts: [`run_one`] turns such an error into a `not run`
+    /// verdict whose reason starts with [`ERROR_PREFIX`].
+    pub fn errored(&self) -> bool {
+        self.parts.is_empty()
+            && matches!(&self.verdict, Verdict::NotRun(r) if r.starts_with(ERROR_PREFIX))
+    }
+}
+
+/// How [`run_one`] starts the `not run` reason of an experiment that failed with an error.
+pub const ERROR_PREFIX: &str = "error: ";
+
 /// Every experiment, in claim order.
 pub fn registry() -> Vec<&'static dyn Experiment> {
     let mut all: Vec<&'static dyn Experiment> = vec![
+        &c01_tcp_one_pattern::TcpOnePattern,
+        &c02_udp_three_patterns::UdpThreePatterns,
+        &c03_source_address_choice::SourceAddressChoice,
+        &c04_udp_connect_sends_nothing::UdpConnectSendsNothing,
+        &c05_receiver_first::ReceiverFirst,
         &c06_bind_before_send::BindBeforeSend,
         &c07_broadcast_permission::BroadcastPermission,
         &c08_broadcast_reception::BroadcastReception,
@@ -230,7 +255,7 @@ pub fn run_one(exp: &dyn Experiment, lab: &Lab) -> Finding {
             let v = Verdict::combine(parts.iter().map(|p| &p.verdict));
             (parts, v)
         }
-        Err(e) => (vec![], Verdict::NotRun(format!("error: {e:#}"))),
+        Err(e) => (vec![], Verdict::NotRun(format!("{ERROR_PREFIX}{e:#}"))),
     };
     let observed = match &verdict {
         Verdict::NotRun(r) if parts.is_empty() => format!("not run: {r}"),

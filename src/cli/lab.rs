@@ -1,0 +1,256 @@
+//! `socklab lab`: re-check the claims of the TCP-vs-UDP article on this machine.
+//!
+//! `socklab lab` runs every experiment and prints the table and a summary; `lab list` lists
+//! them; `lab run 8 13` runs only those claims; `lab show 8` prints every part of a claim with
+//! its evidence. `--json` prints one document instead (schema in docs/lab.md), `--markdown FILE`
+//! also writes a publishable report, `--pcap DIR` one pcap file per experiment.
+//!
+//! Exit codes: 0 when every experiment ran (a refuted claim is an answer, not a failure); 1 when
+//! an experiment failed with an error; 2 on usage errors (an unknown claim number).
+
+use std::io::{IsTerminal, Write};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use socklab::lab::report::{self, Meta, Summary};
+use socklab::lab::{self, Experiment, Finding, Lab, Verdict, capture};
+
+use super::exit::on_signal_summary;
+
+#[derive(Args, Debug)]
+pub(crate) struct LabArgs {
+    #[command(subcommand)]
+    command: Option<LabCommand>,
+    /// Print one JSON document (`{"meta": …, "experiments": […]}`, see docs/lab.md) instead
+    /// of the table.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Also write a Markdown report (table, every part, evidence, matrices) to FILE.
+    #[arg(long, value_name = "FILE", global = true)]
+    markdown: Option<PathBuf>,
+    /// Write the packets each experiment captured to DIR/claim-NN.pcap (needs root to
+    /// capture; without root the files are empty).
+    #[arg(long, value_name = "DIR", global = true)]
+    pcap: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum LabCommand {
+    /// List the experiments: claim number, title, what the article says.
+    List,
+    /// Run the given claims (all when none is given) and print the table.
+    Run {
+        /// Claim numbers, e.g. `8 13`.
+        #[arg(value_name = "CLAIM", value_parser = clap::value_parser!(u8))]
+        claims: Vec<u8>,
+    },
+    /// Run the given claims and print every part with its evidence: trace, facts, counters,
+    /// socket states and the packets on the wire.
+    Show {
+        /// Claim numbers, e.g. `8`.
+        #[arg(value_name = "CLAIM", value_parser = clap::value_parser!(u8))]
+        claims: Vec<u8>,
+    },
+}
+
+/// What to print after the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    Table,
+    Show,
+}
+
+pub(crate) fn run(a: LabArgs) -> anyhow::Result<ExitCode> {
+    let registry = lab::registry();
+    let (view, claims) = match &a.command {
+        Some(LabCommand::List) => return list(&registry, a.json),
+        Some(LabCommand::Run { claims }) => (View::Table, claims.clone()),
+        Some(LabCommand::Show { claims }) if claims.is_empty() => {
+            anyhow::bail!(
+                "lab show needs claim numbers, e.g. `socklab lab show 4` (see `socklab lab list`)"
+            )
+        }
+        Some(LabCommand::Show { claims }) => (View::Show, claims.clone()),
+        None => (View::Table, vec![]),
+    };
+    let chosen = choose(&registry, &claims)?;
+    if let Some(dir) = &a.pcap {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    // Open the report file now, so a bad path is a usage error before anything runs.
+    let markdown = match &a.markdown {
+        Some(file) => Some(
+            std::fs::File::create(file).with_context(|| format!("create {}", file.display()))?,
+        ),
+        None => None,
+    };
+    let parameters = serde_json::json!({
+        "command": if view == View::Show { "show" } else { "run" },
+        "claims": chosen.iter().map(|e| e.claim()).collect::<Vec<_>>(),
+        "json": a.json,
+        "markdown": a.markdown,
+        "pcap": a.pcap,
+    });
+    let lab = Lab::new();
+    let meta = Meta::now(lab.is_root(), parameters);
+    let pid = std::process::id();
+    on_signal_summary(move || {
+        let removed = remove_namespaces_of(pid);
+        format!("lab interrupted; removed {removed} network namespace(s) it had made")
+    });
+    let findings = run_all(&lab, &chosen);
+    if let Some(dir) = &a.pcap {
+        write_pcaps(dir, &findings)?;
+    }
+    if let (Some(mut file), Some(path)) = (markdown, &a.markdown) {
+        file.write_all(report::markdown(&meta, &findings).as_bytes())
+            .with_context(|| format!("write {}", path.display()))?;
+    }
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer(&mut out, &report::json(&meta, &findings))?;
+        writeln!(out)?;
+    } else if view == View::Show {
+        for (i, f) in findings.iter().enumerate() {
+            if i > 0 {
+                writeln!(out)?;
+            }
+            write!(out, "{}", report::show(f))?;
+        }
+        writeln!(out, "\n{}", Summary::of(&findings).line())?;
+    } else {
+        write!(out, "{}", report::findings_table(&findings))?;
+    }
+    out.flush()?;
+    let errored: Vec<String> = findings
+        .iter()
+        .filter(|f| f.errored())
+        .map(|f| match &f.verdict {
+            Verdict::NotRun(r) => format!("claim {}: {r}", f.claim),
+            v => format!("claim {}: {}", f.claim, v.word()),
+        })
+        .collect();
+    if errored.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(super::failure(anyhow::anyhow!(
+            "{} experiment(s) failed: {}",
+            errored.len(),
+            errored.join("; ")
+        )))
+    }
+}
+
+/// The experiments for `claims` (all for none); an unknown number is a usage error.
+fn choose(
+    registry: &[&'static dyn Experiment],
+    claims: &[u8],
+) -> anyhow::Result<Vec<&'static dyn Experiment>> {
+    if claims.is_empty() {
+        return Ok(registry.to_vec());
+    }
+    let known: Vec<String> = registry.iter().map(|e| e.claim().to_string()).collect();
+    let mut chosen = Vec::new();
+    for c in claims {
+        let e = registry.iter().find(|e| e.claim() == *c).ok_or_else(|| {
+            anyhow::anyhow!(
+                "no experiment for claim {c} (known claims: {}; see `socklab lab list`)",
+                known.join(" ")
+            )
+        })?;
+        if !chosen.iter().any(|x: &&dyn Experiment| x.claim() == *c) {
+            chosen.push(*e);
+        }
+    }
+    Ok(chosen)
+}
+
+fn list(registry: &[&'static dyn Experiment], json: bool) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let v: Vec<_> = registry
+            .iter()
+            .map(|e| {
+                serde_json::json!({"claim": e.claim(), "title": e.title(),
+                    "article": e.article(), "explanation": e.explanation()})
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::json!({ "experiments": v }))?;
+    } else {
+        write!(out, "{}", report::list(registry))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs each experiment in turn, with a progress bar on stderr when it is a terminal. A panic
+/// in an experiment becomes an errored finding (its namespaces are dropped while unwinding).
+fn run_all(lab: &Lab, chosen: &[&'static dyn Experiment]) -> Vec<Finding> {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(chosen.len() as u64);
+        if let Ok(style) = ProgressStyle::with_template("{bar:20} {pos}/{len} {msg}") {
+            bar.set_style(style);
+        }
+        bar
+    });
+    let mut findings = Vec::new();
+    for e in chosen {
+        if let Some(b) = &bar {
+            b.set_message(format!("claim {}: {}", e.claim(), e.title()));
+        }
+        let f = catch_unwind(AssertUnwindSafe(|| lab::run_one(*e, lab)))
+            .unwrap_or_else(|_| panicked(*e, lab));
+        findings.push(f);
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    findings
+}
+
+fn panicked(e: &dyn Experiment, lab: &Lab) -> Finding {
+    Finding {
+        claim: e.claim(),
+        title: e.title().into(),
+        article: e.article().into(),
+        observed: "not run: the experiment panicked".into(),
+        verdict: Verdict::NotRun(format!("{}the experiment panicked", lab::ERROR_PREFIX)),
+        explanation: e.explanation().into(),
+        parts: vec![],
+        duration_ms: 0,
+        frames: lab.take_frames(),
+    }
+}
+
+fn write_pcaps(dir: &Path, findings: &[Finding]) -> anyhow::Result<()> {
+    for f in findings {
+        let path = dir.join(format!("claim-{:02}.pcap", f.claim));
+        capture::write_pcap(&path, &f.frames)
+            .with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Deletes the network namespaces process `pid` made (`ip netns del`), for an interrupted run
+/// whose Drop guards will not run. Returns how many it removed. One being created at that very
+/// moment may survive; the next run as root removes it (`netns::sweep_stale`).
+fn remove_namespaces_of(pid: u32) -> usize {
+    let mark = format!("-{pid}-");
+    socklab::netns::existing()
+        .into_iter()
+        .filter(|n| n.contains(&mark))
+        .filter(|n| {
+            Command::new("ip")
+                .args(["netns", "del", n])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .count()
+}

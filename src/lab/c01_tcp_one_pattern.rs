@@ -1,0 +1,394 @@
+//! Claim 1: TCP has one pattern (server: socket, setsockopt, bind, listen, accept; client:
+//! socket, connect), and sendto() with an address on a connected TCP socket is accepted but the
+//! address is ignored.
+//!
+//! Observed on a private loopback: the pattern's calls and an exchange; connect() to a port that
+//! is bound but not listening (and, as an aside, a socket connecting to itself); sendto() with
+//! the address of another listener on a connected socket (where do the bytes go, does the other
+//! listener see a connection?); sendto() with an address on a socket that is not connected.
+
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use super::probe::{Res, Trial, errno, lo, res, show_res, show_unit, with_facts};
+use super::{Evidence, Experiment, Host, Lab, Part};
+use crate::sock::{Proto, Sock};
+use crate::trace::{Event, Outcome};
+
+/// The experiment of claim 1.
+pub(crate) struct TcpOnePattern;
+
+const A: &str = "TCP has one pattern: the server calls socket, setsockopt, bind, listen, accept; the client socket, connect; then both send/recv";
+const B: &str = "TCP has no peer pattern: without a side that listens there is no connection (connect() to a port that is bound but not listening fails)";
+const C: &str = "On a connected TCP socket sendto() with an address is accepted and the address is ignored: the bytes go to the connected peer";
+const D: &str = "sendto() with an address does not make an unconnected TCP socket connect: the call fails and nothing reaches that address";
+const PAYLOAD: &[u8] = b"via-sendto";
+
+#[derive(Debug, Clone, Serialize)]
+struct Pattern {
+    /// The server's calls and whether each succeeded, e.g. `listen=ok`.
+    server_calls: Vec<String>,
+    /// The client's calls.
+    client_calls: Vec<String>,
+    /// What the server read of the client's "hello".
+    server_got: String,
+    /// What the client read of the server's reply.
+    client_got: String,
+    #[serde(skip)]
+    ev: Evidence,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct NoListener {
+    /// connect() to a port bound by a socket that did not call listen().
+    connect_to_bound_not_listening: Res<()>,
+    /// Aside: a socket bound to A connecting to A itself (TCP simultaneous open, RFC 793 §3.4).
+    self_connect: Res<()>,
+    #[serde(skip)]
+    ev: Evidence,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct SendtoConnected {
+    /// The connected peer.
+    peer: SocketAddr,
+    /// The other listener whose address sendto() was given.
+    other: SocketAddr,
+    /// sendto()'s result.
+    sendto: Res<usize>,
+    /// What the connected peer read.
+    peer_got: String,
+    /// accept() on the other listener, nonblocking: EAGAIN = nobody connected to it.
+    other_accept: Res<()>,
+    /// SYNs seen on the wire towards the other listener (only with a private namespace).
+    other_syns: Option<usize>,
+    #[serde(skip)]
+    ev: Evidence,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct SendtoUnconnected {
+    /// The listener whose address sendto() was given.
+    target: SocketAddr,
+    /// sendto()'s result on a fresh, unconnected TCP socket.
+    sendto: Res<usize>,
+    /// accept() on that listener, nonblocking: EAGAIN = nobody connected.
+    target_accept: Res<()>,
+    #[serde(skip)]
+    ev: Evidence,
+}
+
+#[derive(Debug, Clone)]
+struct Observation {
+    pattern: Pattern,
+    no_listener: NoListener,
+    connected: SendtoConnected,
+    unconnected: SendtoUnconnected,
+}
+
+impl Experiment for TcpOnePattern {
+    fn claim(&self) -> u8 {
+        1
+    }
+    fn title(&self) -> &'static str {
+        "TCP's one pattern; sendto() on TCP"
+    }
+    fn article(&self) -> &'static str {
+        "TCP has one client/server pattern; sendto() with an address on a connected TCP socket is accepted on some platforms, but the address is ignored"
+    }
+    fn explanation(&self) -> &'static str {
+        "tcp(7), listen(2), accept(2), connect(2): a connection is set up by the three-way handshake with a listening socket (RFC 793 §3.4; a simultaneous open needs no listener). send(2): \"If sendto() is used on a connection-mode (SOCK_STREAM, SOCK_SEQPACKET) socket, the arguments dest_addr and addrlen are ignored\" and \"the error ENOTCONN is returned when the socket was not actually connected\"; Linux's tcp_sendmsg returns EPIPE instead (sk_stream_wait_connect; MSG_NOSIGNAL spares the SIGPIPE), and only MSG_FASTOPEN makes sendto() connect."
+    }
+    fn run(&self, lab: &Lab) -> anyhow::Result<Vec<Part>> {
+        let host = lab.loopback("c01")?;
+        Ok(judge(&observe(&host)?))
+    }
+}
+
+fn observe(host: &Host<'_>) -> anyhow::Result<Observation> {
+    Ok(Observation {
+        pattern: pattern(host)?,
+        no_listener: no_listener(host)?,
+        connected: sendto_connected(host)?,
+        unconnected: sendto_unconnected(host)?,
+    })
+}
+
+/// A listener bound to 127.0.0.1 on a port the kernel picks.
+fn listener(t: &Trial, host: &Host<'_>) -> anyhow::Result<(Sock, SocketAddr)> {
+    let l = t.sock(host, lo(0), Proto::Tcp)?;
+    l.set_reuse_address(true)?;
+    l.bind(lo(0))?;
+    l.listen(8)?;
+    let addr = l
+        .local_addr()
+        .ok_or_else(|| anyhow::anyhow!("listener without an address"))?;
+    Ok((l, addr))
+}
+
+/// Reads up to `n` bytes of a stream (each recv bounded by SO_RCVTIMEO).
+fn read_upto(s: &Sock, n: usize) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while got.len() < n {
+        match s.recv(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => got.extend_from_slice(&buf[..k]),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// accept() without blocking: `Err("EAGAIN")` when no connection is queued.
+fn accept_now(l: &Sock) -> Res<()> {
+    l.set_nonblocking(true).map_err(|e| e.to_string())?;
+    res(l.accept()).map(drop)
+}
+
+/// The calls made on `fds` (socket(2) counts by the fd it returned), as `call` or, for a
+/// failed call, `call=ERRNO`.
+fn calls(trace: &[Event], fds: &[i32]) -> Vec<String> {
+    let on = |e: &Event| match (e.call, &e.result) {
+        ("socket", Outcome::Ok(fd)) => fds.iter().any(|f| i64::from(*f) == *fd),
+        _ => fds.contains(&e.fd),
+    };
+    trace
+        .iter()
+        .filter(|e| on(e))
+        .map(|e| match e.errno_name() {
+            Some(errno) => format!("{}={errno}", e.call),
+            None => e.call.to_string(),
+        })
+        .collect()
+}
+
+fn pattern(host: &Host<'_>) -> anyhow::Result<Pattern> {
+    let t = Trial::new();
+    let (l, addr) = listener(&t, host)?;
+    let c = t.sock(host, addr, Proto::Tcp)?;
+    c.connect(addr)?;
+    let (conn, _) = l.accept()?;
+    c.send(b"hello")?;
+    let server_got = read_upto(&conn, 5);
+    conn.send(b"world")?;
+    let client_got = read_upto(&c, 5);
+    let ev = t.evidence(host);
+    // SO_RCVTIMEO is the lab's own bound on receives, not part of the pattern.
+    let trace: Vec<_> = ev
+        .trace
+        .iter()
+        .filter(|e| !e.args.contains("SO_RCVTIMEO"))
+        .cloned()
+        .collect();
+    Ok(Pattern {
+        server_calls: calls(&trace, &[l.fd(), conn.fd()]),
+        client_calls: calls(&trace, &[c.fd()]),
+        server_got,
+        client_got,
+        ev,
+    })
+}
+
+fn no_listener(host: &Host<'_>) -> anyhow::Result<NoListener> {
+    let t = Trial::new();
+    let bound = t.sock(host, lo(0), Proto::Tcp)?;
+    bound.bind(lo(0))?;
+    let addr = bound.local_addr().unwrap_or(lo(0));
+    let c = t.sock(host, addr, Proto::Tcp)?;
+    let connect_to_bound_not_listening = res(c.connect(addr));
+    let me = t.sock(host, lo(0), Proto::Tcp)?;
+    me.bind(lo(0))?;
+    let self_connect = res(me.connect(me.local_addr().unwrap_or(lo(0))));
+    Ok(NoListener {
+        connect_to_bound_not_listening,
+        self_connect,
+        ev: t.evidence(host),
+    })
+}
+
+fn sendto_connected(host: &Host<'_>) -> anyhow::Result<SendtoConnected> {
+    let t = Trial::new();
+    let (l, peer) = listener(&t, host)?;
+    let (other_l, other) = listener(&t, host)?;
+    let c = t.sock(host, peer, Proto::Tcp)?;
+    c.connect(peer)?;
+    let (conn, _) = l.accept()?;
+    let _ = host.wire();
+    let sendto = res(c.send_to(PAYLOAD, other));
+    let peer_got = read_upto(&conn, PAYLOAD.len());
+    let other_accept = accept_now(&other_l);
+    let ev = t.evidence(host);
+    let syn_to = format!("> {other} [SYN]");
+    let other_syns = host
+        .is_isolated()
+        .then(|| ev.wire.iter().filter(|w| w.contains(&syn_to)).count());
+    Ok(SendtoConnected {
+        peer,
+        other,
+        sendto,
+        peer_got,
+        other_accept,
+        other_syns,
+        ev,
+    })
+}
+
+fn sendto_unconnected(host: &Host<'_>) -> anyhow::Result<SendtoUnconnected> {
+    let t = Trial::new();
+    let (l, target) = listener(&t, host)?;
+    let s = t.sock(host, target, Proto::Tcp)?;
+    let sendto = res(s.send_to(PAYLOAD, target));
+    let target_accept = accept_now(&l);
+    Ok(SendtoUnconnected {
+        target,
+        sendto,
+        target_accept,
+        ev: t.evidence(host),
+    })
+}
+
+fn judge(o: &Observation) -> Vec<Part> {
+    let p = &o.pattern;
+    let expect_server = ["socket", "setsockopt", "bind", "listen", "accept"];
+    let all_ok = |calls: &[String]| calls.iter().all(|c| !c.contains('='));
+    let server_ok = all_ok(&p.server_calls)
+        && expect_server
+            .iter()
+            .all(|name| p.server_calls.iter().any(|c| c == name));
+    let client_ok = all_ok(&p.client_calls) && p.client_calls.iter().any(|c| c == "connect");
+    let exchanged = p.server_got == "hello" && p.client_got == "world";
+    let a = Part::judged(
+        "a",
+        A,
+        format!(
+            "server: {}; client: {}; read {:?} and {:?}",
+            p.server_calls.join(" "),
+            p.client_calls.join(" "),
+            p.server_got,
+            p.client_got
+        ),
+        server_ok && client_ok && exchanged,
+        with_facts(&p.ev, p),
+    );
+
+    let n = &o.no_listener;
+    let b = Part::judged(
+        "b",
+        B,
+        format!(
+            "connect() to a bound, non-listening port: {}; (aside: a socket connecting to its own address: {})",
+            show_unit(&n.connect_to_bound_not_listening),
+            show_unit(&n.self_connect),
+        ),
+        n.connect_to_bound_not_listening.is_err(),
+        with_facts(&n.ev, n),
+    );
+
+    let c = &o.connected;
+    let ignored = c.sendto == Ok(PAYLOAD.len())
+        && c.peer_got.as_bytes() == PAYLOAD
+        && errno(&c.other_accept) == Some("EAGAIN")
+        && c.other_syns.unwrap_or(0) == 0;
+    let c_part = Part::judged(
+        "c",
+        C,
+        format!(
+            "sendto(other listener) on a connected socket returned {}; the peer read {:?}; the other listener's accept: {}",
+            show_res(&c.sendto),
+            c.peer_got,
+            show_unit(&c.other_accept),
+        ),
+        ignored,
+        with_facts(&c.ev, c),
+    );
+
+    let u = &o.unconnected;
+    let d = Part::judged(
+        "d",
+        D,
+        format!(
+            "sendto(listener) on an unconnected TCP socket: {}; the listener's accept: {}",
+            show_res(&u.sendto),
+            show_unit(&u.target_accept),
+        ),
+        u.sendto.is_err() && errno(&u.target_accept) == Some("EAGAIN"),
+        with_facts(&u.ev, u),
+    );
+    vec![a, b, c_part, d]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::Verdict;
+
+    fn linux_like() -> Observation {
+        let ok = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        Observation {
+            pattern: Pattern {
+                server_calls: ok(&["socket", "setsockopt", "bind", "listen", "accept"]),
+                client_calls: ok(&["socket", "connect"]),
+                server_got: "hello".into(),
+                client_got: "world".into(),
+                ev: Evidence::default(),
+            },
+            no_listener: NoListener {
+                connect_to_bound_not_listening: Err("ECONNREFUSED".into()),
+                self_connect: Ok(()),
+                ev: Evidence::default(),
+            },
+            connected: SendtoConnected {
+                peer: lo(1000),
+                other: lo(2000),
+                sendto: Ok(PAYLOAD.len()),
+                peer_got: "via-sendto".into(),
+                other_accept: Err("EAGAIN".into()),
+                other_syns: Some(0),
+                ev: Evidence::default(),
+            },
+            unconnected: SendtoUnconnected {
+                target: lo(3000),
+                sendto: Err("EPIPE".into()),
+                target_accept: Err("EAGAIN".into()),
+                ev: Evidence::default(),
+            },
+        }
+    }
+
+    fn verdicts(o: &Observation) -> Vec<Verdict> {
+        judge(o).into_iter().map(|p| p.verdict).collect()
+    }
+
+    #[test]
+    fn all_hold_on_linux_like_observation() {
+        assert_eq!(verdicts(&linux_like()), vec![Verdict::Confirmed; 4]);
+    }
+
+    #[test]
+    fn each_rule_can_refute() {
+        let mut o = linux_like();
+        o.pattern.server_calls[3] = "listen=EADDRINUSE".into();
+        assert_eq!(verdicts(&o)[0], Verdict::Refuted);
+
+        let mut o = linux_like();
+        o.no_listener.connect_to_bound_not_listening = Ok(());
+        assert_eq!(verdicts(&o)[1], Verdict::Refuted);
+
+        // The address is honoured: the other listener gets the connection.
+        let mut o = linux_like();
+        o.connected.other_accept = Ok(());
+        o.connected.peer_got.clear();
+        assert_eq!(verdicts(&o)[2], Verdict::Refuted);
+        // sendto refused on a connected socket (EISCONN, as some systems do).
+        let mut o = linux_like();
+        o.connected.sendto = Err("EISCONN".into());
+        assert_eq!(verdicts(&o)[2], Verdict::Refuted);
+
+        // sendto on an unconnected socket connects (TCP Fast Open style) and delivers.
+        let mut o = linux_like();
+        o.unconnected.sendto = Ok(PAYLOAD.len());
+        o.unconnected.target_accept = Ok(());
+        assert_eq!(verdicts(&o)[3], Verdict::Refuted);
+    }
+}

@@ -1,0 +1,414 @@
+//! Claim 2: UDP has three patterns — (a) only the receiver binds, the sender just calls sendto;
+//! (b) both sides bind (peers); (c) one side connects, the other binds — and only a connected
+//! UDP socket can use send() instead of sendto().
+//!
+//! Observed on a private loopback: each pattern carrying a datagram each way it is meant to;
+//! send() on an unconnected socket; and what connect() changes about what the socket receives:
+//! a third socket sends to a connected socket, then the connected peer does, and a nonblocking
+//! receive after the peer's datagram tells whether the stranger's was queued.
+
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use super::probe::{Res, Trial, drain, lo, recv_text, res, show, show_res, with_facts};
+use super::{Evidence, Experiment, Host, Lab, Part};
+
+/// The experiment of claim 2.
+pub(crate) struct UdpThreePatterns;
+
+const A: &str =
+    "Pattern (a) works: only the receiver binds; the sender calls sendto() without bind";
+const B: &str = "Pattern (b) works: both sides bind and each sends to the other with sendto()";
+const C: &str = "Pattern (c) works: one side connects and uses send()/recv(), the other binds and answers with sendto()";
+const D: &str = "Only a connected UDP socket can use send() without an address";
+const E: &str = "connect() only records the destination: a connected UDP socket still receives datagrams from any source";
+
+/// One datagram exchange: what was sent where, and what arrived from whom.
+#[derive(Debug, Clone, Serialize)]
+struct Exchange {
+    /// Each datagram sent, as "payload -> address" with the call's result.
+    sent: Vec<(String, Res<usize>)>,
+    /// Each datagram received, as (payload, source) or the errno.
+    received: Vec<Res<(String, Option<SocketAddr>)>>,
+    /// The addresses of the sockets involved, by role.
+    addresses: Vec<(String, Option<SocketAddr>)>,
+    #[serde(skip)]
+    ev: Evidence,
+}
+
+impl Exchange {
+    /// Every send returned its length and every datagram arrived with the payload sent.
+    fn worked(&self) -> bool {
+        self.sent.len() == self.received.len()
+            && self
+                .sent
+                .iter()
+                .zip(&self.received)
+                .all(|((p, s), r)| s == &Ok(p.len()) && r.as_ref().is_ok_and(|(got, _)| got == p))
+    }
+
+    fn line(&self) -> String {
+        let recv: Vec<String> = self
+            .received
+            .iter()
+            .map(|r| match r {
+                Ok((p, from)) => format!("{p:?} from {}", show(from)),
+                Err(e) => e.clone(),
+            })
+            .collect();
+        format!("received {}", recv.join(", "))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct SendUnconnected {
+    /// send() on an unconnected (unbound) UDP socket.
+    unconnected_send: Res<usize>,
+    /// send() on a UDP socket connected to a receiver.
+    connected_send: Res<usize>,
+    #[serde(skip)]
+    ev: Evidence,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Filter {
+    /// Whether the receiving socket was connected (to the peer) or only bound (the control).
+    connected: bool,
+    /// What the socket received, in order, until the queue was empty.
+    received: Vec<String>,
+    /// The errno that ended the nonblocking drain (EAGAIN: nothing more queued).
+    drain_end: String,
+    /// Trace, wire, and the kernel counters that moved (with a private namespace):
+    /// Udp.NoPorts counts a datagram no socket would take.
+    #[serde(skip)]
+    ev: Evidence,
+}
+
+impl Filter {
+    fn got_stranger(&self) -> bool {
+        self.received.iter().any(|r| r == "stranger")
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Observation {
+    a: Exchange,
+    b: Exchange,
+    c: Exchange,
+    d: SendUnconnected,
+    connected: Filter,
+    bound: Filter,
+}
+
+impl Experiment for UdpThreePatterns {
+    fn claim(&self) -> u8 {
+        2
+    }
+    fn title(&self) -> &'static str {
+        "UDP's three patterns; send() needs connect()"
+    }
+    fn article(&self) -> &'static str {
+        "UDP has three patterns: send/receive (only the receiver binds), peers (both bind), connected (one connects, one binds); only a connected UDP socket can use send() instead of sendto()"
+    }
+    fn explanation(&self) -> &'static str {
+        "udp(7): \"When connect(2) is called on the socket, the default destination address is set and datagrams can now be sent using send(2) or write(2) without specifying a destination address … It is still possible to send to other destinations by passing an address to sendto(2)\"; send(2) on a socket with no destination fails with EDESTADDRREQ. connect(2): \"If the socket sockfd is of type SOCK_DGRAM … it is the only address from which datagrams are received\" — the kernel's socket lookup skips a connected socket for other sources (RFC 768 leaves demultiplexing to the host)."
+    }
+    fn run(&self, lab: &Lab) -> anyhow::Result<Vec<Part>> {
+        let host = lab.loopback("c02")?;
+        Ok(judge(&observe(&host)?))
+    }
+}
+
+fn observe(host: &Host<'_>) -> anyhow::Result<Observation> {
+    Ok(Observation {
+        a: pattern_a(host)?,
+        b: pattern_b(host)?,
+        c: pattern_c(host)?,
+        d: send_unconnected(host)?,
+        connected: filter(host, true)?,
+        bound: filter(host, false)?,
+    })
+}
+
+fn pattern_a(host: &Host<'_>) -> anyhow::Result<Exchange> {
+    let t = Trial::new();
+    let rx = t.udp_bound(host, lo(0))?;
+    let to = rx.local_addr().unwrap_or(lo(0));
+    let tx = t.udp(host)?;
+    let sent = vec![("a".to_string(), res(tx.send_to(b"a", to)))];
+    let received = vec![recv_text(&rx, 0)];
+    Ok(Exchange {
+        sent,
+        received,
+        addresses: vec![
+            ("receiver".into(), rx.local_addr()),
+            ("sender".into(), tx.local_addr()),
+        ],
+        ev: t.evidence(host),
+    })
+}
+
+fn pattern_b(host: &Host<'_>) -> anyhow::Result<Exchange> {
+    let t = Trial::new();
+    let p1 = t.udp_bound(host, lo(0))?;
+    let p2 = t.udp_bound(host, lo(0))?;
+    let (a1, a2) = (
+        p1.local_addr().unwrap_or(lo(0)),
+        p2.local_addr().unwrap_or(lo(0)),
+    );
+    let sent = vec![
+        ("b1".to_string(), res(p1.send_to(b"b1", a2))),
+        ("b2".to_string(), res(p2.send_to(b"b2", a1))),
+    ];
+    let received = vec![recv_text(&p2, 0), recv_text(&p1, 0)];
+    Ok(Exchange {
+        sent,
+        received,
+        addresses: vec![("peer 1".into(), Some(a1)), ("peer 2".into(), Some(a2))],
+        ev: t.evidence(host),
+    })
+}
+
+fn pattern_c(host: &Host<'_>) -> anyhow::Result<Exchange> {
+    let t = Trial::new();
+    let srv = t.udp_bound(host, lo(0))?;
+    let to = srv.local_addr().unwrap_or(lo(0));
+    let cli = t.udp(host)?;
+    cli.connect(to)?;
+    let mut sent = vec![("c1".to_string(), res(cli.send(b"c1")))];
+    let first = recv_text(&srv, 0);
+    let reply_to = first.as_ref().ok().and_then(|(_, from)| *from);
+    let reply = match reply_to {
+        Some(from) => res(srv.send_to(b"c2", from)),
+        None => Err("no source to answer".into()),
+    };
+    sent.push(("c2".to_string(), reply));
+    let received = vec![first, recv_text(&cli, 0)];
+    Ok(Exchange {
+        sent,
+        received,
+        addresses: vec![
+            ("bound side".into(), Some(to)),
+            ("connected side".into(), cli.local_addr()),
+        ],
+        ev: t.evidence(host),
+    })
+}
+
+fn send_unconnected(host: &Host<'_>) -> anyhow::Result<SendUnconnected> {
+    let t = Trial::new();
+    let rx = t.udp_bound(host, lo(0))?;
+    let to = rx.local_addr().unwrap_or(lo(0));
+    let u = t.udp(host)?;
+    let unconnected_send = res(u.send(b"d"));
+    let c = t.udp(host)?;
+    c.connect(to)?;
+    let connected_send = res(c.send(b"d"));
+    Ok(SendUnconnected {
+        unconnected_send,
+        connected_send,
+        ev: t.evidence(host),
+    })
+}
+
+/// A socket bound to 127.0.0.1 (and connected to `peer` if `connected`); a third, unbound
+/// socket sends it "stranger", then the peer sends "peer". Once "peer" is received, every
+/// datagram sent before it has been queued or dropped, so a nonblocking drain tells which.
+fn filter(host: &Host<'_>, connected: bool) -> anyhow::Result<Filter> {
+    let t = Trial::new();
+    let peer = t.udp_bound(host, lo(0))?;
+    let me = t.udp_bound(host, lo(0))?;
+    let my_addr = me.local_addr().unwrap_or(lo(0));
+    if connected {
+        me.connect(peer.local_addr().unwrap_or(lo(0)))?;
+    }
+    let stranger = t.udp(host)?;
+    let before = host.counters()?;
+    stranger.send_to(b"stranger", my_addr)?;
+    peer.send_to(b"peer", my_addr)?;
+    let mut received = Vec::new();
+    let mut drain_end = String::new();
+    // The peer's datagram is the readiness signal: receive (bounded) until it shows up.
+    for _ in 0..2 {
+        match recv_text(&me, 0) {
+            Ok((p, _)) => {
+                let done = p == "peer";
+                received.push(p);
+                if done {
+                    break;
+                }
+            }
+            Err(e) => {
+                drain_end = e;
+                break;
+            }
+        }
+    }
+    if drain_end.is_empty() {
+        let (more, end) = drain(&me);
+        received.extend(more);
+        drain_end = end;
+    }
+    let mut ev = t.evidence(host);
+    if host.is_isolated() {
+        ev.counters = before.delta(&host.counters()?);
+    }
+    Ok(Filter {
+        connected,
+        received,
+        drain_end,
+        ev,
+    })
+}
+
+fn judge(o: &Observation) -> Vec<Part> {
+    let pattern = |id: &str, statement: &str, x: &Exchange| {
+        Part::judged(id, statement, x.line(), x.worked(), with_facts(&x.ev, x))
+    };
+    let d = &o.d;
+    let d_part = Part::judged(
+        "d",
+        D,
+        format!(
+            "send() on an unconnected UDP socket: {}; on a connected one: {}",
+            show_res(&d.unconnected_send),
+            show_res(&d.connected_send)
+        ),
+        d.unconnected_send.is_err() && d.connected_send.is_ok(),
+        with_facts(&d.ev, d),
+    );
+    let (c, b) = (&o.connected, &o.bound);
+    let mut ev = with_facts(&c.ev, c);
+    ev.fact("control_bound_socket", b);
+    ev.trace.extend(b.ev.trace.iter().cloned());
+    ev.wire.extend(b.ev.wire.iter().cloned());
+    // Part e needs the control to have seen the stranger's datagram (else the setup, not
+    // connect(), lost it), the connected socket its peer's, and both drains to have ended on an
+    // empty queue.
+    let conclusive = b.got_stranger()
+        && c.received.iter().any(|r| r == "peer")
+        && c.drain_end == "EAGAIN"
+        && b.drain_end == "EAGAIN";
+    let e_part = if conclusive {
+        Part::judged(
+            "e",
+            E,
+            format!(
+                "a stranger, then the peer, sent to a connected socket: it received {:?}, then {}{}; an unconnected control received {:?}",
+                c.received,
+                c.drain_end,
+                match (
+                    c.ev.counters.get("Udp.NoPorts"),
+                    c.ev.counters.get("Icmp.OutDestUnreachs")
+                ) {
+                    (Some(n), Some(i)) => format!(
+                        " (Udp.NoPorts +{n}: no socket took the stranger's datagram; Icmp.OutDestUnreachs +{i}: the stranger was told the port is unreachable)"
+                    ),
+                    (Some(n), None) =>
+                        format!(" (Udp.NoPorts +{n}: no socket took the stranger's datagram)"),
+                    _ => String::new(),
+                },
+                b.received,
+            ),
+            c.got_stranger(),
+            ev,
+        )
+    } else {
+        Part::not_run(
+            "e",
+            E,
+            "inconclusive: the unconnected control socket did not receive the stranger's datagram, or a queue did not drain",
+        )
+    };
+    vec![
+        pattern("a", A, &o.a),
+        pattern("b", B, &o.b),
+        pattern("c", C, &o.c),
+        d_part,
+        e_part,
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::Verdict;
+
+    fn exchange(pairs: &[&str]) -> Exchange {
+        Exchange {
+            sent: pairs.iter().map(|p| (p.to_string(), Ok(p.len()))).collect(),
+            received: pairs
+                .iter()
+                .map(|p| Ok((p.to_string(), Some(lo(1)))))
+                .collect(),
+            addresses: vec![],
+            ev: Evidence::default(),
+        }
+    }
+
+    fn filter(connected: bool, received: &[&str]) -> Filter {
+        Filter {
+            connected,
+            received: received.iter().map(|s| s.to_string()).collect(),
+            drain_end: "EAGAIN".into(),
+            ev: Evidence::default(),
+        }
+    }
+
+    fn linux_like() -> Observation {
+        Observation {
+            a: exchange(&["a"]),
+            b: exchange(&["b1", "b2"]),
+            c: exchange(&["c1", "c2"]),
+            d: SendUnconnected {
+                unconnected_send: Err("EDESTADDRREQ".into()),
+                connected_send: Ok(1),
+                ev: Evidence::default(),
+            },
+            connected: filter(true, &["peer"]),
+            bound: filter(false, &["stranger", "peer"]),
+        }
+    }
+
+    fn verdicts(o: &Observation) -> Vec<Verdict> {
+        judge(o).into_iter().map(|p| p.verdict).collect()
+    }
+
+    #[test]
+    fn linux_like_observation() {
+        use Verdict::*;
+        assert_eq!(
+            verdicts(&linux_like()),
+            vec![Confirmed, Confirmed, Confirmed, Confirmed, Refuted]
+        );
+    }
+
+    #[test]
+    fn rules_go_both_ways() {
+        let mut o = linux_like();
+        o.a.received[0] = Err("EAGAIN".into());
+        o.b.sent[1].1 = Err("ECONNREFUSED".into());
+        o.c.received[1] = Ok(("other".into(), None));
+        o.d.unconnected_send = Ok(1);
+        o.connected = filter(true, &["stranger", "peer"]);
+        assert_eq!(
+            verdicts(&o),
+            vec![
+                Verdict::Refuted,
+                Verdict::Refuted,
+                Verdict::Refuted,
+                Verdict::Refuted,
+                Verdict::Confirmed
+            ]
+        );
+        // Without the control seeing the stranger, or the connected socket its peer, part e is
+        // not judged at all.
+        let mut o = linux_like();
+        o.bound = filter(false, &["peer"]);
+        assert!(matches!(verdicts(&o)[4], Verdict::NotRun(_)));
+        let mut o = linux_like();
+        o.connected = filter(true, &[]);
+        assert!(matches!(verdicts(&o)[4], Verdict::NotRun(_)));
+    }
+}

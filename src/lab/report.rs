@@ -1,0 +1,619 @@
+//! How a lab run is shown: the table of findings with a summary line, the `show` view of every
+//! part with its evidence, one JSON document (`{"meta": …, "experiments": […]}`, schema in
+//! docs/lab.md), and a Markdown report a reader can publish.
+//!
+//! Renderers are generic over the evidence: a fact named `matrix` (or `matrix_…`) shaped as
+//! `{"rows": [...], "cols": [...], "cells": [[...]]}` (optionally with a `"title"` for the
+//! corner) is drawn as a table in the `show` view and in Markdown.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use comfy_table::{ContentArrangement, Table, presets};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Evidence, Experiment, Finding, Part, Verdict};
+use crate::trace::render;
+
+/// What a run was: the facts a reader needs to reproduce or compare it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Meta {
+    /// This program's version (Cargo.toml).
+    pub socklab_version: String,
+    /// The kernel release (`uname -r`, from /proc/sys/kernel/osrelease).
+    pub kernel: String,
+    /// CPUs available to this process.
+    pub cpus: usize,
+    /// Whether the run could create namespaces (root / CAP_NET_ADMIN).
+    pub root: bool,
+    /// When the run started, RFC 3339 in UTC (`2026-11-25T01:30:00Z`).
+    pub started_at: String,
+    /// The parameters of the run (which claims, which outputs).
+    pub parameters: Value,
+}
+
+impl Meta {
+    /// The meta block of a run starting now.
+    pub fn now(root: bool, parameters: Value) -> Self {
+        Self {
+            socklab_version: env!("CARGO_PKG_VERSION").into(),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "unknown".into()),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            root,
+            started_at: rfc3339(SystemTime::now()),
+            parameters,
+        }
+    }
+}
+
+/// `2026-11-25T01:30:00Z` for a time (whole seconds, UTC).
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// How many findings got each verdict.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Experiments run.
+    pub experiments: usize,
+    /// Claims confirmed.
+    pub confirmed: usize,
+    /// Claims refuted.
+    pub refuted: usize,
+    /// Claims partly confirmed.
+    pub partly: usize,
+    /// Claims not run (needs root, inconclusive, or the experiment failed).
+    pub not_run: usize,
+    /// Experiments that failed with an error (counted in `not_run` too).
+    pub errors: usize,
+}
+
+impl Summary {
+    /// Counts the verdicts of `findings`.
+    pub fn of(findings: &[Finding]) -> Self {
+        let mut s = Self {
+            experiments: findings.len(),
+            ..Self::default()
+        };
+        for f in findings {
+            match f.verdict {
+                Verdict::Confirmed => s.confirmed += 1,
+                Verdict::Refuted => s.refuted += 1,
+                Verdict::Partly => s.partly += 1,
+                Verdict::NotRun(_) => s.not_run += 1,
+            }
+            s.errors += usize::from(f.errored());
+        }
+        s
+    }
+
+    /// `5 claims: 3 confirmed, 2 partly, 0 refuted, 0 not run`.
+    pub fn line(&self) -> String {
+        let mut line = format!(
+            "{} claim{}: {} confirmed, {} partly, {} refuted, {} not run",
+            self.experiments,
+            if self.experiments == 1 { "" } else { "s" },
+            self.confirmed,
+            self.partly,
+            self.refuted,
+            self.not_run
+        );
+        if self.errors > 0 {
+            let _ = write!(line, " ({} failed with an error)", self.errors);
+        }
+        line
+    }
+}
+
+/// The list of experiments: claim, title, what the article says.
+pub fn list(experiments: &[&dyn Experiment]) -> String {
+    let mut t = table(&["claim", "title", "the article says"]);
+    for e in experiments {
+        t.add_row(vec![
+            e.claim().to_string(),
+            e.title().into(),
+            e.article().into(),
+        ]);
+    }
+    format!("{t}\n")
+}
+
+/// The findings as a table (claim, what the article says, what this kernel did, verdict)
+/// followed by the summary line.
+pub fn findings_table(findings: &[Finding]) -> String {
+    let mut t = table(&[
+        "claim",
+        "the article says",
+        "what this kernel did",
+        "verdict",
+    ]);
+    for f in findings {
+        t.add_row(vec![
+            f.claim.to_string(),
+            f.article.clone(),
+            kernel_lines(f),
+            f.verdict.word().into(),
+        ]);
+    }
+    format!("{t}\n{}\n", Summary::of(findings).line())
+}
+
+/// What the kernel did, one line per part with its verdict's mark (✓ confirmed, ✗ refuted,
+/// ½ partly, – not run); a finding without parts gives its own line.
+fn kernel_lines(f: &Finding) -> String {
+    if f.parts.is_empty() {
+        return f.observed.clone();
+    }
+    f.parts
+        .iter()
+        .map(|p| format!("{}{} {} {}", f.claim, p.id, mark(&p.verdict), p.observed))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn mark(v: &Verdict) -> &'static str {
+    match v {
+        Verdict::Confirmed => "✓",
+        Verdict::Refuted => "✗",
+        Verdict::Partly => "½",
+        Verdict::NotRun(_) => "–",
+    }
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.to_vec());
+    if !t.is_tty() {
+        t.set_width(140);
+    }
+    t
+}
+
+/// Every part of `f` with its statement, what was observed, its verdict and the evidence:
+/// the trace as strace-like lines, facts, counters, socket states and the wire.
+pub fn show(f: &Finding) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Claim {}: {} — {}",
+        f.claim,
+        f.title,
+        verdict_text(&f.verdict)
+    );
+    let _ = writeln!(s, "The article: {}", f.article);
+    let _ = writeln!(s, "Why: {}", f.explanation);
+    let _ = writeln!(s, "Took {} ms.", f.duration_ms);
+    for p in &f.parts {
+        let _ = writeln!(
+            s,
+            "\n{}{} [{}] {}",
+            f.claim,
+            p.id,
+            verdict_text(&p.verdict),
+            p.statement
+        );
+        let _ = writeln!(s, "  observed: {}", p.observed);
+        show_evidence(&mut s, &p.evidence);
+    }
+    s
+}
+
+fn verdict_text(v: &Verdict) -> String {
+    match v {
+        Verdict::NotRun(reason) => format!("not run: {reason}"),
+        v => v.word().into(),
+    }
+}
+
+fn show_evidence(s: &mut String, ev: &Evidence) {
+    if !ev.trace.is_empty() {
+        let _ = writeln!(s, "  trace:");
+        for e in &ev.trace {
+            for line in render::text(e).lines() {
+                let _ = writeln!(s, "    {line}");
+            }
+        }
+    }
+    let (matrices, facts) = split_matrices(&ev.facts);
+    if !facts.is_empty() {
+        let _ = writeln!(s, "  facts:");
+        for (k, v) in facts {
+            let _ = writeln!(s, "    {k}: {}", compact(v));
+        }
+    }
+    for (name, m) in matrices {
+        let mut t = table(&m.header());
+        for row in m.rows_text() {
+            t.add_row(row);
+        }
+        let _ = writeln!(s, "  {name}:");
+        for line in t.to_string().lines() {
+            let _ = writeln!(s, "    {line}");
+        }
+    }
+    if !ev.counters.is_empty() {
+        let c: Vec<String> = ev
+            .counters
+            .iter()
+            .map(|(k, v)| format!("{k} {v:+}"))
+            .collect();
+        let _ = writeln!(s, "  counters: {}", c.join(", "));
+    }
+    for (title, lines) in [("states", &ev.states), ("wire", &ev.wire)] {
+        if !lines.is_empty() {
+            let _ = writeln!(s, "  {title}:");
+            for l in lines {
+                let _ = writeln!(s, "    {l}");
+            }
+        }
+    }
+}
+
+/// A fact value in one line: strings bare, anything else as compact JSON.
+fn compact(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    }
+}
+
+/// A matrix fact: row labels, column labels, cells.
+struct Matrix {
+    title: String,
+    rows: Vec<String>,
+    cols: Vec<String>,
+    cells: Vec<Vec<String>>,
+}
+
+impl Matrix {
+    fn parse(v: &Value) -> Option<Self> {
+        let labels = |key: &str| -> Option<Vec<String>> {
+            Some(v.get(key)?.as_array()?.iter().map(compact).collect())
+        };
+        let cells = v
+            .get("cells")?
+            .as_array()?
+            .iter()
+            .map(|row| Some(row.as_array()?.iter().map(cell).collect()))
+            .collect::<Option<Vec<Vec<String>>>>()?;
+        Some(Self {
+            title: v.get("title").map(compact).unwrap_or_default(),
+            rows: labels("rows")?,
+            cols: labels("cols")?,
+            cells,
+        })
+    }
+
+    fn header(&self) -> Vec<&str> {
+        std::iter::once(self.title.as_str())
+            .chain(self.cols.iter().map(String::as_str))
+            .collect()
+    }
+
+    fn rows_text(&self) -> Vec<Vec<String>> {
+        self.rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut row = vec![r.clone()];
+                row.extend(self.cells.get(i).cloned().unwrap_or_default());
+                row
+            })
+            .collect()
+    }
+}
+
+/// A matrix cell: `yes`/`no` for booleans, strings bare, other values as JSON.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Bool(true) => "yes".into(),
+        Value::Bool(false) => "no".into(),
+        v => compact(v),
+    }
+}
+
+/// Facts split into matrices (drawn as tables) and the rest (listed), each with its name.
+type Split<'a> = (Vec<(&'a str, Matrix)>, Vec<(&'a str, &'a Value)>);
+
+fn split_matrices(facts: &BTreeMap<String, Value>) -> Split<'_> {
+    let mut matrices = Vec::new();
+    let mut rest = Vec::new();
+    for (k, v) in facts {
+        match (k.starts_with("matrix"), Matrix::parse(v)) {
+            (true, Some(m)) => matrices.push((k.as_str(), m)),
+            _ => rest.push((k.as_str(), v)),
+        }
+    }
+    (matrices, rest)
+}
+
+/// The whole run as one JSON document, members in this order (schema in docs/lab.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct Document<'a> {
+    /// What the run was.
+    pub meta: &'a Meta,
+    /// How many claims got each verdict.
+    pub summary: Summary,
+    /// The findings, in the order run.
+    pub experiments: &'a [Finding],
+}
+
+/// The document of a run: `{"meta": …, "summary": …, "experiments": [Finding…]}`.
+pub fn json<'a>(meta: &'a Meta, findings: &'a [Finding]) -> Document<'a> {
+    Document {
+        meta,
+        summary: Summary::of(findings),
+        experiments: findings,
+    }
+}
+
+/// A Markdown report: the table, the summary, then each claim with its parts, matrices as
+/// tables and the evidence in collapsible blocks.
+pub fn markdown(meta: &Meta, findings: &[Finding]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# socklab lab report\n");
+    let _ = writeln!(
+        s,
+        "Linux {} · {} CPU{} · {} · socklab {} · started {}\n",
+        meta.kernel,
+        meta.cpus,
+        if meta.cpus == 1 { "" } else { "s" },
+        if meta.root {
+            "root (private network namespaces)"
+        } else {
+            "not root (host loopback; two-host parts not run)"
+        },
+        meta.socklab_version,
+        meta.started_at
+    );
+    let _ = writeln!(
+        s,
+        "| claim | the article says | what this kernel did | verdict |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|");
+    for f in findings {
+        let _ = writeln!(
+            s,
+            "| [{}](#claim-{}) | {} | {} | **{}** |",
+            f.claim,
+            f.claim,
+            md_cell(&f.article),
+            md_cell(&kernel_lines(f)),
+            f.verdict.word()
+        );
+    }
+    let _ = writeln!(s, "\n{}\n", Summary::of(findings).line());
+    for f in findings {
+        let _ = writeln!(
+            s,
+            "<a id=\"claim-{}\"></a>\n## Claim {}: {} — {}\n",
+            f.claim,
+            f.claim,
+            f.title,
+            verdict_text(&f.verdict)
+        );
+        let _ = writeln!(s, "> {}\n", f.article);
+        let _ = writeln!(s, "{}\n", f.explanation);
+        for p in &f.parts {
+            markdown_part(&mut s, f.claim, p);
+        }
+    }
+    s
+}
+
+fn markdown_part(s: &mut String, claim: u8, p: &Part) {
+    let _ = writeln!(s, "### {claim}{} — {}\n", p.id, verdict_text(&p.verdict));
+    let _ = writeln!(s, "*The article:* {}\n", p.statement);
+    let _ = writeln!(s, "*This kernel:* {}\n", p.observed);
+    let ev = &p.evidence;
+    let (matrices, facts) = split_matrices(&ev.facts);
+    for (name, m) in &matrices {
+        let _ = writeln!(s, "{name}:\n");
+        let header = m.header();
+        let _ = writeln!(
+            s,
+            "| {} |",
+            header
+                .iter()
+                .map(|h| md_cell(h))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        let _ = writeln!(s, "|{}", "---|".repeat(header.len()));
+        for row in m.rows_text() {
+            let _ = writeln!(
+                s,
+                "| {} |",
+                row.iter()
+                    .map(|c| md_cell(c))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            );
+        }
+        let _ = writeln!(s);
+    }
+    if ev.trace.is_empty()
+        && facts.is_empty()
+        && ev.counters.is_empty()
+        && ev.wire.is_empty()
+        && ev.states.is_empty()
+    {
+        return;
+    }
+    let _ = writeln!(s, "<details><summary>Evidence</summary>\n");
+    if !facts.is_empty() {
+        for (k, v) in facts {
+            let _ = writeln!(s, "- `{k}`: `{}`", compact(v).replace('`', "'"));
+        }
+        let _ = writeln!(s);
+    }
+    if !ev.counters.is_empty() {
+        let c: Vec<String> = ev
+            .counters
+            .iter()
+            .map(|(k, v)| format!("`{k}` {v:+}"))
+            .collect();
+        let _ = writeln!(s, "Counters: {}\n", c.join(", "));
+    }
+    let blocks = [
+        (
+            "Trace",
+            ev.trace.iter().map(render::text).collect::<Vec<_>>(),
+        ),
+        ("Socket states", ev.states.clone()),
+        ("Wire", ev.wire.clone()),
+    ];
+    for (title, lines) in blocks {
+        if !lines.is_empty() {
+            let _ = writeln!(s, "{title}:\n\n```text\n{}\n```\n", lines.join("\n"));
+        }
+    }
+    let _ = writeln!(s, "</details>\n");
+}
+
+/// Text safe inside a Markdown table cell.
+fn md_cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', "<br>")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(claim: u8, parts: Vec<Part>) -> Finding {
+        Finding {
+            claim,
+            title: "title".into(),
+            article: "the | article".into(),
+            observed: "what happened".into(),
+            verdict: Verdict::combine(parts.iter().map(|p| &p.verdict)),
+            explanation: "udp(7)".into(),
+            parts,
+            duration_ms: 3,
+            frames: vec![],
+        }
+    }
+
+    fn matrix_part() -> Part {
+        let mut ev = Evidence::default();
+        ev.fact(
+            "matrix",
+            serde_json::json!({"title": "bound to", "rows": ["0.0.0.0", "127.0.0.1"],
+                "cols": ["255.255.255.255", "127.255.255.255"],
+                "cells": [[true, false], ["no", "yes"]]}),
+        );
+        ev.fact("port", 9000);
+        Part::judged("a", "receivers", "some".into(), true, ev)
+    }
+
+    #[test]
+    fn dates_are_rfc3339() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let t = UNIX_EPOCH + std::time::Duration::from_secs(951_782_400 + 3_661);
+        assert_eq!(rfc3339(t), "2000-02-29T01:01:01Z");
+        let t = UNIX_EPOCH + std::time::Duration::from_secs(1_795_570_229);
+        assert_eq!(rfc3339(t), "2026-11-25T01:30:29Z");
+    }
+
+    #[test]
+    fn summary_counts_each_verdict() {
+        let f = vec![
+            finding(1, vec![matrix_part()]),
+            finding(2, vec![Part::not_run("a", "s", "needs root")]),
+        ];
+        let s = Summary::of(&f);
+        assert_eq!(
+            (s.experiments, s.confirmed, s.not_run, s.errors),
+            (2, 1, 1, 0)
+        );
+        assert_eq!(
+            s.line(),
+            "2 claims: 1 confirmed, 0 partly, 0 refuted, 1 not run"
+        );
+    }
+
+    #[test]
+    fn markdown_draws_matrices_and_escapes_cells() {
+        let meta = Meta::now(false, Value::Null);
+        let md = markdown(&meta, &[finding(8, vec![matrix_part()])]);
+        assert!(
+            md.contains("| bound to | 255.255.255.255 | 127.255.255.255 |"),
+            "{md}"
+        );
+        assert!(md.contains("| 0.0.0.0 | yes | no |"), "{md}");
+        assert!(md.contains("| 127.0.0.1 | no | yes |"), "{md}");
+        assert!(md.contains("the \\| article"), "{md}");
+        assert!(md.contains("- `port`: `9000`"), "{md}");
+        assert!(
+            !md.contains("`matrix`"),
+            "the matrix is a table, not a fact: {md}"
+        );
+    }
+
+    #[test]
+    fn show_lists_parts_with_evidence() {
+        let mut p = matrix_part();
+        p.evidence
+            .wire
+            .push("UDP 127.0.0.1:1 > 127.0.0.1:2 len 4".into());
+        p.evidence.counters.insert("Udp.NoPorts".into(), 2);
+        let text = show(&finding(
+            8,
+            vec![p, Part::not_run("b", "two hosts", "needs root")],
+        ));
+        assert!(text.contains("8a [confirmed] receivers"), "{text}");
+        assert!(
+            text.contains("8b [not run: needs root] two hosts"),
+            "{text}"
+        );
+        assert!(text.contains("counters: Udp.NoPorts +2"), "{text}");
+        assert!(
+            text.contains("    UDP 127.0.0.1:1 > 127.0.0.1:2 len 4"),
+            "{text}"
+        );
+        assert!(text.contains("0.0.0.0"), "{text}");
+    }
+
+    #[test]
+    fn json_document_has_meta_and_experiments() {
+        let meta = Meta::now(true, serde_json::json!({"claims": [8]}));
+        let findings = [finding(8, vec![matrix_part()])];
+        let text = serde_json::to_string(&json(&meta, &findings)).unwrap();
+        assert!(text.starts_with(r#"{"meta":{"#), "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["meta"]["root"], true);
+        assert_eq!(v["meta"]["parameters"]["claims"][0], 8);
+        assert_eq!(v["experiments"][0]["claim"], 8);
+        assert_eq!(v["experiments"][0]["verdict"], "confirmed");
+        assert_eq!(v["experiments"][0]["parts"][0]["verdict"], "confirmed");
+        assert_eq!(v["summary"]["confirmed"], 1);
+    }
+}

@@ -1,0 +1,260 @@
+//! `socklab lab` from the outside: list, run a subset, show, the JSON document, usage errors,
+//! repeatability, cleanup of namespaces, and a run as an unprivileged user.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_socklab");
+
+fn socklab(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run socklab")
+}
+
+/// Runs `socklab ARGS` and expects exit 0 and a JSON document on stdout.
+fn json(args: &[&str]) -> Value {
+    let out = socklab(args);
+    assert!(out.status.success(), "socklab {args:?}: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"))
+}
+
+fn registered() -> Vec<u64> {
+    socklab::lab::registry()
+        .iter()
+        .map(|e| u64::from(e.claim()))
+        .collect()
+}
+
+fn claims(doc: &Value) -> Vec<u64> {
+    doc["experiments"]
+        .as_array()
+        .expect("experiments")
+        .iter()
+        .map(|e| e["claim"].as_u64().expect("claim"))
+        .collect()
+}
+
+/// (claim, part, verdict) for every part.
+fn verdicts(doc: &Value) -> Vec<(u64, String, String)> {
+    let mut v = Vec::new();
+    for e in doc["experiments"].as_array().expect("experiments") {
+        for p in e["parts"].as_array().expect("parts") {
+            v.push((
+                e["claim"].as_u64().unwrap_or(0),
+                p["id"].as_str().unwrap_or("").to_string(),
+                p["verdict"].as_str().unwrap_or("").to_string(),
+            ));
+        }
+    }
+    v
+}
+
+#[test]
+fn list_names_every_claim() {
+    let doc = json(&["lab", "list", "--json"]);
+    let listed: Vec<u64> = doc["experiments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["claim"].as_u64().unwrap())
+        .collect();
+    assert_eq!(listed, registered());
+    let out = socklab(&["lab", "list"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for e in socklab::lab::registry() {
+        assert!(text.contains(e.title()), "{text}");
+    }
+}
+
+#[test]
+fn json_document_has_every_claim_with_parts_and_meta() {
+    let doc = json(&["lab", "--json"]);
+    assert_eq!(claims(&doc), registered());
+    let meta = &doc["meta"];
+    for key in ["socklab_version", "kernel", "started_at"] {
+        assert!(meta[key].as_str().is_some_and(|s| !s.is_empty()), "{meta}");
+    }
+    assert!(meta["cpus"].as_u64().is_some_and(|n| n >= 1), "{meta}");
+    assert_eq!(
+        meta["root"].as_bool(),
+        Some(socklab::netns::have_net_admin())
+    );
+    assert!(meta["started_at"].as_str().unwrap().ends_with('Z'));
+    for e in doc["experiments"].as_array().unwrap() {
+        assert!(e["verdict"].is_string(), "{e}");
+        let parts = e["parts"].as_array().unwrap();
+        assert!(!parts.is_empty(), "{e}");
+        for p in parts {
+            assert!(
+                p["statement"].as_str().is_some_and(|s| !s.is_empty()),
+                "{p}"
+            );
+            assert!(p["verdict"].is_string(), "{p}");
+            assert!(p["evidence"].is_object(), "{p}");
+            if p["verdict"] == "not_run" {
+                assert!(p["reason"].as_str().is_some_and(|s| !s.is_empty()), "{p}");
+            }
+        }
+    }
+}
+
+#[test]
+fn run_subset_writes_markdown_and_pcaps() {
+    let dir = std::env::temp_dir().join(format!("socklab-lab-cli-{}", std::process::id()));
+    let md = dir.join("report.md");
+    let pcaps = dir.join("pcap");
+    std::fs::create_dir_all(&dir).unwrap();
+    let doc = json(&[
+        "lab",
+        "run",
+        "4",
+        "2",
+        "--json",
+        "--markdown",
+        md.to_str().unwrap(),
+        "--pcap",
+        pcaps.to_str().unwrap(),
+    ]);
+    assert_eq!(claims(&doc), [4, 2], "claims run in the order given");
+    assert_eq!(
+        doc["meta"]["parameters"]["claims"],
+        serde_json::json!([4, 2])
+    );
+    let text = std::fs::read_to_string(&md).unwrap();
+    assert!(text.starts_with("# socklab lab report"), "{text}");
+    assert!(
+        text.contains("## Claim 4:") && text.contains("## Claim 2:"),
+        "{text}"
+    );
+    for c in [2, 4] {
+        let p = pcaps.join(format!("claim-0{c}.pcap"));
+        let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        // The classic pcap magic (micro- or nanosecond), in either byte order.
+        let magic: [u8; 4] = bytes[..4].try_into().unwrap();
+        let known = [0xa1b2_c3d4, 0xa1b2_3c4d];
+        assert!(
+            known.contains(&u32::from_be_bytes(magic))
+                || known.contains(&u32::from_le_bytes(magic)),
+            "{}: {magic:x?}",
+            p.display()
+        );
+        if socklab::netns::have_net_admin() {
+            assert!(bytes.len() > 24, "{} has no packets", p.display());
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn show_prints_parts_with_evidence() {
+    let out = socklab(&["lab", "show", "4"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("Claim 4: "), "{text}");
+    for needle in ["4a [", "4d [", "  trace:", "connect(", "  facts:"] {
+        assert!(text.contains(needle), "no {needle:?} in {text}");
+    }
+    if socklab::netns::have_net_admin() {
+        assert!(
+            text.contains("  wire:") && text.contains("type 3 code 3"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn unknown_claim_is_a_one_line_usage_error() {
+    for args in [
+        &["lab", "run", "99"][..],
+        &["lab", "show", "0"],
+        &["lab", "run", "x"],
+    ] {
+        let out = socklab(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("socklab: "), "{err}");
+    }
+}
+
+#[test]
+fn two_runs_give_the_same_verdicts_and_leave_no_namespace() {
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let child = Command::new(BIN)
+            .args(["lab", "--json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn socklab");
+        let pid = child.id();
+        let out = child.wait_with_output().expect("wait for socklab");
+        assert!(out.status.success(), "{out:?}");
+        let mark = format!("-{pid}-");
+        let left: Vec<String> = socklab::netns::existing()
+            .into_iter()
+            .filter(|n| n.contains(&mark))
+            .collect();
+        assert!(left.is_empty(), "namespaces left behind: {left:?}");
+        let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        runs.push(verdicts(&doc));
+    }
+    assert!(!runs[0].is_empty());
+    assert_eq!(runs[0], runs[1]);
+}
+
+#[test]
+fn unprivileged_run_exits_0_with_not_run_reasons() {
+    if !socklab::netns::have_net_admin() {
+        eprintln!("skipped: needs root to switch to an unprivileged user with setpriv");
+        return;
+    }
+    if !Path::new("/usr/bin/setpriv").exists() && !Path::new("/bin/setpriv").exists() {
+        eprintln!("skipped: setpriv (util-linux) is not installed");
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "lab",
+            "--json",
+        ])
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run setpriv");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["meta"]["root"], false);
+    assert_eq!(claims(&doc), registered());
+    let not_run: Vec<&Value> = doc["experiments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| e["parts"].as_array().unwrap())
+        .filter(|p| p["verdict"] == "not_run")
+        .collect();
+    assert!(
+        !not_run.is_empty(),
+        "namespace-needing parts should not run: {doc}"
+    );
+    assert!(
+        not_run.iter().any(|p| p["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("CAP_NET_ADMIN"))),
+        "{not_run:?}"
+    );
+    // Nothing errored: every experiment has parts.
+    assert_eq!(doc["summary"]["errors"], 0, "{doc}");
+}
