@@ -4,7 +4,9 @@
 //!
 //! Renderers are generic over the evidence: a fact named `matrix` (or `matrix_…`) shaped as
 //! `{"rows": [...], "cols": [...], "cells": [[...]]}` (optionally with a `"title"` for the
-//! corner) is drawn as a table in the `show` view and in Markdown.
+//! corner) is drawn as a table in the `show` view and in Markdown, once per claim: a later part
+//! whose evidence holds the same matrix refers to the part where it was drawn (the JSON keeps
+//! every part's evidence whole).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -211,6 +213,7 @@ pub fn show(f: &Finding) -> String {
     let _ = writeln!(s, "The article: {}", f.article);
     let _ = writeln!(s, "Why: {}", f.explanation);
     let _ = writeln!(s, "Took {} ms.", f.duration_ms);
+    let mut drawn = Drawn::default();
     for p in &f.parts {
         let _ = writeln!(
             s,
@@ -221,9 +224,32 @@ pub fn show(f: &Finding) -> String {
             p.statement
         );
         let _ = writeln!(s, "  observed: {}", p.observed);
-        show_evidence(&mut s, &p.evidence);
+        show_evidence(
+            &mut s,
+            &p.evidence,
+            &mut drawn,
+            &format!("{}{}", f.claim, p.id),
+        );
     }
     s
+}
+
+/// The matrices already drawn for one claim, each with the part (`8a`) where it was drawn.
+#[derive(Default)]
+struct Drawn<'a> {
+    seen: Vec<(&'a str, &'a Value, String)>,
+}
+
+impl<'a> Drawn<'a> {
+    /// The part where the matrix `name` with this value was drawn before, or `None` after
+    /// noting that `part` draws it now.
+    fn earlier(&mut self, name: &'a str, value: &'a Value, part: &str) -> Option<String> {
+        if let Some((_, _, at)) = self.seen.iter().find(|(n, v, _)| *n == name && *v == value) {
+            return Some(at.clone());
+        }
+        self.seen.push((name, value, part.to_string()));
+        None
+    }
 }
 
 fn verdict_text(v: &Verdict) -> String {
@@ -233,7 +259,7 @@ fn verdict_text(v: &Verdict) -> String {
     }
 }
 
-fn show_evidence(s: &mut String, ev: &Evidence) {
+fn show_evidence<'a>(s: &mut String, ev: &'a Evidence, drawn: &mut Drawn<'a>, part: &str) {
     if !ev.trace.is_empty() {
         let _ = writeln!(s, "  trace:");
         for e in &ev.trace {
@@ -249,7 +275,11 @@ fn show_evidence(s: &mut String, ev: &Evidence) {
             let _ = writeln!(s, "    {k}: {}", compact(v));
         }
     }
-    for (name, m) in matrices {
+    for (name, value, m) in matrices {
+        if let Some(at) = drawn.earlier(name, value, part) {
+            let _ = writeln!(s, "  {name}: the same as in {at} above");
+            continue;
+        }
         let mut t = table(&m.header());
         for row in m.rows_text() {
             t.add_row(row);
@@ -340,15 +370,16 @@ fn cell(v: &Value) -> String {
     }
 }
 
-/// Facts split into matrices (drawn as tables) and the rest (listed), each with its name.
-type Split<'a> = (Vec<(&'a str, Matrix)>, Vec<(&'a str, &'a Value)>);
+/// Facts split into matrices (drawn as tables, kept with their value to tell repeats) and the
+/// rest (listed), each with its name.
+type Split<'a> = (Vec<(&'a str, &'a Value, Matrix)>, Vec<(&'a str, &'a Value)>);
 
 fn split_matrices(facts: &BTreeMap<String, Value>) -> Split<'_> {
     let mut matrices = Vec::new();
     let mut rest = Vec::new();
     for (k, v) in facts {
         match (k.starts_with("matrix"), Matrix::parse(v)) {
-            (true, Some(m)) => matrices.push((k.as_str(), m)),
+            (true, Some(m)) => matrices.push((k.as_str(), v, m)),
             _ => rest.push((k.as_str(), v)),
         }
     }
@@ -422,21 +453,28 @@ pub fn markdown(meta: &Meta, findings: &[Finding]) -> String {
         );
         let _ = writeln!(s, "> {}\n", f.article);
         let _ = writeln!(s, "{}\n", f.explanation);
+        let mut drawn = Drawn::default();
         for p in &f.parts {
-            markdown_part(&mut s, f.claim, p);
+            markdown_part(&mut s, f.claim, p, &mut drawn);
         }
     }
     s
 }
 
-fn markdown_part(s: &mut String, claim: u8, p: &Part) {
+fn markdown_part<'a>(s: &mut String, claim: u8, p: &'a Part, drawn: &mut Drawn<'a>) {
     let _ = writeln!(s, "### {claim}{} — {}\n", p.id, verdict_text(&p.verdict));
     let _ = writeln!(s, "*The article:* {}\n", p.statement);
     let _ = writeln!(s, "*This kernel:* {}\n", p.observed);
     let ev = &p.evidence;
     let (matrices, facts) = split_matrices(&ev.facts);
-    for (name, m) in &matrices {
-        let _ = writeln!(s, "{name}:\n");
+    let here = format!("{claim}{}", p.id);
+    for (name, value, m) in &matrices {
+        let anchor = |at: &str| format!("claim-{at}-{name}");
+        if let Some(at) = drawn.earlier(name, value, &here) {
+            let _ = writeln!(s, "{name}: the same as in [{at}](#{}).\n", anchor(&at));
+            continue;
+        }
+        let _ = writeln!(s, "<a id=\"{}\"></a>\n{name}:\n", anchor(&here));
         let header = m.header();
         let _ = writeln!(
             s,
@@ -600,6 +638,31 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("0.0.0.0"), "{text}");
+    }
+
+    #[test]
+    fn a_matrix_repeated_in_later_parts_is_drawn_once() {
+        let mut second = matrix_part();
+        second.id = "b".into();
+        let mut third = matrix_part();
+        third.id = "c".into();
+        third.evidence.fact(
+            "matrix",
+            serde_json::json!({"rows": ["x"], "cols": ["y"], "cells": [["no"]]}),
+        );
+        let f = finding(8, vec![matrix_part(), second, third]);
+        let text = show(&f);
+        assert_eq!(text.matches("│ 0.0.0.0").count(), 1, "{text}");
+        assert!(text.contains("  matrix: the same as in 8a above"), "{text}");
+        assert!(text.contains("│ x "), "a different matrix is drawn: {text}");
+        let md = markdown(&Meta::now(false, Value::Null), &[f]);
+        assert_eq!(md.matches("| 0.0.0.0 | yes | no |").count(), 1, "{md}");
+        assert!(md.contains("<a id=\"claim-8a-matrix\"></a>"), "{md}");
+        assert!(
+            md.contains("matrix: the same as in [8a](#claim-8a-matrix)."),
+            "{md}"
+        );
+        assert!(md.contains("| x | no |"), "{md}");
     }
 
     #[test]
