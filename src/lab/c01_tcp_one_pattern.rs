@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use super::probe::{Res, Trial, errno, lo, res, show_res, show_unit, with_facts};
+use super::observe::{Res, Trial, errno, lo, res, show_res, show_unit, with_facts};
 use super::{Evidence, Experiment, Host, Lab, Part};
 use crate::sock::{Proto, Sock};
 use crate::trace::{Event, Outcome};
@@ -117,7 +117,7 @@ fn observe(host: &Host<'_>) -> anyhow::Result<Observation> {
 
 /// A listener bound to 127.0.0.1 on a port the kernel picks.
 fn listener(t: &Trial, host: &Host<'_>) -> anyhow::Result<(Sock, SocketAddr)> {
-    let l = t.sock(host, lo(0), Proto::Tcp)?;
+    let l = t.sock(host, Proto::Tcp)?;
     l.set_reuse_address(true)?;
     l.bind(lo(0))?;
     l.listen(8)?;
@@ -166,7 +166,7 @@ fn calls(trace: &[Event], fds: &[i32]) -> Vec<String> {
 fn pattern(host: &Host<'_>) -> anyhow::Result<Pattern> {
     let t = Trial::new();
     let (l, addr) = listener(&t, host)?;
-    let c = t.sock(host, addr, Proto::Tcp)?;
+    let c = t.sock(host, Proto::Tcp)?;
     c.connect(addr)?;
     let (conn, _) = l.accept()?;
     c.send(b"hello")?;
@@ -192,12 +192,12 @@ fn pattern(host: &Host<'_>) -> anyhow::Result<Pattern> {
 
 fn no_listener(host: &Host<'_>) -> anyhow::Result<NoListener> {
     let t = Trial::new();
-    let bound = t.sock(host, lo(0), Proto::Tcp)?;
+    let bound = t.sock(host, Proto::Tcp)?;
     bound.bind(lo(0))?;
     let addr = bound.local_addr().unwrap_or(lo(0));
-    let c = t.sock(host, addr, Proto::Tcp)?;
+    let c = t.sock(host, Proto::Tcp)?;
     let connect_to_bound_not_listening = res(c.connect(addr));
-    let me = t.sock(host, lo(0), Proto::Tcp)?;
+    let me = t.sock(host, Proto::Tcp)?;
     me.bind(lo(0))?;
     let self_connect = res(me.connect(me.local_addr().unwrap_or(lo(0))));
     Ok(NoListener {
@@ -211,7 +211,7 @@ fn sendto_connected(host: &Host<'_>) -> anyhow::Result<SendtoConnected> {
     let t = Trial::new();
     let (l, peer) = listener(&t, host)?;
     let (other_l, other) = listener(&t, host)?;
-    let c = t.sock(host, peer, Proto::Tcp)?;
+    let c = t.sock(host, Proto::Tcp)?;
     c.connect(peer)?;
     let (conn, _) = l.accept()?;
     let _ = host.wire();
@@ -237,7 +237,7 @@ fn sendto_connected(host: &Host<'_>) -> anyhow::Result<SendtoConnected> {
 fn sendto_unconnected(host: &Host<'_>) -> anyhow::Result<SendtoUnconnected> {
     let t = Trial::new();
     let (l, target) = listener(&t, host)?;
-    let s = t.sock(host, target, Proto::Tcp)?;
+    let s = t.sock(host, Proto::Tcp)?;
     let sendto = res(s.send_to(PAYLOAD, target));
     let target_accept = accept_now(&l);
     Ok(SendtoUnconnected {

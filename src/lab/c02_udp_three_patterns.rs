@@ -11,7 +11,8 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use super::probe::{Res, Trial, drain, lo, recv_text, res, show, show_res, with_facts};
+use super::marker::read_through;
+use super::observe::{Got, Res, Trial, lo, recv_text, res, show_addr, show_res, with_facts};
 use super::{Evidence, Experiment, Host, Lab, Part};
 
 /// The experiment of claim 2.
@@ -53,7 +54,7 @@ impl Exchange {
             .received
             .iter()
             .map(|r| match r {
-                Ok((p, from)) => format!("{p:?} from {}", show(from)),
+                Ok((p, from)) => format!("{p:?} from {}", show_addr(*from)),
                 Err(e) => e.clone(),
             })
             .collect();
@@ -227,29 +228,10 @@ fn filter(host: &Host<'_>, connected: bool) -> anyhow::Result<Filter> {
     let before = host.counters()?;
     stranger.send_to(b"stranger", my_addr)?;
     peer.send_to(b"peer", my_addr)?;
-    let mut received = Vec::new();
-    let mut drain_end = String::new();
-    // The peer's datagram is the readiness signal: receive (bounded) until it shows up.
-    for _ in 0..2 {
-        match recv_text(&me, 0) {
-            Ok((p, _)) => {
-                let done = p == "peer";
-                received.push(p);
-                if done {
-                    break;
-                }
-            }
-            Err(e) => {
-                drain_end = e;
-                break;
-            }
-        }
-    }
-    if drain_end.is_empty() {
-        let (more, end) = drain(&me);
-        received.extend(more);
-        drain_end = end;
-    }
+    // The peer's datagram is the readiness signal: receive (bounded) until it shows up, then
+    // drain what else is queued.
+    let (got, drain_end) = read_through(&me, b"peer");
+    let received = got.iter().map(Got::text).collect();
     let mut ev = t.evidence(host);
     if host.is_isolated() {
         ev.counters = before.delta(&host.counters()?);

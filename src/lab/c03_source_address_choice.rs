@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use serde::Serialize;
 
 use super::host::NEEDS_ROOT;
-use super::probe::{Res, Trial, lo, recv_text, res, show, with_facts, with_facts_only};
+use super::observe::{Res, Trial, lo, recv_text, res, show_addr, with_facts, with_facts_only};
 use super::{Evidence, Experiment, Host, Lab, Part};
 
 /// The experiment of claim 3.
@@ -93,7 +93,7 @@ fn show_ip(r: &Res<Option<SocketAddr>>) -> String {
 
 fn show_seen(r: &Res<Option<SocketAddr>>) -> String {
     match r {
-        Ok(a) => show(a),
+        Ok(a) => show_addr(*a),
         Err(e) => e.clone(),
     }
 }
@@ -240,8 +240,8 @@ fn judge(o: &Observation) -> Vec<Part> {
         A,
         format!(
             "getsockname {} before sendto, {} after; the receiver saw the datagram come from {}",
-            show(&h.unbound_before),
-            show(&h.unbound_after),
+            show_addr(h.unbound_before),
+            show_addr(h.unbound_after),
             show_seen(&h.unbound_seen)
         ),
         before_any && picked,
@@ -260,7 +260,7 @@ fn judge(o: &Observation) -> Vec<Part> {
         B,
         format!(
             "never bound, after connect() getsockname says {}; the receiver saw {}",
-            show(&h.connected_local),
+            show_addr(h.connected_local),
             show_seen(&h.connected_seen)
         ),
         connected_ok,

@@ -12,10 +12,10 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
+use super::closed_port::{ClosedPortSends, Sender, closed_port, closed_port_sends};
 use super::host::NEEDS_ROOT;
-use super::probe::{
-    ClosedPortSends, Res, Sender, Trial, closed_port, closed_port_sends, lo, res, show, show_res,
-    show_unit, with_facts, with_facts_only,
+use super::observe::{
+    Res, Trial, lo, res, show_addr, show_res, show_unit, with_facts, with_facts_only,
 };
 use super::{Evidence, Experiment, Host, Lab, Part};
 
@@ -152,8 +152,8 @@ fn judge(o: &Observation) -> Vec<Part> {
             "connect({}) returned {}; getsockname {}, getpeername {}",
             c.dest,
             show_unit(&c.connect),
-            show(&c.local),
-            show(&c.peer)
+            show_addr(c.local),
+            show_addr(c.peer)
         ),
         c.connect.is_ok()
             && c.peer == Some(c.dest)
@@ -192,22 +192,7 @@ fn judge(o: &Observation) -> Vec<Part> {
 mod tests {
     use super::*;
     use crate::lab::Verdict;
-
-    fn run(connected: bool, sends: &[Res<usize>], recv_after: &str) -> ClosedPortSends {
-        ClosedPortSends {
-            sender: if connected {
-                Sender::Connected
-            } else {
-                Sender::Unconnected
-            },
-            connect: connected.then_some(Ok(())),
-            sends: sends.to_vec(),
-            icmp_back: true,
-            pollerr: connected,
-            recv_after: Err(recv_after.into()),
-            ev: Evidence::default(),
-        }
-    }
+    use crate::lab::closed_port::tests::recorded;
 
     fn linux_like() -> Observation {
         Observation {
@@ -222,12 +207,12 @@ mod tests {
                 wire_after_send: Some(vec!["UDP 127.0.0.1:40000 > 127.0.0.1:9999 len 4".into()]),
                 ev: Evidence::default(),
             },
-            connected: run(
+            connected: recorded(
                 true,
                 &[Ok(PING), Err("ECONNREFUSED".into()), Ok(PING)],
                 "ECONNREFUSED",
             ),
-            unconnected: run(false, &[Ok(PING), Ok(PING), Ok(PING)], "EAGAIN"),
+            unconnected: recorded(false, &[Ok(PING), Ok(PING), Ok(PING)], "EAGAIN"),
         }
     }
 
@@ -251,7 +236,7 @@ mod tests {
             Some(vec!["UDP 127.0.0.1:40000 > 127.0.0.1:9999 len 0".into()]);
         o.connect.connect = Err("ECONNREFUSED".into());
         o.connect.first_send = Err("ECONNREFUSED".into());
-        o.connected = run(true, &[Ok(PING), Ok(PING), Ok(PING)], "EAGAIN");
+        o.connected = recorded(true, &[Ok(PING), Ok(PING), Ok(PING)], "EAGAIN");
         assert_eq!(
             verdicts(&o),
             vec![

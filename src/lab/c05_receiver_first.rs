@@ -8,10 +8,9 @@
 
 use serde::Serialize;
 
-use super::probe::{
-    ClosedPortSends, Res, Sender, Trial, closed_port, closed_port_sends, drain, lo, recv_text, res,
-    show_res, with_facts,
-};
+use super::closed_port::{ClosedPortSends, Sender, closed_port, closed_port_sends};
+use super::marker::read_through;
+use super::observe::{Got, Res, Trial, lo, res, show_res, with_facts};
 use super::{Evidence, Experiment, Host, Lab, Part};
 
 /// The experiment of claim 5.
@@ -78,17 +77,9 @@ fn early_late(host: &Host<'_>) -> anyhow::Result<EarlyLate> {
     let early_send = res(tx.send_to(b"early", lo(port)));
     let rx = t.udp_bound(host, lo(port))?;
     let late_send = res(tx.send_to(b"late", lo(port)));
-    let mut received = Vec::new();
     // "late" is the readiness signal: once it is in, "early" would have been queued before it.
-    let drain_end = match recv_text(&rx, 0) {
-        Ok((first, _)) => {
-            received.push(first);
-            let (more, end) = drain(&rx);
-            received.extend(more);
-            end
-        }
-        Err(e) => e,
-    };
+    let (got, drain_end) = read_through(&rx, b"late");
+    let received = got.iter().map(Got::text).collect();
     Ok(EarlyLate {
         port,
         early_send,
@@ -152,27 +143,12 @@ fn judge(o: &Observation) -> Vec<Part> {
 mod tests {
     use super::*;
     use crate::lab::Verdict;
-
-    fn run(connected: bool, sends: &[Res<usize>], recv_after: &str) -> ClosedPortSends {
-        ClosedPortSends {
-            sender: if connected {
-                Sender::Connected
-            } else {
-                Sender::Unconnected
-            },
-            connect: connected.then_some(Ok(())),
-            sends: sends.to_vec(),
-            icmp_back: true,
-            pollerr: connected,
-            recv_after: Err(recv_after.into()),
-            ev: Evidence::default(),
-        }
-    }
+    use crate::lab::closed_port::tests::recorded;
 
     fn linux_like() -> Observation {
         Observation {
-            unconnected: run(false, &[Ok(4), Ok(4), Ok(4)], "EAGAIN"),
-            recverr: run(false, &[Ok(4), Err("ECONNREFUSED".into()), Ok(4)], "EAGAIN"),
+            unconnected: recorded(false, &[Ok(4), Ok(4), Ok(4)], "EAGAIN"),
+            recverr: recorded(false, &[Ok(4), Err("ECONNREFUSED".into()), Ok(4)], "EAGAIN"),
             early_late: EarlyLate {
                 port: 9999,
                 early_send: Ok(5),
@@ -181,7 +157,7 @@ mod tests {
                 drain_end: "EAGAIN".into(),
                 ev: Evidence::default(),
             },
-            connected: run(
+            connected: recorded(
                 true,
                 &[Ok(4), Err("ECONNREFUSED".into()), Ok(4)],
                 "ECONNREFUSED",
@@ -202,9 +178,9 @@ mod tests {
     #[test]
     fn rules_go_both_ways() {
         let mut o = linux_like();
-        o.unconnected = run(false, &[Ok(4), Err("ECONNREFUSED".into()), Ok(4)], "EAGAIN");
+        o.unconnected = recorded(false, &[Ok(4), Err("ECONNREFUSED".into()), Ok(4)], "EAGAIN");
         o.early_late.received = vec!["early".into(), "late".into()];
-        o.connected = run(true, &[Ok(4), Ok(4), Ok(4)], "EAGAIN");
+        o.connected = recorded(true, &[Ok(4), Ok(4), Ok(4)], "EAGAIN");
         assert_eq!(
             verdicts(&o),
             vec![Verdict::Refuted, Verdict::Refuted, Verdict::Confirmed]

@@ -9,10 +9,10 @@
 
 use std::net::SocketAddr;
 
-use super::marker::{self, errno_of};
+use super::observe::{Trial, lo, ok_or_errno, res, show_addr, socket, udp_bound};
 use super::{Evidence, Experiment, Lab, Part};
-use crate::sock::Sock;
-use crate::trace::{Collector, Event, Recorder};
+use crate::sock::{Proto, Sock};
+use crate::trace::Event;
 
 /// The experiment of claim 6.
 pub struct BindBeforeSend;
@@ -83,47 +83,36 @@ impl Experiment for BindBeforeSend {
 
 /// Makes the calls and records what happened.
 pub fn observe() -> anyhow::Result<Observation> {
-    let col = Collector::new();
-    let rec = Recorder::new(col.clone());
-    let lo: SocketAddr = "127.0.0.1:0".parse()?;
+    let t = Trial::new();
+    let rec = t.rec();
     let mut o = Observation::default();
 
-    let peer = marker::udp4(&rec)?;
-    peer.bind(lo)?;
-    peer.set_read_timeout(Some(marker::MARKER_TIMEOUT))?;
+    let peer = udp_bound(rec, lo(0))?;
     let peer_addr = peer
         .local_addr()
         .ok_or_else(|| anyhow::anyhow!("peer has no address"))?;
 
     // Send first: the implicit bind.
-    let first = marker::udp4(&rec)?;
-    first.set_read_timeout(Some(marker::MARKER_TIMEOUT))?;
+    let first = socket(rec, Proto::Udp)?;
     o.before = first.local_addr();
     first.send_to(b"send-first", peer_addr)?;
     o.after = first.local_addr();
-    let port = o.after.map_or(0, |a| a.port());
-    for addr in [
-        lo,
-        o.after.unwrap_or(lo),
-        SocketAddr::from(([127, 0, 0, 1], port)),
-    ] {
+    for addr in [lo(0), o.after.unwrap_or(lo(0)), lo(port(o.after))] {
         o.rebinds.push(Rebind {
             addr,
-            errno: errno_of(&first.bind(addr)),
+            errno: res(first.bind(addr)).err(),
         });
     }
     // The peer answers the source it saw; does the reply reach the autobound port?
     o.reply_reached_implicit = reply_arrives(&peer, &first, b"send-first");
 
     // Bind first, then send both ways.
-    let bound = marker::udp4(&rec)?;
-    bound.set_read_timeout(Some(marker::MARKER_TIMEOUT))?;
-    bound.bind(lo)?;
+    let bound = udp_bound(rec, lo(0))?;
     let l0 = bound.local_addr();
     bound.send_to(b"bind-first", peer_addr)?;
     o.bound_local = (l0, bound.local_addr());
     (o.forward, o.back) = both_ways(&peer, &bound, b"bind-first");
-    o.trace = col.take();
+    o.trace = t.take();
     Ok(o)
 }
 
@@ -152,26 +141,22 @@ fn port(a: Option<SocketAddr>) -> u16 {
     a.map_or(0, |a| a.port())
 }
 
-fn show(a: Option<SocketAddr>) -> String {
-    a.map_or_else(|| "none".into(), |a| a.to_string())
-}
-
 /// Judges the article's statements from an observation.
 pub fn judge(o: &Observation) -> Vec<Part> {
     let mut ev = Evidence {
         trace: o.trace.clone(),
         ..Evidence::default()
     };
-    ev.fact("getsockname_before_sendto", show(o.before))
-        .fact("getsockname_after_sendto", show(o.after));
+    ev.fact("getsockname_before_sendto", show_addr(o.before))
+        .fact("getsockname_after_sendto", show_addr(o.after));
     let implicit = port(o.before) == 0 && port(o.after) != 0;
     let a = Part::judged(
         "a",
         STMT_IMPLICIT,
         format!(
             "getsockname {} before sendto, {} after",
-            show(o.before),
-            show(o.after)
+            show_addr(o.before),
+            show_addr(o.after)
         ),
         implicit,
         ev.clone(),
@@ -181,7 +166,7 @@ pub fn judge(o: &Observation) -> Vec<Part> {
     let rebinds: Vec<String> = o
         .rebinds
         .iter()
-        .map(|r| format!("bind {} → {}", r.addr, r.errno.as_deref().unwrap_or("ok")))
+        .map(|r| format!("bind {} → {}", r.addr, ok_or_errno(&r.errno)))
         .collect();
     ev_b.fact("rebinds", &rebinds);
     let b = Part::judged(
@@ -193,8 +178,8 @@ pub fn judge(o: &Observation) -> Vec<Part> {
     );
 
     let mut ev_c = ev.clone();
-    ev_c.fact("bound_after_bind", show(o.bound_local.0))
-        .fact("bound_after_sendto", show(o.bound_local.1))
+    ev_c.fact("bound_after_bind", show_addr(o.bound_local.0))
+        .fact("bound_after_sendto", show_addr(o.bound_local.1))
         .fact("forward_delivered", o.forward)
         .fact("reply_delivered", o.back);
     let unchanged = o.bound_local.0.is_some() && o.bound_local.0 == o.bound_local.1;
@@ -203,8 +188,8 @@ pub fn judge(o: &Observation) -> Vec<Part> {
         STMT_BIND_FIRST,
         format!(
             "bound {}, still {} after sendto; to peer: {}, reply back: {}",
-            show(o.bound_local.0),
-            show(o.bound_local.1),
+            show_addr(o.bound_local.0),
+            show_addr(o.bound_local.1),
             yes_no(o.forward),
             yes_no(o.back)
         ),
@@ -222,7 +207,7 @@ pub fn judge(o: &Observation) -> Vec<Part> {
         STMT_MUST,
         format!(
             "the peer's reply to the autobound {} {}",
-            show(o.after),
+            show_addr(o.after),
             if o.reply_reached_implicit {
                 "arrived: the socket receives without an explicit bind; binding first only chooses the port"
             } else {

@@ -7,18 +7,19 @@
 //! 255.255.255.255 with and without SO_BROADCAST; bind(2) to each broadcast address and use
 //! that socket as a peer (send to `b`, does `b`'s reply come back?); connect(2) to each
 //! broadcast address with and without SO_BROADCAST, then send(2), and does a reply come back?
-//! A receiver in `b` bound to 0.0.0.0 says what arrived; absence is proven by markers
-//! ([`super::marker`]). Broadcasts only ever leave inside these namespaces: without root every
+//! A receiver in `b` bound to 0.0.0.0 says what arrived; absence is proven by markers (the
+//! lab's `marker` module). Broadcasts only ever leave inside these namespaces: without root every
 //! part is `not run`.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use super::host::{Host, NEEDS_ROOT};
-use super::marker::{self, Got, errno_of};
+use super::marker::{self, read_until_marker};
+use super::observe::{Got, Trial, any, drain, lo, ok_or_errno, res, show_addr, socket, udp_bound};
 use super::{Evidence, Experiment, Lab, Part};
-use crate::sock::Sock;
-use crate::trace::{Collector, Event, Recorder};
+use crate::sock::{Proto, Sock};
+use crate::trace::{Event, Recorder};
 
 /// The experiment of claim 7.
 pub struct BroadcastPermission;
@@ -30,7 +31,6 @@ const RX_PORT: u16 = 7000;
 const PEER_PORT: u16 = 7001;
 const WITNESS_PORT: u16 = 7002;
 const BOUND_PORT: u16 = 7003;
-const MARKER: &[u8] = b"marker";
 
 const STMT_SO_BROADCAST: &str = "The sending socket must set SO_BROADCAST to send a broadcast";
 const STMT_BIND: &str = "In the peer pattern you cannot bind a broadcast address";
@@ -155,13 +155,12 @@ pub fn observe(a: &Host<'_>, b: &Host<'_>) -> anyhow::Result<Observation> {
     a.netns()
         .ok_or_else(|| anyhow::anyhow!("pair host without a namespace"))?
         .ip(&["route", "add", "default", "dev", "veth-a"])?;
-    let col = Collector::new();
-    let rec = Recorder::new(col.clone());
+    let t = Trial::new();
+    let rec = t.rec();
     let counters_before = a.counters()?;
-    let any = |port| SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
-    let rx = b.run(|| receiver(&rec, any(RX_PORT)))??;
-    let peer = b.run(|| receiver(&rec, SocketAddr::from((B_IP, PEER_PORT))))??;
-    let witness = a.run(|| receiver(&rec, any(WITNESS_PORT)))??;
+    let rx = b.run(|| receiver(rec, any(RX_PORT)))??;
+    let peer = b.run(|| receiver(rec, SocketAddr::from((B_IP, PEER_PORT))))??;
+    let witness = a.run(|| receiver(rec, any(WITNESS_PORT)))??;
     let rx_at = SocketAddr::from((B_IP, RX_PORT));
     let dsts = [SUBNET_BCAST, Ipv4Addr::BROADCAST].map(|ip| SocketAddr::from((ip, RX_PORT)));
 
@@ -173,23 +172,22 @@ pub fn observe(a: &Host<'_>, b: &Host<'_>) -> anyhow::Result<Observation> {
         let mut connected = Vec::new();
         for dst in dsts {
             for broadcast in [false, true] {
-                let s = marker::udp4(&rec)?;
+                let s = Sock::open(&lo(0), Proto::Udp, rec)?;
                 s.set_broadcast(broadcast)?;
                 let tag = format!("sendto {dst} broadcast={broadcast}");
                 sends.push(SendCase {
                     dst,
                     broadcast,
-                    errno: errno_of(&s.send_to(tag.as_bytes(), dst)),
+                    errno: res(s.send_to(tag.as_bytes(), dst)).err(),
                     delivered: false,
                 });
             }
         }
         for dst in dsts {
             for broadcast in [false, true] {
-                let s = marker::udp4(&rec)?;
-                s.set_read_timeout(Some(marker::MARKER_TIMEOUT))?;
+                let s = socket(rec, Proto::Udp)?;
                 s.set_broadcast(broadcast)?;
-                let connect_errno = errno_of(&s.connect(dst));
+                let connect_errno = res(s.connect(dst)).err();
                 let local = s.local_addr();
                 let tag = format!("connect {dst} broadcast={broadcast}");
                 connects.push(ConnectCase {
@@ -197,18 +195,17 @@ pub fn observe(a: &Host<'_>, b: &Host<'_>) -> anyhow::Result<Observation> {
                     broadcast,
                     connect_errno,
                     local,
-                    send_errno: errno_of(&s.send(tag.as_bytes())),
+                    send_errno: res(s.send(tag.as_bytes())).err(),
                     delivered: false,
                     reply_delivered: None,
                 });
                 connected.push(s);
             }
         }
-        marker::udp4(&rec)?.send_to(MARKER, rx_at)?;
+        marker::send(rec, &[rx_at])?;
         anyhow::Ok((sends, connects, connected))
     })??;
-    let (got, seen) = marker::read_until_marker(&rx, MARKER);
-    anyhow::ensure!(seen, "the marker to {rx_at} did not arrive");
+    let got = read_until_marker(&rx, rx_at)?;
     for c in &mut sends {
         c.delivered = has(&got, &format!("sendto {} broadcast={}", c.dst, c.broadcast));
     }
@@ -220,7 +217,7 @@ pub fn observe(a: &Host<'_>, b: &Host<'_>) -> anyhow::Result<Observation> {
     for (c, s) in connects.iter_mut().zip(&connected) {
         let tag = format!("connect {} broadcast={}", c.dst, c.broadcast);
         if let Some(from) = source_of(&got, &tag) {
-            c.reply_delivered = Some(reply_reaches(b, &rx, from, &witness, s, &rec)?);
+            c.reply_delivered = Some(reply_reaches(b, &rx, from, &witness, s, rec)?);
         }
     }
 
@@ -230,9 +227,8 @@ pub fn observe(a: &Host<'_>, b: &Host<'_>) -> anyhow::Result<Observation> {
         let addr = SocketAddr::from((ip, BOUND_PORT));
         let (mut case, sock) = a.run(|| {
             marker::pin_thread();
-            let s = marker::udp4(&rec)?;
-            s.set_read_timeout(Some(marker::MARKER_TIMEOUT))?;
-            let errno = errno_of(&s.bind(addr));
+            let s = socket(rec, Proto::Udp)?;
+            let errno = res(s.bind(addr)).err();
             let mut case = BindCase {
                 addr,
                 errno,
@@ -243,17 +239,16 @@ pub fn observe(a: &Host<'_>, b: &Host<'_>) -> anyhow::Result<Observation> {
             };
             if case.errno.is_none() {
                 let to = SocketAddr::from((B_IP, PEER_PORT));
-                case.send_errno = Some(errno_of(&s.send_to(b"from a bound broadcast", to)));
-                marker::udp4(&rec)?.send_to(MARKER, to)?;
+                case.send_errno = Some(res(s.send_to(b"from a bound broadcast", to)).err());
+                marker::send(rec, &[to])?;
             }
             anyhow::Ok((case, s))
         })??;
         if case.send_errno.is_some() {
-            let (got, seen) = marker::read_until_marker(&peer, MARKER);
-            anyhow::ensure!(seen, "the marker to the peer did not arrive");
+            let got = read_until_marker(&peer, "the peer")?;
             case.seen_from = got.first().and_then(|g| g.datagram.from);
             if let Some(from) = case.seen_from {
-                case.reply_delivered = Some(reply_reaches(b, &peer, from, &witness, &sock, &rec)?);
+                case.reply_delivered = Some(reply_reaches(b, &peer, from, &witness, &sock, rec)?);
             }
         }
         binds.push(case);
@@ -262,7 +257,7 @@ pub fn observe(a: &Host<'_>, b: &Host<'_>) -> anyhow::Result<Observation> {
         sends,
         binds,
         connects,
-        trace: col.take(),
+        trace: t.take(),
         wire: b.wire(),
         counters: counters_before.delta(&a.counters()?),
     })
@@ -270,10 +265,8 @@ pub fn observe(a: &Host<'_>, b: &Host<'_>) -> anyhow::Result<Observation> {
 
 /// A UDP socket bound to `addr` with IP_PKTINFO and a read timeout.
 fn receiver(rec: &Recorder, addr: SocketAddr) -> anyhow::Result<Sock> {
-    let s = marker::udp4(rec)?;
+    let s = udp_bound(rec, addr)?;
     s.set_recv_pktinfo(true)?;
-    s.set_read_timeout(Some(marker::MARKER_TIMEOUT))?;
-    s.bind(addr)?;
     Ok(s)
 }
 
@@ -301,16 +294,11 @@ fn reply_reaches(
         marker::pin_thread();
         // The reply may fail (an ICMP error from an earlier reply); that is an observation.
         let _ = from_b.send_to(b"reply", to);
-        marker::udp4(rec)?.send_to(MARKER, SocketAddr::from((A_IP, WITNESS_PORT)))?;
+        marker::send(rec, &[SocketAddr::from((A_IP, WITNESS_PORT))])?;
         anyhow::Ok(())
     })??;
-    let (_, seen) = marker::read_until_marker(witness, MARKER);
-    anyhow::ensure!(seen, "the marker to the witness did not arrive");
-    Ok(marker::drain(target).iter().any(|g| g.payload == b"reply"))
-}
-
-fn shown(e: &Option<String>) -> &str {
-    e.as_deref().unwrap_or("ok")
+    read_until_marker(witness, "the witness")?;
+    Ok(drain(target).0.iter().any(|g| g.payload == b"reply"))
 }
 
 /// Judges the article's statements from an observation.
@@ -330,7 +318,7 @@ pub fn judge(o: &Observation) -> Vec<Part> {
                 "sendto {} {} SO_BROADCAST → {}{}",
                 c.dst.ip(),
                 if c.broadcast { "with" } else { "without" },
-                shown(&c.errno),
+                ok_or_errno(&c.errno),
                 if c.delivered { ", received" } else { "" }
             )
         })
@@ -350,7 +338,7 @@ pub fn judge(o: &Observation) -> Vec<Part> {
     let binds: Vec<String> = o
         .binds
         .iter()
-        .map(|c| format!("bind {} → {}", c.addr, shown(&c.errno)))
+        .map(|c| format!("bind {} → {}", c.addr, ok_or_errno(&c.errno)))
         .collect();
     let mut ev = base.clone();
     ev.fact("binds", &binds);
@@ -398,9 +386,9 @@ pub fn judge(o: &Observation) -> Vec<Part> {
                 "connect {} {} SO_BROADCAST → {} (local {}), send → {}{}{}",
                 c.dst.ip(),
                 if c.broadcast { "with" } else { "without" },
-                shown(&c.connect_errno),
-                c.local.map_or_else(|| "none".into(), |l| l.to_string()),
-                shown(&c.send_errno),
+                ok_or_errno(&c.connect_errno),
+                show_addr(c.local),
+                ok_or_errno(&c.send_errno),
                 if c.delivered { ", received" } else { "" },
                 match c.reply_delivered {
                     Some(true) => ", reply arrived",

@@ -7,9 +7,9 @@
 //! `veth-b` and with `lo`. An unbound sender with SO_BROADCAST sends to 255.255.255.255, the
 //! subnet broadcast and 127.255.255.255, first from `b` itself (the article's setup: sender and
 //! receivers on one machine), then from `a`. After each round a unicast marker to a witness
-//! socket in `b` proves that everything sent before has been delivered or dropped
-//! ([`super::marker`]), and every receiver is drained without blocking: absence is observed,
-//! not guessed. IP_PKTINFO gives each datagram's destination.
+//! socket in `b` proves that everything sent before has been delivered or dropped (the lab's
+//! `marker` module), and every receiver is drained without blocking: absence is observed, not
+//! guessed. IP_PKTINFO gives each datagram's destination.
 //!
 //! Then a host with two interfaces (a star of three namespaces): which one does a
 //! 255.255.255.255 broadcast leave by, with no default route, with one, bound to one
@@ -23,10 +23,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use serde_json::json;
 
 use super::host::{Link, NEEDS_ROOT};
-use super::marker::{self, errno_of};
+use super::marker::{self, read_until_marker};
+use super::observe::{Trial, any, drain, errno_name, lo, ok_or_errno, res, show_addr, udp_bound};
 use super::{Evidence, Experiment, Lab, Part};
-use crate::sock::Sock;
-use crate::trace::{Collector, Event, Recorder};
+use crate::sock::{Proto, Sock, StepError};
+use crate::trace::{Event, Recorder};
 
 /// The experiment of claim 8.
 pub struct BroadcastReception;
@@ -38,7 +39,6 @@ const LINK_IF: &str = "veth-b";
 const BASE_PORT: u16 = 20_000;
 const WITNESS_PORT: u16 = 20_100;
 const EGRESS_PORT: u16 = 20_200;
-const MARKER: &[u8] = b"marker";
 /// Wire lines kept per part, so evidence stays readable.
 const WIRE_LINES: usize = 12;
 
@@ -438,23 +438,18 @@ fn matrix(lab: &Lab) -> anyhow::Result<Observation> {
             .ok_or_else(|| anyhow::anyhow!("pair host without a namespace"))?
             .ip(&["route", "add", "default", "dev", dev])?;
     }
-    let col = Collector::new();
-    let rec = Recorder::new(col.clone());
+    let t = Trial::new();
+    let rec = t.rec();
     let counters_before = b.counters()?;
     let rows = Row::all();
     let cols = Col::all();
     let receivers: Vec<Result<Sock, String>> = b.run(|| {
         rows.iter()
             .enumerate()
-            .map(|(i, r)| open_receiver(&rec, *r, port(i)))
+            .map(|(i, r)| open_receiver(rec, *r, port(i)))
             .collect()
     })?;
-    let witness = b.run(|| {
-        let w = marker::udp4(&rec)?;
-        w.set_read_timeout(Some(marker::MARKER_TIMEOUT))?;
-        w.bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, WITNESS_PORT)))?;
-        anyhow::Ok(w)
-    })??;
+    let witness = b.run(|| udp_bound(rec, any(WITNESS_PORT)))??;
 
     let mut o = Observation {
         cells: receivers
@@ -479,9 +474,8 @@ fn matrix(lab: &Lab) -> anyhow::Result<Observation> {
             .enumerate()
             .filter(|(_, c)| c.from == from)
             .collect();
-        let (local, send_errs) = host.run(|| send_round(&rec, &round, o.rows.len()))??;
-        let (_, seen) = marker::read_until_marker(&witness, MARKER);
-        anyhow::ensure!(seen, "the marker to the witness did not arrive");
+        let (local, send_errs) = host.run(|| send_round(rec, &round, o.rows.len()))??;
+        read_until_marker(&witness, "the witness")?;
         for (r, e) in send_errs {
             if o.cells[r.0][r.1] == Cell::No {
                 o.cells[r.0][r.1] = Cell::Failed(format!("send failed: {e}"));
@@ -490,7 +484,7 @@ fn matrix(lab: &Lab) -> anyhow::Result<Observation> {
         let mut seen_from = Vec::new();
         for (ri, rx) in receivers.iter().enumerate() {
             let Ok(rx) = rx else { continue };
-            for g in marker::drain(rx) {
+            for g in drain(rx).0 {
                 let Some(ci) = round
                     .iter()
                     .find(|(_, c)| g.payload == c.label().as_bytes())
@@ -504,7 +498,7 @@ fn matrix(lab: &Lab) -> anyhow::Result<Observation> {
                     "{} ← {}: from {} to {}",
                     o.rows[ri].label(),
                     o.cols[ci].label(),
-                    show(g.datagram.from),
+                    show_addr(g.datagram.from),
                     g.datagram
                         .to
                         .map_or_else(|| "?".into(), |t: IpAddr| t.to_string())
@@ -524,7 +518,7 @@ fn matrix(lab: &Lab) -> anyhow::Result<Observation> {
             wire,
         });
     }
-    o.trace = col.take();
+    o.trace = t.take();
     o.counters = counters_before.delta(&b.counters()?);
     Ok(o)
 }
@@ -532,13 +526,8 @@ fn matrix(lab: &Lab) -> anyhow::Result<Observation> {
 /// A receiver: socket, IP_PKTINFO, SO_BINDTODEVICE (if any), bind. A failed step becomes the
 /// cell's text.
 fn open_receiver(rec: &Recorder, row: Row, port: u16) -> Result<Sock, String> {
-    let fail = |what: &str, e: crate::sock::StepError| {
-        format!(
-            "{what} failed: {}",
-            e.errno_name().unwrap_or_else(|| e.to_string())
-        )
-    };
-    let s = marker::udp4(rec).map_err(|e| fail("socket", e))?;
+    let fail = |what: &str, e: StepError| format!("{what} failed: {}", errno_name(&e));
+    let s = Sock::open(&lo(0), Proto::Udp, rec).map_err(|e| fail("socket", e))?;
     s.set_recv_pktinfo(true)
         .map_err(|e| fail("setsockopt", e))?;
     if let Some(d) = row.device.name() {
@@ -559,20 +548,20 @@ fn send_round(
     rows: usize,
 ) -> anyhow::Result<(Option<SocketAddr>, SendErrs)> {
     marker::pin_thread();
-    let s = marker::udp4(rec)?;
+    let s = Sock::open(&lo(0), Proto::Udp, rec)?;
     s.set_broadcast(true)?;
     let mut errs = Vec::new();
     for (ci, c) in round {
         let label = c.label();
         for r in 0..rows {
             let to = SocketAddr::from((c.dst.addr(), port(r)));
-            if let Some(e) = errno_of(&s.send_to(label.as_bytes(), to)) {
+            if let Err(e) = res(s.send_to(label.as_bytes(), to)) {
                 errs.push(((r, *ci), e));
             }
         }
     }
     let local = s.local_addr();
-    marker::udp4(rec)?.send_to(MARKER, SocketAddr::from((B_IP, WITNESS_PORT)))?;
+    marker::send(rec, &[SocketAddr::from((B_IP, WITNESS_PORT))])?;
     Ok((local, errs))
 }
 
@@ -602,18 +591,11 @@ fn egress(lab: &Lab) -> anyhow::Result<(Vec<Egress>, Vec<Event>, Vec<String>)> {
     ];
     let leaf_ips = [B_IP, Ipv4Addr::new(198, 51, 100, 130)];
     let (x, leaves) = lab.star("c08e", &links)?;
-    let col = Collector::new();
-    let rec = Recorder::new(col.clone());
+    let t = Trial::new();
+    let rec = t.rec();
     let rxs = leaves
         .iter()
-        .map(|l| {
-            l.run(|| {
-                let s = marker::udp4(&rec)?;
-                s.set_read_timeout(Some(marker::MARKER_TIMEOUT))?;
-                s.bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, EGRESS_PORT)))?;
-                anyhow::Ok(s)
-            })?
-        })
+        .map(|l| Ok(l.run(|| udp_bound(rec, any(EGRESS_PORT)))??))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let cases = [
         ("no default route, unbound", false, How::Plain),
@@ -650,7 +632,7 @@ fn egress(lab: &Lab) -> anyhow::Result<(Vec<Egress>, Vec<Event>, Vec<String>)> {
         }
         let (errno, local) = x.run(|| {
             marker::pin_thread();
-            let s = marker::udp4(&rec)?;
+            let s = Sock::open(&lo(0), Proto::Udp, rec)?;
             s.set_broadcast(true)?;
             match how {
                 How::Plain => {}
@@ -658,7 +640,7 @@ fn egress(lab: &Lab) -> anyhow::Result<(Vec<Egress>, Vec<Event>, Vec<String>)> {
                 How::Device(d) => s.bind_device(d)?,
             }
             let to = SocketAddr::from((Ipv4Addr::BROADCAST, EGRESS_PORT));
-            let e = errno_of(&s.send_to(case.as_bytes(), to));
+            let e = res(s.send_to(case.as_bytes(), to)).err();
             anyhow::Ok((e, s.local_addr()))
         })??;
         out.push(Egress {
@@ -673,16 +655,11 @@ fn egress(lab: &Lab) -> anyhow::Result<(Vec<Egress>, Vec<Event>, Vec<String>)> {
     }
     x.run(|| {
         marker::pin_thread();
-        let m = marker::udp4(&rec)?;
-        for ip in leaf_ips {
-            m.send_to(MARKER, SocketAddr::from((ip, EGRESS_PORT)))?;
-        }
-        anyhow::Ok(())
+        marker::send(rec, &leaf_ips.map(|ip| SocketAddr::from((ip, EGRESS_PORT))))
     })??;
     let mut wire_all = Vec::new();
     for ((leaf, rx), link) in leaves.iter().zip(&rxs).zip(&links) {
-        let (got, seen) = marker::read_until_marker(rx, MARKER);
-        anyhow::ensure!(seen, "the marker behind {} did not arrive", link.center_if);
+        let got = read_until_marker(rx, format!("the receiver behind {}", link.center_if))?;
         let wire = leaf.wire();
         for e in &mut out {
             if got.iter().any(|g| g.payload == e.case.as_bytes()) {
@@ -701,7 +678,7 @@ fn egress(lab: &Lab) -> anyhow::Result<(Vec<Egress>, Vec<Event>, Vec<String>)> {
                 .map(|w| format!("behind {}: {w}", link.center_if)),
         );
     }
-    Ok((out, col.take(), wire_all))
+    Ok((out, t.take(), wire_all))
 }
 
 /// The first wire line to each destination address (ports aside), at most [`WIRE_LINES`].
@@ -720,10 +697,6 @@ fn one_per_destination(lines: impl Iterator<Item = String>) -> Vec<String> {
         }
     }
     out
-}
-
-fn show(a: Option<SocketAddr>) -> String {
-    a.map_or_else(|| "none".into(), |a| a.to_string())
 }
 
 /// Judges the article's statements from an observation.
@@ -766,7 +739,7 @@ pub fn judge(o: &Observation) -> Vec<Part> {
                 Origin::SameHost => "on b",
                 Origin::OtherHost => "on a",
             },
-            show(s.local),
+            show_addr(s.local),
             s.seen_from
                 .iter()
                 .map(ToString::to_string)
@@ -865,7 +838,7 @@ pub fn judge(o: &Observation) -> Vec<Part> {
             format!(
                 "{}: sendto → {}, left by {}",
                 e.case,
-                e.errno.as_deref().unwrap_or("ok"),
+                ok_or_errno(&e.errno),
                 if e.captured.is_empty() {
                     "none".into()
                 } else {

@@ -6,13 +6,13 @@
 //! the real length and where the next read starts.
 
 use std::net::Shutdown;
-use std::os::fd::AsFd;
 use std::time::Duration;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::PollFlags;
 use serde::Serialize;
 
-use super::fixtures::{Read, TIMEOUT, lo, of_port, recv_once, tcp_pair, traced, udp_bound};
+use super::observe::{Read, TIMEOUT, Trial, lo, poll_ready, recv_once, tcp_pair, udp_bound};
+use super::ports::of_port;
 use super::{Evidence, Experiment, Host, Lab, Part};
 use crate::sock::{Datagram, Proto, Sock, Step};
 
@@ -84,47 +84,42 @@ fn read_until_empty(s: &Sock) -> Vec<Read> {
 }
 
 fn observe_udp(ev: &mut Evidence) -> Step<(Vec<Read>, u16)> {
-    let (col, rec) = traced();
-    let rx = udp_bound(&rec)?;
+    let t = Trial::new();
+    let rx = udp_bound(t.rec(), lo(0))?;
     rx.set_read_timeout(Some(QUIET))?;
-    let to = rx.local_addr().unwrap_or_else(lo);
-    let tx = Sock::open(&to, Proto::Udp, &rec)?;
+    let to = rx.local_addr().unwrap_or(lo(0));
+    let tx = Sock::open(&to, Proto::Udp, t.rec())?;
     for m in MESSAGES {
         tx.send_to(m, to)?;
     }
     let reads = read_until_empty(&rx);
     ev.fact("receiver", to);
-    ev.trace = col.take();
+    ev.trace = t.take();
     Ok((reads, to.port()))
 }
 
 fn observe_tcp(ev: &mut Evidence) -> Step<(Vec<Read>, u16)> {
-    let (col, rec) = traced();
-    let (listener, client, server) = tcp_pair(&rec, |_| Ok(()), |c| c.set_nodelay(true))?;
+    let t = Trial::new();
+    let (listener, client, server) = tcp_pair(t.rec(), |_| Ok(()), |c| c.set_nodelay(true))?;
     for m in MESSAGES {
         client.send(m)?;
     }
     client.shutdown(Shutdown::Write)?;
     // Readiness, not a sleep: POLLRDHUP says the FIN has arrived, and TCP delivers in order,
     // so both messages are queued before the first read.
-    let mut fds = [PollFd::new(
-        server.as_fd(),
-        PollFlags::from_bits_retain(libc::POLLRDHUP),
-    )];
-    let ready = poll(&mut fds, PollTimeout::from(TIMEOUT.as_millis() as u16))
-        .map(|n| n > 0)
-        .unwrap_or(false);
+    let rdhup = PollFlags::from_bits_retain(libc::POLLRDHUP);
+    let ready = poll_ready(&server, rdhup, TIMEOUT).is_some();
     ev.fact("fin_arrived_before_reading", ready);
     let reads = read_until_empty(&server);
-    ev.trace = col.take();
+    ev.trace = t.take();
     Ok((reads, listener.local_addr().map_or(0, |a| a.port())))
 }
 
 fn observe_cut(ev: &mut Evidence) -> Step<(Vec<Cut>, u16)> {
-    let (col, rec) = traced();
-    let rx = udp_bound(&rec)?;
-    let to = rx.local_addr().unwrap_or_else(lo);
-    let tx = Sock::open(&to, Proto::Udp, &rec)?;
+    let t = Trial::new();
+    let rx = udp_bound(t.rec(), lo(0))?;
+    let to = rx.local_addr().unwrap_or(lo(0));
+    let tx = Sock::open(&to, Proto::Udp, t.rec())?;
     for m in MESSAGES {
         tx.send_to(m, to)?;
     }
@@ -139,7 +134,7 @@ fn observe_cut(ev: &mut Evidence) -> Step<(Vec<Cut>, u16)> {
         });
     }
     ev.fact("reads", &cuts);
-    ev.trace = col.take();
+    ev.trace = t.take();
     Ok((cuts, to.port()))
 }
 

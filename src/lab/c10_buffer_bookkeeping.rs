@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 
 use serde::Serialize;
 
-use super::fixtures::{lo, traced, udp_bound};
+use super::observe::{Trial, lo, udp_bound};
 use super::{Evidence, Experiment, Host, Lab, Part};
 use crate::sock::options::Applied;
 use crate::sock::{Proto, Sock, Step, StepError, sys};
@@ -72,10 +72,10 @@ impl Fill {
 /// then reads them all back and sends one more whose SO_RXQ_OVFL count says how many were
 /// dropped. Only the setup and the last datagram are traced. Call inside the host.
 pub(crate) fn fill(payload: usize, ask: usize, rec: &Recorder) -> Step<Fill> {
-    let rx = udp_bound(rec)?;
+    let rx = udp_bound(rec, lo(0))?;
     let rcvbuf = rx.set_recv_buffer_size(ask)?.applied;
     rx.set_rxq_ovfl(true)?;
-    let to = rx.local_addr().unwrap_or_else(lo);
+    let to = rx.local_addr().unwrap_or(lo(0));
     let tx = Sock::open(&to, Proto::Udp, &Recorder::off())?;
     let meminfo = || {
         sys::mem_info(rx.as_fd()).map_err(|source| StepError {
@@ -162,8 +162,8 @@ fn observe(host: &Host) -> anyhow::Result<Observation> {
     let (rmem_max, wmem_max) = (o.rmem_max, o.wmem_max);
     let [ev_set, ev_fill] = &mut o.ev;
     let (defaults, applied, fills) = host.run(|| -> Step<_> {
-        let (col, rec) = traced();
-        let fresh = || Sock::open(&lo(), Proto::Udp, &rec);
+        let t = Trial::new();
+        let fresh = || Sock::open(&lo(0), Proto::Udp, t.rec());
         let s = fresh()?;
         let defaults = (s.recv_buffer_size()?, s.send_buffer_size()?);
         let mut applied = Vec::new();
@@ -173,12 +173,12 @@ fn observe(host: &Host) -> anyhow::Result<Observation> {
         for ask in [1, FILL_RCVBUF, 2 * wmem_max] {
             applied.push(fresh()?.set_send_buffer_size(ask)?);
         }
-        ev_set.trace = col.take();
+        ev_set.trace = t.take();
         let fills = PAYLOADS
             .iter()
-            .map(|&p| fill(p, FILL_RCVBUF, &rec))
+            .map(|&p| fill(p, FILL_RCVBUF, t.rec()))
             .collect::<Step<Vec<_>>>()?;
-        ev_fill.trace = col.take();
+        ev_fill.trace = t.take();
         Ok((defaults, applied, fills))
     })??;
     (o.defaults, o.applied, o.fills) = (defaults, applied, fills);

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::c10_buffer_bookkeeping::{FILL_RCVBUF, Fill, fill};
 use super::counters::Snapshot;
-use super::fixtures::{tcp_pair, traced};
+use super::observe::{SETTLE, Trial, poll_until, tcp_pair};
 use super::{Evidence, Experiment, Host, Lab, Part, host::NEEDS_ROOT};
 use crate::sock::{Sock, Step};
 
@@ -127,20 +127,15 @@ fn read_and_check(server: &Sock, expect: u64) -> Step<(u64, Option<u64>)> {
     Ok((got, bad))
 }
 
-/// Waits (at most 1 s) until the namespace counts a zero-window advertisement since `before`.
-/// The receiver does not send an ACK that would shrink the window at once: its delayed-ACK
-/// timer sends it, so the zero window appears some tens of milliseconds after the sender
-/// was stopped. Returns whether it appeared.
-fn await_zero_window(before: &Snapshot) -> std::io::Result<bool> {
+/// Waits (at most [`SETTLE`]) until the namespace counts a zero-window advertisement since
+/// `before`. The receiver does not send an ACK that would shrink the window at once: its
+/// delayed-ACK timer sends it, so the zero window appears some tens of milliseconds after the
+/// sender was stopped.
+fn await_zero_window(before: &Snapshot) -> std::io::Result<Snapshot> {
     const NAME: &str = "TcpExt.TCPToZeroWindowAdv";
-    let start = std::time::Instant::now();
-    while start.elapsed() < std::time::Duration::from_secs(1) {
-        if Snapshot::read()?.get(NAME) > before.get(NAME) {
-            return Ok(true);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    Ok(false)
+    poll_until(SETTLE, Snapshot::read, |now| {
+        now.get(NAME) > before.get(NAME)
+    })
 }
 
 fn observe(host: &Host) -> anyhow::Result<Observation> {
@@ -150,19 +145,19 @@ fn observe(host: &Host) -> anyhow::Result<Observation> {
     let counts = |on: bool| on.then(Snapshot::read).transpose();
     let (udp, rcvbuf_errors, mut tcp, tcp_counters, server) =
         host.run(|| -> anyhow::Result<_> {
-            let (col, rec) = traced();
+            let t = Trial::new();
             let before = counts(isolated)?;
-            let udp = fill(UDP_PAYLOAD, FILL_RCVBUF, &rec)?;
+            let udp = fill(UDP_PAYLOAD, FILL_RCVBUF, t.rec())?;
             let after = counts(isolated)?;
             let rcvbuf_errors = before
                 .as_ref()
                 .zip(after.as_ref())
                 .map(|(b, a)| a.get("Udp.RcvbufErrors") - b.get("Udp.RcvbufErrors"));
-            ev_udp.trace = col.take();
+            ev_udp.trace = t.take();
 
             let before = counts(isolated)?;
             let (_listener, client, server) = tcp_pair(
-                &rec,
+                t.rec(),
                 |l| l.set_recv_buffer_size(TCP_RCVBUF).map(drop),
                 |c| c.set_send_buffer_size(TCP_SNDBUF).map(drop),
             )?;
@@ -174,7 +169,7 @@ fn observe(host: &Host) -> anyhow::Result<Observation> {
             let (received, first_bad) = read_and_check(&server, sent)?;
             let after = counts(isolated)?;
             let tcp_counters = before.zip(after).map(|(b, a)| b.delta(&a));
-            ev_tcp.trace = col.take();
+            ev_tcp.trace = t.take();
             let tcp = Stream {
                 sent,
                 stopped,

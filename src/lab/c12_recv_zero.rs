@@ -7,12 +7,11 @@
 use std::net::{Shutdown, SocketAddr};
 use std::time::Duration;
 
-use std::os::fd::AsFd;
-
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::PollFlags;
 use serde::Serialize;
 
-use super::fixtures::{Read, lo, of_port, outcome, recv_once, tcp_pair, traced, udp_bound};
+use super::observe::{Read, Trial, lo, outcome, poll_ready, recv_once, tcp_pair, udp_bound};
+use super::ports::of_port;
 use super::{Evidence, Experiment, Host, Lab, Part};
 use crate::sock::{Proto, Sock, Step};
 
@@ -83,10 +82,10 @@ impl Experiment for RecvZero {
 }
 
 fn observe_tcp(ev: &mut Evidence) -> Step<Vec<Read>> {
-    let (col, rec) = traced();
+    let t = Trial::new();
     let mut reads = Vec::new();
     for half in [true, false] {
-        let (_l, client, server) = tcp_pair(&rec, |_| Ok(()), |_| Ok(()))?;
+        let (_l, client, server) = tcp_pair(t.rec(), |_| Ok(()), |_| Ok(()))?;
         if half {
             client.shutdown(Shutdown::Write)?;
         } else {
@@ -94,17 +93,17 @@ fn observe_tcp(ev: &mut Evidence) -> Step<Vec<Read>> {
         }
         reads.push(recv_once(&server, 16));
     }
-    ev.trace = col.take();
+    ev.trace = t.take();
     Ok(reads)
 }
 
 type UdpSeen = (Read, Empty, Read, u16);
 
 fn observe_udp(ev: &mut Evidence) -> Step<UdpSeen> {
-    let (col, rec) = traced();
-    let rx = udp_bound(&rec)?;
-    let to = rx.local_addr().unwrap_or_else(lo);
-    let tx = Sock::open(&to, Proto::Udp, &rec)?;
+    let t = Trial::new();
+    let rx = udp_bound(t.rec(), lo(0))?;
+    let to = rx.local_addr().unwrap_or(lo(0));
+    let tx = Sock::open(&to, Proto::Udp, t.rec())?;
     tx.send_to(b"", to)?;
     let first = recv_once(&rx, 16);
     tx.send_to(b"", to)?;
@@ -117,21 +116,21 @@ fn observe_udp(ev: &mut Evidence) -> Step<UdpSeen> {
     tx.send_to(b"after", to)?;
     let next = recv_once(&rx, 16);
     ev.fact("sender", tx.local_addr());
-    ev.trace = col.take();
+    ev.trace = t.take();
     Ok((first, empty, next, to.port()))
 }
 
 fn observe_shut(ev: &mut Evidence) -> Step<Vec<ShutRd>> {
-    let (col, rec) = traced();
+    let t = Trial::new();
     let mut out = Vec::new();
     for connected in [false, true] {
-        let rx = udp_bound(&rec)?;
+        let rx = udp_bound(t.rec(), lo(0))?;
         rx.set_read_timeout(Some(QUIET))?;
-        let to = rx.local_addr().unwrap_or_else(lo);
-        let tx = Sock::open(&to, Proto::Udp, &rec)?;
-        tx.bind(lo())?;
+        let to = rx.local_addr().unwrap_or(lo(0));
+        let tx = Sock::open(&to, Proto::Udp, t.rec())?;
+        tx.bind(lo(0))?;
         if connected {
-            rx.connect(tx.local_addr().unwrap_or_else(lo))?;
+            rx.connect(tx.local_addr().unwrap_or(lo(0)))?;
         }
         tx.send_to(b"queued", to)?;
         let shutdown = outcome(&rx.shutdown(Shutdown::Read));
@@ -148,14 +147,13 @@ fn observe_shut(ev: &mut Evidence) -> Step<Vec<ShutRd>> {
             later,
         });
     }
-    ev.trace = col.take();
+    ev.trace = t.take();
     Ok(out)
 }
 
 /// poll(2) for POLLIN with a zero timeout: what select/poll-based programs would see.
 fn readable_now(s: &Sock) -> bool {
-    let mut fds = [PollFd::new(s.as_fd(), PollFlags::POLLIN)];
-    poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
+    poll_ready(s, PollFlags::POLLIN, Duration::ZERO).is_some()
 }
 
 fn observe(host: &Host) -> anyhow::Result<Observation> {

@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use super::fixtures::{lo, outcome, settled_tcp, state_of, tcp_pair, traced};
+use super::observe::{self, lo, outcome, tcp_pair};
+use super::ports::{bind_again, settled_tcp, state_of};
 use super::{Evidence, Experiment, Host, Lab, Part};
 use crate::sock::{Proto, Sock, Step};
 use crate::trace::Recorder;
@@ -116,38 +117,27 @@ fn close_one(
         addr,
         ..Trial::default()
     };
-    Ok((trial, peer.unwrap_or_else(lo)))
-}
-
-/// A new socket binds the active closer's address (and listens, for a server).
-fn rebind(rec: &Recorder, t: &Trial) -> Step<()> {
-    let addr = t.addr.unwrap_or_else(lo);
-    let s = Sock::open(&addr, Proto::Tcp, rec)?;
-    if t.new_reuse {
-        s.set_reuse_address(true)?;
-    }
-    s.bind(addr)?;
-    if t.server_closed_first {
-        s.listen(8)?;
-    }
-    Ok(())
+    Ok((trial, peer.unwrap_or(lo(0))))
 }
 
 fn observe(host: &Host) -> anyhow::Result<Observation> {
-    let (col, rec) = traced();
+    let traced = observe::Trial::new();
+    let rec = traced.rec();
     let before = host.is_isolated().then(|| host.counters()).transpose()?;
     let mut o = Observation::default();
     for server_closed_first in [false, true] {
         for old_reuse in [false, true] {
             for new_reuse in [false, true] {
                 let (mut t, passive) =
-                    host.run(|| close_one(&rec, server_closed_first, old_reuse))??;
+                    host.run(|| close_one(rec, server_closed_first, old_reuse))??;
                 t.new_reuse = new_reuse;
-                let addr = t.addr.unwrap_or_else(lo);
+                let addr = t.addr.unwrap_or(lo(0));
                 let lines = settled_tcp(host, addr.port())?;
                 t.closer_state = state_of(&lines, addr, passive);
                 t.passive_state = state_of(&lines, passive, addr);
-                t.rebind = outcome(&host.run(|| rebind(&rec, &t))?);
+                // A new socket binds the active closer's address (and listens, for a server).
+                let (reuse, listen) = (t.new_reuse, t.server_closed_first);
+                t.rebind = outcome(&host.run(|| bind_again(rec, Proto::Tcp, addr, reuse, listen))?);
                 o.states.extend(lines);
                 o.trials.push(t);
             }
@@ -156,7 +146,7 @@ fn observe(host: &Host) -> anyhow::Result<Observation> {
     if let Some(b) = before {
         o.counters = Some(b.delta(&host.counters()?));
     }
-    o.ev.trace = col.take();
+    o.ev.trace = traced.take();
     Ok(o)
 }
 

@@ -20,7 +20,8 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use serde::Serialize;
 
-use super::fixtures::{Read, TIMEOUT, of_port, outcome, recv_once, settled_tcp, traced};
+use super::observe::{Read, SETTLE, TIMEOUT, Trial, outcome, poll_until, recv_once, socket};
+use super::ports::{bind_again, of_port, settled_tcp, ss_of};
 use super::{Evidence, Experiment, Host, Lab, Part};
 use crate::sock::{Proto, Sock, Step};
 use crate::trace::Recorder;
@@ -247,44 +248,20 @@ impl Drop for Victim {
     }
 }
 
-/// A fresh socket binds `addr` (and listens, for TCP), with or without SO_REUSEADDR; closed
-/// again at once so the next attempt starts clean.
-fn try_bind(rec: &Recorder, proto: Proto, addr: SocketAddr, reuse: bool) -> Step<()> {
-    let s = Sock::open(&addr, proto, rec)?;
-    if reuse {
-        s.set_reuse_address(true)?;
-    }
-    s.bind(addr)?;
-    if proto == Proto::Tcp {
-        s.listen(8)?;
-    }
-    Ok(())
-}
-
-fn ss_of(host: &Host, proto: Proto, port: u16) -> anyhow::Result<Vec<String>> {
-    let args = match proto {
-        Proto::Tcp => "-tan",
-        Proto::Udp => "-uan",
-    };
-    Ok(of_port(&host.ss(&[args])?, port))
-}
-
 /// `ss -tan` lines of `addr`'s port once the victim's socket shows the unread bytes in its
-/// Recv-Q (polled at most 1 s; then the lines as they are).
+/// Recv-Q (polled at most [`SETTLE`]; then the lines as they are).
 fn await_unread(host: &Host, addr: SocketAddr) -> anyhow::Result<Vec<String>> {
-    let start = Instant::now();
     let local = addr.to_string();
-    loop {
-        let lines = ss_of(host, Proto::Tcp, addr.port())?;
-        let queued = lines.iter().any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() >= 4 && f[3] == local && f[1].parse::<usize>().is_ok_and(|q| q >= UNREAD)
-        });
-        if queued || start.elapsed() > Duration::from_secs(1) {
-            return Ok(lines);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    poll_until(
+        SETTLE,
+        || ss_of(host, Proto::Tcp, addr.port()),
+        |lines| {
+            lines.iter().any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() >= 4 && f[3] == local && f[1].parse::<usize>().is_ok_and(|q| q >= UNREAD)
+            })
+        },
+    )
 }
 
 /// Runs one victim through spawn, (connect), kill, and the checks.
@@ -317,8 +294,7 @@ fn one(
         Held::Udp | Held::Listener => None,
         Held::Established | Held::Unread => {
             let s = host.run(|| -> Step<Sock> {
-                let s = Sock::open(&addr, Proto::Tcp, rec)?;
-                s.set_read_timeout(Some(TIMEOUT))?;
+                let s = socket(rec, Proto::Tcp)?;
                 s.connect_timeout(addr, TIMEOUT)?;
                 Ok(s)
             })??;
@@ -349,8 +325,11 @@ fn one(
         .into_iter()
         .filter(|l| l.starts_with(&from_victim) && (l.contains("FIN") || l.contains("RST")))
         .collect();
-    let bind_plain = outcome(&host.run(|| try_bind(rec, proto, addr, false))?);
-    let bind_reuse = outcome(&host.run(|| try_bind(rec, proto, addr, true))?);
+    // A fresh socket binds the victim's port (and listens, for TCP), without and with
+    // SO_REUSEADDR.
+    let listen = proto == Proto::Tcp;
+    let bind_plain = outcome(&host.run(|| bind_again(rec, proto, addr, false, listen))?);
+    let bind_reuse = outcome(&host.run(|| bind_again(rec, proto, addr, true, listen))?);
     Ok(Case {
         held,
         victim_reuse,
@@ -367,7 +346,7 @@ fn one(
 }
 
 fn observe(host: &Host, exe: &Path) -> anyhow::Result<Observation> {
-    let (col, rec) = traced();
+    let t = Trial::new();
     let mut o = Observation::default();
     let before = host.is_isolated().then(|| host.counters()).transpose()?;
     for (held, reuse) in [
@@ -377,12 +356,12 @@ fn observe(host: &Host, exe: &Path) -> anyhow::Result<Observation> {
         (Held::Established, true),
         (Held::Unread, false),
     ] {
-        o.cases.push(one(host, exe, &rec, held, reuse)?);
+        o.cases.push(one(host, exe, t.rec(), held, reuse)?);
     }
     if let Some(b) = before {
         o.counters = Some(b.delta(&host.counters()?));
     }
-    o.ev.trace = col.take();
+    o.ev.trace = t.take();
     Ok(o)
 }
 

@@ -3,34 +3,25 @@
 //! to get. Packets from one sending thread pinned to one CPU pass the same per-CPU backlog
 //! queue in order (lo and veth both hand packets to netif_rx), so once the marker is in, every
 //! datagram sent before it has been delivered or dropped; a non-blocking drain then reads what
-//! came. Used by the UDP broadcast experiments (claims 7 and 8).
+//! came. Used by the UDP broadcast experiments (claims 7 and 8); claims 2 and 5 use a datagram
+//! of their own as the marker ([`read_through`]).
 
+use std::fmt::Display;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
 
-use crate::sock::{Datagram, Proto, Sock, Step};
+use super::observe::{Got, MAX_READS, drain, lo, recv};
+use crate::sock::{Proto, Sock, Step};
 use crate::trace::Recorder;
 
-/// How long a receiver waits for a marker that must come (SO_RCVTIMEO).
-pub const MARKER_TIMEOUT: Duration = Duration::from_secs(2);
-/// Datagrams read per socket at most, so every loop is bounded.
-const MAX_READS: usize = 16;
-
-/// One datagram as read: what recvmsg(2) said and the payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Got {
-    /// The recvmsg result (source, destination from IP_PKTINFO, lengths).
-    pub datagram: Datagram,
-    /// The payload.
-    pub payload: Vec<u8>,
-}
+/// The marker's payload.
+pub(crate) const MARKER: &[u8] = b"marker";
 
 /// Pins the calling thread to the first CPU it may run on (sched_setaffinity(2)), so packets it
 /// sends are queued to one CPU's backlog in order. Failure only weakens ordering; ignored.
-pub fn pin_thread() {
+pub(crate) fn pin_thread() {
     let Ok(allowed) = sched_getaffinity(Pid::from_raw(0)) else {
         return;
     };
@@ -43,75 +34,87 @@ pub fn pin_thread() {
     }
 }
 
-/// A new IPv4 UDP socket (socket(2)) reporting to `rec`.
-pub fn udp4(rec: &Recorder) -> Step<Sock> {
-    Sock::open(&SocketAddr::from(([0, 0, 0, 0], 0)), Proto::Udp, rec)
+/// A fresh unbound UDP socket sends the marker to each of `to` (call on the pinned thread that
+/// sent the datagrams under test).
+pub(crate) fn send(rec: &Recorder, to: &[SocketAddr]) -> Step<()> {
+    let s = Sock::open(&lo(0), Proto::Udp, rec)?;
+    for &addr in to {
+        s.send_to(MARKER, addr)?;
+    }
+    Ok(())
 }
 
-/// The errno name of a failed step (`EACCES`), or `None` if it succeeded.
-pub fn errno_of<T>(r: &Step<T>) -> Option<String> {
-    r.as_ref()
-        .err()
-        .map(|e| e.errno_name().unwrap_or_else(|| e.to_string()))
-}
-
-/// Reads datagrams (blocking, bounded by the socket's read timeout) until `marker` arrives,
-/// then drains what is left with MSG_DONTWAIT. Returns everything but the marker, and whether
-/// the marker came (if not, absence of other datagrams proves nothing).
-pub fn read_until_marker(sock: &Sock, marker: &[u8]) -> (Vec<Got>, bool) {
+/// Reads datagrams (blocking, bounded by the socket's read timeout) until one with payload
+/// `last` arrives, then drains what is left with MSG_DONTWAIT. Returns every datagram read, in
+/// order and `last` included, and the errno that ended the reading (`EAGAIN` once the queue is
+/// empty, or once a blocking read timed out before `last` came).
+pub(crate) fn read_through(sock: &Sock, last: &[u8]) -> (Vec<Got>, String) {
     let mut got = Vec::new();
-    let mut seen = false;
     for _ in 0..MAX_READS {
-        let Some(g) = read_one(sock, 0) else { break };
-        if g.payload == marker {
-            seen = true;
-            break;
+        match recv(sock, 0) {
+            Ok(g) => {
+                let done = g.payload == last;
+                got.push(g);
+                if done {
+                    let (more, end) = drain(sock);
+                    got.extend(more);
+                    return (got, end);
+                }
+            }
+            Err(e) => return (got, e),
         }
-        got.push(g);
     }
-    if seen {
-        got.extend(drain(sock));
-    }
-    got.retain(|g| g.payload != marker);
-    (got, seen)
+    (got, format!("more than {MAX_READS} datagrams"))
 }
 
-/// Reads every datagram already queued on `sock` (MSG_DONTWAIT), at most a bounded number.
-pub fn drain(sock: &Sock) -> Vec<Got> {
-    (0..MAX_READS)
-        .map_while(|_| read_one(sock, libc::MSG_DONTWAIT))
-        .collect()
-}
-
-fn read_one(sock: &Sock, flags: i32) -> Option<Got> {
-    let mut buf = [0u8; 512];
-    let d = sock.recv_datagram(&mut buf, flags).ok()?;
-    Some(Got {
-        payload: buf[..d.len].to_vec(),
-        datagram: d,
-    })
+/// Every datagram but the marker that reached `sock` up to the marker (and any queued after
+/// it); an error if the marker (sent to `to`) did not arrive, since absence of the others then
+/// proves nothing.
+pub(crate) fn read_until_marker(sock: &Sock, to: impl Display) -> anyhow::Result<Vec<Got>> {
+    let (mut got, _) = read_through(sock, MARKER);
+    anyhow::ensure!(
+        got.iter().any(|g| g.payload == MARKER),
+        "the marker to {to} did not arrive"
+    );
+    got.retain(|g| g.payload != MARKER);
+    Ok(got)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lab::observe::{res, udp_bound};
 
     #[test]
     fn marker_bounds_the_wait_and_drain_is_bounded() {
         let rec = Recorder::off();
-        let rx = udp4(&rec).unwrap();
-        rx.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        rx.set_read_timeout(Some(MARKER_TIMEOUT)).unwrap();
+        let rx = udp_bound(&rec, lo(0)).unwrap();
         let to = rx.local_addr().unwrap();
-        let tx = udp4(&rec).unwrap();
+        let tx = Sock::open(&to, Proto::Udp, &rec).unwrap();
         tx.send_to(b"one", to).unwrap();
-        tx.send_to(b"M", to).unwrap();
+        send(&rec, &[to]).unwrap();
         tx.send_to(b"late", to).unwrap();
-        let (got, seen) = read_until_marker(&rx, b"M");
-        assert!(seen);
+        let got = read_until_marker(&rx, to).unwrap();
         let payloads: Vec<&[u8]> = got.iter().map(|g| g.payload.as_slice()).collect();
         assert_eq!(payloads, [b"one".as_slice(), b"late".as_slice()]);
-        assert!(drain(&rx).is_empty());
-        assert_eq!(errno_of(&rx.bind(to)).as_deref(), Some("EINVAL"));
+        assert!(drain(&rx).0.is_empty());
+        assert_eq!(res(rx.bind(to)).err().as_deref(), Some("EINVAL"));
+    }
+
+    #[test]
+    fn read_through_keeps_the_last_datagram_and_says_how_it_ended() {
+        let rec = Recorder::off();
+        let rx = udp_bound(&rec, lo(0)).unwrap();
+        let to = rx.local_addr().unwrap();
+        let tx = Sock::open(&to, Proto::Udp, &rec).unwrap();
+        for p in [b"a".as_slice(), b"last", b"b"] {
+            tx.send_to(p, to).unwrap();
+        }
+        let (got, end) = read_through(&rx, b"last");
+        let texts: Vec<String> = got.iter().map(Got::text).collect();
+        assert_eq!(
+            (texts, end.as_str()),
+            (vec!["a".into(), "last".into(), "b".into()], "EAGAIN")
+        );
     }
 }

@@ -27,11 +27,12 @@ pub mod c12_recv_zero;
 pub mod c13_time_wait;
 pub mod c14_kill9;
 pub mod capture;
+mod closed_port;
 pub mod counters;
-mod fixtures;
 pub mod host;
-pub mod marker;
-mod probe;
+mod marker;
+mod observe;
+mod ports;
 pub mod report;
 
 use std::collections::BTreeMap;
