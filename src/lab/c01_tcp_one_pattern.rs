@@ -322,6 +322,7 @@ fn judge(o: &Observation) -> Vec<Part> {
 mod tests {
     use super::*;
     use crate::lab::Verdict;
+    use crate::lab::testing::verdicts;
 
     fn linux_like() -> Observation {
         let ok = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
@@ -356,39 +357,35 @@ mod tests {
         }
     }
 
-    fn verdicts(o: &Observation) -> Vec<Verdict> {
-        judge(o).into_iter().map(|p| p.verdict).collect()
-    }
-
     #[test]
     fn all_hold_on_linux_like_observation() {
-        assert_eq!(verdicts(&linux_like()), vec![Verdict::Confirmed; 4]);
+        assert_eq!(verdicts(judge(&linux_like())), vec![Verdict::Confirmed; 4]);
     }
 
     #[test]
     fn each_rule_can_refute() {
         let mut o = linux_like();
         o.pattern.server_calls[3] = "listen=EADDRINUSE".into();
-        assert_eq!(verdicts(&o)[0], Verdict::Refuted);
+        assert_eq!(verdicts(judge(&o))[0], Verdict::Refuted);
 
         let mut o = linux_like();
         o.no_listener.connect_to_bound_not_listening = Ok(());
-        assert_eq!(verdicts(&o)[1], Verdict::Refuted);
+        assert_eq!(verdicts(judge(&o))[1], Verdict::Refuted);
 
         // The address is honoured: the other listener gets the connection.
         let mut o = linux_like();
         o.connected.other_accept = Ok(());
         o.connected.peer_got.clear();
-        assert_eq!(verdicts(&o)[2], Verdict::Refuted);
+        assert_eq!(verdicts(judge(&o))[2], Verdict::Refuted);
         // sendto refused on a connected socket (EISCONN, as some systems do).
         let mut o = linux_like();
         o.connected.sendto = Err("EISCONN".into());
-        assert_eq!(verdicts(&o)[2], Verdict::Refuted);
+        assert_eq!(verdicts(judge(&o))[2], Verdict::Refuted);
 
         // sendto on an unconnected socket connects (TCP Fast Open style) and delivers.
         let mut o = linux_like();
         o.unconnected.sendto = Ok(PAYLOAD.len());
         o.unconnected.target_accept = Ok(());
-        assert_eq!(verdicts(&o)[3], Verdict::Refuted);
+        assert_eq!(verdicts(judge(&o))[3], Verdict::Refuted);
     }
 }

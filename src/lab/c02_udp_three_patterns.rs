@@ -316,6 +316,7 @@ fn judge(o: &Observation) -> Vec<Part> {
 mod tests {
     use super::*;
     use crate::lab::Verdict;
+    use crate::lab::testing::verdicts;
 
     fn exchange(pairs: &[&str]) -> Exchange {
         Exchange {
@@ -353,15 +354,11 @@ mod tests {
         }
     }
 
-    fn verdicts(o: &Observation) -> Vec<Verdict> {
-        judge(o).into_iter().map(|p| p.verdict).collect()
-    }
-
     #[test]
     fn linux_like_observation() {
         use Verdict::*;
         assert_eq!(
-            verdicts(&linux_like()),
+            verdicts(judge(&linux_like())),
             vec![Confirmed, Confirmed, Confirmed, Confirmed, Refuted]
         );
     }
@@ -375,7 +372,7 @@ mod tests {
         o.d.unconnected_send = Ok(1);
         o.connected = filter(true, &["stranger", "peer"]);
         assert_eq!(
-            verdicts(&o),
+            verdicts(judge(&o)),
             vec![
                 Verdict::Refuted,
                 Verdict::Refuted,
@@ -388,9 +385,9 @@ mod tests {
         // not judged at all.
         let mut o = linux_like();
         o.bound = filter(false, &["peer"]);
-        assert!(matches!(verdicts(&o)[4], Verdict::NotRun(_)));
+        assert!(matches!(verdicts(judge(&o))[4], Verdict::NotRun(_)));
         let mut o = linux_like();
         o.connected = filter(true, &[]);
-        assert!(matches!(verdicts(&o)[4], Verdict::NotRun(_)));
+        assert!(matches!(verdicts(judge(&o))[4], Verdict::NotRun(_)));
     }
 }

@@ -278,10 +278,7 @@ fn judge(o: &Observation) -> Vec<Part> {
 mod tests {
     use super::*;
     use crate::lab::Verdict;
-
-    fn sa(s: &str) -> SocketAddr {
-        s.parse().unwrap()
-    }
+    use crate::lab::testing::{sa, verdicts};
 
     fn linux_like() -> Observation {
         let one = SourceChoice {
@@ -306,13 +303,9 @@ mod tests {
         }
     }
 
-    fn verdicts(o: &Observation) -> Vec<Verdict> {
-        judge(o).into_iter().map(|p| p.verdict).collect()
-    }
-
     #[test]
     fn linux_like_observation_confirms() {
-        assert_eq!(verdicts(&linux_like()), vec![Verdict::Confirmed; 4]);
+        assert_eq!(verdicts(judge(&linux_like())), vec![Verdict::Confirmed; 4]);
     }
 
     #[test]
@@ -327,11 +320,11 @@ mod tests {
         let two = o.two_hosts.as_mut().unwrap();
         // Bound to the wanted address, the datagram still came from the other one.
         two.bound_seen = Ok(Some(sa("198.51.100.1:40002")));
-        assert_eq!(verdicts(&o), vec![Verdict::Refuted; 4]);
+        assert_eq!(verdicts(judge(&o)), vec![Verdict::Refuted; 4]);
         // Without a datagram from the wanted address there is nothing to judge.
         o.two_hosts.as_mut().unwrap().bound_seen = Err("bind: EADDRNOTAVAIL".into());
-        assert!(matches!(verdicts(&o)[3], Verdict::NotRun(_)));
+        assert!(matches!(verdicts(judge(&o))[3], Verdict::NotRun(_)));
         o.two_hosts = None;
-        assert!(matches!(verdicts(&o)[3], Verdict::NotRun(_)));
+        assert!(matches!(verdicts(judge(&o))[3], Verdict::NotRun(_)));
     }
 }

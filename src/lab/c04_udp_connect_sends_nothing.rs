@@ -193,6 +193,7 @@ mod tests {
     use super::*;
     use crate::lab::Verdict;
     use crate::lab::closed_port::tests::recorded;
+    use crate::lab::testing::verdicts;
 
     fn linux_like() -> Observation {
         Observation {
@@ -216,15 +217,11 @@ mod tests {
         }
     }
 
-    fn verdicts(o: &Observation) -> Vec<Verdict> {
-        judge(o).into_iter().map(|p| p.verdict).collect()
-    }
-
     #[test]
     fn linux_like_observation() {
         use Verdict::*;
         assert_eq!(
-            verdicts(&linux_like()),
+            verdicts(judge(&linux_like())),
             vec![Confirmed, Confirmed, Confirmed, Refuted]
         );
     }
@@ -238,7 +235,7 @@ mod tests {
         o.connect.first_send = Err("ECONNREFUSED".into());
         o.connected = recorded(true, &[Ok(PING), Ok(PING), Ok(PING)], "EAGAIN");
         assert_eq!(
-            verdicts(&o),
+            verdicts(judge(&o)),
             vec![
                 Verdict::Refuted,
                 Verdict::Refuted,
@@ -248,8 +245,8 @@ mod tests {
         );
         // A capture that saw nothing at all cannot say "no packet".
         o.connect.wire_after_send = Some(vec![]);
-        assert!(matches!(verdicts(&o)[0], Verdict::NotRun(_)));
+        assert!(matches!(verdicts(judge(&o))[0], Verdict::NotRun(_)));
         o.connect.wire_during_connect = None;
-        assert!(matches!(verdicts(&o)[0], Verdict::NotRun(_)));
+        assert!(matches!(verdicts(judge(&o))[0], Verdict::NotRun(_)));
     }
 }

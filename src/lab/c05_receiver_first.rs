@@ -144,6 +144,7 @@ mod tests {
     use super::*;
     use crate::lab::Verdict;
     use crate::lab::closed_port::tests::recorded;
+    use crate::lab::testing::verdicts;
 
     fn linux_like() -> Observation {
         Observation {
@@ -165,14 +166,13 @@ mod tests {
         }
     }
 
-    fn verdicts(o: &Observation) -> Vec<Verdict> {
-        judge(o).into_iter().map(|p| p.verdict).collect()
-    }
-
     #[test]
     fn linux_like_observation() {
         use Verdict::*;
-        assert_eq!(verdicts(&linux_like()), vec![Confirmed, Confirmed, Refuted]);
+        assert_eq!(
+            verdicts(judge(&linux_like())),
+            vec![Confirmed, Confirmed, Refuted]
+        );
     }
 
     #[test]
@@ -182,12 +182,12 @@ mod tests {
         o.early_late.received = vec!["early".into(), "late".into()];
         o.connected = recorded(true, &[Ok(4), Ok(4), Ok(4)], "EAGAIN");
         assert_eq!(
-            verdicts(&o),
+            verdicts(judge(&o)),
             vec![Verdict::Refuted, Verdict::Refuted, Verdict::Confirmed]
         );
         // If the datagram sent after bind never arrived, nothing can be said about the earlier.
         o.early_late.received.clear();
         o.early_late.drain_end = "EAGAIN".into();
-        assert!(matches!(verdicts(&o)[1], Verdict::NotRun(_)));
+        assert!(matches!(verdicts(judge(&o))[1], Verdict::NotRun(_)));
     }
 }

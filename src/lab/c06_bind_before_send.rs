@@ -228,6 +228,7 @@ fn yes_no(b: bool) -> &'static str {
 mod tests {
     use super::*;
     use crate::lab::Verdict;
+    use crate::lab::testing::verdicts;
 
     fn linux_like() -> Observation {
         let a = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
@@ -246,15 +247,11 @@ mod tests {
         }
     }
 
-    fn verdicts(o: &Observation) -> Vec<Verdict> {
-        judge(o).into_iter().map(|p| p.verdict).collect()
-    }
-
     #[test]
     fn linux_like_observation() {
         use Verdict::*;
         assert_eq!(
-            verdicts(&linux_like()),
+            verdicts(judge(&linux_like())),
             [Confirmed, Confirmed, Confirmed, Refuted]
         );
     }
@@ -267,11 +264,11 @@ mod tests {
         o.rebinds[0].errno = None; // bind succeeded
         o.bound_local.1 = "127.0.0.1:5001".parse().ok(); // sendto moved the address
         o.reply_reached_implicit = false;
-        assert_eq!(verdicts(&o), [Refuted, Refuted, Refuted, Confirmed]);
+        assert_eq!(verdicts(judge(&o)), [Refuted, Refuted, Refuted, Confirmed]);
         let mut o = linux_like();
         o.back = false;
-        assert_eq!(verdicts(&o)[2], Refuted);
+        assert_eq!(verdicts(judge(&o))[2], Refuted);
         o.rebinds.clear();
-        assert_eq!(verdicts(&o)[1], Refuted, "no attempt is no evidence");
+        assert_eq!(verdicts(judge(&o))[1], Refuted, "no attempt is no evidence");
     }
 }

@@ -412,10 +412,7 @@ pub fn judge(o: &Observation) -> Vec<Part> {
 mod tests {
     use super::*;
     use crate::lab::Verdict;
-
-    fn sa(s: &str) -> SocketAddr {
-        s.parse().unwrap()
-    }
+    use crate::lab::testing::{sa, verdicts};
 
     fn linux_like() -> Observation {
         let send = |broadcast, errno: Option<&str>| SendCase {
@@ -447,15 +444,11 @@ mod tests {
         }
     }
 
-    fn verdicts(o: &Observation) -> Vec<Verdict> {
-        judge(o).into_iter().map(|p| p.verdict).collect()
-    }
-
     #[test]
     fn linux_like_observation() {
         use Verdict::*;
         assert_eq!(
-            verdicts(&linux_like()),
+            verdicts(judge(&linux_like())),
             [Confirmed, Refuted, Confirmed, Confirmed]
         );
     }
@@ -470,11 +463,14 @@ mod tests {
         o.binds[0].reply_delivered = None;
         o.connects[0].connect_errno = Some("EACCES".into());
         o.connects[0].delivered = false;
-        assert_eq!(verdicts(&o), [Refuted, Confirmed, Confirmed, Refuted]);
+        assert_eq!(
+            verdicts(judge(&o)),
+            [Refuted, Confirmed, Confirmed, Refuted]
+        );
         let mut o = linux_like();
         o.binds[0].reply_delivered = Some(true);
         o.sends[1].delivered = false; // sent, but nothing arrived
-        assert_eq!(verdicts(&o)[..3], [Refuted, Refuted, Refuted]);
+        assert_eq!(verdicts(judge(&o))[..3], [Refuted, Refuted, Refuted]);
     }
 
     #[test]

@@ -872,6 +872,7 @@ pub fn judge(o: &Observation) -> Vec<Part> {
 mod tests {
     use super::*;
     use crate::lab::Verdict;
+    use crate::lab::testing::verdicts;
 
     /// The matrix a kernel following `rule` would give; all senders honest.
     fn observation(rule: impl Fn(Row, Col) -> bool) -> Observation {
@@ -930,15 +931,11 @@ mod tests {
         r.bound == Bound::Any && c.dst != Dst::LoopbackBcast && r.device != Device::Lo
     }
 
-    fn verdicts(o: &Observation) -> Vec<Verdict> {
-        judge(o).into_iter().map(|p| p.verdict).collect()
-    }
-
     #[test]
     fn linux_like_matrix() {
         use Verdict::*;
         assert_eq!(
-            verdicts(&observation(linux)),
+            verdicts(judge(&observation(linux))),
             [
                 Confirmed, Confirmed, Confirmed, Refuted, Refuted, Confirmed, Confirmed
             ]
@@ -949,7 +946,7 @@ mod tests {
     fn article_like_matrix_confirms_the_article() {
         use Verdict::*;
         assert_eq!(
-            verdicts(&observation(article)),
+            verdicts(judge(&observation(article))),
             [
                 Confirmed, Confirmed, Confirmed, Confirmed, Confirmed, Confirmed, Confirmed
             ]
@@ -964,14 +961,14 @@ mod tests {
         o.senders[0].seen_from = vec!["0.0.0.0:40000".parse().unwrap()];
         o.egress[0].captured.push("veth-c".into());
         assert_eq!(
-            verdicts(&o),
+            verdicts(judge(&o)),
             [
                 Refuted, Refuted, Refuted, Refuted, Refuted, Refuted, Refuted
             ]
         );
         // Nobody gets anything: "only 0.0.0.0" needs at least one delivery to hold.
         let o = observation(|_, _| false);
-        let v = verdicts(&o);
+        let v = verdicts(judge(&o));
         assert_eq!(
             (&v[1], &v[2], &v[3], &v[4]),
             (&Confirmed, &Confirmed, &Refuted, &Refuted)
@@ -979,11 +976,11 @@ mod tests {
         // A failed bind is not a "no".
         let mut o = observation(linux);
         o.cells[3][0] = Cell::Failed("bind failed: EADDRNOTAVAIL".into());
-        assert_eq!(verdicts(&o)[1], Refuted);
+        assert_eq!(verdicts(judge(&o))[1], Refuted);
         // A sendto error in the routed case is not "one interface".
         let mut o = observation(linux);
         o.egress[0].errno = Some("ENETUNREACH".into());
-        assert_eq!(verdicts(&o)[6], Refuted);
+        assert_eq!(verdicts(judge(&o))[6], Refuted);
     }
 
     #[test]

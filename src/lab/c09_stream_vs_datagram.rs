@@ -249,6 +249,7 @@ fn judge(o: &Observation) -> Vec<Part> {
 mod tests {
     use super::*;
     use crate::lab::Verdict;
+    use crate::lab::testing::verdicts;
 
     fn d(s: &str) -> Read {
         Read::Data(s.into())
@@ -271,13 +272,9 @@ mod tests {
         }
     }
 
-    fn verdicts(o: &Observation) -> Vec<Verdict> {
-        judge(o).into_iter().map(|p| p.verdict).collect()
-    }
-
     #[test]
     fn article_behaviour_is_confirmed() {
-        assert_eq!(verdicts(&linux_like()), vec![Verdict::Confirmed; 3]);
+        assert_eq!(verdicts(judge(&linux_like())), vec![Verdict::Confirmed; 3]);
     }
 
     #[test]
@@ -289,13 +286,13 @@ mod tests {
             cuts: vec![cut("012", 5), cut("34", 2)],
             ev: Default::default(),
         };
-        assert_eq!(verdicts(&o), vec![Verdict::Refuted; 3]);
+        assert_eq!(verdicts(judge(&o)), vec![Verdict::Refuted; 3]);
     }
 
     #[test]
     fn udp_that_does_not_block_is_refuted() {
         let mut o = linux_like();
         o.udp = vec![d("012"), d("567"), Read::Eof];
-        assert_eq!(verdicts(&o)[0], Verdict::Refuted);
+        assert_eq!(verdicts(judge(&o))[0], Verdict::Refuted);
     }
 }

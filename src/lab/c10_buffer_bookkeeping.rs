@@ -268,6 +268,7 @@ fn judge(o: &Observation) -> Vec<Part> {
 mod tests {
     use super::*;
     use crate::lab::Verdict;
+    use crate::lab::testing::verdicts;
 
     fn applied(option: &'static str, asked: usize, applied: usize) -> Applied {
         Applied {
@@ -304,13 +305,9 @@ mod tests {
         }
     }
 
-    fn verdicts(o: &Observation) -> Vec<Verdict> {
-        judge(o).into_iter().map(|p| p.verdict).collect()
-    }
-
     #[test]
     fn doubling_and_truesize_confirm() {
-        assert_eq!(verdicts(&linux_like()), vec![Verdict::Confirmed; 3]);
+        assert_eq!(verdicts(judge(&linux_like())), vec![Verdict::Confirmed; 3]);
     }
 
     #[test]
@@ -323,7 +320,7 @@ mod tests {
         ];
         o.fills = vec![fill_of(1, 65536, 1), fill_of(1472, 45, 1)];
         assert_eq!(
-            verdicts(&o),
+            verdicts(judge(&o)),
             vec![Verdict::Confirmed, Verdict::Refuted, Verdict::Refuted]
         );
     }
@@ -332,13 +329,13 @@ mod tests {
     fn an_ignored_setsockopt_refutes_settable() {
         let mut o = linux_like();
         o.applied = vec![applied("SO_RCVBUF", FILL_RCVBUF, 212992)];
-        assert_eq!(verdicts(&o)[0], Verdict::Refuted);
+        assert_eq!(verdicts(judge(&o))[0], Verdict::Refuted);
     }
 
     #[test]
     fn a_buffer_that_never_overflowed_is_not_evidence() {
         let mut o = linux_like();
         o.fills = vec![fill_of(1, 85, 0)];
-        assert_eq!(verdicts(&o)[2], Verdict::Refuted);
+        assert_eq!(verdicts(judge(&o))[2], Verdict::Refuted);
     }
 }

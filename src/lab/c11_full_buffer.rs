@@ -300,6 +300,7 @@ fn judge(o: &Observation) -> Vec<Part> {
 mod tests {
     use super::*;
     use crate::lab::Verdict;
+    use crate::lab::testing::verdicts;
 
     fn linux_like() -> Observation {
         Observation {
@@ -325,15 +326,11 @@ mod tests {
         }
     }
 
-    fn verdicts(o: &Observation) -> Vec<Verdict> {
-        judge(o).into_iter().map(|p| p.verdict).collect()
-    }
-
     #[test]
     fn drops_and_flow_control() {
         use Verdict::*;
         assert_eq!(
-            verdicts(&linux_like()),
+            verdicts(judge(&linux_like())),
             vec![Confirmed, Confirmed, Confirmed, Refuted]
         );
     }
@@ -350,21 +347,24 @@ mod tests {
         o.tcp.received = 50_000;
         o.tcp.zero_windows = Some(0);
         o.tcp_counters = Some(BTreeMap::new());
-        assert_eq!(verdicts(&o), vec![Refuted, Refuted, Refuted, Confirmed]);
+        assert_eq!(
+            verdicts(judge(&o)),
+            vec![Refuted, Refuted, Refuted, Confirmed]
+        );
     }
 
     #[test]
     fn counts_that_disagree_refute_the_udp_part() {
         let mut o = linux_like();
         o.rcvbuf_errors = Some(5);
-        assert_eq!(verdicts(&o)[0], Verdict::Refuted);
+        assert_eq!(verdicts(judge(&o))[0], Verdict::Refuted);
     }
 
     #[test]
     fn corrupted_stream_confirms_dropping() {
         let mut o = linux_like();
         o.tcp.first_bad = Some(7);
-        assert_eq!(verdicts(&o)[3], Verdict::Confirmed);
+        assert_eq!(verdicts(judge(&o))[3], Verdict::Confirmed);
     }
 
     #[test]
@@ -373,7 +373,7 @@ mod tests {
         o.tcp.zero_windows = None;
         o.tcp_counters = None;
         o.rcvbuf_errors = None;
-        let v = verdicts(&o);
+        let v = verdicts(judge(&o));
         assert!(matches!(v[2], Verdict::NotRun(_)));
         assert_eq!(v[0], Verdict::Confirmed);
     }

@@ -269,6 +269,7 @@ fn judge(o: &Observation) -> Vec<Part> {
 mod tests {
     use super::*;
     use crate::lab::Verdict;
+    use crate::lab::testing::verdicts;
 
     fn shut(connected: bool, shutdown: &str, reads: Vec<Read>) -> ShutRd {
         ShutRd {
@@ -305,20 +306,19 @@ mod tests {
         }
     }
 
-    fn verdicts(o: &Observation) -> Vec<Verdict> {
-        judge(o).into_iter().map(|p| p.verdict).collect()
-    }
-
     #[test]
     fn article_behaviour_confirms() {
-        assert_eq!(verdicts(&article_like()), vec![Verdict::Confirmed; 3]);
+        assert_eq!(
+            verdicts(judge(&article_like())),
+            vec![Verdict::Confirmed; 3]
+        );
     }
 
     #[test]
     fn zero_after_shut_rd_refutes_only_meaning() {
         let mut o = article_like();
         o.shut[1].reads[1] = Read::Eof;
-        assert_eq!(verdicts(&o)[2], Verdict::Refuted);
+        assert_eq!(verdicts(judge(&o))[2], Verdict::Refuted);
     }
 
     #[test]
@@ -329,11 +329,11 @@ mod tests {
             real_len: 0,
             from: None,
         });
-        let v = verdicts(&o);
+        let v = verdicts(judge(&o));
         assert_eq!(v[0], Verdict::Refuted);
         assert_eq!(v[1], Verdict::Refuted);
         let mut o = article_like();
         o.udp_next = Some(Read::WouldBlock);
-        assert_eq!(verdicts(&o)[1], Verdict::Refuted);
+        assert_eq!(verdicts(judge(&o))[1], Verdict::Refuted);
     }
 }

@@ -237,6 +237,7 @@ fn judge(o: &Observation) -> Vec<Part> {
 mod tests {
     use super::*;
     use crate::lab::Verdict;
+    use crate::lab::testing::verdicts;
 
     fn trial(server: bool, old: bool, new: bool, rebind: &str) -> Trial {
         Trial {
@@ -271,13 +272,9 @@ mod tests {
         }
     }
 
-    fn verdicts(o: &Observation) -> Vec<Verdict> {
-        judge(o).into_iter().map(|p| p.verdict).collect()
-    }
-
     #[test]
     fn time_wait_on_the_closer_confirms() {
-        assert_eq!(verdicts(&linux_like()), vec![Verdict::Confirmed; 4]);
+        assert_eq!(verdicts(judge(&linux_like())), vec![Verdict::Confirmed; 4]);
     }
 
     #[test]
@@ -288,7 +285,7 @@ mod tests {
             t.rebind = "ok".into();
         }
         o.trials[0].passive_state = Some("TIME-WAIT".into());
-        let v = verdicts(&o);
+        let v = verdicts(judge(&o));
         assert_eq!(v[..3].to_vec(), vec![Verdict::Refuted; 3]);
         assert_eq!(v[3], Verdict::Confirmed);
     }
@@ -299,13 +296,13 @@ mod tests {
         for t in &mut o.trials {
             t.rebind = "EADDRINUSE".into();
         }
-        assert_eq!(verdicts(&o)[3], Verdict::Refuted);
+        assert_eq!(verdicts(judge(&o))[3], Verdict::Refuted);
     }
 
     #[test]
     fn time_wait_on_the_passive_side_refutes_b() {
         let mut o = linux_like();
         o.trials[3].passive_state = Some("TIME-WAIT".into());
-        assert_eq!(verdicts(&o)[1], Verdict::Refuted);
+        assert_eq!(verdicts(judge(&o))[1], Verdict::Refuted);
     }
 }

@@ -505,6 +505,7 @@ fn judge(o: &Observation) -> Vec<Part> {
 mod tests {
     use super::*;
     use crate::lab::Verdict;
+    use crate::lab::testing::verdicts;
 
     fn case(
         held: Held,
@@ -570,15 +571,11 @@ mod tests {
         }
     }
 
-    fn verdicts(o: &Observation) -> Vec<Verdict> {
-        judge(o).into_iter().map(|p| p.verdict).collect()
-    }
-
     #[test]
     fn kernel_closes_sockets_of_killed_processes() {
         use Verdict::*;
         assert_eq!(
-            verdicts(&linux_like()),
+            verdicts(judge(&linux_like())),
             vec![Confirmed, Refuted, Refuted, Refuted]
         );
     }
@@ -608,7 +605,10 @@ mod tests {
             counters: None,
             ev: Evidence::default(),
         };
-        assert_eq!(verdicts(&o), vec![Refuted, Confirmed, Confirmed, Confirmed]);
+        assert_eq!(
+            verdicts(judge(&o)),
+            vec![Refuted, Confirmed, Confirmed, Confirmed]
+        );
     }
 
     #[test]
@@ -628,6 +628,6 @@ mod tests {
     fn nothing_blocked_means_reuse_part_not_run() {
         let mut o = linux_like();
         o.cases.truncate(2);
-        assert!(matches!(verdicts(&o)[3], Verdict::NotRun(_)));
+        assert!(matches!(verdicts(judge(&o))[3], Verdict::NotRun(_)));
     }
 }

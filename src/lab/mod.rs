@@ -279,6 +279,24 @@ pub fn run_one(exp: &dyn Experiment, lab: &Lab) -> Finding {
     }
 }
 
+/// What the experiments' unit tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::net::SocketAddr;
+
+    use super::{Part, Verdict};
+
+    /// The verdicts of judged parts, in order.
+    pub(crate) fn verdicts(parts: Vec<Part>) -> Vec<Verdict> {
+        parts.into_iter().map(|p| p.verdict).collect()
+    }
+
+    /// A socket address from its text (`127.0.0.1:5000`).
+    pub(crate) fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
