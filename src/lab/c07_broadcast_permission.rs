@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 
-use super::host::{Host, NEEDS_ROOT};
+use super::host::{Host, needs_root};
 use super::marker::{self, read_until_marker};
 use super::observe::{Got, Trial, any, drain, lo, ok_or_errno, res, show_addr, socket, udp_bound};
 use super::{Evidence, Experiment, Lab, Part};
@@ -129,7 +129,7 @@ impl Experiment for BroadcastPermission {
     }
     fn run(&self, lab: &Lab) -> anyhow::Result<Vec<Part>> {
         if !lab.is_root() {
-            return Ok(not_run());
+            return Ok(needs_root(&STATEMENTS));
         }
         let (a, b) = lab.pair("c07")?;
         let obs = observe(&a, &b)?;
@@ -137,24 +137,17 @@ impl Experiment for BroadcastPermission {
     }
 }
 
-fn not_run() -> Vec<Part> {
-    [
-        ("a", STMT_SO_BROADCAST),
-        ("b", STMT_BIND),
-        ("c", STMT_PEER),
-        ("d", STMT_CONNECT),
-    ]
-    .into_iter()
-    .map(|(id, s)| Part::not_run(id, s, NEEDS_ROOT))
-    .collect()
-}
+const STATEMENTS: [(&str, &str); 4] = [
+    ("a", STMT_SO_BROADCAST),
+    ("b", STMT_BIND),
+    ("c", STMT_PEER),
+    ("d", STMT_CONNECT),
+];
 
 /// Gives `a` a default route on `veth-a`, makes the calls in `a` (sender) and `b` (receiver)
 /// and records what happened. Needs two hosts of [`Lab::pair`].
 pub fn observe(a: &Host<'_>, b: &Host<'_>) -> anyhow::Result<Observation> {
-    a.netns()
-        .ok_or_else(|| anyhow::anyhow!("pair host without a namespace"))?
-        .ip(&["route", "add", "default", "dev", "veth-a"])?;
+    a.add_default_route("veth-a")?;
     let t = Trial::new();
     let rec = t.rec();
     let counters_before = a.counters()?;
@@ -412,6 +405,7 @@ pub fn judge(o: &Observation) -> Vec<Part> {
 mod tests {
     use super::*;
     use crate::lab::Verdict;
+    use crate::lab::host::NEEDS_ROOT;
     use crate::lab::testing::{sa, verdicts};
 
     fn linux_like() -> Observation {

@@ -22,7 +22,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde_json::json;
 
-use super::host::{Link, NEEDS_ROOT};
+use super::host::{Link, needs_root};
 use super::marker::{self, read_until_marker};
 use super::observe::{Trial, any, drain, errno_name, lo, ok_or_errno, res, show_addr, udp_bound};
 use super::{Evidence, Experiment, Lab, Part};
@@ -391,7 +391,7 @@ impl Experiment for BroadcastReception {
     }
     fn run(&self, lab: &Lab) -> anyhow::Result<Vec<Part>> {
         if !lab.is_root() {
-            return Ok(not_run());
+            return Ok(needs_root(&STATEMENTS));
         }
         let obs = observe(lab)?;
         Ok(judge(&obs))
@@ -407,13 +407,6 @@ const STATEMENTS: [(&str, &str); 7] = [
     ("f", STMT_DEVICE),
     ("g", STMT_EGRESS),
 ];
-
-fn not_run() -> Vec<Part> {
-    STATEMENTS
-        .iter()
-        .map(|(id, s)| Part::not_run(id, s, NEEDS_ROOT))
-        .collect()
-}
 
 fn port(row: usize) -> u16 {
     // 18 rows: the cast cannot truncate.
@@ -434,9 +427,7 @@ pub fn observe(lab: &Lab) -> anyhow::Result<Observation> {
 fn matrix(lab: &Lab) -> anyhow::Result<Observation> {
     let (a, b) = lab.pair("c08")?;
     for (h, dev) in [(&a, "veth-a"), (&b, LINK_IF)] {
-        h.netns()
-            .ok_or_else(|| anyhow::anyhow!("pair host without a namespace"))?
-            .ip(&["route", "add", "default", "dev", dev])?;
+        h.add_default_route(dev)?;
     }
     let t = Trial::new();
     let rec = t.rec();
@@ -625,9 +616,7 @@ fn egress(lab: &Lab) -> anyhow::Result<(Vec<Egress>, Vec<Event>, Vec<String>)> {
     let mut routed = false;
     for (case, default_route, how) in cases {
         if default_route && !routed {
-            x.netns()
-                .ok_or_else(|| anyhow::anyhow!("star host without a namespace"))?
-                .ip(&["route", "add", "default", "dev", "veth-b"])?;
+            x.add_default_route("veth-b")?;
             routed = true;
         }
         let (errno, local) = x.run(|| {

@@ -9,12 +9,22 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 
+use super::Part;
 use super::capture::{Capture, Frame};
 use super::counters::Snapshot;
 use crate::netns::{self, Netns};
 
 /// The reason given for parts that need namespaces when not root.
 pub const NEEDS_ROOT: &str = "needs CAP_NET_ADMIN (run as root) to create network namespaces";
+
+/// Every part of an experiment that runs only in namespaces, given as (id, statement), as
+/// `not run` for [`NEEDS_ROOT`].
+pub(crate) fn needs_root(statements: &[(&str, &str)]) -> Vec<Part> {
+    statements
+        .iter()
+        .map(|(id, s)| Part::not_run(id, s, NEEDS_ROOT))
+        .collect()
+}
 
 /// Shared state of a lab run.
 pub struct Lab {
@@ -182,6 +192,18 @@ impl<'lab> Host<'lab> {
     /// The namespace, if isolated (to add interfaces or addresses with `ip`).
     pub fn netns(&self) -> Option<&Netns> {
         self.ns.as_ref()
+    }
+
+    /// `ip route add default dev DEV` in this host's namespace (ip-route(8)), as a host on a
+    /// LAN has, so that 255.255.255.255 has a way out; an error for the machine's own host,
+    /// whose routes the lab never changes.
+    pub fn add_default_route(&self, dev: &str) -> anyhow::Result<()> {
+        let ns = self
+            .ns
+            .as_ref()
+            .context("a default route only in a namespace of the lab's own")?;
+        ns.ip(&["route", "add", "default", "dev", dev])?;
+        Ok(())
     }
 
     /// Runs `f` inside this host: on a thread in its namespace, or here for the host.
