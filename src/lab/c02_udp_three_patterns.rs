@@ -232,15 +232,11 @@ fn filter(host: &Host<'_>, connected: bool) -> anyhow::Result<Filter> {
     // drain what else is queued.
     let (got, drain_end) = read_through(&me, b"peer");
     let received = got.iter().map(Got::text).collect();
-    let mut ev = t.evidence(host);
-    if host.is_isolated() {
-        ev.counters = before.delta(&host.counters()?);
-    }
     Ok(Filter {
         connected,
         received,
         drain_end,
-        ev,
+        ev: t.evidence_since(host, &before)?,
     })
 }
 

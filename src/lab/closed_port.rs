@@ -114,10 +114,7 @@ pub(crate) fn closed_port_sends(
     sends.push(send());
     let mut buf = [0u8; 16];
     let recv_after = res(s.recv_datagram(&mut buf, libc::MSG_DONTWAIT)).map(|d| d.real_len);
-    let mut ev = t.evidence(host);
-    if host.is_isolated() {
-        ev.counters = before.delta(&host.counters()?);
-    }
+    let ev = t.evidence_since(host, &before)?;
     Ok(ClosedPortSends {
         sender,
         connect,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::Serialize;
 
+use super::counters::Snapshot;
 use super::{Evidence, Host};
 use crate::sock::{Datagram, Proto, Sock, Step, StepError};
 use crate::trace::{Collector, Event, Recorder};
@@ -142,6 +143,20 @@ impl Trial {
             wire: host.wire(),
             ..Evidence::default()
         }
+    }
+
+    /// [`evidence`](Self::evidence) plus the counters that moved since `before`, when `host` is
+    /// a namespace of its own (the machine's counters move for everyone).
+    pub(crate) fn evidence_since(
+        &self,
+        host: &Host<'_>,
+        before: &Snapshot,
+    ) -> anyhow::Result<Evidence> {
+        let mut ev = self.evidence(host);
+        if host.is_isolated() {
+            ev.counters = before.delta(&host.counters()?);
+        }
+        Ok(ev)
     }
 
     /// A [`socket`] made inside `host`.
