@@ -2,30 +2,20 @@
 //! Linux's socket API (errnos, addresses, what arrived), never the verdict strings.
 
 use serde_json::{Value, json};
-use socklab::lab::{self, Finding, Lab};
+use socklab::lab::{Finding, Lab};
+
+use crate::lab_util;
 
 /// Runs the experiment of `claim` (namespaces when root, the host's lo otherwise).
 fn run(claim: u8) -> Finding {
-    let exp = lab::registry()
-        .into_iter()
-        .find(|e| e.claim() == claim)
-        .unwrap_or_else(|| panic!("claim {claim} is not registered"));
-    let f = lab::run_one(exp, &Lab::new());
+    let f = lab_util::run(claim, &Lab::new());
     assert!(!f.errored(), "claim {claim} failed: {f:?}");
     f
 }
 
-/// The fact `key` of part `id`; panics with the whole finding when missing.
+/// The fact `key` of part `id`.
 fn fact<'a>(f: &'a Finding, id: &str, key: &str) -> &'a Value {
-    let part = f
-        .parts
-        .iter()
-        .find(|p| p.id == id)
-        .unwrap_or_else(|| panic!("no part {}{id}: {f:#?}", f.claim));
-    part.evidence
-        .facts
-        .get(key)
-        .unwrap_or_else(|| panic!("part {}{id} has no fact {key}: {part:#?}", f.claim))
+    lab_util::fact(lab_util::part(f, id), key)
 }
 
 fn root() -> bool {

@@ -5,6 +5,8 @@ use socklab::lab::{
     self, Lab, c06_bind_before_send, c07_broadcast_permission, c08_broadcast_reception,
 };
 
+use crate::lab_util;
+
 #[test]
 fn c06_implicit_bind_then_bind_is_einval() {
     let o = c06_bind_before_send::observe().expect("observe claim 6");
@@ -34,12 +36,7 @@ fn c06_implicit_bind_then_bind_is_einval() {
 
 #[test]
 fn c06_runs_in_the_lab_with_four_parts() {
-    let lab = Lab::new();
-    let exp = lab::registry()
-        .into_iter()
-        .find(|e| e.claim() == 6)
-        .expect("claim 6 registered");
-    let f = lab::run_one(exp, &lab);
+    let f = lab_util::run(6, &Lab::new());
     assert_eq!(f.parts.len(), 4, "{f:?}");
     assert!(f.parts.iter().all(|p| !p.evidence.trace.is_empty()));
 }
@@ -215,11 +212,7 @@ fn c07_c08_leave_no_namespace_behind() {
     };
     let _one = NAMESPACES.lock().unwrap_or_else(|e| e.into_inner());
     for claim in [7, 8] {
-        let exp = lab::registry()
-            .into_iter()
-            .find(|e| e.claim() == claim)
-            .unwrap();
-        let f = lab::run_one(exp, &lab);
+        let f = lab_util::run(claim, &lab);
         assert_eq!(f.parts.len(), if claim == 7 { 4 } else { 7 }, "{f:?}");
         assert!(
             f.parts

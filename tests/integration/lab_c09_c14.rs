@@ -3,10 +3,12 @@
 //! EADDRINUSE over TIME_WAIT …), never the verdict words. Each runs in a private namespace
 //! (as root) and on the host's loopback (as without root), and asserts the same facts of both.
 
-use serde_json::{Value, json};
-use socklab::lab::{self, Finding, Lab, Part};
-
 use std::sync::Mutex;
+
+use serde_json::{Value, json};
+use socklab::lab::{self, Finding, Lab};
+
+use crate::lab_util::{self, fact, part};
 
 /// The tests of this file run one at a time, so the leftover checks see only their own work.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -26,11 +28,7 @@ fn modes() -> Vec<bool> {
 }
 
 fn run_in(claim: u8, root: bool) -> Finding {
-    let exp = lab::registry()
-        .into_iter()
-        .find(|e| e.claim() == claim)
-        .expect("experiment registered");
-    let f = lab::run_one(exp, &lab(root));
+    let f = lab_util::run(claim, &lab(root));
     eprintln!("{}", serde_json::to_string_pretty(&f).unwrap());
     assert!(!f.parts.is_empty(), "claim {claim} did not run: {f:?}");
     f
@@ -42,17 +40,6 @@ fn runs(claim: u8) -> Vec<(bool, Finding)> {
         .into_iter()
         .map(|root| (root, run_in(claim, root)))
         .collect()
-}
-
-fn part<'a>(f: &'a Finding, id: &str) -> &'a Part {
-    f.parts.iter().find(|p| p.id == id).expect("part exists")
-}
-
-fn fact<'a>(p: &'a Part, name: &str) -> &'a Value {
-    p.evidence
-        .facts
-        .get(name)
-        .unwrap_or_else(|| panic!("fact {name} missing in {p:?}"))
 }
 
 #[test]
