@@ -3,7 +3,7 @@
 //! [`outcome`], [`Read`]), datagrams as read ([`Got`], [`drain`]), and bounded waits on
 //! readiness signals instead of sleeps ([`poll_until`], [`wait_until`], [`poll_ready`]).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,12 +25,9 @@ pub(crate) const SETTLE: Duration = Duration::from_secs(1);
 /// Datagrams read from one socket at most, so every reading loop is bounded.
 pub(crate) const MAX_READS: usize = 64;
 
-/// 127.0.0.1, the loopback address every loopback part uses.
-pub(crate) const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-/// `127.0.0.1:port` (0 lets the kernel choose).
+/// `127.0.0.1:port`, the address of every loopback part (port 0 lets the kernel choose).
 pub(crate) fn lo(port: u16) -> SocketAddr {
-    SocketAddr::new(LOCALHOST, port)
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
 /// `0.0.0.0:port` (INADDR_ANY).

@@ -9,7 +9,7 @@ use crate::sock::{Proto, Sock, Step};
 use crate::trace::Recorder;
 
 /// Whether a `ss` or wire line names `port` as a local or remote port (`…:PORT`).
-pub(crate) fn mentions_port(line: &str, port: u16) -> bool {
+fn mentions_port(line: &str, port: u16) -> bool {
     let suffix = format!(":{port}");
     line.split_whitespace().any(|t| t.ends_with(&suffix))
 }
