@@ -292,7 +292,8 @@ pub struct Observation {
 }
 
 impl Observation {
-    fn cell(&self, bound: Bound, device: Device, dst: Dst, from: Origin) -> Option<&Cell> {
+    /// The cell of the receiver bound to `bound` with `device`, for `dst` sent `from`.
+    pub fn cell(&self, bound: Bound, device: Device, dst: Dst, from: Origin) -> Option<&Cell> {
         let r = self
             .rows
             .iter()

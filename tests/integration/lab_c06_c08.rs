@@ -104,19 +104,7 @@ fn c08_matrix_cells_that_are_linux_facts() {
     let Some(lab) = root_lab("c08") else { return };
     let _one = NAMESPACES.lock().unwrap_or_else(|e| e.into_inner());
     let o = c08_broadcast_reception::observe(&lab).expect("observe claim 8");
-    let cell = |bound, device, dst, from| {
-        let r = o
-            .rows
-            .iter()
-            .position(|r| r.bound == bound && r.device == device)
-            .unwrap();
-        let c = o
-            .cols
-            .iter()
-            .position(|c| c.dst == dst && c.from == from)
-            .unwrap();
-        o.cells[r][c].clone()
-    };
+    let cell = |bound, device, dst, from| o.cell(bound, device, dst, from).unwrap().clone();
     for from in [Origin::SameHost, Origin::OtherHost] {
         // INADDR_ANY gets both broadcasts of the link; a unicast bind gets neither.
         assert_eq!(
