@@ -11,6 +11,11 @@
 //! Isolation: with root, work happens in network namespaces the experiment creates ([`Lab`]
 //! hands out [`Host`]s) and removes on drop; without root, loopback experiments run on the
 //! host's `lo` and parts that need namespaces say `not run: needs CAP_NET_ADMIN`.
+//!
+//! What experiments share lives in modules named for what it does: `observe` (traced sockets
+//! with bounded receives, call results as facts, bounded waits), `marker` (proving that a
+//! datagram did not arrive), `closed_port` (the sender to a closed UDP port of claims 4 and 5)
+//! and `ports` (what holds a port: `ss` lines, settled TCP states, binding it again).
 
 mod c01_tcp_one_pattern;
 mod c02_udp_three_patterns;
