@@ -11,6 +11,7 @@ use socklab::sock::{Sock, tcp};
 
 use super::common::{FamilyArgs, LimitArgs, OutputArgs, RecvArgs, SockArgs, TcpArgs};
 use super::exit::{exit_now, is_stdout_closed, on_signal_summary};
+use super::failure;
 use super::relay::{self, Counters};
 use super::show::Shower;
 
@@ -153,7 +154,7 @@ fn connect(a: ConnectArgs) -> anyhow::Result<ExitCode> {
     let local: Option<SocketAddr> = a.bind.as_deref().map(|b| a.family.resolve(b)).transpose()?;
     let opts = a.sock.opts(Some(&a.tcp), None);
     let rec = a.out.recorder();
-    let (sock, applied) = tcp::connect(to, local, &opts, &rec)?;
+    let (sock, applied) = tcp::connect(to, local, &opts, &rec).map_err(connect_error)?;
     a.out.applied(&applied);
     a.out.note("connected", || {
         format!(
@@ -198,6 +199,26 @@ fn serve_one(
             .join()
             .map_err(|_| anyhow::anyhow!("the stdin thread panicked"))
     })
+}
+
+/// A connect(2) the network answered (refused, unreachable, timed out) is a finding of the
+/// run, exit 1 as with nc; anything else (a bad option, bind) is a setup error, exit 2.
+fn connect_error(e: socklab::sock::StepError) -> anyhow::Error {
+    let answered = matches!(
+        e.errno(),
+        Some(
+            libc::ECONNREFUSED
+                | libc::ETIMEDOUT
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::ECONNRESET
+        )
+    );
+    if e.call == "connect" && answered {
+        failure(e)
+    } else {
+        e.into()
+    }
 }
 
 fn show_mode(out: &OutputArgs, recv: &RecvArgs) -> Option<Shower> {
