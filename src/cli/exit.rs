@@ -54,6 +54,11 @@ pub(crate) fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
 /// Ends the process now with the code `result` calls for: for a run whose other direction is
 /// still blocked (reading a terminal, say) and cannot be joined.
 pub(crate) fn exit_now(result: anyhow::Result<()>) -> ! {
+    // Both directions of a relay may fail at once (a peer gone: EPIPE on one thread,
+    // ECONNRESET on the other): the first one to get here reports, the other waits for exit.
+    static EXITING: Mutex<()> = Mutex::new(());
+    let _first = EXITING.lock().unwrap_or_else(|e| e.into_inner());
+    std::mem::forget(_first);
     let code = match result {
         Ok(()) => 0,
         Err(e) => report(&e),

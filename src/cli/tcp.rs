@@ -142,8 +142,9 @@ fn serve_many(a: &ListenArgs, listener: &Sock, counters: &Arc<Counters>) -> anyh
                     }
                     a.out.note("client_error", || format!("{from}: {e:#}"));
                 }
-                a.out.note("closed", || format!("{from} closed"));
+                // Free the slot before saying so: whoever reads "closed" may connect again.
                 active.fetch_sub(1, Ordering::AcqRel);
+                a.out.note("closed", || format!("{from} closed"));
             });
         }
     })

@@ -1,0 +1,259 @@
+//! `socklab tcp listen` / `tcp connect` end to end: byte-exact bulk transfer both ways,
+//! half-close, many concurrent echo clients, --max-clients, a peer that goes away, and a
+//! stdout closed early.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::{Arc, Barrier};
+
+use crate::util::{self, Input, Output, WAIT, digest, on_both, server, socklab, spawn};
+
+const BIG: u64 = 256 << 20;
+
+/// 256 MiB each way at the same time (full duplex), through pipes (the splice path): each side's
+/// stdout hashes to what the other side's stdin was fed.
+#[test]
+fn bulk_random_bytes_arrive_byte_exact_both_ways() {
+    let (mut l, addr) = server(
+        &["tcp", "listen", "127.0.0.1:0"],
+        Input::Random {
+            len: BIG,
+            seed: 0x5eed_1,
+        },
+        Output::Hash,
+    );
+    let mut c = spawn(
+        socklab(&["tcp", "connect", &addr.to_string()]),
+        Input::Random {
+            len: BIG,
+            seed: 0x5eed_2,
+        },
+        Output::Hash,
+    );
+    let cf = c.expect_code(0);
+    let lf = l.expect_code(0);
+    let sent_by_client = cf.stdin_digest.clone().expect("client stdin written");
+    let sent_by_listener = lf.stdin_digest.clone().expect("listener stdin written");
+    assert_eq!(sent_by_client.len, BIG);
+    assert_eq!(sent_by_listener.len, BIG);
+    lf.check(
+        lf.stdout_digest == sent_by_client,
+        "client -> listener bytes differ",
+    );
+    cf.check(
+        cf.stdout_digest == sent_by_listener,
+        "listener -> client bytes differ",
+    );
+}
+
+/// The read/send path (stdin a regular file, not a pipe) is byte-exact too.
+#[test]
+fn file_stdin_takes_the_copy_path_byte_exact() {
+    let dir = std::env::temp_dir().join(format!("socklab-tcp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("input");
+    let mut data = vec![0u8; 3 << 20];
+    for (i, b) in data.iter_mut().enumerate() {
+        *b = (i.wrapping_mul(2_654_435_761) >> 13) as u8;
+    }
+    std::fs::write(&path, &data).unwrap();
+    let (mut l, addr) = server(&["tcp", "listen", "127.0.0.1:0"], Input::Null, Output::Hash);
+    let mut c = spawn(
+        socklab(&["tcp", "connect", &addr.to_string()]),
+        Input::File(path),
+        Output::Keep,
+    );
+    c.expect_code(0);
+    let lf = l.expect_code(0);
+    std::fs::remove_dir_all(&dir).unwrap();
+    lf.check(lf.stdout_digest == digest(&data), "file bytes differ");
+}
+
+/// The client's stdin ends (shutdown SHUT_WR, a FIN); the listener sees the end of the stream
+/// and only then replies, and the reply still reaches the client.
+#[test]
+fn half_close_leaves_the_reply_path_working() {
+    on_both(|fam| {
+        let (mut l, addr) = server(
+            &["tcp", "listen", &fam.any_port(), "--show"],
+            Input::Open,
+            Output::Keep,
+        );
+        let mut c = spawn(
+            socklab(&["tcp", "connect", &addr.to_string()]),
+            Input::Bytes(b"request\n".to_vec()),
+            Output::Keep,
+        );
+        // --show prints the zero-length read: the FIN has arrived.
+        let eof_line = "recv 0 bytes: end of stream";
+        let want = format!("recv 8 bytes: \"request\\n\"\n{eof_line}");
+        l.wait_stdout(want.len());
+        l.write_stdin(b"reply after your FIN\n");
+        l.close_stdin();
+        let cf = c.expect_code(0);
+        let lf = l.expect_code(0);
+        lf.check(
+            lf.out().starts_with(&want),
+            "listener did not see data then EOF",
+        );
+        cf.check(
+            cf.out() == "reply after your FIN\n",
+            "reply lost after half-close",
+        );
+    });
+}
+
+/// 200 clients connected at the same time, each with its own payload, all echoed byte-exact.
+#[test]
+fn keep_open_echo_serves_200_concurrent_clients() {
+    const CLIENTS: usize = 200;
+    let (mut l, addr) = server(
+        &[
+            "tcp",
+            "listen",
+            "127.0.0.1:0",
+            "-k",
+            "--echo",
+            "--count",
+            &CLIENTS.to_string(),
+        ],
+        Input::Null,
+        Output::Keep,
+    );
+    let barrier = Arc::new(Barrier::new(CLIENTS));
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).expect("connect");
+                s.set_read_timeout(Some(WAIT)).unwrap();
+                s.set_write_timeout(Some(WAIT)).unwrap();
+                // Every client is connected before any sends: they are served concurrently.
+                barrier.wait();
+                let payload: Vec<u8> = (0..(16 << 10) + i * 37)
+                    .map(|k| (k as u8) ^ (i as u8).wrapping_mul(31))
+                    .collect();
+                let writer = {
+                    let mut w = s.try_clone().unwrap();
+                    let p = payload.clone();
+                    std::thread::spawn(move || {
+                        w.write_all(&p).unwrap();
+                        w.shutdown(Shutdown::Write).unwrap();
+                    })
+                };
+                let mut back = Vec::new();
+                s.read_to_end(&mut back).expect("read the echo");
+                writer.join().unwrap();
+                (payload, back)
+            })
+        })
+        .collect();
+    for (i, t) in threads.into_iter().enumerate() {
+        let (sent, back) = t.join().expect("client thread");
+        assert_eq!(back.len(), sent.len(), "client {i}: echo length");
+        assert!(back == sent, "client {i}: echo differs");
+    }
+    let lf = l.expect_code(0);
+    lf.check(
+        lf.stderr.matches("connection from").count() == CLIENTS,
+        "every client accepted once",
+    );
+}
+
+/// With --max-clients 2, a third concurrent client is accepted and closed at once; once a slot
+/// frees, a new client is served again.
+#[test]
+fn max_clients_turns_away_the_extra_client() {
+    let (mut l, addr) = server(
+        &[
+            "tcp",
+            "listen",
+            "127.0.0.1:0",
+            "-k",
+            "--echo",
+            "--max-clients",
+            "2",
+        ],
+        Input::Null,
+        Output::Keep,
+    );
+    let echo_once = |s: &mut TcpStream, msg: &[u8]| {
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(msg).unwrap();
+        let mut buf = vec![0u8; msg.len()];
+        s.read_exact(&mut buf).expect("echo");
+        assert_eq!(buf, msg);
+    };
+    let mut a = TcpStream::connect(addr).unwrap();
+    let mut b = TcpStream::connect(addr).unwrap();
+    echo_once(&mut a, b"a");
+    echo_once(&mut b, b"b");
+    let mut extra = TcpStream::connect(addr).unwrap();
+    extra.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 1];
+    let n = extra.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the third client must be closed, not served");
+    l.wait_line("over --max-clients 2");
+    drop(a);
+    l.wait_line(" closed");
+    let mut d = TcpStream::connect(addr).unwrap();
+    echo_once(&mut d, b"d");
+    echo_once(&mut b, b"b2");
+    drop((b, d, extra));
+    l.interrupt();
+    let lf = l.expect_code(130);
+    lf.check(lf.stderr.contains("sent "), "summary on Ctrl-C");
+}
+
+/// The listener dies mid-transfer: the client's next send fails with a clear one-line error
+/// (EPIPE or ECONNRESET, "the peer closed the connection") and exit 1.
+#[test]
+fn writing_to_a_peer_that_went_away_is_a_clear_error() {
+    let (l, addr) = server(&["tcp", "listen", "127.0.0.1:0"], Input::Open, Output::Hash);
+    let mut c = spawn(
+        socklab(&["tcp", "connect", &addr.to_string()]),
+        Input::Random {
+            len: 4 << 30,
+            seed: 7,
+        },
+        Output::Keep,
+    );
+    l.wait_line("connection from");
+    // Let some bytes flow, then take the peer away (SIGKILL: the kernel closes its socket).
+    drop(l);
+    let cf = c.expect_code(1);
+    let lines: Vec<&str> = cf.stderr.lines().collect();
+    cf.check(lines.len() == 1, "exactly one error line");
+    cf.check(
+        (lines[0].contains("EPIPE") || lines[0].contains("ECONNRESET"))
+            && lines[0].contains("the peer closed the connection"),
+        "names the errno and says the peer is gone",
+    );
+}
+
+/// `socklab tcp connect … | head -c 100`: stdout closes early, socklab exits 0 and says nothing,
+/// on the splice path (plain) and the write path (--show).
+#[test]
+fn stdout_closed_early_exits_zero_quietly() {
+    for extra in [None, Some("--show")] {
+        let (_l, addr) = server(
+            &["tcp", "listen", "127.0.0.1:0"],
+            Input::Random {
+                len: 64 << 20,
+                seed: 3,
+            },
+            Output::Hash,
+        );
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args([
+            "-c",
+            r#"{ "$0" tcp connect "$1" $2 < /dev/null; echo "rc=$?" >&2; } | head -c 100 > /dev/null"#,
+            util::BIN,
+            &addr.to_string(),
+            extra.unwrap_or(""),
+        ]);
+        let mut p = spawn(cmd, Input::Null, Output::Keep);
+        let f = p.expect_code(0);
+        f.check(f.stderr == "rc=0\n", "exit 0 and nothing on stderr");
+    }
+}
