@@ -36,10 +36,23 @@ pub(crate) fn usage(e: clap::Error) -> ExitCode {
         let _ = e.print();
         return ExitCode::from(2);
     }
+    // clap's message may continue on the next lines (the missing arguments' names): keep
+    // everything before the usage block, on one line.
     let text = e.to_string();
-    let first = text.lines().next().unwrap_or("invalid usage");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    eprintln!("socklab: {first} (see --help)");
+    let message = text
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    let message = if message.is_empty() {
+        "invalid usage"
+    } else {
+        message
+    };
+    eprintln!("socklab: {message} (see --help)");
     ExitCode::from(2)
 }
 

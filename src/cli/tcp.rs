@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use socklab::sock::{Sock, tcp};
@@ -86,6 +87,10 @@ fn listen(a: ListenArgs) -> anyhow::Result<ExitCode> {
     let backlog = i32::try_from(a.max_clients.min(4096)).unwrap_or(4096);
     let (listener, applied) = tcp::listen(addr, &opts, backlog, &rec)?;
     a.out.applied(&applied);
+    if let Some(t) = a.limit.idle_timeout {
+        // accept(2) honours SO_RCVTIMEO: it fails with EAGAIN when no client came in time.
+        listener.set_read_timeout(Some(t))?;
+    }
     let local = listener.local_addr().unwrap_or(addr);
     a.out.note("listening", || format!("listening on {local}"));
     let counters = Arc::new(Counters::default());
@@ -94,7 +99,10 @@ fn listen(a: ListenArgs) -> anyhow::Result<ExitCode> {
     if a.keep_open {
         serve_many(&a, &listener, &counters)?;
     } else {
-        let (conn, from) = listener.accept()?;
+        let Some((conn, from)) = accept(&listener, a.limit.idle_timeout)? else {
+            a.out.note("idle", idle_note);
+            return Ok(ExitCode::SUCCESS);
+        };
         a.out.note("accepted", || format!("connection from {from}"));
         drop(listener);
         serve_one(&a.out, &a.recv, a.echo, &conn, &counters)?;
@@ -115,7 +123,13 @@ fn serve_many(a: &ListenArgs, listener: &Sock, counters: &Arc<Counters>) -> anyh
             {
                 return Ok(());
             }
-            let (conn, from) = listener.accept()?;
+            let Some((conn, from)) = accept(listener, a.limit.idle_timeout)? else {
+                if active.load(Ordering::Acquire) == 0 {
+                    a.out.note("idle", idle_note);
+                    return Ok(());
+                }
+                continue;
+            };
             if active.load(Ordering::Acquire) >= max {
                 a.out.note("refused", || {
                     format!("{from}: over --max-clients {max}, closed")
@@ -150,8 +164,28 @@ fn serve_many(a: &ListenArgs, listener: &Sock, counters: &Arc<Counters>) -> anyh
     })
 }
 
+fn idle_note() -> String {
+    "idle timeout: no client came".into()
+}
+
+/// accept(2); `None` when `--idle-timeout` ran out (EAGAIN from SO_RCVTIMEO).
+/// The accepted socket inherits the listener's SO_RCVTIMEO (the kernel clones the socket), so
+/// it is cleared again: the idle timeout is about clients arriving, not about a client's data.
+fn accept(listener: &Sock, idle: Option<Duration>) -> anyhow::Result<Option<(Sock, SocketAddr)>> {
+    match listener.accept() {
+        Ok(c) => {
+            if idle.is_some() {
+                c.0.set_read_timeout(None)?;
+            }
+            Ok(Some(c))
+        }
+        Err(e) if e.errno() == Some(libc::EAGAIN) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn connect(a: ConnectArgs) -> anyhow::Result<ExitCode> {
-    let to = a.family.resolve(&a.addr)?;
+    let to = a.family.resolve_dest(&a.addr)?;
     let local: Option<SocketAddr> = a.bind.as_deref().map(|b| a.family.resolve(b)).transpose()?;
     let opts = a.sock.opts(Some(&a.tcp), None);
     let rec = a.out.recorder();
