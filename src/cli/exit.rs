@@ -64,6 +64,20 @@ pub(crate) fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     }
 }
 
+/// Whether `t` ends within a short grace period. Before ending the process while the other
+/// direction of a relay still runs, this lets a thread that has just made its last call
+/// finish recording it, so the trace does not lose a call that did happen.
+pub(crate) fn finished_soon<T>(t: &std::thread::ScopedJoinHandle<'_, T>) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(250);
+    while !t.is_finished() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    true
+}
+
 /// Ends the process now with the code `result` calls for: for a run whose other direction is
 /// still blocked (reading a terminal, say) and cannot be joined.
 pub(crate) fn exit_now(result: anyhow::Result<()>) -> ! {

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use socklab::sock::{Sock, tcp};
 
 use super::common::{FamilyArgs, LimitArgs, OutputArgs, RecvArgs, SockArgs, TcpArgs};
-use super::exit::{exit_now, is_stdout_closed, on_signal_summary};
+use super::exit::{exit_now, finished_soon, is_stdout_closed, on_signal_summary};
 use super::failure;
 use super::relay::{self, Counters};
 use super::show::Shower;
@@ -226,7 +226,16 @@ fn serve_one(
             }
         });
         let received = relay::socket_to_stdout(sock, counters, shower.as_ref(), recv.recv_size);
-        if received.is_err() || (interactive && !sender.is_finished()) {
+        // A failed receive ends the run (after the grace period that lets the sender record
+        // its last call); a terminal may never reach EOF, so the peer's end ends it too.
+        let stop = match received.is_err() {
+            true => {
+                finished_soon(&sender);
+                true
+            }
+            false => interactive && !finished_soon(&sender),
+        };
+        if stop {
             // A terminal may never reach EOF: the peer is gone, so are we (as nc does).
             exit_now(received);
         }

@@ -17,7 +17,7 @@ use clap::{Args, Subcommand};
 use socklab::sock::{Datagram, Sock, Step, StepError, udp};
 
 use super::common::{FamilyArgs, LimitArgs, OutputArgs, RecvArgs, SockArgs, UdpArgs};
-use super::exit::{exit_now, on_signal_summary};
+use super::exit::{exit_now, finished_soon, on_signal_summary};
 use super::failure;
 use super::show::Shower;
 
@@ -389,7 +389,7 @@ fn duplex(
             }
         });
         let received = receive(c, env, sock, |_, _| Ok(()));
-        if received.is_err() || !sender.is_finished() {
+        if !finished_soon(&sender) || received.is_err() {
             // stdin may be a terminal that never ends: the receive side decides.
             env.done(c)?;
             exit_now(received);

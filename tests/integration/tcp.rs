@@ -18,7 +18,7 @@ fn bulk_random_bytes_arrive_byte_exact_both_ways() {
         &["tcp", "listen", "127.0.0.1:0"],
         Input::Random {
             len: BIG,
-            seed: 0x5eed_1,
+            seed: 0x5eed_0001,
         },
         Output::Hash,
     );
@@ -26,7 +26,7 @@ fn bulk_random_bytes_arrive_byte_exact_both_ways() {
         socklab(&["tcp", "connect", &addr.to_string()]),
         Input::Random {
             len: BIG,
-            seed: 0x5eed_2,
+            seed: 0x5eed_0002,
         },
         Output::Hash,
     );

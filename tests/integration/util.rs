@@ -87,6 +87,7 @@ pub(crate) struct Proc {
     stdout: Arc<Shared>,
     stderr: Arc<Shared>,
     out_thread: Option<JoinHandle<Digested>>,
+    err_thread: Option<JoinHandle<Digested>>,
     in_thread: Option<JoinHandle<Digested>>,
     held_stdin: Option<std::process::ChildStdin>,
     status: Option<ExitStatus>,
@@ -111,7 +112,7 @@ pub(crate) fn spawn(mut cmd: Command, input: Input, output: Output) -> Proc {
     let so = stdout.clone();
     let out_thread = std::thread::spawn(move || pump(out, &so, output == Output::Keep));
     let se = stderr.clone();
-    std::thread::spawn(move || pump(err, &se, true));
+    let err_thread = std::thread::spawn(move || pump(err, &se, true));
     let mut held_stdin = None;
     let in_thread = child.stdin.take().and_then(|mut stdin| match input {
         Input::Bytes(b) => Some(std::thread::spawn(move || {
@@ -150,6 +151,7 @@ pub(crate) fn spawn(mut cmd: Command, input: Input, output: Output) -> Proc {
         stdout,
         stderr,
         out_thread: Some(out_thread),
+        err_thread: Some(err_thread),
         in_thread,
         held_stdin,
         status: None,
@@ -301,6 +303,7 @@ impl Proc {
     pub(crate) fn finish(&mut self) -> Finished {
         let status = self.wait();
         let out = self.out_thread.take().map(join_bounded);
+        self.err_thread.take().map(join_bounded);
         let input = self
             .in_thread
             .take()
@@ -344,6 +347,11 @@ impl Proc {
     pub(crate) fn interrupt(&self) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+    }
+
+    /// The child's stdout so far, as text.
+    pub(crate) fn stdout_text(&self) -> String {
+        self.stdout.text()
     }
 
     /// The child's stderr so far.
@@ -428,18 +436,21 @@ impl Fam {
     }
 }
 
+/// IPv4 loopback.
+pub(crate) const V4: Fam = Fam {
+    host: "127.0.0.1",
+    flag: "-4",
+};
+
+/// IPv6 loopback.
+pub(crate) const V6: Fam = Fam {
+    host: "::1",
+    flag: "-6",
+};
+
 /// Runs `body` on 127.0.0.1 and on ::1.
 pub(crate) fn on_both(body: impl Fn(Fam)) {
-    for fam in [
-        Fam {
-            host: "127.0.0.1",
-            flag: "-4",
-        },
-        Fam {
-            host: "::1",
-            flag: "-6",
-        },
-    ] {
+    for fam in [V4, V6] {
         body(fam);
     }
 }
