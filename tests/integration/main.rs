@@ -2,6 +2,7 @@
 
 mod bad_inputs;
 mod interop;
+mod netns_endpoints;
 mod tcp;
 mod trace_snapshots;
 mod udp;
