@@ -37,6 +37,7 @@ const BUF: usize = 256 << 10;
 pub(crate) fn stdin_to_socket(sock: &Sock, counters: &Counters) -> anyhow::Result<()> {
     let stdin = io::stdin();
     if sys::is_pipe(stdin.as_fd()) {
+        grow_pipe(stdin.as_fd());
         loop {
             let n = sock.splice_in(stdin.as_fd(), CHUNK).map_err(failure)?;
             if n == 0 {
@@ -81,6 +82,7 @@ pub(crate) fn socket_to_stdout(
 ) -> anyhow::Result<()> {
     let stdout = io::stdout();
     if show.is_none() && sys::is_pipe(stdout.as_fd()) {
+        grow_pipe(stdout.as_fd());
         loop {
             match sock.splice_out(stdout.as_fd(), CHUNK) {
                 Ok(0) => return Ok(()),
@@ -90,6 +92,9 @@ pub(crate) fn socket_to_stdout(
                 Err(e) => return Err(failure(e)),
             };
         }
+    }
+    if show.is_none() && sys::splice_sink(stdout.as_fd()) {
+        return socket_to_file(sock, counters, stdout.as_fd());
     }
     let mut buf = vec![0u8; recv_size];
     let mut out = stdout.lock();
@@ -106,6 +111,41 @@ pub(crate) fn socket_to_stdout(
             return Ok(());
         }
     }
+}
+
+/// Socket → stdout when stdout is a file or /dev/null: splice(2) into a private pipe, then
+/// splice(2) from it into stdout, so the bytes never pass through user space (splice needs a
+/// pipe on one side of each call).
+fn socket_to_file(
+    sock: &Sock,
+    counters: &Counters,
+    out: std::os::fd::BorrowedFd<'_>,
+) -> anyhow::Result<()> {
+    let (pipe_r, pipe_w) = nix::unistd::pipe().map_err(io::Error::from)?;
+    grow_pipe(pipe_w.as_fd());
+    loop {
+        let n = sock.splice_out(pipe_w.as_fd(), CHUNK).map_err(failure)?;
+        if n == 0 {
+            return Ok(());
+        }
+        counters.received.fetch_add(n as u64, Ordering::Relaxed);
+        let mut left = n;
+        while left > 0 {
+            let moved = sys::splice(pipe_r.as_fd(), out, left, false)
+                .map_err(|e| anyhow::Error::new(e).context("splice to stdout"))?;
+            if moved == 0 {
+                anyhow::bail!("splice to stdout: no progress");
+            }
+            left -= moved;
+        }
+    }
+}
+
+/// Makes a stdin/stdout pipe as large as an unprivileged process may (1 MiB by default,
+/// /proc/sys/fs/pipe-max-size), so each splice(2) moves up to that much instead of the default
+/// 64 KiB. A refusal (a lower limit, a pipe over the user's quota) just keeps the default size.
+fn grow_pipe(fd: std::os::fd::BorrowedFd<'_>) {
+    let _ = sys::set_pipe_size(fd, CHUNK);
 }
 
 fn stdout_closed() -> anyhow::Error {

@@ -141,9 +141,68 @@ pub fn tcp_info(fd: BorrowedFd<'_>) -> io::Result<TcpInfo> {
     })
 }
 
+/// fcntl(F_SETPIPE_SZ) (fcntl(2), pipe(7)): asks for a pipe buffer of `size` bytes (rounded up
+/// to a power-of-two number of pages, at most /proc/sys/fs/pipe-max-size for unprivileged
+/// users); returns the size the kernel applied. Each splice(2) moves at most one pipe buffer, so
+/// a bigger buffer means fewer calls.
+pub fn set_pipe_size(fd: BorrowedFd<'_>, size: usize) -> io::Result<usize> {
+    let size = i32::try_from(size).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let applied = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(size))?;
+    Ok(usize::try_from(applied).unwrap_or(0))
+}
+
+/// Whether splice(2) from a pipe into `fd` works as a plain write would: a regular file not
+/// opened with O_APPEND (splice refuses those with EINVAL), or /dev/null.
+pub fn splice_sink(fd: BorrowedFd<'_>) -> bool {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let Ok(st) = nix::sys::stat::fstat(fd) else {
+        return false;
+    };
+    let kind = st.st_mode & libc::S_IFMT;
+    let dev_null = kind == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3);
+    let append = fcntl(fd, FcntlArg::F_GETFL)
+        .map(|f| OFlag::from_bits_truncate(f).contains(OFlag::O_APPEND))
+        .unwrap_or(true);
+    (dev_null || kind == libc::S_IFREG) && !append
+}
+
 /// Whether `fd` is a pipe or FIFO (splice(2) needs one on either side).
 pub fn is_pipe(fd: BorrowedFd<'_>) -> bool {
     nix::sys::stat::fstat(fd)
         .map(|st| (st.st_mode & libc::S_IFMT) == libc::S_IFIFO)
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    #[test]
+    fn pipe_grows_and_is_seen_as_a_pipe() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        assert!(is_pipe(r.as_fd()) && is_pipe(w.as_fd()));
+        // pipe(7): a new pipe holds 16 pages (64 KiB on 4 KiB pages); 256 KiB is within the
+        // unprivileged limit (fs.pipe-max-size, 1 MiB by default).
+        let default = nix::fcntl::fcntl(r.as_fd(), nix::fcntl::FcntlArg::F_GETPIPE_SZ).unwrap();
+        assert_ne!(default, 256 << 10);
+        assert_eq!(set_pipe_size(w.as_fd(), 256 << 10).unwrap(), 256 << 10);
+        let file = std::fs::File::open("/proc/self/exe").unwrap();
+        assert!(!is_pipe(file.as_fd()));
+        assert!(!splice_sink(r.as_fd()), "a pipe is spliced to directly");
+        let null = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .unwrap();
+        assert!(splice_sink(null.as_fd()));
+        let appending = std::fs::OpenOptions::new()
+            .append(true)
+            .open("/dev/null")
+            .unwrap();
+        assert!(
+            !splice_sink(appending.as_fd()),
+            "O_APPEND is refused by splice"
+        );
+    }
 }
