@@ -38,13 +38,19 @@ impl FamilyArgs {
     /// Resolves a destination (connect, sendto): like [`Self::resolve`], but port 0 is a usage
     /// error, as nothing can listen there (connect would be refused, sendto silently lost).
     pub(crate) fn resolve_dest(&self, text: &str) -> anyhow::Result<SocketAddr> {
-        let a = self.resolve(text)?;
-        if a.port() == 0 {
+        Ok(self.resolve_dests(text)?[0])
+    }
+
+    /// Every address a destination resolves to, in resolver order (a name such as
+    /// `localhost` may have an IPv6 and an IPv4 address, never none); port 0 is a usage error.
+    pub(crate) fn resolve_dests(&self, text: &str) -> anyhow::Result<Vec<SocketAddr>> {
+        let all = addr::resolve(text, self.family())?;
+        if all.iter().any(|a| a.port() == 0) {
             anyhow::bail!(
                 "'{text}': port 0 is not a destination (only a local address may use it)"
             );
         }
-        Ok(a)
+        Ok(all)
     }
 }
 

@@ -185,11 +185,11 @@ fn accept(listener: &Sock, idle: Option<Duration>) -> anyhow::Result<Option<(Soc
 }
 
 fn connect(a: ConnectArgs) -> anyhow::Result<ExitCode> {
-    let to = a.family.resolve_dest(&a.addr)?;
+    let dests = a.family.resolve_dests(&a.addr)?;
     let local: Option<SocketAddr> = a.bind.as_deref().map(|b| a.family.resolve(b)).transpose()?;
     let opts = a.sock.opts(Some(&a.tcp), None);
     let rec = a.out.recorder();
-    let (sock, applied) = tcp::connect(to, local, &opts, &rec).map_err(connect_error)?;
+    let (to, (sock, applied)) = connect_any(&a.out, &dests, local, &opts, &rec)?;
     a.out.applied(&applied);
     a.out.note("connected", || {
         format!(
@@ -243,6 +243,39 @@ fn serve_one(
             .join()
             .map_err(|_| anyhow::anyhow!("the stdin thread panicked"))
     })
+}
+
+/// Like nc: a name with several addresses (localhost may be ::1 and 127.0.0.1) is tried
+/// address by address, each with its own socket, until one connects; the last error counts.
+/// With `--bind`, only addresses of its family are tried.
+fn connect_any(
+    out: &OutputArgs,
+    dests: &[SocketAddr],
+    local: Option<SocketAddr>,
+    opts: &socklab::sock::options::SockOpts,
+    rec: &socklab::trace::Recorder,
+) -> anyhow::Result<(SocketAddr, (Sock, Vec<socklab::sock::options::Applied>))> {
+    let dests: Vec<SocketAddr> = dests
+        .iter()
+        .filter(|d| local.is_none_or(|l| l.is_ipv4() == d.is_ipv4()))
+        .copied()
+        .collect();
+    let mut last = None;
+    for (i, to) in dests.iter().enumerate() {
+        match tcp::connect(*to, local, opts, rec) {
+            Ok(ok) => return Ok((*to, ok)),
+            Err(e) => {
+                if i + 1 < dests.len() {
+                    out.note("retry", || format!("{e}; trying the next address"));
+                }
+                last = Some(e);
+            }
+        }
+    }
+    match last {
+        Some(e) => Err(connect_error(e)),
+        None => anyhow::bail!("the destination has no address of the --bind address's family"),
+    }
 }
 
 /// A connect(2) the network answered (refused, unreachable, timed out) is a finding of the

@@ -146,6 +146,10 @@ fn each_bad_input_is_one_line_and_exit_2() {
             vec!["tcp", "connect", "127.0.0.1:9", "--count", "3"],
         ),
         ("unknown subcommand", vec!["tcp", "frobnicate"]),
+        (
+            "--bind of the other family",
+            vec!["tcp", "connect", "127.0.0.1:9", "--bind", "[::1]:0"],
+        ),
         // Setup failures the kernel reports.
         ("TCP port in use", vec!["tcp", "listen", &tcp_in_use]),
         (
