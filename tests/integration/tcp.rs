@@ -268,3 +268,64 @@ fn stdout_closed_early_exits_zero_quietly() {
         f.check(f.stderr == "rc=0\n", "exit 0 and nothing on stderr");
     }
 }
+
+/// Ctrl-C on `tcp connect`: exit 130 with the byte summary, and the peer sees an orderly end
+/// of stream (FIN: recv returns 0), not a reset.
+#[test]
+fn ctrl_c_closes_with_fin_and_prints_the_summary() {
+    let (mut l, addr) = server(
+        &["tcp", "listen", "127.0.0.1:0", "--show"],
+        Input::Null,
+        Output::Keep,
+    );
+    let mut c = spawn(
+        socklab(&["tcp", "connect", &addr.to_string()]),
+        Input::Open,
+        Output::Keep,
+    );
+    c.write_stdin(b"partial");
+    l.wait_stdout("recv 7 bytes".len());
+    c.interrupt();
+    let cf = c.expect_code(130);
+    cf.check(
+        cf.stderr.contains("sent 7 bytes, received 0 bytes"),
+        "the summary on SIGINT",
+    );
+    let lf = l.expect_code(0);
+    lf.check(
+        lf.out()
+            .ends_with("recv 0 bytes: end of stream (the peer closed its side)\n"),
+        "the listener saw a FIN, not a reset",
+    );
+}
+
+/// `--recv-size 4 --show` shows how the stream was cut into reads: none longer than 4 bytes,
+/// together exactly what was sent.
+#[test]
+fn recv_size_and_show_cut_the_stream_into_reads() {
+    let (mut l, addr) = server(
+        &["tcp", "listen", "127.0.0.1:0", "--show", "--recv-size", "4"],
+        Input::Null,
+        Output::Keep,
+    );
+    spawn(
+        socklab(&["tcp", "connect", &addr.to_string()]),
+        Input::Bytes(b"0123456789".to_vec()),
+        Output::Keep,
+    )
+    .expect_code(0);
+    let lf = l.expect_code(0);
+    let mut joined = String::new();
+    for line in lf.out().lines() {
+        let (len, rest) = line
+            .strip_prefix("recv ")
+            .and_then(|r| r.split_once(" bytes"))
+            .unwrap_or_else(|| panic!("unexpected line {line:?}\n{}", lf.shown));
+        let len: usize = len.parse().unwrap();
+        lf.check(len <= 4, "no read longer than --recv-size");
+        if let Some(payload) = rest.strip_prefix(": \"") {
+            joined.push_str(payload.trim_end_matches('"'));
+        }
+    }
+    lf.check(joined == "0123456789", "the reads add up to the stream");
+}

@@ -245,3 +245,39 @@ fn udp_connect_refused() {
     c.expect_code(1);
     snapshot("udp_connect_refused", &c, true);
 }
+
+/// `--trace --json`: every stderr line is a JSON `syscall` record (or a message record), with
+/// the call, its result and the implicit bind's local address.
+#[test]
+fn trace_as_json_lines() {
+    let (mut r, addr) = server(
+        &["udp", "recv", "--bind", "127.0.0.1:0", "--count", "1"],
+        Input::Null,
+        Output::Keep,
+    );
+    let mut s = spawn(
+        socklab(&["udp", "send", &addr.to_string(), "--trace", "--json"]),
+        Input::Bytes(b"x\n".to_vec()),
+        Output::Keep,
+    );
+    let sf = s.expect_code(0);
+    r.expect_code(0);
+    let records: Vec<serde_json::Value> = sf
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}\n{}", sf.shown)))
+        .collect();
+    let calls: Vec<&str> = records
+        .iter()
+        .filter(|r| r["type"] == "syscall")
+        .map(|r| r["data"]["call"].as_str().unwrap_or("?"))
+        .collect();
+    sf.check(calls == ["socket", "sendto"], "socket then sendto");
+    let sendto = &records[1]["data"];
+    sf.check(
+        sendto["local"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("0.0.0.0:") && !l.ends_with(":0")),
+        "the implicit bind shows on the sendto record",
+    );
+}
