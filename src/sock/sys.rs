@@ -172,37 +172,3 @@ pub fn is_pipe(fd: BorrowedFd<'_>) -> bool {
         .map(|st| (st.st_mode & libc::S_IFMT) == libc::S_IFIFO)
         .unwrap_or(false)
 }
-
-#[cfg(test)]
-mod tests {
-    use std::os::fd::AsFd;
-
-    use super::*;
-
-    #[test]
-    fn pipe_grows_and_is_seen_as_a_pipe() {
-        let (r, w) = nix::unistd::pipe().unwrap();
-        assert!(is_pipe(r.as_fd()) && is_pipe(w.as_fd()));
-        // pipe(7): a new pipe holds 16 pages (64 KiB on 4 KiB pages); 256 KiB is within the
-        // unprivileged limit (fs.pipe-max-size, 1 MiB by default).
-        let default = nix::fcntl::fcntl(r.as_fd(), nix::fcntl::FcntlArg::F_GETPIPE_SZ).unwrap();
-        assert_ne!(default, 256 << 10);
-        assert_eq!(set_pipe_size(w.as_fd(), 256 << 10).unwrap(), 256 << 10);
-        let file = std::fs::File::open("/proc/self/exe").unwrap();
-        assert!(!is_pipe(file.as_fd()));
-        assert!(!splice_sink(r.as_fd()), "a pipe is spliced to directly");
-        let null = std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/null")
-            .unwrap();
-        assert!(splice_sink(null.as_fd()));
-        let appending = std::fs::OpenOptions::new()
-            .append(true)
-            .open("/dev/null")
-            .unwrap();
-        assert!(
-            !splice_sink(appending.as_fd()),
-            "O_APPEND is refused by splice"
-        );
-    }
-}

@@ -329,3 +329,37 @@ fn recv_size_and_show_cut_the_stream_into_reads() {
     }
     lf.check(joined == "0123456789", "the reads add up to the stream");
 }
+
+/// The relay's path choice: stdin/stdout pipes are spliced (and grown to fewer, larger
+/// splices), a regular file or /dev/null is spliced through a private pipe, an O_APPEND file
+/// is not (splice(2) refuses it).
+#[test]
+fn relay_path_selection() {
+    use std::os::fd::AsFd;
+
+    use socklab::sock::sys::{is_pipe, set_pipe_size, splice_sink};
+
+    let (r, w) = nix::unistd::pipe().unwrap();
+    assert!(is_pipe(r.as_fd()) && is_pipe(w.as_fd()));
+    // pipe(7): a new pipe holds 16 pages (64 KiB on 4 KiB pages); 256 KiB is within the
+    // unprivileged limit (fs.pipe-max-size, 1 MiB by default).
+    let default = nix::fcntl::fcntl(r.as_fd(), nix::fcntl::FcntlArg::F_GETPIPE_SZ).unwrap();
+    assert_ne!(default, 256 << 10);
+    assert_eq!(set_pipe_size(w.as_fd(), 256 << 10).unwrap(), 256 << 10);
+    let file = std::fs::File::open("/proc/self/exe").unwrap();
+    assert!(!is_pipe(file.as_fd()));
+    assert!(!splice_sink(r.as_fd()), "a pipe is spliced to directly");
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    assert!(splice_sink(null.as_fd()));
+    let appending = std::fs::OpenOptions::new()
+        .append(true)
+        .open("/dev/null")
+        .unwrap();
+    assert!(
+        !splice_sink(appending.as_fd()),
+        "O_APPEND is refused by splice"
+    );
+}
