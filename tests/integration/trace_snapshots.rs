@@ -281,3 +281,44 @@ fn trace_as_json_lines() {
         "the implicit bind shows on the sendto record",
     );
 }
+
+/// Options come before bind/sendto, in a fixed order, and buffer sizes are read back
+/// (getsockopt) right after being set.
+#[test]
+fn udp_send_with_options() {
+    let (mut r, addr) = server(
+        &["udp", "recv", "--bind", "127.0.0.1:0", "--count", "1"],
+        Input::Null,
+        Output::Keep,
+    );
+    let mut s = spawn(
+        socklab(&[
+            "udp",
+            "send",
+            &addr.to_string(),
+            "--reuseaddr",
+            "--rcvbuf",
+            "64K",
+            "--sndbuf",
+            "32K",
+            "--broadcast",
+            "--ttl",
+            "3",
+            "--tos",
+            "16",
+            "--multicast-ttl",
+            "2",
+            "--trace",
+        ]),
+        Input::Bytes(b"x\n".to_vec()),
+        Output::Keep,
+    );
+    let sf = s.expect_code(0);
+    r.expect_code(0);
+    sf.check(
+        sf.stderr
+            .contains("SO_RCVBUF asked 65536 bytes, kernel applied 131072"),
+        "the doubled SO_RCVBUF is reported (socket(7))",
+    );
+    snapshot("udp_send_options", &s, false);
+}
