@@ -98,14 +98,12 @@ fn listen(a: ListenArgs) -> anyhow::Result<ExitCode> {
     on_signal_summary(move || c.summary());
     if a.keep_open {
         serve_many(&a, &listener, &counters)?;
-    } else {
-        let Some((conn, from)) = accept(&listener, a.limit.idle_timeout)? else {
-            a.out.note("idle", idle_note);
-            return Ok(ExitCode::SUCCESS);
-        };
+    } else if let Some((conn, from)) = accept(&listener, a.limit.idle_timeout)? {
         a.out.note("accepted", || format!("connection from {from}"));
         drop(listener);
         serve_one(&a.out, &a.recv, a.echo, &conn, &counters)?;
+    } else {
+        a.out.note("idle", idle_note);
     }
     a.out.note("summary", || counters.summary());
     Ok(ExitCode::SUCCESS)

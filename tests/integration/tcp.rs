@@ -363,3 +363,41 @@ fn relay_path_selection() {
         "O_APPEND is refused by splice"
     );
 }
+
+/// `--idle-timeout` ends a listener no client comes to (accept(2) under SO_RCVTIMEO), alone
+/// or with -k; a connected client's data is not subject to it.
+#[test]
+fn idle_timeout_ends_a_listener_without_clients() {
+    for extra in [None, Some("-k")] {
+        let mut args = vec!["tcp", "listen", "127.0.0.1:0", "--idle-timeout", "200ms"];
+        args.extend(extra);
+        let (mut l, _) = server(&args, Input::Null, Output::Keep);
+        let lf = l.expect_code(0);
+        lf.check(
+            lf.stderr.contains("idle timeout: no client came"),
+            "says so",
+        );
+    }
+    let (mut l, addr) = server(
+        &["tcp", "listen", "127.0.0.1:0", "--idle-timeout", "200ms"],
+        Input::Null,
+        Output::Keep,
+    );
+    let mut c = spawn(
+        socklab(&["tcp", "connect", &addr.to_string()]),
+        Input::Open,
+        Output::Keep,
+    );
+    l.wait_line("connection from");
+    // Not a synchronisation: a pause longer than the idle timeout is what is under test (it
+    // must not end a connected client's transfer).
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    c.write_stdin(b"late but welcome\n");
+    c.close_stdin();
+    c.expect_code(0);
+    let lf = l.expect_code(0);
+    lf.check(
+        lf.out() == "late but welcome\n",
+        "the accepted socket has no timeout",
+    );
+}
