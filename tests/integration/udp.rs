@@ -351,3 +351,33 @@ fn count_and_idle_timeout_bound_the_receivers() {
         f.check(f.stderr.contains("idle timeout"), "says it timed out");
     }
 }
+
+/// `udp serve` without --echo: prints what arrives, and sends its stdin lines back to the
+/// source of the latest datagram (with sendto), which the connected client receives.
+#[test]
+fn serve_replies_to_the_latest_source() {
+    on_both(|fam| {
+        let (mut srv, addr) = server(
+            &["udp", "serve", "--bind", &fam.any_port()],
+            Input::Open,
+            Output::Keep,
+        );
+        let mut c = spawn(
+            socklab(&["udp", "connect", &addr.to_string(), "--count", "1"]),
+            Input::Bytes(b"hello server\n".to_vec()),
+            Output::Keep,
+        );
+        srv.wait_stdout(13);
+        srv.write_stdin(b"hello client\n");
+        let cf = c.expect_code(0);
+        cf.check(cf.out() == "hello client\n", "the reply reached the client");
+        srv.interrupt();
+        let sf = srv.expect_code(130);
+        sf.check(sf.out() == "hello server\n", "the datagram printed");
+        sf.check(
+            sf.stderr
+                .contains("sent 1 datagrams (13 bytes), received 1 datagrams (13 bytes)"),
+            "summary",
+        );
+    });
+}
