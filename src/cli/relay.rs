@@ -1,6 +1,11 @@
-//! Moving bytes between stdin/stdout and a connected TCP socket, as fast as the kernel allows:
-//! splice(2) when stdin or stdout is a pipe (no copy through user space), else 256 KiB
-//! read/write. With `--show`, each recv(2) is printed so the user sees how the stream was cut.
+//! Moving bytes between stdin/stdout and a connected TCP socket, as fast as the kernel allows,
+//! never through user space where the kernel can avoid it:
+//! - stdin a pipe: splice(2) into the socket (the pipe grown to 1 MiB: fewer calls);
+//!   a regular file: sendfile(2); anything else (a terminal, /dev/zero): 256 KiB read + send;
+//! - stdout a pipe: splice(2) from the socket; a regular file or /dev/null: splice(2) through a
+//!   private pipe; anything else (a terminal, an O_APPEND file) or `--show`: recv + write.
+//!
+//! With `--show`, each recv(2) is printed so the user sees how the stream was cut.
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -40,6 +45,14 @@ pub(crate) fn stdin_to_socket(sock: &Sock, counters: &Counters) -> anyhow::Resul
         grow_pipe(stdin.as_fd());
         loop {
             let n = sock.splice_in(stdin.as_fd(), CHUNK).map_err(failure)?;
+            if n == 0 {
+                break;
+            }
+            counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    } else if sys::is_regular_file(stdin.as_fd()) {
+        loop {
+            let n = sock.sendfile_in(stdin.as_fd(), CHUNK).map_err(failure)?;
             if n == 0 {
                 break;
             }

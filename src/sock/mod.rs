@@ -313,6 +313,18 @@ impl Sock {
         )
     }
 
+    /// sendfile(2) from `file` (at its current offset, which advances) into this socket, up
+    /// to `len` bytes (0 = the file's end). The bytes go from the page cache to the socket
+    /// without passing through user space.
+    pub fn sendfile_in(&self, file: BorrowedFd<'_>, len: usize) -> Step<usize> {
+        self.step(
+            "sendfile",
+            || format!("fd {} -> socket, {len}", file.as_raw_fd()),
+            |n| *n as i64,
+            |s| Ok(nix::sys::sendfile::sendfile(s, file, None, len)?),
+        )
+    }
+
     /// splice(2) from this socket into `pipe`, up to `len` bytes (0 = the peer closed).
     pub fn splice_out(&self, pipe: BorrowedFd<'_>, len: usize) -> Step<usize> {
         self.step(

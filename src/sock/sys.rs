@@ -166,6 +166,13 @@ pub fn splice_sink(fd: BorrowedFd<'_>) -> bool {
     (dev_null || kind == libc::S_IFREG) && !append
 }
 
+/// Whether `fd` is a regular file (sendfile(2) reads those from the page cache).
+pub fn is_regular_file(fd: BorrowedFd<'_>) -> bool {
+    nix::sys::stat::fstat(fd)
+        .map(|st| (st.st_mode & libc::S_IFMT) == libc::S_IFREG)
+        .unwrap_or(false)
+}
+
 /// Whether `fd` is a pipe or FIFO (splice(2) needs one on either side).
 pub fn is_pipe(fd: BorrowedFd<'_>) -> bool {
     nix::sys::stat::fstat(fd)

@@ -46,37 +46,72 @@ fn bulk_random_bytes_arrive_byte_exact_both_ways() {
     );
 }
 
-/// Regular files at both ends: the client reads its stdin file with read(2) + send(2), the
-/// listener writes its stdout file through a private pipe (splice(2) twice). Byte-exact.
+/// Regular files at both ends: the client sends its stdin file with sendfile(2), the listener
+/// writes its stdout file through a private pipe (splice(2) twice). Byte-exact, and the trace
+/// shows the paths taken.
 #[test]
 fn files_at_both_ends_arrive_byte_exact() {
     let dir = std::env::temp_dir().join(format!("socklab-tcp-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (input, output) = (dir.join("input"), dir.join("output"));
-    let mut data = vec![0u8; 3 << 20];
-    for (i, b) in data.iter_mut().enumerate() {
-        *b = (i.wrapping_mul(2_654_435_761) >> 13) as u8;
-    }
+    let data = patterned(3 << 20);
     std::fs::write(&input, &data).unwrap();
     let mut cmd = std::process::Command::new("sh");
     cmd.args([
         "-c",
-        r#"exec "$0" tcp listen 127.0.0.1:0 -v > "$1""#,
+        r#"exec "$0" tcp listen 127.0.0.1:0 -v --trace > "$1""#,
         util::BIN,
         output.to_str().unwrap(),
     ]);
     let mut l = spawn(cmd, Input::Null, Output::Keep);
     let addr = l.ready();
     let mut c = spawn(
-        socklab(&["tcp", "connect", &addr.to_string()]),
+        socklab(&["tcp", "connect", &addr.to_string(), "--trace"]),
         Input::File(input),
         Output::Keep,
     );
-    c.expect_code(0);
+    let cf = c.expect_code(0);
     let lf = l.expect_code(0);
     let got = std::fs::read(&output).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     lf.check(digest(&got) == digest(&data), "file bytes differ");
+    cf.check(
+        cf.stderr.contains("sendfile("),
+        "a file is sent with sendfile",
+    );
+    lf.check(
+        lf.stderr.contains("splice(") && !lf.stderr.contains("socket -> fd 1,"),
+        "a file is written through a private pipe, not stdout directly",
+    );
+}
+
+/// stdin neither a pipe nor a file (a Unix socket here, as a terminal would be): read(2) +
+/// send(2), byte-exact.
+#[test]
+fn other_stdin_takes_the_read_send_path() {
+    let data = patterned(2 << 20);
+    let (mut l, addr) = server(&["tcp", "listen", "127.0.0.1:0"], Input::Null, Output::Hash);
+    let mut c = spawn(
+        socklab(&["tcp", "connect", &addr.to_string(), "--trace"]),
+        Input::Stream(data.clone()),
+        Output::Keep,
+    );
+    let cf = c.expect_code(0);
+    let lf = l.expect_code(0);
+    lf.check(lf.stdout_digest == digest(&data), "bytes differ");
+    cf.check(
+        cf.stderr.contains("send(")
+            && !cf.stderr.contains("fd 0 -> socket")
+            && !cf.stderr.contains("sendfile("),
+        "read + send",
+    );
+}
+
+/// Deterministic bytes that are not a short repeated pattern.
+fn patterned(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
 }
 
 /// The client's stdin ends (shutdown SHUT_WR, a FIN); the listener sees the end of the stream

@@ -41,8 +41,11 @@ pub(crate) enum Input {
     Random { len: u64, seed: u64 },
     /// A pipe the test keeps open: stdin never ends until the child exits.
     Open,
-    /// This file (not a pipe: the relay's read/send path instead of splice).
+    /// This file (not a pipe: the relay's sendfile path instead of splice).
     File(std::path::PathBuf),
+    /// These bytes through a Unix stream socket, then EOF: neither a pipe nor a file (the
+    /// relay's read + send path, as for a terminal).
+    Stream(Vec<u8>),
 }
 
 /// What to do with a child's stdout.
@@ -99,8 +102,20 @@ pub(crate) fn spawn(mut cmd: Command, input: Input, output: Output) -> Proc {
     cmd.stdin(match &input {
         Input::Null => Stdio::null(),
         Input::File(path) => Stdio::from(std::fs::File::open(path).expect("open the stdin file")),
+        Input::Stream(_) => Stdio::null(),
         _ => Stdio::piped(),
     });
+    let mut stream_writer = None;
+    if let Input::Stream(bytes) = &input {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+        cmd.stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)));
+        let bytes = bytes.clone();
+        stream_writer = Some(std::thread::spawn(move || {
+            let mut ours = ours;
+            let _ = ours.write_all(&bytes);
+            digest(&bytes)
+        }));
+    }
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
@@ -143,8 +158,9 @@ pub(crate) fn spawn(mut cmd: Command, input: Input, output: Output) -> Proc {
             held_stdin = Some(stdin);
             None
         }
-        Input::Null | Input::File(_) => None,
+        Input::Null | Input::File(_) | Input::Stream(_) => None,
     });
+    let in_thread = in_thread.or(stream_writer);
     Proc {
         desc,
         child,
