@@ -1,5 +1,5 @@
 //! The step layer: [`Sock`] wraps one socket, and each of its methods makes exactly one
-//! syscall and hands exactly one [`Event`](crate::trace::Event) to the recorder. Steps are
+//! syscall and hands exactly one [`Event`] to the recorder. Steps are
 //! untyped on purpose: any call in any order, so experiments can do "wrong" orders such as
 //! bind after sendto and observe what the kernel says.
 //!
