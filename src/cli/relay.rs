@@ -87,11 +87,16 @@ pub(crate) fn send_all(sock: &Sock, mut buf: &[u8]) -> anyhow::Result<()> {
 
 /// Copies the socket to stdout until the peer closes (recv returns 0). With `show`, one line
 /// per recv call instead of the raw bytes, each recv at most `recv_size` bytes.
+///
+/// `shared` says other threads write to the same stdout at the same time (`tcp listen -k`):
+/// then a file is written with write(2), whose file offset is locked, not with splice(2),
+/// whose offset is not (concurrent splices to one file could overwrite each other).
 pub(crate) fn socket_to_stdout(
     sock: &Sock,
     counters: &Counters,
     show: Option<&Shower>,
     recv_size: usize,
+    shared: bool,
 ) -> anyhow::Result<()> {
     let stdout = io::stdout();
     if show.is_none() && sys::is_pipe(stdout.as_fd()) {
@@ -106,7 +111,7 @@ pub(crate) fn socket_to_stdout(
             };
         }
     }
-    if show.is_none() && sys::splice_sink(stdout.as_fd()) {
+    if show.is_none() && !shared && sys::splice_sink(stdout.as_fd()) {
         return socket_to_file(sock, counters, stdout.as_fd());
     }
     let mut buf = vec![0u8; recv_size];

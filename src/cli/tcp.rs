@@ -145,7 +145,13 @@ fn serve_many(a: &ListenArgs, listener: &Sock, counters: &Arc<Counters>) -> anyh
                     true => relay::echo(&conn, &counters),
                     false => {
                         let shower = show_mode(&a.out, &a.recv);
-                        relay::socket_to_stdout(&conn, &counters, shower.as_ref(), a.recv.recv_size)
+                        relay::socket_to_stdout(
+                            &conn,
+                            &counters,
+                            shower.as_ref(),
+                            a.recv.recv_size,
+                            true,
+                        )
                     }
                 };
                 if let Err(e) = result {
@@ -223,7 +229,8 @@ fn serve_one(
                 exit_now(Err(e));
             }
         });
-        let received = relay::socket_to_stdout(sock, counters, shower.as_ref(), recv.recv_size);
+        let received =
+            relay::socket_to_stdout(sock, counters, shower.as_ref(), recv.recv_size, false);
         // A failed receive ends the run (after the grace period that lets the sender record
         // its last call); a terminal may never reach EOF, so the peer's end ends it too.
         let stop = match received.is_err() {

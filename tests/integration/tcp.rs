@@ -436,3 +436,47 @@ fn idle_timeout_ends_a_listener_without_clients() {
         "the accepted socket has no timeout",
     );
 }
+
+/// `tcp listen -k > file` with clients sending at the same time: no byte is lost or
+/// overwritten in the shared stdout file (every client's bytes counted).
+#[test]
+fn keep_open_to_a_file_loses_nothing() {
+    const CLIENTS: usize = 16;
+    const EACH: usize = 256 << 10;
+    let dir = std::env::temp_dir().join(format!("socklab-k-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = dir.join("output");
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args([
+        "-c",
+        r#"exec "$0" tcp listen 127.0.0.1:0 -k -v --count "$2" > "$1""#,
+        util::BIN,
+        output.to_str().unwrap(),
+        &CLIENTS.to_string(),
+    ]);
+    let mut l = spawn(cmd, Input::Null, Output::Keep);
+    let addr = l.ready();
+    let barrier = Arc::new(Barrier::new(CLIENTS));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.set_write_timeout(Some(WAIT)).unwrap();
+                barrier.wait();
+                s.write_all(&vec![b'a' + i as u8; EACH]).unwrap();
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let lf = l.expect_code(0);
+    let got = std::fs::read(&output).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    lf.check(got.len() == CLIENTS * EACH, "total length");
+    for i in 0..CLIENTS {
+        let n = got.iter().filter(|&&b| b == b'a' + i as u8).count();
+        lf.check(n == EACH, &format!("client {i}: {n} of {EACH} bytes"));
+    }
+}
