@@ -115,17 +115,18 @@ pub(crate) fn socket_to_stdout(
         return socket_to_file(sock, counters, stdout.as_fd());
     }
     let mut buf = vec![0u8; recv_size];
-    let mut out = stdout.lock();
     loop {
         let n = sock.recv(&mut buf).map_err(failure)?;
         counters.received.fetch_add(n as u64, Ordering::Relaxed);
+        // Locked per read, not per connection: with -k, other clients' threads write too.
+        let mut out = stdout.lock();
         match show {
             Some(s) => s.stream_read(&mut out, &buf[..n])?,
             None if n > 0 => out.write_all(&buf[..n])?,
             None => {}
         }
+        out.flush()?;
         if n == 0 {
-            out.flush()?;
             return Ok(());
         }
     }

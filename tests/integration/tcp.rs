@@ -480,3 +480,26 @@ fn keep_open_to_a_file_loses_nothing() {
         lf.check(n == EACH, &format!("client {i}: {n} of {EACH} bytes"));
     }
 }
+
+/// With -k, a client that stays connected does not hold up the output of the others.
+#[test]
+fn keep_open_clients_do_not_block_each_other() {
+    let (mut l, addr) = server(
+        &["tcp", "listen", "127.0.0.1:0", "-k", "--show"],
+        Input::Null,
+        Output::Keep,
+    );
+    let mut a = TcpStream::connect(addr).unwrap();
+    a.write_all(b"a").unwrap();
+    l.wait_stdout("recv 1 bytes: \"a\"\n".len());
+    let mut b = TcpStream::connect(addr).unwrap();
+    b.write_all(b"b").unwrap();
+    drop(b);
+    // a is still connected and idle; b's read and end of stream show up anyway.
+    let want = "recv 1 bytes: \"a\"\nrecv 1 bytes: \"b\"\nrecv 0 bytes: end of stream (the peer closed its side)\n";
+    l.wait_stdout(want.len());
+    assert_eq!(l.stdout_text(), want);
+    drop(a);
+    l.interrupt();
+    l.expect_code(130);
+}
