@@ -34,6 +34,24 @@ impl FamilyArgs {
     pub(crate) fn resolve(&self, text: &str) -> anyhow::Result<SocketAddr> {
         Ok(addr::resolve_one(text, self.family())?)
     }
+
+    /// Resolves a destination (connect, sendto): like [`Self::resolve`], but port 0 is a usage
+    /// error, as nothing can listen there (connect would be refused, sendto silently lost).
+    pub(crate) fn resolve_dest(&self, text: &str) -> anyhow::Result<SocketAddr> {
+        Ok(self.resolve_dests(text)?[0])
+    }
+
+    /// Every address a destination resolves to, in resolver order (a name such as
+    /// `localhost` may have an IPv6 and an IPv4 address, never none); port 0 is a usage error.
+    pub(crate) fn resolve_dests(&self, text: &str) -> anyhow::Result<Vec<SocketAddr>> {
+        let all = addr::resolve(text, self.family())?;
+        if all.iter().any(|a| a.port() == 0) {
+            anyhow::bail!(
+                "'{text}': port 0 is not a destination (only a local address may use it)"
+            );
+        }
+        Ok(all)
+    }
 }
 
 /// How the run reports itself.
@@ -182,7 +200,8 @@ pub(crate) struct LimitArgs {
     /// Stop after N datagrams (UDP) or N clients (TCP with -k).
     #[arg(long, short = 'c', value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) count: Option<u64>,
-    /// Stop when nothing arrives for this long (500ms, 5s, 2m).
+    /// Stop when nothing arrives for this long (500ms, 5s, 2m): no datagram (UDP), no new
+    /// client while none is connected (TCP listen).
     #[arg(long, value_name = "DUR", value_parser = parse_dur)]
     pub(crate) idle_timeout: Option<Duration>,
 }

@@ -3,8 +3,8 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0    | success (also when stdout was closed early, as with `| head`) |
-//! | 1    | the run worked but found a failure: refused, reset, lost data, a refuted claim |
-//! | 2    | usage or setup error: bad flags or addresses, a failed socket/bind/listen/connect |
+//! | 1    | the run worked but found a failure: a refused or unreachable connect, a reset, a peer gone, lost data, a refuted claim |
+//! | 2    | usage or setup error: bad flags or addresses, a failed socket/setsockopt/bind/listen |
 //! | 130  | interrupted by SIGINT (Ctrl-C) |
 //! | 143  | terminated by SIGTERM |
 
@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use nix::sys::signal::{SigSet, Signal};
+use socklab::sock::StepError;
 
 /// An error from the data phase, after setup worked: exits 1 instead of 2.
 #[derive(Debug, thiserror::Error)]
@@ -35,10 +36,23 @@ pub(crate) fn usage(e: clap::Error) -> ExitCode {
         let _ = e.print();
         return ExitCode::from(2);
     }
+    // clap's message may continue on the next lines (the missing arguments' names): keep
+    // everything before the usage block, on one line.
     let text = e.to_string();
-    let first = text.lines().next().unwrap_or("invalid usage");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    eprintln!("socklab: {first} (see --help)");
+    let message = text
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    let message = if message.is_empty() {
+        "invalid usage"
+    } else {
+        message
+    };
+    eprintln!("socklab: {message} (see --help)");
     ExitCode::from(2)
 }
 
@@ -50,9 +64,28 @@ pub(crate) fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     }
 }
 
+/// Whether `t` ends within a short grace period. Before ending the process while the other
+/// direction of a relay still runs, this lets a thread that has just made its last call
+/// finish recording it, so the trace does not lose a call that did happen.
+pub(crate) fn finished_soon<T>(t: &std::thread::ScopedJoinHandle<'_, T>) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(250);
+    while !t.is_finished() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    true
+}
+
 /// Ends the process now with the code `result` calls for: for a run whose other direction is
 /// still blocked (reading a terminal, say) and cannot be joined.
 pub(crate) fn exit_now(result: anyhow::Result<()>) -> ! {
+    // Both directions of a relay may fail at once (a peer gone: EPIPE on one thread,
+    // ECONNRESET on the other): the first one to get here reports, the other waits for exit.
+    static EXITING: Mutex<()> = Mutex::new(());
+    let _first = EXITING.lock().unwrap_or_else(|e| e.into_inner());
+    std::mem::forget(_first);
     let code = match result {
         Ok(()) => 0,
         Err(e) => report(&e),
@@ -66,19 +99,45 @@ fn report(e: &anyhow::Error) -> u8 {
     if is_stdout_closed(e) {
         return 0;
     }
-    let line = format!("{e:#}").replace('\n', " ");
-    let _ = writeln!(io::stderr(), "socklab: {line}");
+    let _ = writeln!(io::stderr(), "socklab: {}", one_line(e));
     if e.is::<Failure>() { 1 } else { 2 }
 }
 
-/// Whether the error is a broken pipe on stdout (not on a socket: those are StepErrors).
+/// The error and its causes joined with ": ", stopping at a [`StepError`]: its Display
+/// already names the OS error, which would otherwise be printed twice.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts = Vec::new();
+    for c in e.chain() {
+        parts.push(c.to_string());
+        if is_step(c) {
+            break;
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+/// Whether a link of an error chain is a socket step's error (possibly wrapped as a
+/// [`Failure`], whose Display and source are the wrapped error's).
+fn is_step(c: &(dyn std::error::Error + 'static)) -> bool {
+    c.is::<StepError>()
+        || c.downcast_ref::<Failure>()
+            .is_some_and(|f| f.0.is::<StepError>())
+}
+
+/// Whether the error is a broken pipe on stdout (not on a socket: those are StepErrors, and
+/// a socket's EPIPE is a peer that went away, which must be reported).
 pub(crate) fn is_stdout_closed(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<io::Error>()
+    for c in e.chain() {
+        if is_step(c) {
+            return false;
+        }
+        if c.downcast_ref::<io::Error>()
             .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
-    }) && !e
-        .chain()
-        .any(|c| c.downcast_ref::<socklab::sock::StepError>().is_some())
+        {
+            return true;
+        }
+    }
+    false
 }
 
 type Summary = Box<dyn Fn() -> String + Send>;

@@ -5,12 +5,14 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use socklab::sock::{Sock, tcp};
 
 use super::common::{FamilyArgs, LimitArgs, OutputArgs, RecvArgs, SockArgs, TcpArgs};
-use super::exit::{exit_now, is_stdout_closed, on_signal_summary};
+use super::exit::{exit_now, finished_soon, is_stdout_closed, on_signal_summary};
+use super::failure;
 use super::relay::{self, Counters};
 use super::show::Shower;
 
@@ -85,6 +87,10 @@ fn listen(a: ListenArgs) -> anyhow::Result<ExitCode> {
     let backlog = i32::try_from(a.max_clients.min(4096)).unwrap_or(4096);
     let (listener, applied) = tcp::listen(addr, &opts, backlog, &rec)?;
     a.out.applied(&applied);
+    if let Some(t) = a.limit.idle_timeout {
+        // accept(2) honours SO_RCVTIMEO: it fails with EAGAIN when no client came in time.
+        listener.set_read_timeout(Some(t))?;
+    }
     let local = listener.local_addr().unwrap_or(addr);
     a.out.note("listening", || format!("listening on {local}"));
     let counters = Arc::new(Counters::default());
@@ -92,11 +98,12 @@ fn listen(a: ListenArgs) -> anyhow::Result<ExitCode> {
     on_signal_summary(move || c.summary());
     if a.keep_open {
         serve_many(&a, &listener, &counters)?;
-    } else {
-        let (conn, from) = listener.accept()?;
+    } else if let Some((conn, from)) = accept(&listener, a.limit.idle_timeout)? {
         a.out.note("accepted", || format!("connection from {from}"));
         drop(listener);
         serve_one(&a.out, &a.recv, a.echo, &conn, &counters)?;
+    } else {
+        a.out.note("idle", idle_note);
     }
     a.out.note("summary", || counters.summary());
     Ok(ExitCode::SUCCESS)
@@ -114,7 +121,13 @@ fn serve_many(a: &ListenArgs, listener: &Sock, counters: &Arc<Counters>) -> anyh
             {
                 return Ok(());
             }
-            let (conn, from) = listener.accept()?;
+            let Some((conn, from)) = accept(listener, a.limit.idle_timeout)? else {
+                if active.load(Ordering::Acquire) == 0 {
+                    a.out.note("idle", idle_note);
+                    return Ok(());
+                }
+                continue;
+            };
             if active.load(Ordering::Acquire) >= max {
                 a.out.note("refused", || {
                     format!("{from}: over --max-clients {max}, closed")
@@ -132,7 +145,13 @@ fn serve_many(a: &ListenArgs, listener: &Sock, counters: &Arc<Counters>) -> anyh
                     true => relay::echo(&conn, &counters),
                     false => {
                         let shower = show_mode(&a.out, &a.recv);
-                        relay::socket_to_stdout(&conn, &counters, shower.as_ref(), a.recv.recv_size)
+                        relay::socket_to_stdout(
+                            &conn,
+                            &counters,
+                            shower.as_ref(),
+                            a.recv.recv_size,
+                            true,
+                        )
                     }
                 };
                 if let Err(e) = result {
@@ -141,19 +160,40 @@ fn serve_many(a: &ListenArgs, listener: &Sock, counters: &Arc<Counters>) -> anyh
                     }
                     a.out.note("client_error", || format!("{from}: {e:#}"));
                 }
-                a.out.note("closed", || format!("{from} closed"));
+                // Free the slot before saying so: whoever reads "closed" may connect again.
                 active.fetch_sub(1, Ordering::AcqRel);
+                a.out.note("closed", || format!("{from} closed"));
             });
         }
     })
 }
 
+fn idle_note() -> String {
+    "idle timeout: no client came".into()
+}
+
+/// accept(2); `None` when `--idle-timeout` ran out (EAGAIN from SO_RCVTIMEO).
+/// The accepted socket inherits the listener's SO_RCVTIMEO (the kernel clones the socket), so
+/// it is cleared again: the idle timeout is about clients arriving, not about a client's data.
+fn accept(listener: &Sock, idle: Option<Duration>) -> anyhow::Result<Option<(Sock, SocketAddr)>> {
+    match listener.accept() {
+        Ok(c) => {
+            if idle.is_some() {
+                c.0.set_read_timeout(None)?;
+            }
+            Ok(Some(c))
+        }
+        Err(e) if e.errno() == Some(libc::EAGAIN) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn connect(a: ConnectArgs) -> anyhow::Result<ExitCode> {
-    let to = a.family.resolve(&a.addr)?;
+    let dests = a.family.resolve_dests(&a.addr)?;
     let local: Option<SocketAddr> = a.bind.as_deref().map(|b| a.family.resolve(b)).transpose()?;
     let opts = a.sock.opts(Some(&a.tcp), None);
     let rec = a.out.recorder();
-    let (sock, applied) = tcp::connect(to, local, &opts, &rec)?;
+    let (to, (sock, applied)) = connect_any(&a.out, &dests, local, &opts, &rec)?;
     a.out.applied(&applied);
     a.out.note("connected", || {
         format!(
@@ -189,8 +229,18 @@ fn serve_one(
                 exit_now(Err(e));
             }
         });
-        let received = relay::socket_to_stdout(sock, counters, shower.as_ref(), recv.recv_size);
-        if received.is_err() || (interactive && !sender.is_finished()) {
+        let received =
+            relay::socket_to_stdout(sock, counters, shower.as_ref(), recv.recv_size, false);
+        // A failed receive ends the run (after the grace period that lets the sender record
+        // its last call); a terminal may never reach EOF, so the peer's end ends it too.
+        let stop = match received.is_err() {
+            true => {
+                finished_soon(&sender);
+                true
+            }
+            false => interactive && !finished_soon(&sender),
+        };
+        if stop {
             // A terminal may never reach EOF: the peer is gone, so are we (as nc does).
             exit_now(received);
         }
@@ -198,6 +248,59 @@ fn serve_one(
             .join()
             .map_err(|_| anyhow::anyhow!("the stdin thread panicked"))
     })
+}
+
+/// Like nc: a name with several addresses (localhost may be ::1 and 127.0.0.1) is tried
+/// address by address, each with its own socket, until one connects; the last error counts.
+/// With `--bind`, only addresses of its family are tried.
+fn connect_any(
+    out: &OutputArgs,
+    dests: &[SocketAddr],
+    local: Option<SocketAddr>,
+    opts: &socklab::sock::options::SockOpts,
+    rec: &socklab::trace::Recorder,
+) -> anyhow::Result<(SocketAddr, (Sock, Vec<socklab::sock::options::Applied>))> {
+    let dests: Vec<SocketAddr> = dests
+        .iter()
+        .filter(|d| local.is_none_or(|l| l.is_ipv4() == d.is_ipv4()))
+        .copied()
+        .collect();
+    let mut last = None;
+    for (i, to) in dests.iter().enumerate() {
+        match tcp::connect(*to, local, opts, rec) {
+            Ok(ok) => return Ok((*to, ok)),
+            Err(e) => {
+                if i + 1 < dests.len() {
+                    out.note("retry", || format!("{e}; trying the next address"));
+                }
+                last = Some(e);
+            }
+        }
+    }
+    match last {
+        Some(e) => Err(connect_error(e)),
+        None => anyhow::bail!("the destination has no address of the --bind address's family"),
+    }
+}
+
+/// A connect(2) the network answered (refused, unreachable, timed out) is a finding of the
+/// run, exit 1 as with nc; anything else (a bad option, bind) is a setup error, exit 2.
+fn connect_error(e: socklab::sock::StepError) -> anyhow::Error {
+    let answered = matches!(
+        e.errno(),
+        Some(
+            libc::ECONNREFUSED
+                | libc::ETIMEDOUT
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::ECONNRESET
+        )
+    );
+    if e.call == "connect" && answered {
+        failure(e)
+    } else {
+        e.into()
+    }
 }
 
 fn show_mode(out: &OutputArgs, recv: &RecvArgs) -> Option<Shower> {

@@ -17,7 +17,7 @@ use clap::{Args, Subcommand};
 use socklab::sock::{Datagram, Sock, Step, StepError, udp};
 
 use super::common::{FamilyArgs, LimitArgs, OutputArgs, RecvArgs, SockArgs, UdpArgs};
-use super::exit::{exit_now, on_signal_summary};
+use super::exit::{exit_now, finished_soon, on_signal_summary};
 use super::failure;
 use super::show::Shower;
 
@@ -187,7 +187,7 @@ pub(crate) fn run(cmd: UdpCommand) -> anyhow::Result<ExitCode> {
             env.done(&c.common)
         }
         UdpCommand::Send(c) => {
-            let to = c.common.family.resolve(&c.to)?;
+            let to = c.common.family.resolve_dest(&c.to)?;
             let env = Env::new(&c.common);
             let (sock, applied) = udp::unbound(&to, &env.opts(&c.common), &env.rec)?;
             c.common.out.applied(&applied);
@@ -202,7 +202,7 @@ pub(crate) fn run(cmd: UdpCommand) -> anyhow::Result<ExitCode> {
         }
         UdpCommand::Peer(c) => {
             let addr = c.common.family.resolve(&c.bind)?;
-            let to = c.common.family.resolve(&c.to)?;
+            let to = c.common.family.resolve_dest(&c.to)?;
             let env = Env::new(&c.common);
             let (sock, applied) = udp::bound(addr, &env.opts(&c.common), &env.rec)?;
             env.start(&c.common, &sock, &applied);
@@ -210,7 +210,7 @@ pub(crate) fn run(cmd: UdpCommand) -> anyhow::Result<ExitCode> {
             env.done(&c.common)
         }
         UdpCommand::Connect(c) => {
-            let to = c.common.family.resolve(&c.to)?;
+            let to = c.common.family.resolve_dest(&c.to)?;
             let local = c
                 .bind
                 .as_deref()
@@ -389,7 +389,7 @@ fn duplex(
             }
         });
         let received = receive(c, env, sock, |_, _| Ok(()));
-        if received.is_err() || !sender.is_finished() {
+        if !finished_soon(&sender) || received.is_err() {
             // stdin may be a terminal that never ends: the receive side decides.
             env.done(c)?;
             exit_now(received);

@@ -27,8 +27,13 @@ pub fn hint(call: &str, errno: i32) -> Option<&'static str> {
         ("sendto" | "send" | "connect", Errno::EACCES) => {
             Some("sending to a broadcast address needs --broadcast (SO_BROADCAST)")
         }
+        // TCP learns it from the peer's RST to its SYN; connected UDP learns it later, on a
+        // send or receive, from an ICMP port unreachable.
+        ("connect", Errno::ECONNREFUSED) => {
+            Some("nothing listens on that port (the peer answered RST)")
+        }
         (_, Errno::ECONNREFUSED) => {
-            Some("nothing listens on that port (for UDP: an ICMP port unreachable came back)")
+            Some("nothing listens on that port: an ICMP port unreachable came back")
         }
         (_, Errno::EMSGSIZE) => Some(
             "a UDP datagram carries at most 65507 bytes over IPv4 and 65527 over IPv6, and is never split",

@@ -87,13 +87,19 @@ impl Sock {
         Ok(Self::wrap(socket, proto, like.is_ipv6(), rec))
     }
 
+    /// The trace starts from the addresses the socket has now (for a new socket the wildcard
+    /// with port 0, which is no news), so only real changes are shown.
     fn wrap(socket: Socket, proto: Proto, v6: bool, rec: &Recorder) -> Self {
+        let seen = match rec.is_on() {
+            true => (local_of(&socket), peer_of(&socket)),
+            false => (None, None),
+        };
         Self {
             socket,
             proto,
             v6,
             rec: rec.clone(),
-            seen: Mutex::new((None, None)),
+            seen: Mutex::new(seen),
         }
     }
 
@@ -218,10 +224,7 @@ impl Sock {
             target: String::new(),
             source: io::Error::other("peer is not an IP address"),
         })?;
-        let child = Self::wrap(socket, self.proto, self.v6, &self.rec);
-        *child.seen.lock().unwrap_or_else(|e| e.into_inner()) =
-            (child.local_addr(), child.peer_addr());
-        Ok((child, from))
+        Ok((Self::wrap(socket, self.proto, self.v6, &self.rec), from))
     }
 
     /// connect(2). On UDP this only sets the default destination and the source address;
@@ -307,6 +310,18 @@ impl Sock {
             || format!("fd {} -> socket, {len}", pipe.as_raw_fd()),
             |n| *n as i64,
             |s| sys::splice(pipe, s.as_fd(), len, true),
+        )
+    }
+
+    /// sendfile(2) from `file` (at its current offset, which advances) into this socket, up
+    /// to `len` bytes (0 = the file's end). The bytes go from the page cache to the socket
+    /// without passing through user space.
+    pub fn sendfile_in(&self, file: BorrowedFd<'_>, len: usize) -> Step<usize> {
+        self.step(
+            "sendfile",
+            || format!("fd {} -> socket, {len}", file.as_raw_fd()),
+            |n| *n as i64,
+            |s| Ok(nix::sys::sendfile::sendfile(s, file, None, len)?),
         )
     }
 

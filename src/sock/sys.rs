@@ -141,6 +141,38 @@ pub fn tcp_info(fd: BorrowedFd<'_>) -> io::Result<TcpInfo> {
     })
 }
 
+/// fcntl(F_SETPIPE_SZ) (fcntl(2), pipe(7)): asks for a pipe buffer of `size` bytes (rounded up
+/// to a power-of-two number of pages, at most /proc/sys/fs/pipe-max-size for unprivileged
+/// users); returns the size the kernel applied. Each splice(2) moves at most one pipe buffer, so
+/// a bigger buffer means fewer calls.
+pub fn set_pipe_size(fd: BorrowedFd<'_>, size: usize) -> io::Result<usize> {
+    let size = i32::try_from(size).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let applied = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(size))?;
+    Ok(usize::try_from(applied).unwrap_or(0))
+}
+
+/// Whether splice(2) from a pipe into `fd` works as a plain write would: a regular file not
+/// opened with O_APPEND (splice refuses those with EINVAL), or /dev/null.
+pub fn splice_sink(fd: BorrowedFd<'_>) -> bool {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let Ok(st) = nix::sys::stat::fstat(fd) else {
+        return false;
+    };
+    let kind = st.st_mode & libc::S_IFMT;
+    let dev_null = kind == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3);
+    let append = fcntl(fd, FcntlArg::F_GETFL)
+        .map(|f| OFlag::from_bits_truncate(f).contains(OFlag::O_APPEND))
+        .unwrap_or(true);
+    (dev_null || kind == libc::S_IFREG) && !append
+}
+
+/// Whether `fd` is a regular file (sendfile(2) reads those from the page cache).
+pub fn is_regular_file(fd: BorrowedFd<'_>) -> bool {
+    nix::sys::stat::fstat(fd)
+        .map(|st| (st.st_mode & libc::S_IFMT) == libc::S_IFREG)
+        .unwrap_or(false)
+}
+
 /// Whether `fd` is a pipe or FIFO (splice(2) needs one on either side).
 pub fn is_pipe(fd: BorrowedFd<'_>) -> bool {
     nix::sys::stat::fstat(fd)
