@@ -102,8 +102,9 @@ pub fn udp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
             }
             Err(e) => match e.raw_os_error() {
                 Some(libc::ENOBUFS | libc::EAGAIN | libc::EINTR) => std::thread::yield_now(),
-                // The device cannot segment: fall back to one datagram per message.
-                Some(libc::EIO | libc::EINVAL) if segs > 1 => {
+                // The device cannot segment, or a segment exceeds the path MTU (IPv6 does not
+                // fragment GSO segments): fall back to one datagram per message.
+                Some(libc::EIO | libc::EINVAL | libc::EMSGSIZE) if segs > 1 => {
                     let _ = sys::set_udp_segment(fd, 0);
                     segs = 1;
                     buf = vec![0u8; msgs * size];

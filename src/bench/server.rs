@@ -88,9 +88,10 @@ impl Server {
     }
 
     /// Serves clients, each on its own thread, until `max_clients` connections were accepted
-    /// (None: forever).
+    /// (None: forever); then waits for their tests to end.
     pub fn serve(&self, max_clients: Option<u64>, log: Log) -> io::Result<()> {
         let mut n = 0u64;
+        let mut running = Vec::new();
         while max_clients.is_none_or(|m| n < m) {
             let (conn, peer) = match self.listener.accept() {
                 Ok(c) => c,
@@ -102,12 +103,17 @@ impl Server {
             let cfg = self.cfg.clone();
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let log = log.clone();
-            std::thread::Builder::new()
+            let h = std::thread::Builder::new()
                 .name("bench-test".into())
                 .spawn(move || match handle(conn, &cfg, slot, id) {
                     Ok(()) => log(&format!("test {id} from {peer}: done")),
                     Err(e) => log(&format!("test {id} from {peer}: {e}")),
                 })?;
+            running.retain(|h: &std::thread::JoinHandle<()>| !h.is_finished());
+            running.push(h);
+        }
+        for h in running {
+            let _ = h.join();
         }
         Ok(())
     }
