@@ -54,7 +54,7 @@ pub(crate) struct ServerArgs {
     count: Option<u64>,
     /// Pin stream threads to these CPUs, round-robin (0,1 or 0-3).
     #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
-    cpu: Option<Vec<usize>>,
+    cpu: Option<CpuList>,
     #[command(flatten)]
     family: FamilyArgs,
 }
@@ -126,7 +126,7 @@ pub(crate) struct TestArgs {
     interval: Option<Duration>,
     /// Pin stream threads to these CPUs, round-robin (0,1 or 0-3).
     #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
-    cpu: Option<Vec<usize>>,
+    cpu: Option<CpuList>,
     /// SO_BUSY_POLL and spinning receive, for latency.
     #[arg(long)]
     busy_poll: bool,
@@ -169,7 +169,7 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             let cfg = ClientCfg {
                 server,
                 token: a.token.clone(),
-                cpus: a.test.cpu.clone().unwrap_or_default(),
+                cpus: a.test.cpu.clone().map(|c| c.0).unwrap_or_default(),
                 timeout: Duration::from_secs(5),
             };
             execute(&plan, &a.test, &cfg, server.to_string())
@@ -181,7 +181,7 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             } else {
                 "127.0.0.1:0"
             };
-            let cpus = a.test.cpu.clone().unwrap_or_default();
+            let cpus = a.test.cpu.clone().map(|c| c.0).unwrap_or_default();
             let server = Server::bind(ServerCfg {
                 bind: ip.parse().context("loopback address")?,
                 max_tests: 1024,
@@ -224,7 +224,7 @@ fn serve(a: ServerArgs) -> anyhow::Result<ExitCode> {
         max_duration: a.max_duration,
         max_rate_bps: a.max_rate.unwrap_or(0),
         idle_timeout: a.idle_timeout,
-        cpus: a.cpu.unwrap_or_default(),
+        cpus: a.cpu.map(|c| c.0).unwrap_or_default(),
     })
     .with_context(|| format!("bench server: bind {bind}"))?;
     eprintln!(
@@ -318,7 +318,7 @@ impl Plan {
             "test": a.test, "sizes_bytes": sizes, "duration_ms": a.time.as_millis() as u64,
             "parallel": a.parallel, "reverse": a.reverse, "bidir": a.bidir,
             "rate_bits_per_second": a.bitrate, "interval_ms": a.interval.map(|d| d.as_millis() as u64),
-            "cpus": a.cpu, "busy_poll": a.busy_poll, "gso": !a.no_gso, "gro": !a.no_gro,
+            "cpus": a.cpu.as_ref().map(|c| &c.0), "busy_poll": a.busy_poll, "gso": !a.no_gso, "gro": !a.no_gro,
             "rcvbuf_bytes": o.recv_buffer, "sndbuf_bytes": o.send_buffer, "nodelay": o.nodelay,
             "transports": transports,
         });
@@ -441,8 +441,12 @@ fn parse_rate(s: &str) -> Result<u64, String> {
     Ok(r as u64)
 }
 
+/// A CPU list for `--cpu` (a newtype, so clap takes it as one value).
+#[derive(Debug, Clone)]
+struct CpuList(Vec<usize>);
+
 /// `0,1` or `0-3` or `0,2-3`, each below the machine's CPU count.
-fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
+fn parse_cpus(s: &str) -> Result<CpuList, String> {
     let n = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut v = Vec::new();
     for part in s.split(',') {
@@ -462,5 +466,5 @@ fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
         }
         v.extend(a..=b);
     }
-    Ok(v)
+    Ok(CpuList(v))
 }

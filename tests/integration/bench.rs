@@ -359,3 +359,90 @@ fn two_clients_at_once_get_separate_results_and_a_third_is_told_busy() {
     }
     assert!(ok, "the slots came free");
 }
+
+/// Runs `socklab bench ARGS` on loopback (no root needed), bounded by `timeout`.
+fn local(args: &[&str]) -> Output {
+    let mut child = Command::new("timeout")
+        .args(["30", BIN, "bench", "local"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let _ = child.stdin.take();
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn local_rr_pinned_json_stream_and_svg() {
+    let svg = std::env::temp_dir().join(format!("socklab-bench-{}.svg", std::process::id()));
+    let svg_s = svg.to_string_lossy().to_string();
+    let out = local(&[
+        "--test",
+        "rr",
+        "-u",
+        "-t",
+        "0.2",
+        "--cpu",
+        "0",
+        "--json-stream",
+        "--svg",
+        &svg_s,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(
+        lines.first().map(|l| l["type"].clone()),
+        Some("start".into())
+    );
+    assert_eq!(
+        lines[0]["data"]["cpu_count"].as_u64().map(|n| n > 0),
+        Some(true)
+    );
+    let end = lines.last().expect("end line");
+    assert_eq!(end["type"], "end");
+    let lat = &end["data"]["results"][0]["latency"];
+    assert!(u(lat, "count") > 0, "round trips measured: {lat}");
+    assert!(u(lat, "p50_ns") <= u(lat, "p99_ns") && u(lat, "p99_ns") <= u(lat, "max_ns"));
+    let text = std::fs::read_to_string(&svg).expect("svg written");
+    let _ = std::fs::remove_file(&svg);
+    assert!(
+        text.starts_with("<svg") && text.contains("<polyline"),
+        "a plotted CDF"
+    );
+}
+
+#[test]
+fn local_compare_intervals_and_bad_input() {
+    let out = local(&[
+        "-t", "0.3", "-i", "100ms", "-l", "64,1472", "-b", "50M", "--json",
+    ]);
+    let doc = json(&out);
+    let rows = doc["results"].as_array().expect("rows");
+    assert_eq!(rows.len(), 4, "TCP and UDP for each of two sizes");
+    assert!(
+        doc["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("UDP 64 B") && s.contains("UDP 1472 B"))
+    );
+    for bad in [
+        &["-l", "10", "-u"][..],
+        &["--cpu", "99"][..],
+        &["-b", "fast"][..],
+        &["-t", "0"][..],
+        &["--test", "nope"][..],
+    ] {
+        let out = local(bad);
+        assert_eq!(out.status.code(), Some(2), "usage error for {bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "one line for {bad:?}: {err}");
+        assert!(!err.contains("panicked"));
+    }
+}
