@@ -32,7 +32,7 @@ use crate::sock::{Sock, StepError, sys};
 use crate::trace::Recorder;
 use protocol::{Dir, FrameError, IntervalSample, SideReport, StreamResult, TestParams, Transport};
 
-/// Default SO_RCVBUF/SO_SNDBUF of data sockets: net.core.rmem_max/wmem_max on these machines.
+/// Default SO_RCVBUF/SO_SNDBUF of UDP data sockets: net.core.rmem_max/wmem_max on these machines.
 pub const DEFAULT_BUFFER: usize = 4 << 20;
 
 /// Why a bench run failed. Display is one line.
@@ -66,11 +66,18 @@ pub enum BenchError {
     Io(#[from] io::Error),
 }
 
-/// Opens a data socket for `params` of the family of `like`, with large buffers.
+/// Opens a data socket for `params` of the family of `like`. UDP sockets get large buffers
+/// ([`DEFAULT_BUFFER`]) unless the test sets them; TCP sockets keep the kernel's buffer
+/// autotuning (tcp(7): setting SO_RCVBUF/SO_SNDBUF turns it off) unless the test sets them.
 pub fn data_socket(like: SocketAddr, p: &TestParams) -> Result<Sock, BenchError> {
     let s = Sock::open(&like, client::proto_of(p.transport), &Recorder::off())?;
-    let _ = s.set_recv_buffer_size(p.rcvbuf.unwrap_or(DEFAULT_BUFFER));
-    let _ = s.set_send_buffer_size(p.sndbuf.unwrap_or(DEFAULT_BUFFER));
+    let udp = p.transport == Transport::Udp;
+    if let Some(n) = p.rcvbuf.or(udp.then_some(DEFAULT_BUFFER)) {
+        let _ = s.set_recv_buffer_size(n);
+    }
+    if let Some(n) = p.sndbuf.or(udp.then_some(DEFAULT_BUFFER)) {
+        let _ = s.set_send_buffer_size(n);
+    }
     tune(&s, p);
     Ok(s)
 }

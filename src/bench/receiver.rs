@@ -214,7 +214,7 @@ pub fn tcp<T>(
     wrap: fn(IntervalSample) -> T,
 ) -> StreamResult {
     let _ = sock.set_read_timeout(Some(Duration::from_millis(20)));
-    let mut buf = vec![0u8; cfg.size.clamp(64 * 1024, 1 << 20)];
+    let mut buf = vec![0u8; cfg.size.clamp(1 << 20, 4 << 20)];
     let mut tick = Ticker::new(cfg, out, wrap);
     let (mut bytes, mut reads, mut first, mut last) = (0u64, 0u64, 0u64, 0u64);
     loop {
