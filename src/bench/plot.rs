@@ -95,14 +95,35 @@ fn nice_max(v: f64) -> f64 {
     10.0 * mag
 }
 
-fn panel(svg: &mut String, y0: f64, title: &str, xl: &str, yl: &str, series: &[Series]) {
-    let (pw, ph) = (W - LEFT - RIGHT, PANEL_H - 70.0);
-    let xmax = nice_max(
-        series
-            .iter()
-            .flat_map(|s| s.points.iter().map(|p| p.0))
-            .fold(0.0, f64::max),
-    );
+/// Draws one panel. With `logx`, x values are plotted on a log10 axis with a tick per decade.
+fn panel(
+    svg: &mut String,
+    y0: f64,
+    title: &str,
+    (xl, yl): (&str, &str),
+    series: &[Series],
+    logx: bool,
+) {
+    let (pw, ph) = (W - LEFT - RIGHT, PANEL_H - 90.0);
+    let xs = || series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let (xmin, xmax) = if logx {
+        let lo = xs().filter(|x| *x > 0.0).fold(f64::MAX, f64::min);
+        let hi = xs().fold(0.0, f64::max);
+        if hi <= 0.0 {
+            (0.0, 1.0)
+        } else {
+            (
+                lo.log10().floor(),
+                hi.log10().ceil().max(lo.log10().floor() + 1.0),
+            )
+        }
+    } else {
+        (0.0, nice_max(xs().fold(0.0, f64::max)))
+    };
+    let xpos = |x: f64| {
+        let v = if logx { x.max(1e-9).log10() } else { x };
+        LEFT + (v - xmin) / (xmax - xmin) * pw
+    };
     let ymax = nice_max(
         series
             .iter()
@@ -132,12 +153,28 @@ fn panel(svg: &mut String, y0: f64, title: &str, xl: &str, yl: &str, series: &[S
             gy + 4.0,
             fmt(f * ymax)
         );
-        let _ = writeln!(
-            svg,
-            r##"<text x="{gx}" y="{}" font-size="11" font-family="sans-serif" text-anchor="middle">{}</text>"##,
-            yb + 16.0,
-            fmt(f * xmax)
-        );
+        if !logx {
+            let _ = writeln!(
+                svg,
+                r##"<text x="{gx}" y="{}" font-size="11" font-family="sans-serif" text-anchor="middle">{}</text>"##,
+                yb + 16.0,
+                fmt(f * xmax)
+            );
+        }
+    }
+    if logx {
+        let mut d = xmin;
+        while d <= xmax {
+            let gx = LEFT + (d - xmin) / (xmax - xmin) * pw;
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{gx}" y1="{}" x2="{gx}" y2="{yb}" stroke="#eee"/><text x="{gx}" y="{}" font-size="11" font-family="sans-serif" text-anchor="middle">{}</text>"##,
+                y0 + TOP,
+                yb + 16.0,
+                fmt(10f64.powf(d))
+            );
+            d += 1.0;
+        }
     }
     let _ = writeln!(
         svg,
@@ -164,7 +201,7 @@ fn panel(svg: &mut String, y0: f64, title: &str, xl: &str, yl: &str, series: &[S
         let pts: Vec<String> = s
             .points
             .iter()
-            .map(|&(x, y)| format!("{:.1},{:.1}", x0 + x / xmax * pw, yb - y / ymax * ph))
+            .map(|&(x, y)| format!("{:.1},{:.1}", xpos(x), yb - y / ymax * ph))
             .collect();
         let _ = writeln!(
             svg,
@@ -194,29 +231,34 @@ fn fmt(v: f64) -> String {
     }
 }
 
-/// The SVG document: throughput over time, then the latency CDF.
+/// The SVG document: throughput over time and the latency CDF (log scale), each panel only
+/// when there is data for it (the throughput panel says "no data" when neither has any).
 pub fn svg(outcomes: &[TestOutcome]) -> String {
-    let h = 2.0 * PANEL_H;
+    let (tp, cdf) = (throughput(outcomes), cdfs(outcomes));
+    let show_tp = !tp.is_empty() || cdf.is_empty();
+    let panels = usize::from(show_tp) + usize::from(!cdf.is_empty());
+    let h = panels as f64 * PANEL_H;
     let mut s = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}"><rect width="100%" height="100%" fill="white"/>"#
     );
     s.push('\n');
-    panel(
-        &mut s,
-        0.0,
-        "Throughput over time (receiver side)",
-        "time (s)",
-        "Mbit/s",
-        &throughput(outcomes),
-    );
-    panel(
-        &mut s,
-        PANEL_H,
-        "rr round-trip latency CDF",
-        "latency (us)",
-        "percentile",
-        &cdfs(outcomes),
-    );
+    let mut y = 0.0;
+    if show_tp {
+        let title = "Throughput over time (receiver side, per interval: use -i)";
+        panel(&mut s, y, title, ("time (s)", "Mbit/s"), &tp, false);
+        y += PANEL_H;
+    }
+    if !cdf.is_empty() {
+        let title = "rr round-trip latency CDF";
+        panel(
+            &mut s,
+            y,
+            title,
+            ("round trip (us, log scale)", "percentile"),
+            &cdf,
+            true,
+        );
+    }
     s.push_str("</svg>\n");
     s
 }

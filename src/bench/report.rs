@@ -72,7 +72,8 @@ pub struct Row {
     pub bytes: u64,
     /// Goodput.
     pub bits_per_second: f64,
-    /// Datagrams (UDP), reads (TCP) or round trips (rr) received.
+    /// Datagrams (UDP), reads (TCP stream), messages' worth of bytes (TCP rate) or round
+    /// trips (rr) received.
     pub packets: u64,
     /// `packets` per second.
     pub packets_per_second: f64,
@@ -131,11 +132,15 @@ pub fn rows(o: &TestOutcome) -> Vec<Row> {
             if duration_ns == 0 || p.kind == TestKind::Rr {
                 duration_ns = p.duration_ms * 1_000_000;
             }
-            let (bytes, packets, sent) = (
+            let (bytes, mut packets, sent) = (
                 sum(|s| s.bytes),
                 sum(|s| s.packets),
                 sum(|s| s.sent_packets),
             );
+            if p.kind == TestKind::Rate && p.transport == Transport::Tcp {
+                // A byte stream has no messages: count the writes' worth of bytes that arrived.
+                packets = bytes / p.size.max(1) as u64;
+            }
             let udp = p.transport == Transport::Udp && p.kind != TestKind::Rr;
             let tcp = p.transport == Transport::Tcp;
             let lost = sum(|s| s.lost);

@@ -159,7 +159,7 @@ fn validate(p: &TestParams, cfg: &ServerCfg) -> Result<(), String> {
         Transport::Udp => MAX_UDP_PAYLOAD,
         Transport::Tcp => 16 << 20,
     };
-    if p.size < HEADER_LEN.min(p.size.max(1)) || p.size == 0 || p.size > max_size {
+    if p.size == 0 || p.size > max_size {
         return Err(format!("size {} outside 1..={max_size} bytes", p.size));
     }
     if p.transport == Transport::Udp && p.size < HEADER_LEN {
