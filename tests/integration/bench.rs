@@ -446,3 +446,43 @@ fn local_compare_intervals_and_bad_input() {
         assert!(!err.contains("panicked"));
     }
 }
+
+#[test]
+fn a_client_vanishing_mid_test_frees_its_slot() {
+    let Some((a, b)) = pair("bgone") else { return };
+    let srv = server(&b, "198.51.100.2", &["--max-tests", "1"]);
+    let mut first = a
+        .command(BIN)
+        .args([
+            "bench", "client", &srv.addr, "-u", "-t", "20", "-b", "5M", "-i", "100ms",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn client");
+    // The first interval line says the test is running (and holds the only slot).
+    let stdout = first.stdout.take().expect("piped");
+    let line = BufReader::new(stdout)
+        .lines()
+        .next()
+        .expect("an interval line")
+        .expect("read");
+    assert!(line.contains("UDP"), "interval line: {line}");
+    let out = client(&a, &srv.addr, &["-u", "-t", "0.1", "--json"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("busy"),
+        "the slot is taken"
+    );
+    first.kill().expect("kill the first client");
+    let _ = first.wait();
+    // Ten short tries take a few seconds, far less than the 20 s the first test asked for:
+    // passing means the slot came free when the client vanished, not when its test would end.
+    let ok = (0..10).any(|_| {
+        let out = client(&a, &srv.addr, &["-u", "-t", "0.1", "--json"]);
+        out.status.success() || {
+            std::thread::sleep(Duration::from_millis(50));
+            false
+        }
+    });
+    assert!(ok, "the vanished client's slot came free");
+}
