@@ -169,6 +169,7 @@ pub fn run_test(
             r.sent_packets = s.packets;
             r.tcp = s.tcp;
             r.gso = s.gso;
+            r.sender_error = s.error.clone();
         }
         r
     };

@@ -170,6 +170,9 @@ pub struct StreamResult {
     pub gso: Option<bool>,
     /// Whether UDP GRO was on at the receiver.
     pub gro: Option<bool>,
+    /// Why the sender stopped early, if it did.
+    #[serde(default)]
+    pub sender_error: Option<String>,
 }
 
 /// TCP_INFO figures of a sending socket.
@@ -200,6 +203,9 @@ pub struct SentCount {
     pub tcp: Option<TcpFigures>,
     /// Whether GSO was in use.
     pub gso: Option<bool>,
+    /// Why the sender stopped before the end of the test, if it did (one line).
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// One side's final report: its receivers' results and its CPU time.

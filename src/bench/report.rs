@@ -111,6 +111,8 @@ pub struct Row {
     pub server_cpu_ms: f64,
     /// rr: latency.
     pub latency: Option<RrSummary>,
+    /// Senders that stopped before the end of the test, and why.
+    pub sender_errors: Vec<String>,
 }
 
 fn any<T: Copy>(it: impl Iterator<Item = Option<T>>, f: impl Fn(T, T) -> T) -> Option<T> {
@@ -199,6 +201,14 @@ pub fn rows(o: &TestOutcome) -> Vec<Row> {
                 client_cpu_ms: cpu(&o.client),
                 server_cpu_ms: cpu(&o.server),
                 latency: o.rr.clone(),
+                sender_errors: ss
+                    .iter()
+                    .filter_map(|s| {
+                        s.sender_error
+                            .as_ref()
+                            .map(|e| format!("stream {}: {e}", s.stream))
+                    })
+                    .collect(),
             }
         })
         .collect()
@@ -357,6 +367,24 @@ pub fn table(rows: &[Row]) -> String {
         }
         let _ = writeln!(out, "{t}");
     }
+    out.push_str(&notes(rows));
+    out
+}
+
+/// One line per sender that stopped early (empty when none did).
+pub fn notes(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for r in rows {
+        for e in &r.sender_errors {
+            let _ = writeln!(
+                out,
+                "note: {} {} B {:?}: sender stopped early: {e}",
+                name(r.transport),
+                r.size_bytes,
+                r.dir
+            );
+        }
+    }
     out
 }
 
@@ -385,6 +413,7 @@ pub fn markdown(rows: &[Row]) -> String {
         }
         out.push('\n');
     }
+    out.push_str(&notes(rows));
     out
 }
 

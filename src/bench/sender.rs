@@ -82,7 +82,7 @@ pub fn udp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
     }
     let mut buf = vec![0u8; msgs * segs * size];
     let start = sys::monotonic_ns();
-    let (mut seq, mut bytes) = (0u64, 0u64);
+    let (mut seq, mut bytes, mut error) = (0u64, 0u64, None);
     while !abort.load(Ordering::Relaxed) && pace(&cfg, start, bytes) {
         let now = sys::monotonic_ns();
         let mut hdr = Repr {
@@ -109,7 +109,10 @@ pub fn udp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
                     segs = 1;
                     buf = vec![0u8; msgs * size];
                 }
-                _ => break,
+                _ => {
+                    error = Some(format!("sendmmsg: {e}"));
+                    break;
+                }
             },
         }
     }
@@ -119,6 +122,7 @@ pub fn udp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
         bytes,
         tcp: None,
         gso: Some(segs > 1),
+        error,
     }
 }
 
@@ -130,7 +134,7 @@ pub fn tcp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
         .socket()
         .set_write_timeout(Some(std::time::Duration::from_millis(100)));
     let start = sys::monotonic_ns();
-    let (mut writes, mut bytes) = (0u64, 0u64);
+    let (mut writes, mut bytes, mut error) = (0u64, 0u64, None);
     while !abort.load(Ordering::Relaxed) && pace(&cfg, start, bytes) {
         match sock.send(&buf) {
             Ok(n) => {
@@ -138,7 +142,10 @@ pub fn tcp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
                 bytes += n as u64;
             }
             Err(e) if matches!(e.errno(), Some(libc::EAGAIN | libc::EINTR)) => {}
-            Err(_) => break,
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
         }
     }
     let tcp = tcp_figures(sock);
@@ -149,6 +156,7 @@ pub fn tcp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
         bytes,
         tcp,
         gso: None,
+        error,
     }
 }
 
@@ -203,6 +211,7 @@ pub fn rr(
             .then(|| tcp_figures(sock))
             .flatten(),
         gso: None,
+        error: None,
     };
     (sent, hist, lost)
 }

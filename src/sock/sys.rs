@@ -304,13 +304,16 @@ pub fn set_udp_gro(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
 /// setsockopt(SOL_SOCKET, SO_BUSY_POLL): busy-poll the device queue for up to `usecs`
 /// microseconds on a blocking receive (socket(7)).
 pub fn set_busy_poll(fd: BorrowedFd<'_>, usecs: u32) -> io::Result<()> {
-    let v = usecs as libc::c_int;
+    set_int(fd, libc::SO_BUSY_POLL, usecs as libc::c_int)
+}
+
+fn set_int(fd: BorrowedFd<'_>, name: libc::c_int, v: libc::c_int) -> io::Result<()> {
     // SAFETY: a pointer to a live c_int and its exact size; the fd is borrowed for the call.
     let rc = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_BUSY_POLL,
+            name,
             (&v as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
