@@ -31,9 +31,9 @@ pub(crate) enum BenchCommand {
 /// `bench server` flags.
 #[derive(Args, Debug)]
 pub(crate) struct ServerArgs {
-    /// Control address to listen on.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:5301")]
-    bind: String,
+    /// Control address to listen on (default 0.0.0.0:5301, or [::]:5301 with -6).
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<String>,
     /// Tests run at once; further clients are told "busy, retry".
     #[arg(long, value_name = "N", default_value = "4", value_parser = clap::value_parser!(u32).range(1..=1024))]
     max_tests: u32,
@@ -216,7 +216,11 @@ fn resolve_server(text: &str, family: &FamilyArgs) -> anyhow::Result<SocketAddr>
 }
 
 fn serve(a: ServerArgs) -> anyhow::Result<ExitCode> {
-    let bind = a.family.resolve(&a.bind)?;
+    let default = match a.family.family() {
+        socklab::addr::Family::V6 => "[::]:5301",
+        _ => "0.0.0.0:5301",
+    };
+    let bind = a.family.resolve(a.bind.as_deref().unwrap_or(default))?;
     let server = Server::bind(ServerCfg {
         bind,
         max_tests: a.max_tests as usize,
@@ -467,4 +471,29 @@ fn parse_cpus(s: &str) -> Result<CpuList, String> {
         v.extend(a..=b);
     }
     Ok(CpuList(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("100M"), Ok(100_000_000));
+        assert_eq!(parse_rate("1.5G"), Ok(1_500_000_000));
+        assert_eq!(parse_rate("500k"), Ok(500_000));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("10X").is_err());
+        assert!(parse_rate("9999T").is_err());
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpus("0").map(|c| c.0), Ok(vec![0]));
+        assert!(parse_cpus("1-0").is_err());
+        assert!(parse_cpus("x").is_err());
+        assert!(parse_cpus("100000").is_err());
+        assert!(parse_cpus("0,").is_err());
+    }
 }
