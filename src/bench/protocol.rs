@@ -102,7 +102,7 @@ pub struct TestParams {
     pub duration_ms: u64,
     /// Parallel streams per direction.
     pub parallel: u16,
-    /// Directions with streams: [Up], [Down] or both (`--bidir`).
+    /// Directions with streams: [`Dir::Up`], [`Dir::Down`] or both (`--bidir`).
     pub dirs: Vec<Dir>,
     /// Sending rate per stream in bits per second, 0 = as fast as possible.
     pub rate_bps: u64,

@@ -486,3 +486,36 @@ fn a_client_vanishing_mid_test_frees_its_slot() {
     });
     assert!(ok, "the vanished client's slot came free");
 }
+
+#[test]
+fn reverse_and_bidirectional_between_namespaces() {
+    let Some((a, b)) = pair("bdir") else { return };
+    let srv = server(&b, "198.51.100.2", &["--count", "2"]);
+    // -R: the server sends, the client (in the other namespace) counts.
+    let doc = json(&client(
+        &a,
+        &srv.addr,
+        &["-u", "-R", "-P", "2", "-t", "0.3", "-b", "10M", "--json"],
+    ));
+    let r = &doc["results"][0];
+    assert_eq!(r["dir"], "down");
+    assert_eq!(u(r, "streams"), 2);
+    assert!(u(r, "packets") > 0);
+    assert_eq!(u(r, "packets") + u(r, "lost"), u(r, "sent_packets"), "{r}");
+    // --bidir over TCP: one row per direction, every byte of each arrived.
+    let doc = json(&client(
+        &a,
+        &srv.addr,
+        &["--tcp", "--bidir", "-t", "0.3", "-b", "50M", "--json"],
+    ));
+    let rows = doc["results"].as_array().expect("rows");
+    let dirs: Vec<_> = rows
+        .iter()
+        .map(|r| r["dir"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(dirs, ["up", "down"]);
+    for r in rows {
+        assert!(u(r, "bytes") > 0);
+        assert_eq!(u(r, "bytes"), u(r, "sent_bytes"), "{r}");
+    }
+}
