@@ -10,6 +10,7 @@
 //! their own by a mechanical move.
 
 pub mod addr;
+pub mod bench;
 pub mod lab;
 pub mod netns;
 pub mod sock;

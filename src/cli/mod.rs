@@ -2,6 +2,7 @@
 //! library configuration (`SockOpts`, addresses) before any socket is opened, so usage errors
 //! come out before anything touches the network.
 
+mod bench;
 mod common;
 mod demo;
 mod exit;
@@ -37,6 +38,9 @@ enum Command {
     /// UDP endpoints in every pattern: recv, send, peer, connect, serve.
     #[command(subcommand)]
     Udp(udp::UdpCommand),
+    /// Benchmark TCP and UDP side by side (server, client, local).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// A TCP and a UDP exchange on loopback with the syscall trace on.
     Demo(demo::DemoArgs),
     /// Re-check the claims of the TCP-vs-UDP article on this kernel: run each experiment,
@@ -59,6 +63,7 @@ pub(crate) fn main() -> ExitCode {
     let result = match cli.command {
         Command::Tcp(c) => tcp::run(c),
         Command::Udp(c) => udp::run(c),
+        Command::Bench(c) => bench::run(c),
         Command::Demo(a) => demo::run(a),
         Command::Lab(a) => lab::run(a),
         Command::Completions(a) => generate::completions(a),

@@ -229,6 +229,214 @@ pub fn mem_info(fd: BorrowedFd<'_>) -> io::Result<MemInfo> {
     })
 }
 
+/// Most messages one [`send_batch`] or [`recv_batch`] call moves (the arrays live on the stack).
+pub const MAX_BATCH: usize = 64;
+
+/// sendmmsg(2) on a connected socket: `buf` is cut into messages of `chunk` bytes (at most
+/// [`MAX_BATCH`]), each sent as one message. With UDP_SEGMENT set on the socket
+/// ([`set_udp_segment`]) the kernel splits each message into datagrams of the segment size.
+/// Returns how many messages were sent; no allocation.
+pub fn send_batch(fd: BorrowedFd<'_>, buf: &[u8], chunk: usize) -> io::Result<usize> {
+    if chunk == 0 {
+        return Ok(0);
+    }
+    let count = (buf.len() / chunk).min(MAX_BATCH);
+    // SAFETY: iovec and mmsghdr are plain C structs for which all-zero bytes are valid.
+    let mut iov: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    for i in 0..count {
+        iov[i].iov_base = buf[i * chunk..].as_ptr() as *mut libc::c_void;
+        iov[i].iov_len = chunk;
+        msgs[i].msg_hdr.msg_iov = &mut iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: each msghdr points at one iovec in `iov`, which points into `buf` within its
+    // bounds (i * chunk + chunk <= buf.len()); the kernel only reads them for `count` entries
+    // and all of them outlive the call. No address (connected socket) and no control data.
+    let rc = unsafe {
+        libc::sendmmsg(
+            fd.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            count as libc::c_uint,
+            libc::MSG_NOSIGNAL,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc as usize)
+}
+
+/// What [`recv_batch`] learnt about one received message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecvMeta {
+    /// Bytes received into the message's slot.
+    pub len: usize,
+    /// With UDP_GRO: the size of the coalesced datagrams (the last one may be shorter);
+    /// otherwise equal to `len`.
+    pub segment: usize,
+    /// SO_RXQ_OVFL: the socket's drop counter, when the option is on.
+    pub dropped: Option<u32>,
+    /// The datagram did not fit its slot (MSG_TRUNC).
+    pub truncated: bool,
+}
+
+const CMSG_ROOM: usize = 64;
+
+/// recvmmsg(2) with MSG_WAITFORONE: blocks (bounded by SO_RCVTIMEO) until at least one
+/// datagram is there, then takes what is queued, up to `metas.len()` messages of `slot` bytes
+/// each from `buf`. `flags` is OR-ed in (MSG_DONTWAIT for a spinning receive). Decodes the
+/// UDP_GRO segment size and the SO_RXQ_OVFL drop counter. No allocation.
+pub fn recv_batch(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    slot: usize,
+    metas: &mut [RecvMeta],
+    flags: i32,
+) -> io::Result<usize> {
+    if slot == 0 {
+        return Ok(0);
+    }
+    let count = (buf.len() / slot).min(metas.len()).min(MAX_BATCH);
+    // SAFETY: iovec and mmsghdr are plain C structs for which all-zero bytes are valid.
+    let mut iov: [libc::iovec; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+    // u64 elements keep the control buffers aligned for cmsghdr.
+    let mut control = [[0u64; CMSG_ROOM / 8]; MAX_BATCH];
+    let base = buf.as_mut_ptr();
+    for i in 0..count {
+        // SAFETY: i * slot + slot <= buf.len(), so the offset stays inside `buf`.
+        iov[i].iov_base = unsafe { base.add(i * slot) }.cast();
+        iov[i].iov_len = slot;
+        msgs[i].msg_hdr.msg_iov = &mut iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_control = control[i].as_mut_ptr().cast();
+        msgs[i].msg_hdr.msg_controllen = CMSG_ROOM;
+    }
+    // SAFETY: every msghdr points at one iovec covering a disjoint `slot`-sized part of `buf`
+    // and at its own CMSG_ROOM-byte control buffer; all outlive the call, and the kernel
+    // writes at most those lengths. No timeout pointer (SO_RCVTIMEO bounds the wait).
+    let rc = unsafe {
+        libc::recvmmsg(
+            fd.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            count as libc::c_uint,
+            libc::MSG_WAITFORONE | flags,
+            std::ptr::null_mut(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = rc as usize;
+    for (m, meta) in msgs[..n].iter().zip(metas.iter_mut()) {
+        let len = m.msg_len as usize;
+        *meta = RecvMeta {
+            len: len.min(slot),
+            segment: len.min(slot),
+            dropped: None,
+            truncated: m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+        };
+        // SAFETY: msg_control/msg_controllen are what the kernel left in this msghdr, and
+        // the CMSG_* macros walk only within msg_controllen; CMSG_DATA of a header with
+        // enough room for a c_int is read unaligned.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&m.msg_hdr);
+            while !c.is_null() {
+                let (level, ty) = ((*c).cmsg_level, (*c).cmsg_type);
+                if (*c).cmsg_len as usize >= libc::CMSG_LEN(4) as usize {
+                    let v = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const u32);
+                    if level == libc::SOL_UDP && ty == libc::UDP_GRO {
+                        meta.segment = (v as usize).max(1);
+                    } else if level == libc::SOL_SOCKET && ty == libc::SO_RXQ_OVFL {
+                        meta.dropped = Some(v);
+                    }
+                }
+                c = libc::CMSG_NXTHDR(&m.msg_hdr, c);
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// setsockopt(SOL_UDP, UDP_SEGMENT): every send of more than `size` bytes is split by the
+/// kernel into datagrams of `size` bytes (UDP GSO, udp(7) since Linux 4.18); 0 turns it off.
+/// ENOPROTOOPT means the kernel has no GSO.
+pub fn set_udp_segment(fd: BorrowedFd<'_>, size: u16) -> io::Result<()> {
+    Ok(nix::sys::socket::setsockopt(
+        &fd,
+        nix::sys::socket::sockopt::UdpGsoSegment,
+        &(size as i32),
+    )?)
+}
+
+/// setsockopt(SOL_UDP, UDP_GRO): let the kernel hand over coalesced datagrams with their
+/// segment size in a control message (Linux 5.0).
+pub fn set_udp_gro(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    Ok(nix::sys::socket::setsockopt(
+        &fd,
+        nix::sys::socket::sockopt::UdpGroSegment,
+        &on,
+    )?)
+}
+
+/// setsockopt(SOL_SOCKET, SO_BUSY_POLL): busy-poll the device queue for up to `usecs`
+/// microseconds on a blocking receive (socket(7)).
+pub fn set_busy_poll(fd: BorrowedFd<'_>, usecs: u32) -> io::Result<()> {
+    set_int(fd, libc::SO_BUSY_POLL, usecs as libc::c_int)
+}
+
+fn set_int(fd: BorrowedFd<'_>, name: libc::c_int, v: libc::c_int) -> io::Result<()> {
+    // SAFETY: a pointer to a live c_int and its exact size; the fd is borrowed for the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            name,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// CPU time the calling thread has used (getrusage(2) RUSAGE_THREAD): (user, system) µs.
+pub fn thread_cpu_us() -> (u64, u64) {
+    use nix::sys::resource::{UsageWho, getrusage};
+    match getrusage(UsageWho::RUSAGE_THREAD) {
+        Ok(u) => {
+            let us = |t: nix::sys::time::TimeVal| {
+                (t.tv_sec() as u64).saturating_mul(1_000_000) + t.tv_usec() as u64
+            };
+            (us(u.user_time()), us(u.system_time()))
+        }
+        Err(_) => (0, 0),
+    }
+}
+
+/// Pins the calling thread to one CPU (sched_setaffinity(2)).
+pub fn pin_thread(cpu: usize) -> io::Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu)?;
+    Ok(nix::sched::sched_setaffinity(
+        nix::unistd::Pid::from_raw(0),
+        &set,
+    )?)
+}
+
+/// CLOCK_MONOTONIC in nanoseconds (vDSO, no syscall on most systems).
+pub fn monotonic_ns() -> u64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
+        Ok(t) => (t.tv_sec() as u64).saturating_mul(1_000_000_000) + t.tv_nsec() as u64,
+        Err(_) => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

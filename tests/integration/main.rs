@@ -1,6 +1,7 @@
 //! The one integration-test binary: every area in its own module, the harness in `util`.
 
 mod bad_inputs;
+mod bench;
 mod interop;
 mod lab_c01_c05;
 mod lab_c06_c08;

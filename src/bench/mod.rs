@@ -1,0 +1,169 @@
+//! `socklab bench`: TCP and UDP measured side by side.
+//!
+//! - [`wire`]: the fixed data header of every bench datagram (Packet/Repr, literal-byte tests);
+//! - [`protocol`]: the length-prefixed control messages between client and server;
+//! - [`stats`]: receiver-side loss, duplicate, reordering (RFC 4737) and jitter (RFC 3550)
+//!   accounting with 64-bit counters;
+//! - [`sender`], [`receiver`]: the per-stream threads (sendmmsg/recvmmsg, UDP GSO/GRO);
+//! - [`session`]: the data phase both sides share; [`server`], [`client`]: the two ends;
+//! - [`report`], [`plot`]: tables, JSON, CSV, Markdown and SVG.
+//!
+//! Receiver-side truth: everything reported about a stream was counted where it arrived; the
+//! sender only contributes what it sent (for loss) and its TCP_INFO.
+
+pub mod client;
+pub mod plot;
+pub mod protocol;
+pub mod receiver;
+pub mod report;
+pub mod sender;
+pub mod server;
+pub mod session;
+pub mod stats;
+pub mod wire;
+
+use std::io;
+use std::net::SocketAddr;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::sock::{Sock, StepError, sys};
+use crate::trace::Recorder;
+use protocol::{Dir, FrameError, IntervalSample, SideReport, StreamResult, TestParams, Transport};
+
+/// Default SO_RCVBUF/SO_SNDBUF of UDP data sockets: net.core.rmem_max/wmem_max on these machines.
+pub const DEFAULT_BUFFER: usize = 4 << 20;
+
+/// Why a bench run failed. Display is one line.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The control connection could not be made.
+    #[error("cannot reach the bench server at {0}: {1}")]
+    Connect(SocketAddr, io::Error),
+    /// The server said no.
+    #[error("server refused the test: {reason}{}", if *retry { " (busy, retry later)" } else { "" })]
+    Refused {
+        /// The server's reason.
+        reason: String,
+        /// Whether retrying later may work.
+        retry: bool,
+    },
+    /// The peer broke the protocol.
+    #[error("bench protocol: {0}")]
+    Protocol(String),
+    /// The test started but did not finish.
+    #[error("test failed: {0}")]
+    Test(String),
+    /// A control frame could not be read or written.
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    /// A socket step failed.
+    #[error("{0}")]
+    Step(#[from] StepError),
+    /// Another I/O error.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Opens a data socket for `params` of the family of `like`. UDP sockets get large buffers
+/// ([`DEFAULT_BUFFER`]) unless the test sets them; TCP sockets keep the kernel's buffer
+/// autotuning (tcp(7): setting SO_RCVBUF/SO_SNDBUF turns it off) unless the test sets them.
+pub fn data_socket(like: SocketAddr, p: &TestParams) -> Result<Sock, BenchError> {
+    let s = Sock::open(&like, client::proto_of(p.transport), &Recorder::off())?;
+    let udp = p.transport == Transport::Udp;
+    if let Some(n) = p.rcvbuf.or(udp.then_some(DEFAULT_BUFFER)) {
+        let _ = s.set_recv_buffer_size(n);
+    }
+    if let Some(n) = p.sndbuf.or(udp.then_some(DEFAULT_BUFFER)) {
+        let _ = s.set_send_buffer_size(n);
+    }
+    tune(&s, p);
+    Ok(s)
+}
+
+/// Per-socket options of a test: TCP_NODELAY, SO_BUSY_POLL. Failures are ignored on purpose:
+/// an option the kernel lacks must not stop a benchmark (the report says what was applied).
+pub fn tune(s: &Sock, p: &TestParams) {
+    if p.transport == Transport::Tcp && (p.nodelay || p.kind == protocol::TestKind::Rr) {
+        let _ = s.set_nodelay(true);
+    }
+    if p.busy_poll {
+        let _ = sys::set_busy_poll(std::os::fd::AsFd::as_fd(s), 50);
+    }
+}
+
+/// Round-trip latency of an `rr` test, nanoseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RrSummary {
+    /// Round trips completed.
+    pub count: u64,
+    /// UDP requests whose reply never came.
+    pub lost: u64,
+    /// Smallest.
+    pub min_ns: u64,
+    /// Mean.
+    pub mean_ns: u64,
+    /// Median.
+    pub p50_ns: u64,
+    /// 90th percentile.
+    pub p90_ns: u64,
+    /// 99th percentile.
+    pub p99_ns: u64,
+    /// 99.9th percentile.
+    pub p999_ns: u64,
+    /// Largest.
+    pub max_ns: u64,
+    /// The CDF: (percentile, ns) points for plots.
+    pub cdf: Vec<(f64, u64)>,
+}
+
+impl RrSummary {
+    /// Summarises a histogram (an empty one gives zeros, never NaN).
+    pub fn from_histogram(h: &Histogram<u64>, lost: u64) -> Self {
+        if h.is_empty() {
+            return Self {
+                lost,
+                ..Self::default()
+            };
+        }
+        let cdf = [
+            0.0, 1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 99.0, 99.5,
+            99.9, 99.99, 100.0,
+        ]
+        .iter()
+        .map(|&q| (q, h.value_at_quantile(q / 100.0)))
+        .collect();
+        Self {
+            count: h.len(),
+            lost,
+            min_ns: h.min(),
+            mean_ns: h.mean() as u64,
+            p50_ns: h.value_at_quantile(0.50),
+            p90_ns: h.value_at_quantile(0.90),
+            p99_ns: h.value_at_quantile(0.99),
+            p999_ns: h.value_at_quantile(0.999),
+            max_ns: h.max(),
+            cdf,
+        }
+    }
+}
+
+/// One finished test, both sides merged.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestOutcome {
+    /// What was run.
+    pub params: TestParams,
+    /// Wall-clock start, ms since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// Every stream, as its receiver counted it (rr: as the requester counted it).
+    pub streams: Vec<StreamResult>,
+    /// The client's side (CPU time, kernel drop counter).
+    pub client: SideReport,
+    /// The server's side.
+    pub server: SideReport,
+    /// rr latency.
+    pub rr: Option<RrSummary>,
+    /// Interval samples with the direction of their stream.
+    pub samples: Vec<(Dir, IntervalSample)>,
+}

@@ -1,0 +1,523 @@
+//! The control protocol between `bench client` and `bench server`: one TCP connection carrying
+//! length-prefixed frames. A frame is an 8-byte header and a JSON body:
+//!
+//! ```text
+//!  0    2   3   4               8
+//!  +----+---+---+---------------+---------------------+
+//!  | SC |ver| 0 | body length   | body (JSON Message) |
+//!  +----+---+---+---------------+---------------------+
+//! ```
+//!
+//! The length is checked against [`MAX_BODY`] before anything is allocated, so a peer cannot
+//! make the other side reserve memory by announcing a huge frame. Token authentication is an
+//! HMAC-SHA-256 (RFC 2104) of the server's random nonce: the token itself never crosses the wire.
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Magic bytes of a control frame.
+pub const MAGIC: [u8; 2] = *b"SC";
+/// Control protocol version.
+pub const VERSION: u8 = 1;
+/// Frame header length.
+pub const HEADER_LEN: usize = 8;
+/// Largest body accepted, in bytes.
+pub const MAX_BODY: usize = 256 * 1024;
+
+/// Why bytes are not a control frame.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// Fewer than [`HEADER_LEN`] bytes.
+    #[error("control frame too short: {0} bytes, need {HEADER_LEN}")]
+    Short(usize),
+    /// Not `SC`: the peer is not a socklab bench endpoint.
+    #[error("the peer does not speak the socklab bench protocol (bad magic)")]
+    BadMagic,
+    /// Another protocol version.
+    #[error("the peer speaks bench protocol version {0}, this socklab speaks {VERSION}")]
+    BadVersion(u8),
+    /// A body length above [`MAX_BODY`].
+    #[error("control message of {0} bytes exceeds the {MAX_BODY}-byte limit")]
+    TooLong(u64),
+    /// Fewer body bytes than the header announced.
+    #[error("control message truncated: {got} of {want} bytes")]
+    Truncated {
+        /// Bytes present.
+        got: usize,
+        /// Bytes announced.
+        want: usize,
+    },
+    /// The body is not a valid message.
+    #[error("malformed control message: {0}")]
+    Body(#[from] serde_json::Error),
+    /// Reading or writing the connection failed (including a timeout).
+    #[error("control connection: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// The test a client asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TestKind {
+    /// Bulk throughput (TCP stream, UDP at full or paced rate).
+    Stream,
+    /// Small-message packet rate.
+    Rate,
+    /// Request/response ping-pong latency.
+    Rr,
+}
+
+/// Transport of the data streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// Which way a stream's data flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dir {
+    /// Client sends, server receives.
+    Up,
+    /// Server sends, client receives (`-R`).
+    Down,
+}
+
+/// Everything both sides must agree on for one test.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestParams {
+    /// Test kind.
+    pub kind: TestKind,
+    /// Transport.
+    pub transport: Transport,
+    /// Payload (UDP datagram / TCP write / rr message) size in bytes.
+    pub size: usize,
+    /// Test duration in milliseconds.
+    pub duration_ms: u64,
+    /// Parallel streams per direction.
+    pub parallel: u16,
+    /// Directions with streams: [`Dir::Up`], [`Dir::Down`] or both (`--bidir`).
+    pub dirs: Vec<Dir>,
+    /// Sending rate per stream in bits per second, 0 = as fast as possible.
+    pub rate_bps: u64,
+    /// Interval report period in milliseconds, 0 = none.
+    pub interval_ms: u64,
+    /// Use UDP GSO (UDP_SEGMENT) when the kernel has it.
+    pub gso: bool,
+    /// Use UDP GRO (UDP_GRO) when the kernel has it.
+    pub gro: bool,
+    /// Spin on receive (SO_BUSY_POLL and nonblocking polling).
+    pub busy_poll: bool,
+    /// SO_RCVBUF for data sockets, bytes.
+    pub rcvbuf: Option<usize>,
+    /// SO_SNDBUF for data sockets, bytes.
+    pub sndbuf: Option<usize>,
+    /// TCP_NODELAY on data sockets.
+    pub nodelay: bool,
+}
+
+/// Per-interval receive figures of one stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntervalSample {
+    /// Stream id.
+    pub stream: u16,
+    /// Interval start, nanoseconds since the test began.
+    pub start_ns: u64,
+    /// Interval end.
+    pub end_ns: u64,
+    /// Payload bytes received in the interval.
+    pub bytes: u64,
+    /// Datagrams (UDP) or reads (TCP) in the interval.
+    pub packets: u64,
+}
+
+/// Final figures of one stream, measured at its receiver (the sender's count included).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamResult {
+    /// Stream id.
+    pub stream: u16,
+    /// Direction.
+    pub dir: Option<Dir>,
+    /// Payload bytes received.
+    pub bytes: u64,
+    /// Datagrams received (UDP, unique) or read calls (TCP).
+    pub packets: u64,
+    /// Receive time from first to last byte, nanoseconds.
+    pub duration_ns: u64,
+    /// Datagrams the sender says it sent (UDP).
+    pub sent_packets: u64,
+    /// Bytes the sender says it sent.
+    pub sent_bytes: u64,
+    /// UDP datagrams lost: sent minus unique received.
+    pub lost: u64,
+    /// UDP duplicates received.
+    pub duplicates: u64,
+    /// UDP datagrams that arrived after a higher sequence number (RFC 4737).
+    pub reordered: u64,
+    /// RFC 3550 interarrival jitter at the end, nanoseconds.
+    pub jitter_ns: u64,
+    /// SO_RXQ_OVFL: datagrams the kernel dropped at this socket (None: not reported).
+    pub socket_drops: Option<u64>,
+    /// TCP: the sender's TCP_INFO at the end.
+    pub tcp: Option<TcpFigures>,
+    /// Whether UDP GSO was used by the sender ("unsupported" reported as false with a note).
+    pub gso: Option<bool>,
+    /// Whether UDP GRO was on at the receiver.
+    pub gro: Option<bool>,
+    /// Why the sender stopped early, if it did.
+    #[serde(default)]
+    pub sender_error: Option<String>,
+}
+
+/// TCP_INFO figures of a sending socket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpFigures {
+    /// Segments retransmitted.
+    pub retransmits: u64,
+    /// Smoothed RTT, microseconds.
+    pub rtt_us: u64,
+    /// RTT variance, microseconds.
+    pub rttvar_us: u64,
+    /// Congestion window, segments.
+    pub cwnd: u64,
+    /// MSS, bytes.
+    pub mss: u64,
+}
+
+/// What one side sent, per stream, when its senders finished.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SentCount {
+    /// Stream id.
+    pub stream: u16,
+    /// Datagrams / writes sent.
+    pub packets: u64,
+    /// Bytes sent.
+    pub bytes: u64,
+    /// TCP_INFO of the sending socket (TCP only).
+    pub tcp: Option<TcpFigures>,
+    /// Whether GSO was in use.
+    pub gso: Option<bool>,
+    /// Why the sender stopped before the end of the test, if it did (one line).
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// One side's final report: its receivers' results and its CPU time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SideReport {
+    /// Streams this side received.
+    pub streams: Vec<StreamResult>,
+    /// User CPU time of this side's test threads, microseconds (getrusage RUSAGE_THREAD).
+    pub cpu_user_us: u64,
+    /// System CPU time, microseconds.
+    pub cpu_sys_us: u64,
+    /// Udp.RcvbufErrors delta in this side's namespace over the test (all sockets).
+    pub rcvbuf_errors: Option<u64>,
+    /// rr: requests answered.
+    pub rr_echoed: u64,
+}
+
+/// A control message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    /// Server → client on connect.
+    Hello {
+        /// socklab version of the server.
+        server_version: String,
+        /// Random nonce (hex) to authenticate against.
+        nonce: String,
+        /// Whether a token is required.
+        auth_required: bool,
+        /// Longest test the server runs, ms.
+        max_duration_ms: u64,
+        /// Highest per-stream rate the server allows, bits/s (0 = no limit).
+        max_rate_bps: u64,
+    },
+    /// Client → server: the test, with the HMAC of the nonce when a token is set.
+    Start {
+        /// HMAC-SHA-256(token, nonce), hex.
+        auth: Option<String>,
+        /// The test.
+        params: TestParams,
+        /// UDP ports the client bound for streams it receives (Down), in stream order.
+        client_udp_ports: Vec<u16>,
+    },
+    /// Server → client: test accepted.
+    Accepted {
+        /// Server-side id of the test.
+        test_id: u64,
+        /// TCP data listener port (TCP tests).
+        tcp_port: Option<u16>,
+        /// UDP ports bound by the server for the streams it receives (Up), in stream order.
+        udp_ports: Vec<u16>,
+    },
+    /// Server → client: test refused.
+    Refused {
+        /// Why.
+        reason: String,
+        /// Whether trying again later may work (server busy).
+        retry: bool,
+    },
+    /// Client → server: data connections are up, start.
+    Go,
+    /// Receiver side → other side: one interval's figures.
+    Interval {
+        /// Samples, one per stream this side receives.
+        samples: Vec<IntervalSample>,
+    },
+    /// Either side: its senders are done; the counts let the receiver compute loss.
+    SenderDone {
+        /// Per stream.
+        sent: Vec<SentCount>,
+    },
+    /// Server → client at the end.
+    Results {
+        /// The server's side.
+        report: SideReport,
+    },
+    /// Either side: something failed.
+    Error {
+        /// One line.
+        message: String,
+    },
+}
+
+/// Encodes `msg` as one frame.
+pub fn encode(msg: &Message) -> Result<Vec<u8>, FrameError> {
+    let body = serde_json::to_vec(msg)?;
+    if body.len() > MAX_BODY {
+        return Err(FrameError::TooLong(body.len() as u64));
+    }
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(0);
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Validates a frame header and returns the body length it announces.
+pub fn parse_header(h: &[u8]) -> Result<usize, FrameError> {
+    if h.len() < HEADER_LEN {
+        return Err(FrameError::Short(h.len()));
+    }
+    if h[0..2] != MAGIC {
+        return Err(FrameError::BadMagic);
+    }
+    if h[2] != VERSION {
+        return Err(FrameError::BadVersion(h[2]));
+    }
+    let len = u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as u64;
+    if len > MAX_BODY as u64 {
+        return Err(FrameError::TooLong(len));
+    }
+    Ok(len as usize)
+}
+
+/// Decodes one complete frame from `bytes` (header and body; trailing bytes are an error).
+pub fn decode(bytes: &[u8]) -> Result<Message, FrameError> {
+    let len = parse_header(bytes)?;
+    let body = &bytes[HEADER_LEN..];
+    if body.len() < len {
+        return Err(FrameError::Truncated {
+            got: body.len(),
+            want: len,
+        });
+    }
+    Ok(serde_json::from_slice(&body[..len])?)
+}
+
+/// Reads one frame from `r`: the header, its checks, then exactly the announced body.
+pub fn read_message(r: &mut impl Read) -> Result<Message, FrameError> {
+    let mut h = [0u8; HEADER_LEN];
+    read_full(r, &mut h).map_err(|(got, e)| match e {
+        Some(e) => FrameError::Io(e),
+        None => FrameError::Short(got),
+    })?;
+    let len = parse_header(&h)?;
+    let mut body = vec![0u8; len];
+    read_full(r, &mut body).map_err(|(got, e)| match e {
+        Some(e) => FrameError::Io(e),
+        None => FrameError::Truncated { got, want: len },
+    })?;
+    Ok(serde_json::from_slice(&body)?)
+}
+
+/// Writes one frame to `w`.
+pub fn write_message(w: &mut impl Write, msg: &Message) -> Result<(), FrameError> {
+    w.write_all(&encode(msg)?)?;
+    Ok(())
+}
+
+/// Fills `buf`; on EOF returns how much arrived (error None), on an I/O error the error.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<(), (usize, Option<io::Error>)> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => return Err((got, None)),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((got, Some(e))),
+        }
+    }
+    Ok(())
+}
+
+/// HMAC-SHA-256 (RFC 2104) of `msg` under `key`.
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    const BLOCK: usize = 64;
+    let mut k = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| k.map(|b| b ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(msg)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+/// The authenticator a client sends for `token` and the server's `nonce`, as hex.
+pub fn auth_tag(token: &str, nonce: &str) -> String {
+    hex(&hmac_sha256(token.as_bytes(), nonce.as_bytes()))
+}
+
+/// Compares an authenticator in constant time.
+pub fn auth_ok(token: &str, nonce: &str, tag: &str) -> bool {
+    let want = auth_tag(token, nonce);
+    want.len() == tag.len()
+        && want
+            .bytes()
+            .zip(tag.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// A fresh 16-byte random nonce (getrandom(2)) as hex.
+pub fn nonce() -> io::Result<String> {
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(hex(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(header: [u8; 8], body: &[u8]) -> Vec<u8> {
+        let mut v = header.to_vec();
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn literal_go_frame() {
+        let bytes = frame([b'S', b'C', 1, 0, 0, 0, 0, 13], br#"{"type":"go"}"#);
+        assert_eq!(decode(&bytes).unwrap(), Message::Go);
+        assert_eq!(encode(&Message::Go).unwrap(), bytes);
+        let mut r = &bytes[..];
+        assert_eq!(read_message(&mut r).unwrap(), Message::Go);
+    }
+
+    #[test]
+    fn round_trip_refused() {
+        let m = Message::Refused {
+            reason: "busy, retry".into(),
+            retry: true,
+        };
+        let mut buf = Vec::new();
+        write_message(&mut buf, &m).unwrap();
+        assert_eq!(read_message(&mut &buf[..]).unwrap(), m);
+    }
+
+    #[test]
+    fn malformed_frames() {
+        let go = br#"{"type":"go"}"#;
+        // Short header.
+        assert!(matches!(decode(b"SC\x01"), Err(FrameError::Short(3))));
+        assert!(matches!(
+            read_message(&mut &b"SC\x01\x00"[..]),
+            Err(FrameError::Short(4))
+        ));
+        // Bad magic.
+        let b = frame([b'X', b'C', 1, 0, 0, 0, 0, 13], go);
+        assert!(matches!(decode(&b), Err(FrameError::BadMagic)));
+        // Bad version.
+        let b = frame([b'S', b'C', 9, 0, 0, 0, 0, 13], go);
+        assert!(matches!(decode(&b), Err(FrameError::BadVersion(9))));
+        // Oversize length: rejected from the header alone, before any body is read.
+        let b = [b'S', b'C', 1, 0, 0xff, 0xff, 0xff, 0xff];
+        assert!(matches!(
+            read_message(&mut &b[..]),
+            Err(FrameError::TooLong(0xffff_ffff))
+        ));
+        let b = [b'S', b'C', 1, 0, 0, 4, 0, 1];
+        assert!(matches!(decode(&b), Err(FrameError::TooLong(262_145))));
+        // Truncated body.
+        let b = frame([b'S', b'C', 1, 0, 0, 0, 0, 13], &go[..5]);
+        assert!(matches!(
+            decode(&b),
+            Err(FrameError::Truncated { got: 5, want: 13 })
+        ));
+        assert!(matches!(
+            read_message(&mut &b[..]),
+            Err(FrameError::Truncated { got: 5, want: 13 })
+        ));
+        // A body that is not a message.
+        let b = frame([b'S', b'C', 1, 0, 0, 0, 0, 4], b"null");
+        assert!(matches!(decode(&b), Err(FrameError::Body(_))));
+        let b = frame([b'S', b'C', 1, 0, 0, 0, 0, 16], br#"{"type":"nope"}X"#);
+        assert!(matches!(decode(&b), Err(FrameError::Body(_))));
+    }
+
+    #[test]
+    fn hmac_matches_rfc4231_case_2() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        assert_eq!(
+            hex(&hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        // Test case 6: a 131-byte key (longer than the block) is hashed first.
+        assert_eq!(
+            hex(&hmac_sha256(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+    }
+
+    #[test]
+    fn auth_tags() {
+        let t = auth_tag("secret", "00ff");
+        assert!(auth_ok("secret", "00ff", &t));
+        assert!(!auth_ok("wrong", "00ff", &t));
+        assert!(!auth_ok("secret", "00fe", &t));
+        assert!(!auth_ok("secret", "00ff", &t[..10]));
+        assert!(!t.contains("secret"));
+    }
+}

@@ -1,0 +1,307 @@
+//! Receiving workers, one thread per stream: UDP with recvmmsg(2) batches (and UDP GRO when
+//! the kernel has it), TCP with large reads, and the `rr` echo. They are the bench's source of
+//! truth: bytes, datagrams, loss, duplicates, reordering and jitter are counted here.
+//!
+//! A receiver stops when it has every datagram the sender announced, when the stream ends
+//! (TCP EOF), or at the deadline in its [`RecvCtl`], which the session moves forward when the
+//! peer's senders are done (a short drain) or when the test is aborted (at once).
+
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+use super::protocol::{IntervalSample, StreamResult, Transport};
+use super::stats::{Interval, SeqTracker};
+use super::wire::{HEADER_LEN, Repr};
+use crate::sock::Sock;
+use crate::sock::sys::{self, MAX_BATCH, RecvMeta};
+
+/// Shared between a receiver and its session: when to stop, and how many datagrams to expect.
+#[derive(Debug)]
+pub struct RecvCtl {
+    stop_at_ns: AtomicU64,
+    expected: AtomicU64,
+}
+
+impl RecvCtl {
+    /// Stop at `stop_at_ns` at the latest; the expected count is unknown yet.
+    pub fn new(stop_at_ns: u64) -> Self {
+        Self {
+            stop_at_ns: AtomicU64::new(stop_at_ns),
+            expected: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Moves the deadline earlier (never later).
+    pub fn stop_by(&self, ns: u64) {
+        self.stop_at_ns.fetch_min(ns, Ordering::Relaxed);
+    }
+
+    /// The sender's final datagram count.
+    pub fn expect(&self, n: u64) {
+        self.expected.store(n, Ordering::Relaxed);
+    }
+
+    fn expected(&self) -> Option<u64> {
+        let n = self.expected.load(Ordering::Relaxed);
+        (n != u64::MAX).then_some(n)
+    }
+
+    fn done(&self, now: u64) -> bool {
+        now >= self.stop_at_ns.load(Ordering::Relaxed)
+    }
+}
+
+/// What a receiver needs to know.
+#[derive(Debug, Clone, Copy)]
+pub struct RecvCfg {
+    /// Stream id the datagrams must carry.
+    pub stream: u16,
+    /// Payload size the sender uses.
+    pub size: usize,
+    /// Try UDP GRO.
+    pub gro: bool,
+    /// Spin (MSG_DONTWAIT) instead of blocking.
+    pub busy: bool,
+    /// Test start, CLOCK_MONOTONIC ns, for interval boundaries.
+    pub t0_ns: u64,
+    /// Interval length, 0 = no interval samples.
+    pub interval_ns: u64,
+}
+
+/// Emits interval samples on their boundaries.
+struct Ticker<'a, T> {
+    cfg: RecvCfg,
+    next: u64,
+    last: u64,
+    cur: Interval,
+    out: Option<&'a Sender<T>>,
+    wrap: fn(IntervalSample) -> T,
+}
+
+impl<'a, T> Ticker<'a, T> {
+    fn new(cfg: RecvCfg, out: Option<&'a Sender<T>>, wrap: fn(IntervalSample) -> T) -> Self {
+        Self {
+            cfg,
+            next: cfg.t0_ns + cfg.interval_ns,
+            last: cfg.t0_ns,
+            cur: Interval::default(),
+            out,
+            wrap,
+        }
+    }
+
+    #[inline]
+    fn tick(&mut self, now: u64, force: bool) {
+        if self.cfg.interval_ns == 0 || (now < self.next && !force) {
+            return;
+        }
+        let c = self.cur.take();
+        if force && c.packets == 0 {
+            return;
+        }
+        if let Some(out) = self.out {
+            let _ = out.send((self.wrap)(IntervalSample {
+                stream: self.cfg.stream,
+                start_ns: self.last - self.cfg.t0_ns,
+                end_ns: now.max(self.last) - self.cfg.t0_ns,
+                bytes: c.bytes,
+                packets: c.packets,
+            }));
+        }
+        self.last = now.max(self.last);
+        while self.next <= now {
+            self.next += self.cfg.interval_ns;
+        }
+    }
+}
+
+/// Receives a UDP stream. Datagrams not carrying a valid header for this stream are ignored
+/// (counted nowhere: they are not the test's).
+pub fn udp<T>(
+    sock: &Sock,
+    cfg: RecvCfg,
+    ctl: &RecvCtl,
+    out: Option<&Sender<T>>,
+    wrap: fn(IntervalSample) -> T,
+) -> StreamResult {
+    let fd = sock.as_fd();
+    let gro = cfg.gro && sys::set_udp_gro(fd, true).is_ok();
+    let ovfl = sock.set_rxq_ovfl(true).is_ok();
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(20)));
+    let slot = if gro {
+        65536
+    } else {
+        cfg.size.max(HEADER_LEN) + 1
+    };
+    let batch = if gro { 16 } else { MAX_BATCH };
+    let mut buf = vec![0u8; slot * batch];
+    let mut metas = [RecvMeta::default(); MAX_BATCH];
+    let flags = if cfg.busy { libc::MSG_DONTWAIT } else { 0 };
+    let mut t = SeqTracker::new();
+    let mut tick = Ticker::new(cfg, out, wrap);
+    let (mut bytes, mut first, mut last, mut drops) = (0u64, 0u64, 0u64, None);
+    loop {
+        let now = sys::monotonic_ns();
+        if ctl.done(now) || ctl.expected().is_some_and(|e| t.unique() >= e) {
+            break;
+        }
+        match sys::recv_batch(fd, &mut buf, slot, &mut metas[..batch], flags) {
+            Ok(n) => {
+                let now = sys::monotonic_ns();
+                for (i, m) in metas[..n].iter().enumerate() {
+                    if m.dropped.is_some() {
+                        drops = m.dropped;
+                    }
+                    let msg = &buf[i * slot..i * slot + m.len];
+                    for d in msg.chunks(m.segment.max(1)) {
+                        let Ok(h) = Repr::parse(d) else { continue };
+                        if h.stream != cfg.stream {
+                            continue;
+                        }
+                        if first == 0 {
+                            first = now;
+                        }
+                        last = now;
+                        if t.record(h.seq, h.timestamp_ns, now) != super::stats::Arrival::Duplicate
+                        {
+                            bytes += d.len() as u64;
+                            tick.cur.bytes += d.len() as u64;
+                            tick.cur.packets += 1;
+                        }
+                    }
+                }
+                tick.tick(now, false);
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) => {
+                tick.tick(sys::monotonic_ns(), false);
+                if cfg.busy {
+                    std::hint::spin_loop();
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    tick.tick(sys::monotonic_ns(), true);
+    let expected = ctl.expected();
+    StreamResult {
+        stream: cfg.stream,
+        bytes,
+        packets: t.unique(),
+        duration_ns: last.saturating_sub(first),
+        sent_packets: expected.unwrap_or(0),
+        lost: t.lost(expected),
+        duplicates: t.duplicates(),
+        reordered: t.reordered(),
+        jitter_ns: t.jitter_ns(),
+        socket_drops: if ovfl {
+            Some(drops.unwrap_or(0).into())
+        } else {
+            None
+        },
+        gro: Some(gro),
+        ..StreamResult::default()
+    }
+}
+
+/// Receives a TCP stream until EOF (or the deadline), counting bytes and read calls.
+pub fn tcp<T>(
+    sock: &Sock,
+    cfg: RecvCfg,
+    ctl: &RecvCtl,
+    out: Option<&Sender<T>>,
+    wrap: fn(IntervalSample) -> T,
+) -> StreamResult {
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(20)));
+    let mut buf = vec![0u8; cfg.size.clamp(1 << 20, 4 << 20)];
+    let mut tick = Ticker::new(cfg, out, wrap);
+    let (mut bytes, mut reads, mut first, mut last) = (0u64, 0u64, 0u64, 0u64);
+    loop {
+        let now = sys::monotonic_ns();
+        if ctl.done(now) {
+            break;
+        }
+        match sock.recv(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let now = sys::monotonic_ns();
+                if first == 0 {
+                    first = now;
+                }
+                last = now;
+                bytes += n as u64;
+                reads += 1;
+                tick.cur.bytes += n as u64;
+                tick.cur.packets += 1;
+                tick.tick(now, false);
+            }
+            Err(e) if matches!(e.errno(), Some(libc::EAGAIN | libc::EINTR)) => {
+                tick.tick(sys::monotonic_ns(), false);
+            }
+            Err(_) => break,
+        }
+    }
+    tick.tick(sys::monotonic_ns(), true);
+    StreamResult {
+        stream: cfg.stream,
+        bytes,
+        packets: reads,
+        duration_ns: last.saturating_sub(first),
+        ..StreamResult::default()
+    }
+}
+
+/// Echoes requests back (the server side of `rr`) until EOF or the deadline; the result's
+/// `packets` is the number of echoes.
+pub fn echo(sock: &Sock, transport: Transport, cfg: RecvCfg, ctl: &RecvCtl) -> StreamResult {
+    let _ = sock.set_nonblocking(cfg.busy);
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(20)));
+    let mut buf = vec![0u8; cfg.size.max(HEADER_LEN).max(2048)];
+    let (mut n, mut bytes, mut connected) = (0u64, 0u64, false);
+    while !ctl.done(sys::monotonic_ns()) {
+        match transport {
+            Transport::Tcp => match sock.recv(&mut buf) {
+                Ok(0) => break,
+                Ok(k) => {
+                    if !super::sender::send_all(sock, &buf[..k]) {
+                        break;
+                    }
+                    bytes += k as u64;
+                    n += 1;
+                }
+                Err(e) if matches!(e.errno(), Some(libc::EAGAIN | libc::EINTR)) => {}
+                Err(_) => break,
+            },
+            // The first request names the requester; connecting to it keeps the later round
+            // trips on plain recv(2)/send(2), as lean as the requester's side.
+            Transport::Udp if !connected => match sock.recv_datagram(&mut buf, 0) {
+                Ok(d) => {
+                    if let Some(from) = d.from {
+                        connected = sock.connect(from).is_ok();
+                        let _ = sock.send_to(&buf[..d.len], from);
+                        bytes += d.len as u64;
+                        n += 1;
+                    }
+                }
+                Err(e) if matches!(e.errno(), Some(libc::EAGAIN | libc::EINTR)) => {}
+                Err(_) => break,
+            },
+            Transport::Udp => match sock.recv(&mut buf) {
+                Ok(k) => {
+                    let _ = sock.send(&buf[..k]);
+                    bytes += k as u64;
+                    n += 1;
+                }
+                Err(e) if matches!(e.errno(), Some(libc::EAGAIN | libc::EINTR)) => {}
+                Err(_) => break,
+            },
+        }
+    }
+    StreamResult {
+        stream: cfg.stream,
+        bytes,
+        packets: n,
+        ..StreamResult::default()
+    }
+}

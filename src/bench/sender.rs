@@ -1,0 +1,267 @@
+//! Sending workers, one thread per stream: UDP with sendmmsg(2) batches and UDP GSO, TCP with
+//! large writes, and the `rr` requester. The hot loops do not allocate or format: headers are
+//! stamped in place in a buffer allocated once, the clock is read once per batch.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use hdrhistogram::Histogram;
+
+use super::protocol::{SentCount, TcpFigures, Transport};
+use super::wire::{HEADER_LEN, Repr};
+use crate::sock::Sock;
+use crate::sock::sys::{self, MAX_BATCH};
+
+/// Largest UDP payload that fits one IPv4 datagram (65535 − 20 − 8).
+pub const MAX_UDP_PAYLOAD: usize = 65507;
+
+/// What a sender needs to know.
+#[derive(Debug, Clone, Copy)]
+pub struct SendCfg {
+    /// Stream id stamped into every header.
+    pub stream: u16,
+    /// Payload size per datagram / write.
+    pub size: usize,
+    /// Pacing in bits per second, 0 = unpaced.
+    pub rate_bps: u64,
+    /// Try UDP GSO.
+    pub gso: bool,
+    /// Stop sending at this CLOCK_MONOTONIC time.
+    pub until_ns: u64,
+}
+
+/// TCP_INFO of `sock` as bench figures.
+pub fn tcp_figures(sock: &Sock) -> Option<TcpFigures> {
+    sock.tcp_info().ok().map(|t| TcpFigures {
+        retransmits: t.total_retrans.into(),
+        rtt_us: t.rtt_us.into(),
+        rttvar_us: t.rttvar_us.into(),
+        cwnd: t.snd_cwnd.into(),
+        mss: t.snd_mss.into(),
+    })
+}
+
+/// Bytes allowed by `rate_bps` after `elapsed_ns` (u128: no overflow for any rate or time).
+fn allowance(rate_bps: u64, elapsed_ns: u64) -> u64 {
+    (rate_bps as u128 * elapsed_ns as u128 / 8_000_000_000) as u64
+}
+
+/// Waits until pacing allows more bytes, or `until_ns`; false when time is up.
+fn pace(cfg: &SendCfg, start: u64, sent: u64) -> bool {
+    loop {
+        let now = sys::monotonic_ns();
+        if now >= cfg.until_ns {
+            return false;
+        }
+        if cfg.rate_bps == 0 || allowance(cfg.rate_bps, now - start) > sent {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(50));
+    }
+}
+
+/// Sends UDP datagrams on a connected socket until `until_ns` or `abort`: each carries a
+/// [`Repr`] header with consecutive sequence numbers. Returns what was sent; only datagrams
+/// sendmmsg(2) accepted are counted.
+pub fn udp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
+    let size = cfg.size.clamp(HEADER_LEN, MAX_UDP_PAYLOAD);
+    let fd = sock.as_fd();
+    let mut segs = 1;
+    if cfg.gso && size * 2 <= MAX_UDP_PAYLOAD {
+        let want = (MAX_UDP_PAYLOAD / size).min(64);
+        if sys::set_udp_segment(fd, size as u16).is_ok() {
+            segs = want;
+        }
+    }
+    let mut msgs = MAX_BATCH;
+    if cfg.rate_bps > 0 {
+        // About a millisecond of data per call keeps pacing smooth.
+        let per_ms = (cfg.rate_bps / 8 / 1000) as usize / (size * segs);
+        msgs = per_ms.clamp(1, MAX_BATCH);
+    }
+    let mut buf = vec![0u8; msgs * segs * size];
+    let start = sys::monotonic_ns();
+    let (mut seq, mut bytes, mut error) = (0u64, 0u64, None);
+    while !abort.load(Ordering::Relaxed) && pace(&cfg, start, bytes) {
+        let now = sys::monotonic_ns();
+        let mut hdr = Repr {
+            stream: cfg.stream,
+            seq,
+            timestamp_ns: now,
+        };
+        for d in buf.chunks_exact_mut(size) {
+            // Cannot fail: every chunk is at least HEADER_LEN long (size was clamped).
+            let _ = hdr.emit(d);
+            hdr.seq += 1;
+        }
+        match sys::send_batch(fd, &buf, segs * size) {
+            Ok(n) => {
+                seq += (n * segs) as u64;
+                bytes += (n * segs * size) as u64;
+            }
+            Err(e) => match e.raw_os_error() {
+                Some(libc::ENOBUFS | libc::EAGAIN | libc::EINTR) => std::thread::yield_now(),
+                // The device cannot segment, or a segment exceeds the path MTU (IPv6 does not
+                // fragment GSO segments): fall back to one datagram per message.
+                Some(libc::EIO | libc::EINVAL | libc::EMSGSIZE) if segs > 1 => {
+                    let _ = sys::set_udp_segment(fd, 0);
+                    segs = 1;
+                    buf = vec![0u8; msgs * size];
+                }
+                _ => {
+                    error = Some(format!("sendmmsg: {e}"));
+                    break;
+                }
+            },
+        }
+    }
+    SentCount {
+        stream: cfg.stream,
+        packets: seq,
+        bytes,
+        tcp: None,
+        gso: Some(segs > 1),
+        error,
+    }
+}
+
+/// Writes `size`-byte blocks to a TCP socket until `until_ns` or `abort`, then reads TCP_INFO
+/// and half-closes (shutdown(2) SHUT_WR) so the receiver sees the end of the stream.
+pub fn tcp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
+    let buf = vec![0x5au8; cfg.size.max(1)];
+    let _ = sock
+        .socket()
+        .set_write_timeout(Some(std::time::Duration::from_millis(100)));
+    let start = sys::monotonic_ns();
+    let (mut writes, mut bytes, mut error) = (0u64, 0u64, None);
+    while !abort.load(Ordering::Relaxed) && pace(&cfg, start, bytes) {
+        match sock.send(&buf) {
+            Ok(n) => {
+                writes += 1;
+                bytes += n as u64;
+            }
+            Err(e) if matches!(e.errno(), Some(libc::EAGAIN | libc::EINTR)) => {}
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let tcp = tcp_figures(sock);
+    let _ = sock.shutdown(std::net::Shutdown::Write);
+    SentCount {
+        stream: cfg.stream,
+        packets: writes,
+        bytes,
+        tcp,
+        gso: None,
+        error,
+    }
+}
+
+/// A new latency histogram: 1 ns to 60 s at 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    // Cannot fail: the bounds are valid constants (low >= 1, high >= 2 * low, sigfig <= 5).
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Request/response: sends `size` bytes, waits for the whole echo, records the round trip,
+/// until `until_ns`. With `busy`, the socket is nonblocking and the wait spins. A UDP
+/// request whose echo does not come within the read timeout is counted as lost.
+pub fn rr(
+    sock: &Sock,
+    transport: Transport,
+    cfg: SendCfg,
+    busy: bool,
+    abort: &AtomicBool,
+) -> (SentCount, Histogram<u64>, u64) {
+    let mut hist = new_histogram();
+    let size = cfg.size.max(1);
+    let req = vec![0x42u8; size];
+    let mut resp = vec![0u8; size.max(HEADER_LEN)];
+    let _ = sock.set_nonblocking(busy);
+    let _ = sock.set_read_timeout(Some(std::time::Duration::from_millis(200)));
+    let (mut n, mut lost) = (0u64, 0u64);
+    while !abort.load(Ordering::Relaxed) {
+        let t = sys::monotonic_ns();
+        if t >= cfg.until_ns {
+            break;
+        }
+        if !send_all(sock, &req) {
+            break;
+        }
+        match recv_reply(sock, transport, &mut resp, busy, t + 200_000_000) {
+            Ok(true) => {
+                n += 1;
+                let _ = hist.record((sys::monotonic_ns() - t).max(1));
+            }
+            Ok(false) => lost += 1,
+            Err(_) => break,
+        }
+    }
+    if transport == Transport::Tcp {
+        let _ = sock.shutdown(std::net::Shutdown::Write);
+    }
+    let sent = SentCount {
+        stream: cfg.stream,
+        packets: n + lost,
+        bytes: (n + lost) * size as u64,
+        tcp: (transport == Transport::Tcp)
+            .then(|| tcp_figures(sock))
+            .flatten(),
+        gso: None,
+        error: None,
+    };
+    (sent, hist, lost)
+}
+
+/// Sends all of `buf` (retrying short writes and EAGAIN); false if the connection failed.
+pub fn send_all(sock: &Sock, mut buf: &[u8]) -> bool {
+    while !buf.is_empty() {
+        match sock.send(buf) {
+            Ok(k) => buf = &buf[k..],
+            Err(e) if matches!(e.errno(), Some(libc::EAGAIN | libc::EINTR)) => {
+                std::hint::spin_loop()
+            }
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Waits for one reply: a datagram (UDP) or `buf.len()` bytes (TCP). Ok(false) on timeout.
+fn recv_reply(
+    sock: &Sock,
+    transport: Transport,
+    buf: &mut [u8],
+    busy: bool,
+    give_up_ns: u64,
+) -> io::Result<bool> {
+    let want = match transport {
+        Transport::Udp => 1,
+        Transport::Tcp => buf.len(),
+    };
+    let mut got = 0;
+    while got < want {
+        match sock.recv(&mut buf[got..]) {
+            Ok(0) if transport == Transport::Tcp => {
+                return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+            }
+            Ok(k) => got += k,
+            Err(e) if matches!(e.errno(), Some(libc::EAGAIN | libc::EINTR)) => {
+                if !busy || sys::monotonic_ns() >= give_up_ns {
+                    if transport == Transport::Udp {
+                        return Ok(false);
+                    }
+                    if sys::monotonic_ns() >= give_up_ns {
+                        return Err(io::Error::from(io::ErrorKind::TimedOut));
+                    }
+                }
+                std::hint::spin_loop();
+            }
+            Err(e) => return Err(e.source),
+        }
+    }
+    Ok(true)
+}

@@ -1,0 +1,499 @@
+//! `socklab bench server|client|local`: flags → plain test parameters → runs → one report.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use socklab::bench::client::{self, ClientCfg};
+use socklab::bench::protocol::{Dir, TestKind, TestParams, Transport};
+use socklab::bench::report::{self, IntervalLine, Meta};
+use socklab::bench::server::{Server, ServerCfg};
+use socklab::bench::{BenchError, TestOutcome, plot};
+use socklab::units;
+
+use super::common::{FamilyArgs, SockArgs, TcpArgs};
+
+/// Benchmark TCP and UDP side by side: throughput, packet rate, loss, latency.
+#[derive(Subcommand, Debug)]
+pub(crate) enum BenchCommand {
+    /// Serve bench clients (several at once, one thread per stream).
+    Server(ServerArgs),
+    /// Run tests against a `bench server`.
+    Client(ClientArgs),
+    /// Run both sides on loopback in this process.
+    Local(LocalArgs),
+}
+
+/// `bench server` flags.
+#[derive(Args, Debug)]
+pub(crate) struct ServerArgs {
+    /// Control address to listen on (default 0.0.0.0:5301, or [::]:5301 with -6).
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<String>,
+    /// Tests run at once; further clients are told "busy, retry".
+    #[arg(long, value_name = "N", default_value = "4", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    max_tests: u32,
+    /// Require clients to prove this shared token (HMAC-SHA-256 over a nonce; never sent).
+    #[arg(long, value_name = "T")]
+    token: Option<String>,
+    /// Longest test accepted.
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_dur)]
+    max_duration: Duration,
+    /// Highest per-stream rate accepted (bits/s, 100M, 1G); clients must then pace with -b.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    max_rate: Option<u64>,
+    /// Drop control peers silent this long before their test starts.
+    #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_dur)]
+    idle_timeout: Duration,
+    /// Exit after serving N clients (default: serve until killed).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
+    /// Pin stream threads to these CPUs, round-robin (0,1 or 0-3).
+    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
+    cpu: Option<CpuList>,
+    #[command(flatten)]
+    family: FamilyArgs,
+}
+
+/// `bench client` flags.
+#[derive(Args, Debug)]
+pub(crate) struct ClientArgs {
+    /// The server: HOST:PORT (default port 5301 when only HOST is given).
+    addr: String,
+    /// Shared token the server requires.
+    #[arg(long, value_name = "T")]
+    token: Option<String>,
+    #[command(flatten)]
+    test: TestArgs,
+}
+
+/// `bench local` flags.
+#[derive(Args, Debug)]
+pub(crate) struct LocalArgs {
+    #[command(flatten)]
+    test: TestArgs,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum TestArg {
+    /// Throughput: TCP stream, UDP at full rate or -b.
+    Stream,
+    /// Small-message packet rate.
+    Rate,
+    /// Request/response latency.
+    Rr,
+    /// The same sizes over TCP and UDP, side by side.
+    Compare,
+}
+
+/// What to run and how to report it.
+#[derive(Args, Debug)]
+pub(crate) struct TestArgs {
+    /// Test kind.
+    #[arg(long, value_enum, default_value = "compare")]
+    test: TestArg,
+    /// TCP only.
+    #[arg(long, conflicts_with = "udp")]
+    tcp: bool,
+    /// UDP only.
+    #[arg(short = 'u', long)]
+    udp: bool,
+    /// Payload/write size, or a list: 64,1472,8972 (default 1472; 64 for rate and rr).
+    #[arg(short = 'l', long = "len", value_name = "SIZE[,SIZE…]", value_parser = parse_size, value_delimiter = ',')]
+    len: Vec<usize>,
+    /// Duration of each test.
+    #[arg(short = 't', long = "time", value_name = "DUR", default_value = "2s", value_parser = parse_dur)]
+    time: Duration,
+    /// Parallel streams per direction (one thread each).
+    #[arg(short = 'P', long, value_name = "N", default_value = "1", value_parser = clap::value_parser!(u16).range(1..=64))]
+    parallel: u16,
+    /// Reverse: the server sends, the client receives.
+    #[arg(short = 'R', long, conflicts_with = "bidir")]
+    reverse: bool,
+    /// Both directions at once.
+    #[arg(long)]
+    bidir: bool,
+    /// Pace each stream at RATE bits/s (100M, 1G); default unpaced.
+    #[arg(short = 'b', long, value_name = "RATE", value_parser = parse_rate)]
+    bitrate: Option<u64>,
+    /// Report every DUR per stream (receiver side).
+    #[arg(short = 'i', long, value_name = "DUR", value_parser = parse_dur)]
+    interval: Option<Duration>,
+    /// Pin stream threads to these CPUs, round-robin (0,1 or 0-3).
+    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
+    cpu: Option<CpuList>,
+    /// SO_BUSY_POLL and spinning receive, for latency.
+    #[arg(long)]
+    busy_poll: bool,
+    /// Do not use UDP GSO (UDP_SEGMENT) on the sender.
+    #[arg(long)]
+    no_gso: bool,
+    /// Do not use UDP GRO on the receiver.
+    #[arg(long)]
+    no_gro: bool,
+    #[command(flatten)]
+    sock: SockArgs,
+    #[command(flatten)]
+    tcp_opts: TcpArgs,
+    #[command(flatten)]
+    family: FamilyArgs,
+    /// One JSON document: meta, results (units in field names), summary.
+    #[arg(long, group = "format")]
+    json: bool,
+    /// JSON lines: start, interval, end events.
+    #[arg(long, group = "format")]
+    json_stream: bool,
+    /// CSV, one line per test and direction.
+    #[arg(long, group = "format")]
+    csv: bool,
+    /// A Markdown table.
+    #[arg(long, group = "format")]
+    markdown: bool,
+    /// Also write an SVG plot (throughput over time, latency CDF) to FILE.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<std::path::PathBuf>,
+}
+
+/// Runs a bench subcommand.
+pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BenchCommand::Server(a) => serve(a),
+        BenchCommand::Client(a) => {
+            let plan = Plan::from_args(&a.test)?;
+            let server = resolve_server(&a.addr, &a.test.family)?;
+            let cfg = ClientCfg {
+                server,
+                token: a.token.clone(),
+                cpus: a.test.cpu.clone().map(|c| c.0).unwrap_or_default(),
+                timeout: Duration::from_secs(5),
+            };
+            execute(&plan, &a.test, &cfg, server.to_string())
+        }
+        BenchCommand::Local(a) => {
+            let plan = Plan::from_args(&a.test)?;
+            let ip = if matches!(a.test.family.family(), socklab::addr::Family::V6) {
+                "[::1]:0"
+            } else {
+                "127.0.0.1:0"
+            };
+            let cpus = a.test.cpu.clone().map(|c| c.0).unwrap_or_default();
+            let server = Server::bind(ServerCfg {
+                bind: ip.parse().context("loopback address")?,
+                max_tests: 1024,
+                max_duration: Duration::from_secs(24 * 3600),
+                cpus: cpus.clone(),
+                ..ServerCfg::default()
+            })
+            .context("bench local: cannot bind the loopback server")?;
+            let addr = server.local_addr()?;
+            std::thread::Builder::new()
+                .name("bench-server".into())
+                .spawn(move || server.serve(None, Arc::new(|_| {})))?;
+            let cfg = ClientCfg {
+                server: addr,
+                token: None,
+                cpus,
+                timeout: Duration::from_secs(5),
+            };
+            execute(&plan, &a.test, &cfg, "local".into())
+        }
+    }
+}
+
+fn resolve_server(text: &str, family: &FamilyArgs) -> anyhow::Result<SocketAddr> {
+    match family.resolve(text) {
+        Ok(a) => Ok(a),
+        Err(_) if !text.contains(':') || (text.starts_with('[') && text.ends_with(']')) => {
+            family.resolve(&format!("{text}:5301"))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn serve(a: ServerArgs) -> anyhow::Result<ExitCode> {
+    let default = match a.family.family() {
+        socklab::addr::Family::V6 => "[::]:5301",
+        _ => "0.0.0.0:5301",
+    };
+    let bind = a.family.resolve(a.bind.as_deref().unwrap_or(default))?;
+    let server = Server::bind(ServerCfg {
+        bind,
+        max_tests: a.max_tests as usize,
+        token: a.token,
+        max_duration: a.max_duration,
+        max_rate_bps: a.max_rate.unwrap_or(0),
+        idle_timeout: a.idle_timeout,
+        cpus: a.cpu.map(|c| c.0).unwrap_or_default(),
+    })
+    .with_context(|| format!("bench server: bind {bind}"))?;
+    eprintln!(
+        "socklab: bench server listening on {}",
+        server.local_addr()?
+    );
+    server.serve(a.count, Arc::new(|line| eprintln!("socklab: {line}")))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The tests a command line asks for, validated before any socket is opened.
+struct Plan {
+    tests: Vec<TestParams>,
+    params_json: serde_json::Value,
+}
+
+impl Plan {
+    fn from_args(a: &TestArgs) -> anyhow::Result<Self> {
+        let o = a.sock.opts(Some(&a.tcp_opts), None);
+        if o.reuse_address
+            || o.reuse_port
+            || o.device.is_some()
+            || o.ttl.is_some()
+            || o.tos.is_some()
+            || o.linger.is_some()
+            || o.only_v6.is_some()
+        {
+            bail!(
+                "bench applies --rcvbuf, --sndbuf and --nodelay to its data sockets; the other socket options are for the tcp/udp endpoints"
+            );
+        }
+        let kind = match a.test {
+            TestArg::Stream | TestArg::Compare => TestKind::Stream,
+            TestArg::Rate => TestKind::Rate,
+            TestArg::Rr => TestKind::Rr,
+        };
+        let sizes = if a.len.is_empty() {
+            vec![if matches!(kind, TestKind::Rate | TestKind::Rr) {
+                64
+            } else {
+                1472
+            }]
+        } else {
+            a.len.clone()
+        };
+        let transports = match (a.tcp, a.udp) {
+            (true, _) => vec![Transport::Tcp],
+            (_, true) => vec![Transport::Udp],
+            _ => vec![Transport::Tcp, Transport::Udp],
+        };
+        let dirs = if a.bidir {
+            vec![Dir::Up, Dir::Down]
+        } else if a.reverse {
+            vec![Dir::Down]
+        } else {
+            vec![Dir::Up]
+        };
+        let mut tests = Vec::new();
+        for &size in &sizes {
+            for &t in &transports {
+                if t == Transport::Udp
+                    && !(socklab::bench::wire::HEADER_LEN..=socklab::bench::sender::MAX_UDP_PAYLOAD)
+                        .contains(&size)
+                {
+                    bail!(
+                        "UDP size {size} outside {}..={} bytes (the data header needs {} bytes)",
+                        socklab::bench::wire::HEADER_LEN,
+                        socklab::bench::sender::MAX_UDP_PAYLOAD,
+                        socklab::bench::wire::HEADER_LEN
+                    );
+                }
+                tests.push(TestParams {
+                    kind,
+                    transport: t,
+                    size,
+                    duration_ms: a.time.as_millis().max(1) as u64,
+                    parallel: a.parallel,
+                    dirs: dirs.clone(),
+                    rate_bps: a.bitrate.unwrap_or(0),
+                    interval_ms: a.interval.map_or(0, |d| d.as_millis() as u64),
+                    gso: !a.no_gso,
+                    gro: !a.no_gro,
+                    busy_poll: a.busy_poll,
+                    rcvbuf: o.recv_buffer,
+                    sndbuf: o.send_buffer,
+                    nodelay: o.nodelay,
+                });
+            }
+        }
+        let params_json = serde_json::json!({
+            "test": a.test, "sizes_bytes": sizes, "duration_ms": a.time.as_millis() as u64,
+            "parallel": a.parallel, "reverse": a.reverse, "bidir": a.bidir,
+            "rate_bits_per_second": a.bitrate, "interval_ms": a.interval.map(|d| d.as_millis() as u64),
+            "cpus": a.cpu.as_ref().map(|c| &c.0), "busy_poll": a.busy_poll, "gso": !a.no_gso, "gro": !a.no_gro,
+            "rcvbuf_bytes": o.recv_buffer, "sndbuf_bytes": o.send_buffer, "nodelay": o.nodelay,
+            "transports": transports,
+        });
+        Ok(Self { tests, params_json })
+    }
+}
+
+fn emit(line: serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow::Result<ExitCode> {
+    let meta = Meta::new(target, plan.params_json.clone());
+    if a.json_stream {
+        emit(serde_json::json!({"type": "start", "data": meta}));
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(plan.tests.len() as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    let text_intervals = !(a.json || a.json_stream || a.csv || a.markdown);
+    let mut outcomes: Vec<TestOutcome> = Vec::new();
+    for p in &plan.tests {
+        bar.set_message(format!("{:?} {:?} {} B", p.kind, p.transport, p.size));
+        let mut on_sample = |dir: Dir, s: &socklab::bench::protocol::IntervalSample| {
+            let line = IntervalLine::new(p, dir, s);
+            if a.json_stream {
+                emit(serde_json::json!({"type": "interval", "data": line}));
+            } else if text_intervals {
+                bar.suspend(|| println!("{}", line.text()));
+            }
+        };
+        match client::run_test(cfg, p, &mut on_sample) {
+            Ok(o) => outcomes.push(o),
+            Err(e) => {
+                bar.finish_and_clear();
+                let refused = matches!(e, BenchError::Refused { .. });
+                let e = anyhow::Error::new(e);
+                return Err(if refused || outcomes.is_empty() {
+                    e
+                } else {
+                    super::failure(e)
+                });
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let rows: Vec<report::Row> = outcomes.iter().flat_map(report::rows).collect();
+    let summary = report::summary(&rows);
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let doc = serde_json::json!({"meta": meta, "results": rows, "summary": summary});
+        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+    } else if a.json_stream {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"type": "end", "data": {"results": rows, "summary": summary}})
+        )?;
+    } else if a.csv {
+        write!(out, "{}", report::csv(&rows))?;
+    } else if a.markdown {
+        write!(out, "{}", report::markdown(&rows))?;
+        if !summary.is_empty() {
+            writeln!(out, "{summary}")?;
+        }
+    } else {
+        write!(out, "{}", report::table(&rows))?;
+        if !summary.is_empty() {
+            writeln!(out, "{summary}")?;
+        }
+    }
+    if let Some(path) = &a.svg {
+        std::fs::write(path, plot::svg(&outcomes))
+            .with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_dur(s: &str) -> Result<Duration, String> {
+    let d = units::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() || d > Duration::from_secs(24 * 3600) {
+        return Err("duration must be above zero and at most 24h".into());
+    }
+    Ok(d)
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let n = units::parse_size(s).map_err(|e| e.to_string())?;
+    if n == 0 || n > 16 << 20 {
+        return Err(format!("size {n} out of range (1 to 16M)"));
+    }
+    Ok(n as usize)
+}
+
+/// Bits per second with decimal suffixes k, M, G (as iperf3's -b).
+fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, suf) = t.split_at(split);
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid rate '{s}' (examples: 100M, 1G, 500k)"))?;
+    let mul = match suf {
+        "" => 1e0,
+        "k" | "K" => 1e3,
+        "m" | "M" => 1e6,
+        "g" | "G" => 1e9,
+        _ => return Err(format!("invalid rate '{s}' (examples: 100M, 1G, 500k)")),
+    };
+    let r = v * mul;
+    if !(1.0..=1e12).contains(&r) {
+        return Err(format!("rate '{s}' out of range (1 bit/s to 1T)"));
+    }
+    Ok(r as u64)
+}
+
+/// A CPU list for `--cpu` (a newtype, so clap takes it as one value).
+#[derive(Debug, Clone)]
+struct CpuList(Vec<usize>);
+
+/// `0,1` or `0-3` or `0,2-3`, each below the machine's CPU count.
+fn parse_cpus(s: &str) -> Result<CpuList, String> {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut v = Vec::new();
+    for part in s.split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b): (usize, usize) = (
+            a.trim()
+                .parse()
+                .map_err(|_| format!("invalid CPU list '{s}' (examples: 0,1 or 0-3)"))?,
+            b.trim()
+                .parse()
+                .map_err(|_| format!("invalid CPU list '{s}' (examples: 0,1 or 0-3)"))?,
+        );
+        if a > b || b >= n {
+            return Err(format!(
+                "CPU range {part} invalid on this machine with {n} CPUs"
+            ));
+        }
+        v.extend(a..=b);
+    }
+    Ok(CpuList(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("100M"), Ok(100_000_000));
+        assert_eq!(parse_rate("1.5G"), Ok(1_500_000_000));
+        assert_eq!(parse_rate("500k"), Ok(500_000));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("10X").is_err());
+        assert!(parse_rate("9999T").is_err());
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpus("0").map(|c| c.0), Ok(vec![0]));
+        assert!(parse_cpus("1-0").is_err());
+        assert!(parse_cpus("x").is_err());
+        assert!(parse_cpus("100000").is_err());
+        assert!(parse_cpus("0,").is_err());
+    }
+}

@@ -1,0 +1,521 @@
+//! `socklab bench` end to end: the real binary, a server in one network namespace and clients
+//! in another, joined by a veth pair (198.51.100.0/24, 2001:db8::/64). nftables inside the
+//! receiver's namespace drops a random share of packets, and its counter is the ground truth
+//! for the loss socklab reports. Needs root (and `nft` for the loss tests); skips otherwise.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use socklab::netns::{self, Netns};
+
+const BIN: &str = env!("CARGO_BIN_EXE_socklab");
+
+/// Two namespaces joined by veth, or None (with the reason printed) without root.
+fn pair(tag: &str) -> Option<(Netns, Netns)> {
+    if !netns::have_net_admin() {
+        eprintln!("skipped: needs root to create network namespaces");
+        return None;
+    }
+    let a = Netns::create(&format!("{tag}-a")).expect("namespace a");
+    let b = Netns::create(&format!("{tag}-b")).expect("namespace b");
+    netns::veth(
+        &a,
+        "veth-a",
+        "198.51.100.1/24",
+        &b,
+        "veth-b",
+        "198.51.100.2/24",
+    )
+    .expect("veth");
+    a.ip(&["addr", "add", "2001:db8::1/64", "dev", "veth-a", "nodad"])
+        .expect("v6 a");
+    b.ip(&["addr", "add", "2001:db8::2/64", "dev", "veth-b", "nodad"])
+        .expect("v6 b");
+    Some((a, b))
+}
+
+fn have_nft() -> bool {
+    let ok = Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipped: nft (nftables) is not installed");
+    }
+    ok
+}
+
+/// A `bench server` running inside a namespace; killed on drop.
+struct ServerProc {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `socklab bench server --bind BIND:0 ARGS` in `ns` and waits for its "listening on"
+/// line (the readiness signal), which names the port.
+fn server(ns: &Netns, bind_ip: &str, args: &[&str]) -> ServerProc {
+    let bind = if bind_ip.contains(':') {
+        format!("[{bind_ip}]:0")
+    } else {
+        format!("{bind_ip}:0")
+    };
+    let mut child = ns
+        .command(BIN)
+        .args(["bench", "server", "--bind", &bind, "--idle-timeout", "3s"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn server");
+    let stderr = child.stderr.take().expect("stderr piped");
+    let mut lines = BufReader::new(stderr).lines();
+    let first = lines
+        .next()
+        .expect("server said something")
+        .expect("read stderr");
+    let addr = first
+        .rsplit_once("listening on ")
+        .map(|(_, a)| a.trim().to_string())
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"));
+    // Keep draining the server's log so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    ServerProc { child, addr }
+}
+
+/// Runs `socklab bench client ADDR ARGS` in `ns`, bounded by a timeout.
+fn client(ns: &Netns, addr: &str, args: &[&str]) -> Output {
+    let mut child = ns
+        .command(BIN)
+        .args(["bench", "client", addr])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn client");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!("client hung: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "client failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON document")
+}
+
+fn u(v: &serde_json::Value, k: &str) -> u64 {
+    v[k].as_u64()
+        .unwrap_or_else(|| panic!("{k} missing in {v}"))
+}
+
+/// The packet count of the first nft counter in `ns`'s table `t`.
+fn nft_packets(ns: &Netns) -> u64 {
+    let out = ns
+        .command("nft")
+        .args(["list", "table", "inet", "t"])
+        .output()
+        .expect("nft list");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let after = text.split("counter packets ").nth(1).expect("a counter");
+    after
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("packet count")
+}
+
+fn nft(ns: &Netns, rule: &str) {
+    for cmd in [
+        "add table inet t".to_string(),
+        "add chain inet t in { type filter hook input priority 0; }".to_string(),
+        format!("add rule inet t in {rule}"),
+    ] {
+        let out = ns
+            .command("nft")
+            .args(cmd.split(' '))
+            .output()
+            .expect("nft");
+        assert!(
+            out.status.success(),
+            "nft {cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn udp_loss_equals_the_nftables_drop_count() {
+    let Some((a, b)) = pair("bloss") else { return };
+    if !have_nft() {
+        return;
+    }
+    // Control is TCP, so only the data datagrams can be dropped.
+    nft(
+        &b,
+        "meta l4proto udp numgen random mod 100 < 10 counter drop",
+    );
+    let srv = server(&b, "198.51.100.2", &["--count", "1"]);
+    // No GSO: nftables must see (and count) each datagram, not one super-packet per batch.
+    let out = client(
+        &a,
+        &srv.addr,
+        &["-u", "-t", "0.5", "-b", "20M", "--no-gso", "--json"],
+    );
+    let doc = json(&out);
+    let r = &doc["results"][0];
+    let dropped = nft_packets(&b);
+    assert!(dropped > 0, "nftables dropped something at 10 %");
+    assert_eq!(
+        u(r, "lost"),
+        dropped,
+        "socklab's loss is nftables' drop count: {r}"
+    );
+    assert_eq!(u(r, "packets") + u(r, "lost"), u(r, "sent_packets"));
+    assert_eq!(u(r, "duplicates"), 0);
+    assert_eq!(
+        r["rcvbuf_errors"].as_u64(),
+        Some(0),
+        "no kernel drops muddle the count"
+    );
+}
+
+#[test]
+fn tcp_delivers_every_byte_through_loss_with_retransmits() {
+    let Some((a, b)) = pair("btcp") else { return };
+    if !have_nft() {
+        return;
+    }
+    let srv = server(&b, "198.51.100.2", &["--count", "1"]);
+    let port = srv
+        .addr
+        .rsplit_once(':')
+        .map(|(_, p)| p.to_string())
+        .expect("port");
+    // Drop data segments only (not the control connection).
+    nft(
+        &b,
+        &format!("tcp dport != {port} numgen random mod 100 < 3 counter drop"),
+    );
+    let out = client(
+        &a,
+        &srv.addr,
+        &["--tcp", "-t", "0.5", "-b", "50M", "--json"],
+    );
+    let doc = json(&out);
+    let r = &doc["results"][0];
+    assert!(nft_packets(&b) > 0, "nftables dropped segments");
+    assert!(u(r, "bytes") > 0);
+    assert_eq!(
+        u(r, "bytes"),
+        u(r, "sent_bytes"),
+        "every byte sent arrived: {r}"
+    );
+    assert!(
+        u(r, "retransmits") > 0,
+        "losses were repaired by retransmission: {r}"
+    );
+}
+
+#[test]
+fn client_and_server_over_ipv4_and_ipv6_with_and_without_token() {
+    let Some((a, b)) = pair("bfam") else { return };
+    for ip in ["198.51.100.2", "2001:db8::2"] {
+        let open = server(&b, ip, &["--count", "1"]);
+        let doc = json(&client(
+            &a,
+            &open.addr,
+            &["-u", "-t", "0.2", "-b", "10M", "--json"],
+        ));
+        let r = &doc["results"][0];
+        assert!(u(r, "packets") > 0, "{ip}: {r}");
+        assert_eq!(
+            u(r, "lost"),
+            0,
+            "a clean veth loses nothing at 10 Mbit/s: {r}"
+        );
+
+        let locked = server(&b, ip, &["--count", "3", "--token", "s3cret"]);
+        let doc = json(&client(
+            &a,
+            &locked.addr,
+            &["--tcp", "-t", "0.2", "--token", "s3cret", "--json"],
+        ));
+        assert!(u(&doc["results"][0], "bytes") > 0);
+        for bad in [&["--token", "wrong"][..], &[][..]] {
+            let out = client(
+                &a,
+                &locked.addr,
+                &[&["--tcp", "-t", "0.2", "--json"][..], bad].concat(),
+            );
+            assert!(!out.status.success());
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("token"), "clear error: {err}");
+            assert_eq!(err.lines().count(), 1, "one line: {err}");
+            assert!(
+                out.stdout.is_empty(),
+                "nothing ran: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
+}
+
+#[test]
+fn two_clients_at_once_get_separate_results_and_a_third_is_told_busy() {
+    let Some((a, b)) = pair("btwo") else { return };
+    let srv = server(&b, "198.51.100.2", &["--max-tests", "2"]);
+    let addr = srv.addr.clone();
+    let runs: Vec<_> = ["8M", "16M"]
+        .into_iter()
+        .map(|rate| {
+            let ns_name = a.name().to_string();
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                Command::new("ip")
+                    .args(["netns", "exec", &ns_name, BIN, "bench", "client", &addr])
+                    .args(["-u", "-t", "0.6", "-b", rate, "--json"])
+                    .output()
+                    .expect("client")
+            })
+        })
+        .collect();
+    let docs: Vec<_> = runs
+        .into_iter()
+        .map(|h| json(&h.join().expect("thread")))
+        .collect();
+    let sent: Vec<u64> = docs
+        .iter()
+        .map(|d| u(&d["results"][0], "sent_packets"))
+        .collect();
+    for d in &docs {
+        let r = &d["results"][0];
+        assert_eq!(
+            u(r, "packets"),
+            u(r, "sent_packets"),
+            "each client sees exactly its own datagrams: {r}"
+        );
+        assert_eq!(u(r, "lost"), 0);
+    }
+    assert!(
+        sent[1] > sent[0],
+        "the 16M client sent more than the 8M one: {sent:?}"
+    );
+
+    // Occupy one slot with a silent control connection, and another with one more.
+    let hold = |n: usize| -> Vec<std::net::TcpStream> {
+        (0..n)
+            .map(|_| {
+                let addr = addr.clone();
+                a.run(move || {
+                    let s = std::net::TcpStream::connect(&addr).expect("connect");
+                    s.set_read_timeout(Some(Duration::from_secs(5)))
+                        .expect("timeout");
+                    let mut r = &s;
+                    socklab::bench::protocol::read_message(&mut r)
+                        .expect("hello: the slot is taken");
+                    s
+                })
+                .expect("in namespace")
+            })
+            .collect()
+    };
+    let held = hold(2);
+    let out = client(&a, &addr, &["-u", "-t", "0.2", "--json"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("busy"), "told busy: {err}");
+    // A client that vanishes frees its slot at once: the next test runs (bounded retries,
+    // since the server notices the close on its own thread).
+    drop(held);
+    let mut ok = false;
+    for _ in 0..50 {
+        let out = client(&a, &addr, &["-u", "-t", "0.1", "--json"]);
+        if out.status.success() {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(ok, "the slots came free");
+}
+
+/// Runs `socklab bench ARGS` on loopback (no root needed), bounded by `timeout`.
+fn local(args: &[&str]) -> Output {
+    let mut child = Command::new("timeout")
+        .args(["30", BIN, "bench", "local"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let _ = child.stdin.take();
+    child.wait_with_output().expect("output")
+}
+
+#[test]
+fn local_rr_pinned_json_stream_and_svg() {
+    let svg = std::env::temp_dir().join(format!("socklab-bench-{}.svg", std::process::id()));
+    let svg_s = svg.to_string_lossy().to_string();
+    let out = local(&[
+        "--test",
+        "rr",
+        "-u",
+        "-t",
+        "0.2",
+        "--cpu",
+        "0",
+        "--json-stream",
+        "--svg",
+        &svg_s,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(
+        lines.first().map(|l| l["type"].clone()),
+        Some("start".into())
+    );
+    assert_eq!(
+        lines[0]["data"]["cpu_count"].as_u64().map(|n| n > 0),
+        Some(true)
+    );
+    let end = lines.last().expect("end line");
+    assert_eq!(end["type"], "end");
+    let lat = &end["data"]["results"][0]["latency"];
+    assert!(u(lat, "count") > 0, "round trips measured: {lat}");
+    assert!(u(lat, "p50_ns") <= u(lat, "p99_ns") && u(lat, "p99_ns") <= u(lat, "max_ns"));
+    let text = std::fs::read_to_string(&svg).expect("svg written");
+    let _ = std::fs::remove_file(&svg);
+    assert!(
+        text.starts_with("<svg") && text.contains("<polyline"),
+        "a plotted CDF"
+    );
+}
+
+#[test]
+fn local_compare_intervals_and_bad_input() {
+    let out = local(&[
+        "-t", "0.3", "-i", "100ms", "-l", "64,1472", "-b", "50M", "--json",
+    ]);
+    let doc = json(&out);
+    let rows = doc["results"].as_array().expect("rows");
+    assert_eq!(rows.len(), 4, "TCP and UDP for each of two sizes");
+    assert!(
+        doc["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("UDP 64 B") && s.contains("UDP 1472 B"))
+    );
+    for bad in [
+        &["-l", "10", "-u"][..],
+        &["--cpu", "99"][..],
+        &["-b", "fast"][..],
+        &["-t", "0"][..],
+        &["--test", "nope"][..],
+    ] {
+        let out = local(bad);
+        assert_eq!(out.status.code(), Some(2), "usage error for {bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "one line for {bad:?}: {err}");
+        assert!(!err.contains("panicked"));
+    }
+}
+
+#[test]
+fn a_client_vanishing_mid_test_frees_its_slot() {
+    let Some((a, b)) = pair("bgone") else { return };
+    let srv = server(&b, "198.51.100.2", &["--max-tests", "1"]);
+    let mut first = a
+        .command(BIN)
+        .args([
+            "bench", "client", &srv.addr, "-u", "-t", "20", "-b", "5M", "-i", "100ms",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn client");
+    // The first interval line says the test is running (and holds the only slot).
+    let stdout = first.stdout.take().expect("piped");
+    let line = BufReader::new(stdout)
+        .lines()
+        .next()
+        .expect("an interval line")
+        .expect("read");
+    assert!(line.contains("UDP"), "interval line: {line}");
+    let out = client(&a, &srv.addr, &["-u", "-t", "0.1", "--json"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("busy"),
+        "the slot is taken"
+    );
+    first.kill().expect("kill the first client");
+    let _ = first.wait();
+    // Ten short tries take a few seconds, far less than the 20 s the first test asked for:
+    // passing means the slot came free when the client vanished, not when its test would end.
+    let ok = (0..10).any(|_| {
+        let out = client(&a, &srv.addr, &["-u", "-t", "0.1", "--json"]);
+        out.status.success() || {
+            std::thread::sleep(Duration::from_millis(50));
+            false
+        }
+    });
+    assert!(ok, "the vanished client's slot came free");
+}
+
+#[test]
+fn reverse_and_bidirectional_between_namespaces() {
+    let Some((a, b)) = pair("bdir") else { return };
+    let srv = server(&b, "198.51.100.2", &["--count", "2"]);
+    // -R: the server sends, the client (in the other namespace) counts.
+    let doc = json(&client(
+        &a,
+        &srv.addr,
+        &["-u", "-R", "-P", "2", "-t", "0.3", "-b", "10M", "--json"],
+    ));
+    let r = &doc["results"][0];
+    assert_eq!(r["dir"], "down");
+    assert_eq!(u(r, "streams"), 2);
+    assert!(u(r, "packets") > 0);
+    assert_eq!(u(r, "packets") + u(r, "lost"), u(r, "sent_packets"), "{r}");
+    // --bidir over TCP: one row per direction, every byte of each arrived.
+    let doc = json(&client(
+        &a,
+        &srv.addr,
+        &["--tcp", "--bidir", "-t", "0.3", "-b", "50M", "--json"],
+    ));
+    let rows = doc["results"].as_array().expect("rows");
+    let dirs: Vec<_> = rows
+        .iter()
+        .map(|r| r["dir"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(dirs, ["up", "down"]);
+    for r in rows {
+        assert!(u(r, "bytes") > 0);
+        assert_eq!(u(r, "bytes"), u(r, "sent_bytes"), "{r}");
+    }
+}
