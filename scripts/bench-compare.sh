@@ -13,7 +13,7 @@ REPS=${REPS:-3}
 T=${T:-2}
 cd "$(dirname "$0")/.."
 SOCKLAB=${SOCKLAB:-target/release/socklab}
-cargo build --release --quiet
+[ -x "$SOCKLAB" ] || cargo build --release --quiet
 LO=127.0.0.1
 P_IPERF=15201 P_SOCKPERF=15202 P_XFR=15203
 PIDS=()
@@ -87,7 +87,6 @@ for rep in $(seq "$REPS"); do
     # --- TCP one stream, 128 KiB and 1 MiB writes
     for w in 128K 1M; do
         add "tcp$w" socklab "$(sl --tcp -l $w | slq bits_per_second)"
-        add "tcp$w" socklab-copy "$(sl --tcp -l $w --copy | slq bits_per_second)"
         add "tcp$w" iperf3 "$(run iperf3 -c $LO -p $P_IPERF -l $w -t "$T" -J | jq -r '.end.sum_received.bits_per_second')"
         if need xfr; then
             # xfr's -l stops at 65507 bytes (a UDP size): its TCP runs use its own write size.
@@ -135,7 +134,6 @@ row "UDP 64 B rate vs sockperf tp" "$(m udp64 socklab | xargs printf '%.0f') msg
 row "UDP 64 B rate, no GSO/GRO" "$(m udp64 socklab_nogso | xargs printf '%.0f') msg/s" "$(m udp64 sockperf) msg/s" "$(ratio "$(m udp64 socklab_nogso)" "$(m udp64 sockperf)")" ">= 2x"
 for w in 128K 1M; do
     row "TCP $w writes vs iperf3" "$(gbps "$(m tcp$w socklab)")" "$(gbps "$(m tcp$w iperf3)")" "$(ratio "$(m tcp$w socklab)" "$(m tcp$w iperf3)")" ">= 1.1x"
-    row "TCP $w, socklab --copy (read(2) like iperf3) vs iperf3" "$(gbps "$(m tcp$w socklab-copy)")" "$(gbps "$(m tcp$w iperf3)")" "$(ratio "$(m tcp$w socklab-copy)" "$(m tcp$w iperf3)")" "(shown)"
     row "TCP $w writes vs xfr (xfr default -l)" "$(gbps "$(m tcp$w socklab)")" "$(gbps "$(m tcp$w xfr)")" "$(ratio "$(m tcp$w socklab)" "$(m tcp$w xfr)")" ">= 1x"
 done
 for variant in unpinned onecpu busypoll; do

@@ -114,10 +114,6 @@ pub struct TestParams {
     pub gro: bool,
     /// Spin on receive (SO_BUSY_POLL and nonblocking polling).
     pub busy_poll: bool,
-    /// The TCP receiver copies the stream into user memory (read(2), as iperf3 does) instead
-    /// of letting the kernel discard it (recv(2) with MSG_TRUNC).
-    #[serde(default)]
-    pub copy: bool,
     /// SO_RCVBUF for data sockets, bytes.
     pub rcvbuf: Option<usize>,
     /// SO_SNDBUF for data sockets, bytes.

@@ -64,8 +64,6 @@ pub struct RecvCfg {
     pub gro: bool,
     /// Spin (MSG_DONTWAIT) instead of blocking.
     pub busy: bool,
-    /// TCP: copy the stream into user memory instead of discarding it in the kernel.
-    pub copy: bool,
     /// Test start, CLOCK_MONOTONIC ns, for interval boundaries.
     pub t0_ns: u64,
     /// Interval length, 0 = no interval samples.
@@ -216,10 +214,7 @@ pub fn tcp<T>(
     wrap: fn(IntervalSample) -> T,
 ) -> StreamResult {
     let _ = sock.set_read_timeout(Some(Duration::from_millis(20)));
-    let len = cfg.size.clamp(1 << 20, 4 << 20);
-    // One of the two is used: the copy buffer, or the length-only buffer for MSG_TRUNC.
-    let mut buf = vec![0u8; if cfg.copy { len } else { 0 }];
-    let mut sink = vec![std::mem::MaybeUninit::<u8>::uninit(); if cfg.copy { 0 } else { len }];
+    let mut buf = vec![0u8; cfg.size.clamp(1 << 20, 4 << 20)];
     let mut tick = Ticker::new(cfg, out, wrap);
     let (mut bytes, mut reads, mut first, mut last) = (0u64, 0u64, 0u64, 0u64);
     loop {
@@ -227,12 +222,7 @@ pub fn tcp<T>(
         if ctl.done(now) {
             break;
         }
-        let got = if cfg.copy {
-            sock.recv(&mut buf)
-        } else {
-            sock.recv_discard(&mut sink)
-        };
-        match got {
+        match sock.recv(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
                 let now = sys::monotonic_ns();

@@ -137,7 +137,6 @@ pub fn run(
                         size: p.size,
                         gro: p.gro,
                         busy: p.busy_poll,
-                        copy: p.copy,
                         t0_ns: t0,
                         interval_ns: p.interval_ms * 1_000_000,
                     };

@@ -130,10 +130,6 @@ pub(crate) struct TestArgs {
     /// SO_BUSY_POLL and spinning receive, for latency.
     #[arg(long)]
     busy_poll: bool,
-    /// TCP receiver: copy the stream into user memory with read(2), as iperf3 does. By default
-    /// the kernel discards it (recv(2) with MSG_TRUNC, tcp(7)), so the sink costs no copy.
-    #[arg(long)]
-    copy: bool,
     /// Do not use UDP GSO (UDP_SEGMENT) on the sender.
     #[arg(long)]
     no_gso: bool,
@@ -316,7 +312,6 @@ impl Plan {
                     gso: !a.no_gso,
                     gro: !a.no_gro,
                     busy_poll: a.busy_poll,
-                    copy: a.copy,
                     rcvbuf: o.recv_buffer,
                     sndbuf: o.send_buffer,
                     nodelay: o.nodelay,
@@ -327,7 +322,7 @@ impl Plan {
             "test": a.test, "sizes_bytes": sizes, "duration_ms": a.time.as_millis() as u64,
             "parallel": a.parallel, "reverse": a.reverse, "bidir": a.bidir,
             "rate_bits_per_second": a.bitrate, "interval_ms": a.interval.map(|d| d.as_millis() as u64),
-            "cpus": a.cpu.as_ref().map(|c| &c.0), "busy_poll": a.busy_poll, "copy": a.copy, "gso": !a.no_gso, "gro": !a.no_gro,
+            "cpus": a.cpu.as_ref().map(|c| &c.0), "busy_poll": a.busy_poll, "gso": !a.no_gso, "gro": !a.no_gro,
             "rcvbuf_bytes": o.recv_buffer, "sndbuf_bytes": o.send_buffer, "nodelay": o.nodelay,
             "transports": transports,
         });

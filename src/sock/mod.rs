@@ -280,20 +280,6 @@ impl Sock {
         )
     }
 
-    /// recv(2) with MSG_TRUNC on a TCP socket: the kernel discards up to `buf.len()` bytes of
-    /// the stream without copying them to user space (tcp(7): "MSG_TRUNC … discard the
-    /// received data"), and returns how many it discarded (0 = the peer closed). `buf` is
-    /// never written; it only sets the length. A benchmark sink that does not need the bytes.
-    pub fn recv_discard(&self, buf: &mut [std::mem::MaybeUninit<u8>]) -> Step<usize> {
-        let cap = buf.len();
-        self.step(
-            "recv",
-            || format!("{cap}, MSG_TRUNC"),
-            |n| *n as i64,
-            |s| s.recv_with_flags(buf, libc::MSG_TRUNC),
-        )
-    }
-
     /// recvmsg(2) with MSG_TRUNC for one datagram: see [`sys::recv_datagram`]. `flags` is
     /// OR-ed in (0, MSG_DONTWAIT, MSG_PEEK).
     pub fn recv_datagram(&self, buf: &mut [u8], flags: i32) -> Step<Datagram> {
