@@ -13,7 +13,7 @@ REPS=${REPS:-3}
 T=${T:-2}
 cd "$(dirname "$0")/.."
 SOCKLAB=${SOCKLAB:-target/release/socklab}
-[ -x "$SOCKLAB" ] || cargo build --release --quiet
+cargo build --release --quiet
 LO=127.0.0.1
 P_IPERF=15201 P_SOCKPERF=15202 P_XFR=15203
 PIDS=()

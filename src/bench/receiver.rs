@@ -64,6 +64,8 @@ pub struct RecvCfg {
     pub gro: bool,
     /// Spin (MSG_DONTWAIT) instead of blocking.
     pub busy: bool,
+    /// TCP stream: SO_RCVLOWAT, the bytes a blocking read waits for (0 = the kernel's 1).
+    pub lowat: usize,
     /// Test start, CLOCK_MONOTONIC ns, for interval boundaries.
     pub t0_ns: u64,
     /// Interval length, 0 = no interval samples.
@@ -214,6 +216,12 @@ pub fn tcp<T>(
     wrap: fn(IntervalSample) -> T,
 ) -> StreamResult {
     let _ = sock.set_read_timeout(Some(Duration::from_millis(20)));
+    if cfg.lowat > 1 {
+        // Fewer, larger reads: the receiver sleeps until a large chunk is queued instead of
+        // waking for every segment, which on loopback steals the sender's CPU (the end of
+        // the stream and the read timeout still wake it).
+        let _ = sys::set_recv_lowat(sock.as_fd(), cfg.lowat.min(u32::MAX as usize) as u32);
+    }
     let mut buf = vec![0u8; cfg.size.clamp(1 << 20, 4 << 20)];
     let mut tick = Ticker::new(cfg, out, wrap);
     let (mut bytes, mut reads, mut first, mut last) = (0u64, 0u64, 0u64, 0u64);

@@ -137,6 +137,7 @@ pub fn run(
                         size: p.size,
                         gro: p.gro,
                         busy: p.busy_poll,
+                        lowat: tcp_lowat(p.rcvbuf),
                         t0_ns: t0,
                         interval_ns: p.interval_ms * 1_000_000,
                     };
@@ -331,4 +332,11 @@ fn spawn_reader(ctrl: &TcpStream, idle: Duration, tx: Sender<Ev>) -> io::Result<
 /// Closes the control connection both ways (ends the reader thread).
 pub fn close(ctrl: &TcpStream) {
     let _ = ctrl.shutdown(Shutdown::Both);
+}
+
+/// SO_RCVLOWAT for a TCP stream receiver: 1 MiB, or a quarter of a buffer the user fixed with
+/// `--rcvbuf` (the kernel doubles the value asked), so a read can always be satisfied.
+fn tcp_lowat(rcvbuf: Option<usize>) -> usize {
+    const MIB: usize = 1 << 20;
+    rcvbuf.map_or(MIB, |asked| (asked / 2).min(MIB))
 }

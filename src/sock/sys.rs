@@ -388,6 +388,16 @@ pub fn set_busy_poll(fd: BorrowedFd<'_>, usecs: u32) -> io::Result<()> {
     set_int(fd, libc::SO_BUSY_POLL, usecs as libc::c_int)
 }
 
+/// setsockopt(SOL_SOCKET, SO_RCVLOWAT): a blocking receive waits until `bytes` are queued (or
+/// the stream ends, or SO_RCVTIMEO passes) before it returns (socket(7)).
+pub fn set_recv_lowat(fd: BorrowedFd<'_>, bytes: u32) -> io::Result<()> {
+    set_int(
+        fd,
+        libc::SO_RCVLOWAT,
+        bytes.min(i32::MAX as u32) as libc::c_int,
+    )
+}
+
 fn set_int(fd: BorrowedFd<'_>, name: libc::c_int, v: libc::c_int) -> io::Result<()> {
     // SAFETY: a pointer to a live c_int and its exact size; the fd is borrowed for the call.
     let rc = unsafe {
