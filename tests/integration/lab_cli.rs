@@ -221,19 +221,25 @@ fn unprivileged_run_exits_0_with_not_run_reasons() {
         eprintln!("skipped: setpriv (util-linux) is not installed");
         return;
     }
+    // The build tree may sit in a directory other users cannot enter (a clone under a 0700
+    // temporary directory): run a copy from a world-readable directory of its own.
+    let dir = std::env::temp_dir().join(format!("socklab-nobody-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a directory for the unprivileged copy");
+    let exe = dir.join("socklab");
+    std::fs::copy(BIN, &exe).expect("copy the binary");
+    for p in [&dir, &exe] {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("make it readable for uid 65534");
+    }
     let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            BIN,
-            "lab",
-            "--json",
-        ])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .args(["lab", "--json"])
         .current_dir("/")
         .stdin(Stdio::null())
         .output()
         .expect("run setpriv");
+    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(doc["meta"]["root"], false);
