@@ -77,6 +77,15 @@ pub enum AddrError {
 }
 
 /// Parses and resolves `text` into one or more socket addresses of `family`, in resolver order.
+///
+/// ```
+/// use socklab::addr::{AddrError, Family, resolve};
+///
+/// assert_eq!(resolve(":9000", Family::V6)?[0].to_string(), "[::]:9000");
+/// assert_eq!(resolve("[::1]:53", Family::Any)?[0].to_string(), "[::1]:53");
+/// assert!(matches!(resolve("127.0.0.1:65536", Family::Any), Err(AddrError::BadPort { .. })));
+/// # Ok::<(), AddrError>(())
+/// ```
 pub fn resolve(text: &str, family: Family) -> Result<Vec<SocketAddr>, AddrError> {
     let (host, port_text) = split_host_port(text)?;
     let port: u16 = port_text.parse().map_err(|_| AddrError::BadPort {

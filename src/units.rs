@@ -28,6 +28,11 @@ pub enum UnitError {
 
 /// Parses a byte count: a whole number with an optional binary suffix `K`, `M`, `G`
 /// (also `KiB`, `MiB`, `GiB`, `k`, `m`, `g`; all mean powers of 1024).
+///
+/// ```
+/// assert_eq!(socklab::units::parse_size("64K"), Ok(65536));
+/// assert!(socklab::units::parse_size("12X").is_err());
+/// ```
 pub fn parse_size(text: &str) -> Result<u64, UnitError> {
     let invalid = || UnitError::Invalid {
         what: "size",
