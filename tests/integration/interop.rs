@@ -3,7 +3,9 @@
 
 use std::process::Command;
 
-use crate::util::{Fam, Input, Output, free_udp_port, have, on_both, server, socklab, spawn};
+use crate::util::{
+    Fam, Input, Output, free_tcp_port, free_udp_port, have, on_both, server, socklab, spawn,
+};
 
 #[derive(Clone, Copy, Debug)]
 enum Tool {
@@ -24,11 +26,6 @@ fn tools() -> Vec<Tool> {
         }
     }
     v
-}
-
-fn free_tcp_port(fam: Fam) -> u16 {
-    let l = std::net::TcpListener::bind(fam.any_port()).expect("bind an ephemeral TCP port");
-    l.local_addr().unwrap().port()
 }
 
 /// Waits (bounded) until something on this host has `port` bound: a TCP socket listening or a

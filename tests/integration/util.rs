@@ -480,10 +480,41 @@ pub(crate) fn server(args: &[&str], input: Input, output: Output) -> (Proc, Sock
     (p, addr)
 }
 
-/// A UDP port nobody uses right now on `fam`'s loopback: the kernel picks it for a socket we
-/// close at once (for tests that need a port known before the process binds it, or a closed
-/// one to be refused by).
+/// A UDP port nobody uses right now on `fam`'s loopback (for tests that need a port known
+/// before the process binds it, or a closed one to be refused by). See [`free_port`].
 pub(crate) fn free_udp_port(fam: Fam) -> u16 {
-    let s = std::net::UdpSocket::bind(fam.any_port()).expect("bind an ephemeral UDP port");
-    s.local_addr().unwrap().port()
+    free_port(|p| std::net::UdpSocket::bind(fam.addr(p)).is_ok())
+}
+
+/// A TCP port nobody uses right now on `fam`'s loopback. See [`free_port`].
+pub(crate) fn free_tcp_port(fam: Fam) -> u16 {
+    free_port(|p| std::net::TcpListener::bind(fam.addr(p)).is_ok())
+}
+
+/// A port that `bindable` accepts, taken from just below the kernel's ephemeral range
+/// (net.ipv4.ip_local_port_range): the kernel never hands those out for port 0, so between our
+/// check and the child's bind no test that binds port 0 can take it. Tests pick from a
+/// pseudo-random start so concurrent ones rarely try the same port.
+fn free_port(bindable: impl Fn(u16) -> bool) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let span = low.saturating_sub(10_000).clamp(1, 10_000);
+    let seed = std::process::id().wrapping_mul(7919)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = low - 1 - (seed.wrapping_add(n.wrapping_mul(7)) % span);
+        if let Ok(p) = u16::try_from(port) {
+            if bindable(p) {
+                return p;
+            }
+        }
+    }
+    panic!("no free port below the ephemeral range {low}");
 }
