@@ -116,6 +116,25 @@ pub fn veth(
     Ok(())
 }
 
+/// Two namespaces `<tag>-a` and `<tag>-b` joined by a veth pair: `veth-a` in `a` with
+/// 198.51.100.1/24 and 2001:db8::1/64, `veth-b` in `b` with 198.51.100.2/24 and
+/// 2001:db8::2/64 (TEST-NET-2, RFC 5737; documentation prefix, RFC 3849), all up.
+pub fn pair(tag: &str) -> io::Result<(Netns, Netns)> {
+    let a = Netns::create(&format!("{tag}-a"))?;
+    let b = Netns::create(&format!("{tag}-b"))?;
+    veth(
+        &a,
+        "veth-a",
+        "198.51.100.1/24",
+        &b,
+        "veth-b",
+        "198.51.100.2/24",
+    )?;
+    a.ip(&["addr", "add", "2001:db8::1/64", "dev", "veth-a", "nodad"])?;
+    b.ip(&["addr", "add", "2001:db8::2/64", "dev", "veth-b", "nodad"])?;
+    Ok((a, b))
+}
+
 /// Deletes namespaces named by this module whose creating process no longer exists.
 pub fn sweep_stale() {
     let Ok(list) = run_ip(&["netns", "list"]) else {

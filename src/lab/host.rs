@@ -89,18 +89,7 @@ impl Lab {
     /// 198.51.100.2/24 on `veth-b`, plus 2001:db8::1/64 and ::2/64 (RFC 3849). Needs root.
     pub fn pair(&self, tag: &str) -> anyhow::Result<(Host<'_>, Host<'_>)> {
         anyhow::ensure!(self.root, NEEDS_ROOT);
-        let a = Netns::create(&format!("{tag}-a"))?;
-        let b = Netns::create(&format!("{tag}-b"))?;
-        netns::veth(
-            &a,
-            "veth-a",
-            "198.51.100.1/24",
-            &b,
-            "veth-b",
-            "198.51.100.2/24",
-        )?;
-        a.ip(&["addr", "add", "2001:db8::1/64", "dev", "veth-a", "nodad"])?;
-        b.ip(&["addr", "add", "2001:db8::2/64", "dev", "veth-b", "nodad"])?;
+        let (a, b) = netns::pair(tag)?;
         Ok((Host::isolated(self, a)?, Host::isolated(self, b)?))
     }
 

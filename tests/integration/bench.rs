@@ -17,22 +17,7 @@ fn pair(tag: &str) -> Option<(Netns, Netns)> {
         eprintln!("skipped: needs root to create network namespaces");
         return None;
     }
-    let a = Netns::create(&format!("{tag}-a")).expect("namespace a");
-    let b = Netns::create(&format!("{tag}-b")).expect("namespace b");
-    netns::veth(
-        &a,
-        "veth-a",
-        "198.51.100.1/24",
-        &b,
-        "veth-b",
-        "198.51.100.2/24",
-    )
-    .expect("veth");
-    a.ip(&["addr", "add", "2001:db8::1/64", "dev", "veth-a", "nodad"])
-        .expect("v6 a");
-    b.ip(&["addr", "add", "2001:db8::2/64", "dev", "veth-b", "nodad"])
-        .expect("v6 b");
-    Some((a, b))
+    Some(netns::pair(tag).expect("two namespaces joined by veth"))
 }
 
 fn have_nft() -> bool {

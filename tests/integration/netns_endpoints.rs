@@ -13,18 +13,7 @@ fn pair(tag: &str) -> Option<(Netns, Netns)> {
         eprintln!("skipping {tag}: needs root (CAP_NET_ADMIN) to create network namespaces");
         return None;
     }
-    let a = Netns::create(&format!("{tag}-a")).expect("create namespace A");
-    let b = Netns::create(&format!("{tag}-b")).expect("create namespace B");
-    netns::veth(
-        &a,
-        "veth-a",
-        "198.51.100.1/24",
-        &b,
-        "veth-b",
-        "198.51.100.2/24",
-    )
-    .expect("veth pair");
-    Some((a, b))
+    Some(netns::pair(tag).expect("two namespaces joined by veth"))
 }
 
 /// `socklab ARGS…` inside `ns`.
