@@ -341,24 +341,26 @@ fn rr_cells(r: &Row) -> Vec<String> {
     ]
 }
 
-fn split(rows: &[Row]) -> (Vec<&Row>, Vec<&Row>) {
-    rows.iter().partition(|r| r.test != TestKind::Rr)
+/// The two tables a report has, bulk tests and rr tests: headers and each row's cells; a
+/// table without rows is left out.
+fn sections(rows: &[Row]) -> Vec<(&'static [&'static str], Vec<Vec<String>>)> {
+    let (bulk, rr): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.test != TestKind::Rr);
+    [
+        (
+            &HEADERS[..],
+            bulk.into_iter().map(cells).collect::<Vec<_>>(),
+        ),
+        (&RR_HEADERS[..], rr.into_iter().map(rr_cells).collect()),
+    ]
+    .into_iter()
+    .filter(|(_, body)| !body.is_empty())
+    .collect()
 }
 
 /// The terminal table(s).
 pub fn table(rows: &[Row]) -> String {
-    let (bulk, rr) = split(rows);
     let mut out = String::new();
-    for (headers, body) in [
-        (
-            &HEADERS[..],
-            bulk.iter().map(|r| cells(r)).collect::<Vec<_>>(),
-        ),
-        (&RR_HEADERS[..], rr.iter().map(|r| rr_cells(r)).collect()),
-    ] {
-        if body.is_empty() {
-            continue;
-        }
+    for (headers, body) in sections(rows) {
         let mut t = comfy_table::Table::new();
         t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
         t.set_header(headers.to_vec());
@@ -390,18 +392,8 @@ pub fn notes(rows: &[Row]) -> String {
 
 /// A Markdown table (GitHub style).
 pub fn markdown(rows: &[Row]) -> String {
-    let (bulk, rr) = split(rows);
     let mut out = String::new();
-    for (headers, body) in [
-        (
-            &HEADERS[..],
-            bulk.iter().map(|r| cells(r)).collect::<Vec<_>>(),
-        ),
-        (&RR_HEADERS[..], rr.iter().map(|r| rr_cells(r)).collect()),
-    ] {
-        if body.is_empty() {
-            continue;
-        }
+    for (headers, body) in sections(rows) {
         let _ = writeln!(out, "| {} |", headers.join(" | "));
         let _ = writeln!(out, "|{}", "---|".repeat(headers.len()));
         for c in body {
