@@ -504,3 +504,42 @@ fn reverse_and_bidirectional_between_namespaces() {
         assert_eq!(u(r, "bytes"), u(r, "sent_bytes"), "{r}");
     }
 }
+
+/// A server's limits refuse a test before it runs, with one clear line and nothing on stdout:
+/// a duration above `--max-duration`, and an unpaced or too fast rate under `--max-rate`; a
+/// test within the limits runs. TCP request/response works between the namespaces too.
+#[test]
+fn server_limits_refuse_before_running_and_rr_crosses_namespaces() {
+    let Some((a, b)) = pair("blim") else { return };
+    let srv = server(
+        &b,
+        "198.51.100.2",
+        &["--count", "4", "--max-duration", "1s", "--max-rate", "100M"],
+    );
+    for (args, why) in [
+        (&["--tcp", "-t", "3", "-b", "10M"][..], "duration"),
+        (&["-u", "-t", "0.2"][..], "rate"),
+        (&["-u", "-t", "0.2", "-b", "1G"][..], "rate"),
+    ] {
+        let out = client(&a, &srv.addr, args);
+        assert!(!out.status.success(), "{args:?} ran");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("refused") && err.contains(why),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing ran");
+    }
+    let doc = json(&client(
+        &a,
+        &srv.addr,
+        &[
+            "--tcp", "--test", "rr", "-l", "64", "-t", "0.2", "-b", "10M", "--json",
+        ],
+    ));
+    let lat = &doc["results"][0]["latency"];
+    assert!(u(lat, "count") > 0, "round trips measured: {lat}");
+    assert!(u(lat, "p50_ns") <= u(lat, "p99_ns"), "{lat}");
+    assert!(u(lat, "p99_ns") <= u(lat, "max_ns"), "{lat}");
+}
