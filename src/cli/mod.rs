@@ -8,6 +8,7 @@ mod demo;
 mod exit;
 mod generate;
 mod lab;
+mod output;
 mod relay;
 mod show;
 mod tcp;

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use socklab::sock::{Sock, tcp};
 
 use super::common::{FamilyArgs, LimitArgs, OutputArgs, RecvArgs, SockArgs, TcpArgs};
-use super::exit::{exit_now, finished_soon, is_stdout_closed, on_signal_summary};
+use super::exit::{exit_now, finished_soon, on_signal_summary, stdout_error};
 use super::failure;
 use super::relay::{self, Counters};
 use super::show::Shower;
@@ -105,7 +105,7 @@ fn listen(a: ListenArgs) -> anyhow::Result<ExitCode> {
     } else {
         a.out.note("idle", idle_note);
     }
-    a.out.note("summary", || counters.summary());
+    a.out.summary(|| counters.summary(), || counters.json());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -155,7 +155,7 @@ fn serve_many(a: &ListenArgs, listener: &Sock, counters: &Arc<Counters>) -> anyh
                     }
                 };
                 if let Err(e) = result {
-                    if is_stdout_closed(&e) {
+                    if stdout_error(&e).is_some() {
                         exit_now(Err(e));
                     }
                     a.out.note("client_error", || format!("{from}: {e:#}"));
@@ -205,7 +205,7 @@ fn connect(a: ConnectArgs) -> anyhow::Result<ExitCode> {
     let c = counters.clone();
     on_signal_summary(move || c.summary());
     serve_one(&a.out, &a.recv, false, &sock, &counters)?;
-    a.out.note("summary", || counters.summary());
+    a.out.summary(|| counters.summary(), || counters.json());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -241,7 +241,11 @@ fn serve_one(
             false => interactive && !finished_soon(&sender),
         };
         if stop {
-            // A terminal may never reach EOF: the peer is gone, so are we (as nc does).
+            // A terminal may never reach EOF: the peer is gone, so are we (as nc does), with
+            // the summary the normal end would have printed.
+            if received.is_ok() {
+                out.summary(|| counters.summary(), || counters.json());
+            }
             exit_now(received);
         }
         sender
