@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use socklab::sock::{Sock, tcp};
 
-use super::common::{FamilyArgs, LimitArgs, OutputArgs, RecvArgs, SockArgs, TcpArgs};
+use super::common::{FamilyArgs, LimitArgs, OutputArgs, RecvArgs, SockArgs, TcpArgs, parse_dur};
 use super::exit::{exit_now, finished_soon, on_signal_summary, stdout_error};
 use super::failure;
 use super::relay::{self, Counters};
@@ -61,6 +61,17 @@ pub(crate) struct ConnectArgs {
     /// Bind the local end to this address first (fixes source address and port).
     #[arg(long, value_name = "ADDR")]
     bind: Option<String>,
+    /// Give up connecting after DUR (500ms, 5s): one line, exit 1. Without it the kernel
+    /// decides (net.ipv4.tcp_syn_retries: about two minutes when SYNs go unanswered).
+    #[arg(long, value_name = "DUR", value_parser = parse_dur)]
+    connect_timeout: Option<Duration>,
+    /// End the connection (exit 0) when nothing was sent or received for DUR.
+    #[arg(long, value_name = "DUR", value_parser = parse_dur)]
+    idle_timeout: Option<Duration>,
+    /// As nc -w: both --connect-timeout DUR and --idle-timeout DUR (either flag, given too,
+    /// takes precedence over -w for its half).
+    #[arg(short = 'w', value_name = "DUR", value_parser = parse_dur)]
+    wait: Option<Duration>,
     #[command(flatten)]
     family: FamilyArgs,
     #[command(flatten)]
@@ -101,7 +112,7 @@ fn listen(a: ListenArgs) -> anyhow::Result<ExitCode> {
     } else if let Some((conn, from)) = accept(&listener, a.limit.idle_timeout)? {
         a.out.note("accepted", || format!("connection from {from}"));
         drop(listener);
-        serve_one(&a.out, &a.recv, a.echo, &conn, &counters)?;
+        serve_one(&a.out, &a.recv, a.echo, &conn, &counters, None)?;
     } else {
         a.out.note("idle", idle_note);
     }
@@ -151,7 +162,9 @@ fn serve_many(a: &ListenArgs, listener: &Sock, counters: &Arc<Counters>) -> anyh
                             shower.as_ref(),
                             a.recv.recv_size,
                             true,
+                            None,
                         )
+                        .map(|_| ())
                     }
                 };
                 if let Err(e) = result {
@@ -193,7 +206,9 @@ fn connect(a: ConnectArgs) -> anyhow::Result<ExitCode> {
     let local: Option<SocketAddr> = a.bind.as_deref().map(|b| a.family.resolve(b)).transpose()?;
     let opts = a.sock.opts(Some(&a.tcp), None);
     let rec = a.out.recorder();
-    let (to, (sock, applied)) = connect_any(&a.out, &dests, local, &opts, &rec)?;
+    let connect_timeout = a.connect_timeout.or(a.wait);
+    let idle = a.idle_timeout.or(a.wait);
+    let (to, (sock, applied)) = connect_any(&a.out, &dests, local, &opts, connect_timeout, &rec)?;
     a.out.applied(&applied);
     a.out.note("connected", || {
         format!(
@@ -204,19 +219,21 @@ fn connect(a: ConnectArgs) -> anyhow::Result<ExitCode> {
     let counters = Arc::new(Counters::default());
     let c = counters.clone();
     on_signal_summary(move || c.summary());
-    serve_one(&a.out, &a.recv, false, &sock, &counters)?;
+    serve_one(&a.out, &a.recv, false, &sock, &counters, idle)?;
     a.out.summary(|| counters.summary(), || counters.json());
     Ok(ExitCode::SUCCESS)
 }
 
 /// The relay of one connection: stdin → socket on a thread, socket → stdout here (or echo).
-/// Ends when the peer has closed and, if stdin is not a terminal, stdin is sent too.
+/// Ends when the peer has closed and, if stdin is not a terminal, stdin is sent too; or when
+/// nothing was sent or received for `idle`.
 fn serve_one(
     out: &OutputArgs,
     recv: &RecvArgs,
     echo: bool,
     sock: &Sock,
     counters: &Counters,
+    idle: Option<Duration>,
 ) -> anyhow::Result<()> {
     if echo {
         return relay::echo(sock, counters);
@@ -230,16 +247,24 @@ fn serve_one(
             }
         });
         let received =
-            relay::socket_to_stdout(sock, counters, shower.as_ref(), recv.recv_size, false);
+            relay::socket_to_stdout(sock, counters, shower.as_ref(), recv.recv_size, false, idle);
+        let idled = matches!(received, Ok(relay::End::Idle));
+        if let (true, Some(t)) = (idled, idle) {
+            out.note("idle", || {
+                format!("idle timeout: nothing sent or received for {t:?}")
+            });
+        }
         // A failed receive ends the run (after the grace period that lets the sender record
-        // its last call); a terminal may never reach EOF, so the peer's end ends it too.
+        // its last call); a terminal may never reach EOF, so the peer's end ends it too, and
+        // so does the idle timeout.
         let stop = match received.is_err() {
             true => {
                 finished_soon(&sender);
                 true
             }
-            false => interactive && !finished_soon(&sender),
+            false => idled || (interactive && !finished_soon(&sender)),
         };
+        let received = received.map(|_| ());
         if stop {
             // A terminal may never reach EOF: the peer is gone, so are we (as nc does), with
             // the summary the normal end would have printed.
@@ -262,6 +287,7 @@ fn connect_any(
     dests: &[SocketAddr],
     local: Option<SocketAddr>,
     opts: &socklab::sock::options::SockOpts,
+    timeout: Option<Duration>,
     rec: &socklab::trace::Recorder,
 ) -> anyhow::Result<(SocketAddr, (Sock, Vec<socklab::sock::options::Applied>))> {
     let dests: Vec<SocketAddr> = dests
@@ -271,7 +297,7 @@ fn connect_any(
         .collect();
     let mut last = None;
     for (i, to) in dests.iter().enumerate() {
-        match tcp::connect(*to, local, opts, rec) {
+        match tcp::connect_within(*to, local, opts, timeout, rec) {
             Ok(ok) => return Ok((*to, ok)),
             Err(e) => {
                 if i + 1 < dests.len() {
@@ -282,14 +308,24 @@ fn connect_any(
         }
     }
     match last {
-        Some(e) => Err(connect_error(e)),
+        Some(e) => Err(connect_error(e, timeout)),
         None => anyhow::bail!("the destination has no address of the --bind address's family"),
     }
 }
 
-/// A connect(2) the network answered (refused, unreachable, timed out) is a finding of the
-/// run, exit 1 as with nc; anything else (a bad option, bind) is a setup error, exit 2.
-fn connect_error(e: socklab::sock::StepError) -> anyhow::Error {
+/// A connect(2) the network answered (refused, unreachable, timed out) or that
+/// `--connect-timeout` gave up on is a finding of the run, exit 1 as with nc; anything else
+/// (a bad option, bind) is a setup error, exit 2.
+fn connect_error(e: socklab::sock::StepError, timeout: Option<Duration>) -> anyhow::Error {
+    if let (true, Some(t)) = (
+        e.call == "connect" && e.errno() == Some(libc::ETIMEDOUT),
+        timeout,
+    ) {
+        return failure(anyhow::anyhow!(
+            "connect {}: no answer within {t:?} (--connect-timeout/-w): the SYNs went unanswered; check the address, or allow more time",
+            e.target
+        ));
+    }
     let answered = matches!(
         e.errno(),
         Some(

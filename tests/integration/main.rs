@@ -11,6 +11,7 @@ mod lab_util;
 mod netns_endpoints;
 mod stdout_errors;
 mod tcp;
+mod tcp_timeouts;
 mod trace_snapshots;
 mod udp;
 mod util;
