@@ -7,6 +7,7 @@ mod common;
 mod demo;
 mod exit;
 mod generate;
+mod keep_open;
 mod lab;
 mod output;
 mod relay;

@@ -204,16 +204,11 @@ fn recv_counted(
 /// Copies the socket to stdout until the peer closes (recv returns 0). With `show`, one line
 /// per recv call instead of the raw bytes, each recv at most `recv_size` bytes. With `idle`,
 /// it also ends when nothing was sent or received for that long.
-///
-/// `shared` says other threads write to the same stdout at the same time (`tcp listen -k`):
-/// then a file is written with write(2), whose file offset is locked, not with splice(2),
-/// whose offset is not (concurrent splices to one file could overwrite each other).
 pub(crate) fn socket_to_stdout(
     sock: &Sock,
     counters: &Counters,
     show: Option<&Shower>,
     recv_size: usize,
-    shared: bool,
     idle: Option<Duration>,
 ) -> anyhow::Result<End> {
     counters.to_stdout.store(true, Ordering::Relaxed);
@@ -243,7 +238,7 @@ pub(crate) fn socket_to_stdout(
             }
         }
     }
-    if show.is_none() && !shared && sys::splice_sink(out) {
+    if show.is_none() && sys::splice_sink(out) {
         return socket_to_file(sock, counters, out, idle);
     }
     let mut buf = vec![0u8; recv_size];

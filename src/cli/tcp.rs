@@ -4,15 +4,15 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use socklab::sock::{Sock, tcp};
 
 use super::common::{FamilyArgs, LimitArgs, OutputArgs, RecvArgs, SockArgs, TcpArgs, parse_dur};
-use super::exit::{exit_now, finished_soon, on_signal_summary, stdout_error};
+use super::exit::{exit_now, finished_soon, on_signal_summary};
 use super::failure;
+use super::keep_open;
 use super::relay::{self, Counters};
 use super::show::Shower;
 
@@ -120,65 +120,17 @@ fn listen(a: ListenArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve_many(a: &ListenArgs, listener: &Sock, counters: &Arc<Counters>) -> anyhow::Result<()> {
-    let active = Arc::new(AtomicUsize::new(0));
-    let served = AtomicU64::new(0);
-    let max = a.max_clients as usize;
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        loop {
-            if a.limit
-                .count
-                .is_some_and(|n| served.load(Ordering::Relaxed) >= n)
-            {
-                return Ok(());
-            }
-            let Some((conn, from)) = accept(listener, a.limit.idle_timeout)? else {
-                if active.load(Ordering::Acquire) == 0 {
-                    a.out.note("idle", idle_note);
-                    return Ok(());
-                }
-                continue;
-            };
-            if active.load(Ordering::Acquire) >= max {
-                a.out.note("refused", || {
-                    format!("{from}: over --max-clients {max}, closed")
-                });
-                conn.close();
-                continue;
-            }
-            served.fetch_add(1, Ordering::Relaxed);
-            active.fetch_add(1, Ordering::AcqRel);
-            a.out.note("accepted", || format!("connection from {from}"));
-            let active = active.clone();
-            let counters = counters.clone();
-            scope.spawn(move || {
-                let result = match a.echo {
-                    true => relay::echo(&conn, &counters),
-                    false => {
-                        let shower = show_mode(&a.out, &a.recv);
-                        relay::socket_to_stdout(
-                            &conn,
-                            &counters,
-                            shower.as_ref(),
-                            a.recv.recv_size,
-                            true,
-                            None,
-                        )
-                        .map(|_| ())
-                    }
-                };
-                if let Err(e) = result {
-                    if stdout_error(&e).is_some() {
-                        exit_now(Err(e));
-                    }
-                    a.out.note("client_error", || format!("{from}: {e:#}"));
-                }
-                // Free the slot before saying so: whoever reads "closed" may connect again.
-                active.fetch_sub(1, Ordering::AcqRel);
-                a.out.note("closed", || format!("{from} closed"));
-            });
-        }
-    })
+fn serve_many(a: &ListenArgs, listener: &Sock, counters: &Counters) -> anyhow::Result<()> {
+    let cfg = keep_open::Config {
+        out: &a.out,
+        echo: a.echo,
+        show: show_mode(&a.out, &a.recv),
+        recv_size: a.recv.recv_size,
+        max_clients: usize::try_from(a.max_clients).unwrap_or(usize::MAX),
+        count: a.limit.count,
+        idle: a.limit.idle_timeout,
+    };
+    keep_open::serve(&cfg, listener, counters)
 }
 
 fn idle_note() -> String {
@@ -247,7 +199,7 @@ fn serve_one(
             }
         });
         let received =
-            relay::socket_to_stdout(sock, counters, shower.as_ref(), recv.recv_size, false, idle);
+            relay::socket_to_stdout(sock, counters, shower.as_ref(), recv.recv_size, idle);
         let idled = matches!(received, Ok(relay::End::Idle));
         if let (true, Some(t)) = (idled, idle) {
             out.note("idle", || {

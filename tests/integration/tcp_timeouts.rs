@@ -61,7 +61,8 @@ fn w_ends_an_idle_connection() {
         let (_conn, _) = server.accept().expect("accept");
         let f = p.expect_code(0);
         f.check(
-            f.stderr.contains("idle timeout: nothing sent or received for 300ms")
+            f.stderr
+                .contains("idle timeout: nothing sent or received for 300ms")
                 && f.stderr.contains("sent 0 bytes, received 0 bytes"),
             "idle end with the summary",
         );
