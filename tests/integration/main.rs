@@ -3,6 +3,7 @@
 mod bad_inputs;
 mod bench;
 mod interop;
+mod keep_open_load;
 mod lab_c01_c05;
 mod lab_c06_c08;
 mod lab_c09_c14;
