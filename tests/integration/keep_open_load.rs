@@ -113,7 +113,7 @@ fn ten_thousand_idle_connections_then_echo_and_max_clients() {
     wait_count(&l, " closed", 1);
 
     // Full: one more than --max-clients is accepted and closed at once.
-    let mut last = TcpStream::connect(addr).unwrap();
+    let last = TcpStream::connect(addr).unwrap();
     wait_count(&l, "connection from", IDLE + 2);
     let mut extra = TcpStream::connect(addr).unwrap();
     extra.set_read_timeout(Some(WAIT)).unwrap();
