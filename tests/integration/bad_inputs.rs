@@ -526,5 +526,5 @@ fn not_one_line_exit(args: &[&str], code: i32) -> Option<String> {
         && lines[0].starts_with("socklab: ")
         && !f.stderr.contains("panicked")
         && f.stdout.is_empty();
-    (!ok).then(|| f.shown)
+    (!ok).then_some(f.shown)
 }
