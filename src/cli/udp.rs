@@ -370,7 +370,7 @@ fn send_stdin(
 }
 
 /// Receives datagrams until `--count`, `--idle-timeout` or an error, printing each; `each`
-/// is called with every datagram and its payload (for replies).
+/// is called with every datagram and its payload (for replies), before it is printed.
 fn receive(
     c: &Common,
     env: &Env,
@@ -401,6 +401,9 @@ fn receive(
                 .fetch_max(u64::from(dropped), Ordering::Relaxed);
         }
         let payload = &buf[..d.len];
+        // Before the datagram shows on stdout: whoever reads it there may answer at once
+        // (`udp serve` replies to the latest source, which must be known by then).
+        each(&d, payload)?;
         let data = match &env.shower {
             Some(s) => {
                 text.clear();
@@ -425,7 +428,6 @@ fn receive(
                 d.len
             );
         }
-        each(&d, payload)?;
     }
     Ok(())
 }

@@ -35,10 +35,13 @@ fn raise_nofile(want: u64) -> bool {
 
 /// A client connected to `addr` from 127.0.0.2: 10 000 ephemeral ports taken on 127.0.0.1
 /// could collide with tests running at the same time that close and rebind a 127.0.0.1 port
-/// (a bind conflicts only with sockets on the same address, or the wildcard).
+/// (a bind conflicts only with sockets on the same address, or the wildcard); and closed with
+/// a reset, leaving no TIME_WAIT behind.
 fn connect_from_127_0_0_2(addr: SocketAddr) -> TcpStream {
     use socket2::{Domain, Socket, Type};
     let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    // SO_LINGER 0: closing resets, so no TIME_WAIT is left for tests that list sockets.
+    s.set_linger(Some(Duration::ZERO)).expect("SO_LINGER");
     s.bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into())
         .expect("bind 127.0.0.2:0");
     s.connect(&addr.into()).expect("connect an idle client");
