@@ -10,6 +10,8 @@ use socklab::sock::options::{Applied, SockOpts};
 use socklab::trace::{Recorder, render::StderrSink};
 use socklab::units;
 
+use super::output::diag;
+
 /// `-4`/`-6`.
 #[derive(Args, Debug, Clone, Default)]
 pub(crate) struct FamilyArgs {
@@ -85,12 +87,12 @@ impl OutputArgs {
             return;
         }
         if self.json {
-            eprintln!(
+            diag!(
                 "{}",
                 serde_json::json!({"type": kind, "data": {"message": text()}})
             );
         } else {
-            eprintln!("socklab: {}", text());
+            diag!("socklab: {}", text());
         }
     }
 
@@ -105,9 +107,9 @@ impl OutputArgs {
             return;
         }
         if self.json {
-            eprintln!("{}", serde_json::json!({"type": "summary", "data": data()}));
+            diag!("{}", serde_json::json!({"type": "summary", "data": data()}));
         } else {
-            eprintln!("socklab: {}", text());
+            diag!("socklab: {}", text());
         }
     }
 
@@ -115,11 +117,13 @@ impl OutputArgs {
     pub(crate) fn applied(&self, applied: &[Applied]) {
         for a in applied {
             if self.json {
-                eprintln!("{}", serde_json::json!({"type": "sockopt", "data": a}));
+                diag!("{}", serde_json::json!({"type": "sockopt", "data": a}));
             } else {
-                eprintln!(
+                diag!(
                     "socklab: {} asked {} bytes, kernel applied {} (socket(7): doubled for bookkeeping, capped by net.core.*mem_max)",
-                    a.option, a.asked, a.applied
+                    a.option,
+                    a.asked,
+                    a.applied
                 );
             }
         }

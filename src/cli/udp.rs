@@ -20,7 +20,7 @@ use socklab::sock::{Datagram, Sock, Step, StepError, sys, udp};
 use super::common::{FamilyArgs, LimitArgs, OutputArgs, RecvArgs, SockArgs, UdpArgs};
 use super::exit::{counted, exit_now, finished_soon, on_signal_summary};
 use super::failure;
-use super::output::{self, StdoutError};
+use super::output::{self, StdoutError, diag};
 use super::show::Shower;
 
 #[derive(Subcommand, Debug)]
@@ -421,7 +421,7 @@ fn receive(
             Ok::<_, StdoutError>(())
         })?;
         if env.shower.is_none() && d.truncated {
-            eprintln!(
+            diag!(
                 "socklab: datagram from {} truncated: real length {}, kept {} (raise --recv-size)",
                 addr_or_q(d.from),
                 d.real_len,
@@ -472,7 +472,7 @@ fn serve(c: &ServeCmd, env: &Env, sock: &Sock) -> anyhow::Result<()> {
                     match to {
                         Some(to) => sock.send_to(b, to),
                         None => {
-                            eprintln!("socklab: no datagram received yet, so no peer to send to: input dropped");
+                            diag!("socklab: no datagram received yet, so no peer to send to: input dropped");
                             Ok(0)
                         }
                     }
