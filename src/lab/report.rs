@@ -166,17 +166,40 @@ pub fn findings_table(findings: &[Finding]) -> String {
     format!("{t}\n{}\n", Summary::of(findings).line())
 }
 
-/// What the kernel did, one line per part with its verdict's mark (✓ confirmed, ✗ refuted,
-/// ½ partly, – not run); a finding without parts gives its own line.
+/// What the kernel did, one line per voting part with its verdict's mark (✓ confirmed,
+/// ✗ refuted, ½ partly, – not run), then the asides marked `aside` (they do not count); a
+/// finding without parts gives its own line.
 fn kernel_lines(f: &Finding) -> String {
     if f.parts.is_empty() {
         return f.observed.clone();
     }
-    f.parts
-        .iter()
-        .map(|p| format!("{}{} {} {}", f.claim, p.id, mark(&p.verdict), p.observed))
+    let votes = f.parts.iter().filter(|p| p.votes());
+    let asides = f.parts.iter().filter(|p| !p.votes());
+    votes
+        .chain(asides)
+        .map(|p| {
+            let role = if p.votes() { "" } else { " aside" };
+            format!("{}{}{role} {} {}", f.claim, p.id, mark(&p.verdict), p.observed)
+        })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The article's sentence of a vote, as shown: `「中文」 (English)`; an aside says so.
+fn quoted(p: &Part) -> String {
+    match &p.quote {
+        Some(q) if p.votes() => format!("「{}」 ({})", q.zh, q.en),
+        _ => "aside (the lab's own statement; not counted in the verdict)".into(),
+    }
+}
+
+/// A part's label with its role: `8a` for a vote, `8f (aside)`.
+fn label(claim: u8, p: &Part) -> String {
+    if p.votes() {
+        format!("{claim}{}", p.id)
+    } else {
+        format!("{claim}{} (aside)", p.id)
+    }
 }
 
 fn mark(v: &Verdict) -> &'static str {
@@ -217,12 +240,12 @@ pub fn show(f: &Finding) -> String {
     for p in &f.parts {
         let _ = writeln!(
             s,
-            "\n{}{} [{}] {}",
-            f.claim,
-            p.id,
+            "\n{} [{}] {}",
+            label(f.claim, p),
             verdict_text(&p.verdict),
             p.statement
         );
+        let _ = writeln!(s, "  the article: {}", quoted(p));
         let _ = writeln!(s, "  observed: {}", p.observed);
         show_evidence(
             &mut s,
@@ -234,10 +257,12 @@ pub fn show(f: &Finding) -> String {
     s
 }
 
-/// The matrices already drawn for one claim, each with the part (`8a`) where it was drawn.
+/// The matrices and evidence blocks (trace, states, wire) already drawn for one claim, each
+/// with the part (`8a`) where it was drawn, so that a repeat is drawn once.
 #[derive(Default)]
 struct Drawn<'a> {
     seen: Vec<(&'a str, &'a Value, String)>,
+    blocks: Vec<(&'static str, Vec<String>, String)>,
 }
 
 impl<'a> Drawn<'a> {
@@ -248,6 +273,16 @@ impl<'a> Drawn<'a> {
             return Some(at.clone());
         }
         self.seen.push((name, value, part.to_string()));
+        None
+    }
+
+    /// The part where the block `title` with these lines was drawn before, or `None` after
+    /// noting that `part` draws it now.
+    fn earlier_block(&mut self, title: &'static str, lines: &[String], part: &str) -> Option<String> {
+        if let Some((_, _, at)) = self.blocks.iter().find(|(t, l, _)| *t == title && l == lines) {
+            return Some(at.clone());
+        }
+        self.blocks.push((title, lines.to_vec(), part.to_string()));
         None
     }
 }
@@ -462,8 +497,21 @@ pub fn markdown(meta: &Meta, findings: &[Finding]) -> String {
 }
 
 fn markdown_part<'a>(s: &mut String, claim: u8, p: &'a Part, drawn: &mut Drawn<'a>) {
-    let _ = writeln!(s, "### {claim}{} — {}\n", p.id, verdict_text(&p.verdict));
-    let _ = writeln!(s, "*The article:* {}\n", p.statement);
+    let _ = writeln!(
+        s,
+        "### {} — {}\n",
+        label(claim, p),
+        verdict_text(&p.verdict)
+    );
+    match &p.quote {
+        Some(q) if p.votes() => {
+            let _ = writeln!(s, "> {}\n>\n> *{}*\n", q.zh, q.en);
+        }
+        _ => {
+            let _ = writeln!(s, "*Aside, not counted in the verdict.*\n");
+        }
+    }
+    let _ = writeln!(s, "*Tested:* {}\n", p.statement);
     let _ = writeln!(s, "*This kernel:* {}\n", p.observed);
     let ev = &p.evidence;
     let (matrices, facts) = split_matrices(&ev.facts);
@@ -530,8 +578,16 @@ fn markdown_part<'a>(s: &mut String, claim: u8, p: &'a Part, drawn: &mut Drawn<'
         ("Wire", ev.wire.clone()),
     ];
     for (title, lines) in blocks {
-        if !lines.is_empty() {
-            let _ = writeln!(s, "{title}:\n\n```text\n{}\n```\n", lines.join("\n"));
+        if lines.is_empty() {
+            continue;
+        }
+        match drawn.earlier_block(title, &lines, &here) {
+            Some(at) => {
+                let _ = writeln!(s, "{title}: the same as in {at} above.\n");
+            }
+            None => {
+                let _ = writeln!(s, "{title}:\n\n```text\n{}\n```\n", lines.join("\n"));
+            }
         }
     }
     let _ = writeln!(s, "</details>\n");
@@ -552,7 +608,7 @@ mod tests {
             title: "title".into(),
             article: "the | article".into(),
             observed: "what happened".into(),
-            verdict: Verdict::combine(parts.iter().map(|p| &p.verdict)),
+            verdict: crate::lab::verdict_of(&parts),
             explanation: "udp(7)".into(),
             parts,
             duration_ms: 3,
@@ -570,6 +626,7 @@ mod tests {
         );
         ev.fact("port", 9000);
         Part::judged("a", "receivers", "some".into(), true, ev)
+            .votes_on(crate::lab::article::BCAST_TEST_4)
     }
 
     #[test]
