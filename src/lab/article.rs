@@ -67,11 +67,14 @@ quotes! {
     NO_ERROR_CLOSED_PORT = "（UDP不可靠链接，就算对端没开端口也不会有任何异常显示）",
         "(UDP is an unreliable link: even if the other end has not opened the port, no error of any kind shows).";
     /// Claim 6: sending binds.
-    SEND_BINDS = "因为发送时实际上会将socket绑定，此时再bind肯定出错。",
-        "because sending actually binds the socket, and a bind after that is sure to fail.";
+    SEND_BINDS = "因为发送时实际上会将socket绑定",
+        "because sending actually binds the socket";
+    /// Claim 6: bind after send fails.
+    SEND_THEN_BIND_FAILS = "先发送然后bind会出错，因为发送时实际上会将socket绑定，此时再bind肯定出错。",
+        "sending first and then binding gives an error, because sending actually binds the socket, and a bind after that is sure to fail.";
     /// Claim 6: bind first.
-    BIND_THEN_SEND = "如果一个socket既要发送UDP又要接收UDP，必须先bind然后发送，先发送然后bind会出错",
-        "If one socket must both send and receive UDP, it must bind first and then send; sending first and then binding gives an error";
+    BIND_FIRST = "如果一个socket既要发送UDP又要接收UDP，必须先bind然后发送",
+        "If one socket must both send and receive UDP, it must bind first and then send";
     /// Claim 7: SO_BROADCAST.
     SO_BROADCAST_NEEDED = "发送广播的socket必须先设置(SOL_SOCKET,SO_BROADCAST)选项。",
         "A socket that sends broadcasts must first set the (SOL_SOCKET, SO_BROADCAST) option.";

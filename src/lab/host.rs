@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 
-use super::Part;
+use super::{Part, Quote};
 use super::capture::{Capture, Frame};
 use super::counters::Snapshot;
 use crate::netns::{self, Netns};
@@ -17,12 +17,29 @@ use crate::netns::{self, Netns};
 /// The reason given for parts that need namespaces when not root.
 pub const NEEDS_ROOT: &str = "needs CAP_NET_ADMIN (run as root) to create network namespaces";
 
-/// Every part of an experiment that runs only in namespaces, given as (id, statement), as
-/// `not run` for [`NEEDS_ROOT`].
-pub(crate) fn needs_root(statements: &[(&str, &str)]) -> Vec<Part> {
+/// Every part of an experiment that runs only in namespaces, given as (id, statement, the
+/// article's sentence for a vote or `None` for an aside), as `not run` for [`NEEDS_ROOT`].
+pub(crate) fn needs_root(statements: &[(&str, &str, Option<Quote>)]) -> Vec<Part> {
     statements
         .iter()
-        .map(|(id, s)| Part::not_run(id, s, NEEDS_ROOT))
+        .map(|(id, s, q)| {
+            let p = Part::not_run(id, s, NEEDS_ROOT);
+            match q {
+                Some(q) => p.votes_on(*q),
+                None => p,
+            }
+        })
+        .collect()
+}
+
+/// `parts` with each one whose id `statements` lists with a sentence made a vote on it.
+pub(crate) fn anchor(parts: Vec<Part>, statements: &[(&str, &str, Option<Quote>)]) -> Vec<Part> {
+    parts
+        .into_iter()
+        .map(|p| match statements.iter().find(|(id, _, _)| *id == p.id) {
+            Some((_, _, Some(q))) => p.votes_on(*q),
+            _ => p,
+        })
         .collect()
 }
 
