@@ -117,12 +117,18 @@ quotes! {
     /// Claim 9: a datagram larger than the buffer.
     BIGGER_THAN_BUFFER = "当UDP缓冲区小于要接收的UDP分组的时候，仅仅是丢弃该UDP分组。",
         "When the UDP buffer is smaller than the UDP datagram to be received, the datagram is simply dropped.";
+    /// Claim 10: buffer sizes can be set.
+    BUFFER_SETTABLE = "接收与发送缓冲区的大小可以通过SO_RCVBUFF与SO_SNDBUFF来设置",
+        "The sizes of the receive and send buffers can be set with SO_RCVBUFF and SO_SNDBUFF";
     /// Claim 10: buffer sizes include bookkeeping.
     BUFFER_BOOKKEEPING = "不能认为这个buf的大小是完全来存储UDP或TCP分组或payload的，实际上可能包含一些数据结构的大小。",
         "you cannot take this buffer's size as being wholly for storing UDP or TCP packets or payload; in fact it may include the size of some data structures.";
     /// Claim 11: a full buffer.
     FULL_BUFFER_DROPS = "发来的分组会存在缓冲区中直到缓存区满，后续的分组会直接丢弃。",
         "Arriving packets are kept in the buffer until it is full; later packets are simply dropped.";
+    /// Claim 11: TCP flow control.
+    TCP_FLOW_CONTROL = "TCP因为流量控制机制存在，发现接收缓冲区满了，就不在发送",
+        "because TCP has flow control, once it finds the receive buffer full it stops sending";
     /// Claim 11: TCP flow control on lo.
     NO_FLOW_CONTROL_ON_LO = "但我在lo设备tcpdump抓包验证这一点没发现流量控制，只是丢弃而已",
         "but when I checked this with tcpdump on the lo device I found no flow control, only dropping";
