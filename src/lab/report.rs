@@ -685,8 +685,9 @@ mod tests {
             vec![p, Part::not_run("b", "two hosts", "needs root")],
         ));
         assert!(text.contains("8a [confirmed] receivers"), "{text}");
+        assert!(text.contains("the article: 「4. 接收端绑定0.0.0.0"), "{text}");
         assert!(
-            text.contains("8b [not run: needs root] two hosts"),
+            text.contains("8b (aside) [not run: needs root] two hosts"),
             "{text}"
         );
         assert!(text.contains("counters: Udp.NoPorts +2"), "{text}");
