@@ -410,7 +410,13 @@ fn one(
     } else {
         Signal::SIGTERM
     })?;
-    let after_kill = ss_of(host, proto, addr.port())?;
+    // A connection closed with a FIN leaves both ends listed (CLOSE-WAIT and FIN-WAIT); read
+    // once both are (bounded by SETTLE), as one ss snapshot can fall mid-transition.
+    let after_kill = if held == Held::Established {
+        poll_until(SETTLE, || ss_of(host, proto, addr.port()), |l| l.len() >= 2)?
+    } else {
+        ss_of(host, proto, addr.port())?
+    };
     let (peer_saw, after_peer_close) = match peer {
         Some(p) => {
             let saw = recv_once(&p, 64);
@@ -776,7 +782,7 @@ fn judge(o: &Observation) -> Vec<Part> {
                 k.ended
             ),
             n.bind_plain == k.bind_plain
-                && states(&n.after_kill) == states(&k.after_kill)
+                && states(&n.after_peer_close) == states(&k.after_peer_close)
                 && n.peer_saw == k.peer_saw,
             ev,
         ));

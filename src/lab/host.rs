@@ -253,8 +253,12 @@ impl<'lab> Host<'lab> {
         let Some(c) = &self.capture else {
             return Vec::new();
         };
-        let frames = c.drain();
-        let lines = frames.iter().map(super::capture::describe).collect();
+        let mut frames = c.drain();
+        let name = self.ns.as_ref().map_or("", |n| n.name());
+        for f in &mut frames {
+            f.host = name.to_string();
+        }
+        let lines = frames.iter().map(|f| c.describe(f)).collect();
         self.lab
             .frames
             .lock()

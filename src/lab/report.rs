@@ -28,8 +28,15 @@ pub struct Meta {
     pub kernel: String,
     /// CPUs available to this process.
     pub cpus: usize,
-    /// Whether the run could create namespaces (root / CAP_NET_ADMIN).
+    /// Whether the run could create namespaces (root, or root of a user namespace).
     pub root: bool,
+    /// How the run was isolated: `root` (namespaces of the machine's root), `user namespace`
+    /// (an unprivileged run re-executed as root of its own user namespace), `none` (the host's
+    /// loopback; parts needing namespaces not run).
+    pub isolation: String,
+    /// The sysctls that shape the results, as read where the experiments run
+    /// (`net.ipv4.tcp_wmem` …; missing ones left out).
+    pub sysctls: BTreeMap<String, String>,
     /// When the run started, RFC 3339 in UTC (`2026-11-25T01:30:00Z`).
     pub started_at: String,
     /// The parameters of the run (which claims, which outputs).
@@ -46,10 +53,36 @@ impl Meta {
                 .unwrap_or_else(|_| "unknown".into()),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             root,
+            isolation: if root { "root" } else { "none" }.into(),
+            sysctls: BTreeMap::new(),
             started_at: rfc3339(SystemTime::now()),
             parameters,
         }
     }
+}
+
+/// The sysctls that shape the lab's results, read from /proc/sys in the calling thread's network
+/// namespace: buffer sizes and limits (claims 10, 11), TIME-WAIT reuse (13, 14), the
+/// ephemeral port range (ports the kernel picks), and the TIME-WAIT bucket limit.
+pub fn sysctls() -> BTreeMap<String, String> {
+    const NAMES: [&str; 8] = [
+        "net.ipv4.tcp_wmem",
+        "net.ipv4.tcp_rmem",
+        "net.core.rmem_max",
+        "net.core.wmem_max",
+        "net.core.rmem_default",
+        "net.ipv4.tcp_tw_reuse",
+        "net.ipv4.ip_local_port_range",
+        "net.ipv4.tcp_max_tw_buckets",
+    ];
+    NAMES
+        .iter()
+        .filter_map(|n| {
+            let path = format!("/proc/sys/{}", n.replace('.', "/"));
+            let v = std::fs::read_to_string(path).ok()?;
+            Some((n.to_string(), v.split_whitespace().collect::<Vec<_>>().join(" ")))
+        })
+        .collect()
 }
 
 /// `2026-11-25T01:30:00Z` for a time (whole seconds, UTC).
@@ -452,10 +485,10 @@ pub fn markdown(meta: &Meta, findings: &[Finding]) -> String {
         meta.kernel,
         meta.cpus,
         if meta.cpus == 1 { "" } else { "s" },
-        if meta.root {
-            "root (private network namespaces)"
-        } else {
-            "not root (host loopback; two-host parts not run)"
+        match meta.isolation.as_str() {
+            "root" => "root (private network namespaces)",
+            "user namespace" => "unprivileged, in a user namespace (private network namespaces)",
+            _ => "no namespaces (host loopback; two-host parts not run)",
         },
         meta.socklab_version,
         meta.started_at
