@@ -169,7 +169,10 @@ mod tests {
         // CI keeps shared/ beside the clone; when it is there the copy must not have drifted.
         let shared = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/article-tcp-udp.md");
         if let Ok(text) = std::fs::read_to_string(shared) {
-            assert_eq!(text, TEXT, "src/lab/article-tcp-udp.md differs from {shared}");
+            assert_eq!(
+                text, TEXT,
+                "src/lab/article-tcp-udp.md differs from {shared}"
+            );
         }
     }
 }

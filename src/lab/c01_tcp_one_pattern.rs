@@ -87,7 +87,10 @@ impl SimultaneousOpen {
             && self.b_connect.is_ok()
             && self.a_got == "from-b"
             && self.b_got == "from-a"
-            && !self.calls.iter().any(|c| c.starts_with("listen") || c.starts_with("accept"))
+            && !self
+                .calls
+                .iter()
+                .any(|c| c.starts_with("listen") || c.starts_with("accept"))
     }
 }
 

@@ -14,9 +14,9 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
+use super::article::{UDP_PATTERN_1, UDP_PATTERN_2, UDP_PATTERN_3, UDP_SEND_ONLY_CONNECTED};
 use super::marker::read_through;
 use super::observe::{Got, Res, Trial, lo, recv_text, res, show_addr, show_res, with_facts};
-use super::article::{UDP_PATTERN_1, UDP_PATTERN_2, UDP_PATTERN_3, UDP_SEND_ONLY_CONNECTED};
 use super::{Evidence, Experiment, Host, Lab, Part};
 
 /// The experiment of claim 2.
@@ -414,7 +414,9 @@ mod tests {
         use Verdict::*;
         assert_eq!(
             verdicts(judge(&linux_like())),
-            vec![Confirmed, Confirmed, Confirmed, Confirmed, Refuted, Confirmed]
+            vec![
+                Confirmed, Confirmed, Confirmed, Confirmed, Refuted, Confirmed
+            ]
         );
         let parts = judge(&linux_like());
         assert!(parts[..5].iter().all(Part::votes), "a-d and f vote");

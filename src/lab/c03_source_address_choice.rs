@@ -12,9 +12,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde::Serialize;
 
+use super::article::{SOURCE_PICKED, SOURCE_UNWANTED};
 use super::host::NEEDS_ROOT;
 use super::observe::{Res, Trial, lo, recv_text, res, show_addr, with_facts, with_facts_only};
-use super::article::{SOURCE_PICKED, SOURCE_UNWANTED};
 use super::{Evidence, Experiment, Host, Lab, Part};
 
 /// The experiment of claim 3.

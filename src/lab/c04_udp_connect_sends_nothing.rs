@@ -12,12 +12,12 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
+use super::article::UDP_CONNECT_NOT_REAL;
 use super::closed_port::{ClosedPortSends, Sender, closed_port, closed_port_sends};
 use super::host::NEEDS_ROOT;
 use super::observe::{
     Res, Trial, lo, res, show_addr, show_res, show_unit, with_facts, with_facts_only,
 };
-use super::article::UDP_CONNECT_NOT_REAL;
 use super::{Evidence, Experiment, Host, Lab, Part};
 
 /// The experiment of claim 4.
@@ -233,7 +233,10 @@ mod tests {
         );
         let parts = judge(&linux_like());
         assert!(parts[0].votes() && parts[1].votes());
-        assert!(!parts[2].votes() && !parts[3].votes(), "4c and 4d are asides");
+        assert!(
+            !parts[2].votes() && !parts[3].votes(),
+            "4c and 4d are asides"
+        );
     }
 
     #[test]

@@ -8,10 +8,10 @@
 
 use serde::Serialize;
 
+use super::article::{NO_ERROR_CLOSED_PORT, RECEIVER_FIRST};
 use super::closed_port::{ClosedPortSends, Sender, closed_port, closed_port_sends};
 use super::marker::read_through;
 use super::observe::{Got, Res, Trial, lo, res, show_res, with_facts};
-use super::article::{NO_ERROR_CLOSED_PORT, RECEIVER_FIRST};
 use super::{Evidence, Experiment, Host, Lab, Part};
 
 /// The experiment of claim 5.

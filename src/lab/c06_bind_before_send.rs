@@ -9,8 +9,8 @@
 
 use std::net::SocketAddr;
 
-use super::observe::{Trial, lo, ok_or_errno, res, show_addr, socket, udp_bound};
 use super::article::{BIND_FIRST, SEND_BINDS, SEND_THEN_BIND_FAILS};
+use super::observe::{Trial, lo, ok_or_errno, res, show_addr, socket, udp_bound};
 use super::{Evidence, Experiment, Lab, Part};
 use crate::sock::{Proto, Sock};
 use crate::trace::Event;
@@ -260,7 +260,10 @@ mod tests {
             [Confirmed, Confirmed, Confirmed, Confirmed]
         );
         let parts = judge(&linux_like());
-        assert!(parts[..3].iter().all(Part::votes) && !parts[3].votes(), "6d is an aside");
+        assert!(
+            parts[..3].iter().all(Part::votes) && !parts[3].votes(),
+            "6d is an aside"
+        );
     }
 
     #[test]

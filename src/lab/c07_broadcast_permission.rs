@@ -14,12 +14,12 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 
+use super::article::{CONNECT_BROADCAST, NO_BIND_BROADCAST, SO_BROADCAST_NEEDED};
+use super::host::anchor;
 use super::host::{Host, needs_root};
 use super::marker::{self, read_until_marker};
 use super::observe::{Got, Trial, any, drain, lo, ok_or_errno, res, show_addr, socket, udp_bound};
-use super::article::{CONNECT_BROADCAST, NO_BIND_BROADCAST, SO_BROADCAST_NEEDED};
-use super::host::anchor;
-use super::{Quote, Evidence, Experiment, Lab, Part};
+use super::{Evidence, Experiment, Lab, Part, Quote};
 use crate::sock::{Proto, Sock};
 use crate::trace::{Event, Recorder};
 

@@ -22,11 +22,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde_json::json;
 
+use super::article::{BCAST_ONLY_ANY, BCAST_TEST_1, BCAST_TEST_2, BCAST_TEST_3, BCAST_TEST_4};
+use super::host::anchor;
 use super::host::{Link, needs_root};
 use super::marker::{self, read_until_marker};
 use super::observe::{Trial, any, drain, errno_name, lo, ok_or_errno, res, show_addr, udp_bound};
-use super::article::{BCAST_ONLY_ANY, BCAST_TEST_1, BCAST_TEST_2, BCAST_TEST_3, BCAST_TEST_4};
-use super::host::anchor;
 use super::{Evidence, Experiment, Lab, Part, Quote};
 use crate::sock::{Proto, Sock, StepError};
 use crate::trace::{Event, Recorder};
@@ -358,8 +358,17 @@ impl Observation {
     pub fn matrix(&self) -> serde_json::Value {
         let mut rows = vec!["(control) reached the receivers' host".to_string()];
         rows.extend(self.rows.iter().map(|r| r.label()));
-        let mut cells = vec![self.reached.iter().map(|&r| if r { "yes" } else { "no" }.to_string()).collect::<Vec<_>>()];
-        cells.extend((0..self.rows.len()).map(|r| (0..self.cols.len()).map(|c| self.cell_text(r, c)).collect::<Vec<_>>()));
+        let mut cells = vec![
+            self.reached
+                .iter()
+                .map(|&r| if r { "yes" } else { "no" }.to_string())
+                .collect::<Vec<_>>(),
+        ];
+        cells.extend((0..self.rows.len()).map(|r| {
+            (0..self.cols.len())
+                .map(|c| self.cell_text(r, c))
+                .collect::<Vec<_>>()
+        }));
         json!({
             "title": "receiver bound to",
             "rows": rows,
@@ -897,7 +906,11 @@ pub fn judge(o: &Observation) -> Vec<Part> {
         .is_some_and(|e| e.errno.is_none() && interfaces(e).len() == 1);
     // Every case where the sender named an interface (its address or SO_BINDTODEVICE) and
     // the send went out left by that interface alone.
-    let chosen: Vec<&Egress> = o.egress.iter().filter(|e| !e.plain && e.errno.is_none()).collect();
+    let chosen: Vec<&Egress> = o
+        .egress
+        .iter()
+        .filter(|e| !e.plain && e.errno.is_none())
+        .collect();
     let sender_chose = !chosen.is_empty() && chosen.iter().all(|e| interfaces(e) == ["veth-c"]);
     let picked_one = plain_one && sender_chose;
     let mut ev = Evidence {
@@ -957,15 +970,19 @@ mod tests {
                 sender(Origin::SameHost, "198.51.100.2"),
                 sender(Origin::OtherHost, "198.51.100.1"),
             ],
-            egress: vec![Egress {
-                case: "default route via veth-b, unbound".into(),
-                default_route: true,
-                plain: true,
-                errno: None,
-                local: "0.0.0.0:40001".parse().ok(),
-                reached: vec!["veth-b".into()],
-                captured: vec!["veth-b".into()],
-            }, chosen("bound to veth-c's address", true), chosen("SO_BINDTODEVICE veth-c", false)],
+            egress: vec![
+                Egress {
+                    case: "default route via veth-b, unbound".into(),
+                    default_route: true,
+                    plain: true,
+                    errno: None,
+                    local: "0.0.0.0:40001".parse().ok(),
+                    reached: vec!["veth-b".into()],
+                    captured: vec!["veth-b".into()],
+                },
+                chosen("bound to veth-c's address", true),
+                chosen("SO_BINDTODEVICE veth-c", false),
+            ],
             ..Observation::default()
         }
     }
@@ -1053,7 +1070,11 @@ mod tests {
         // alone: with the same-host cells "yes", 8c is refuted whatever that cell says.
         let mut o = observation(linux);
         assert!(!o.reached(Dst::LoopbackBcast, Origin::OtherHost));
-        let r = o.rows.iter().position(|r| r.bound == Bound::Loopback && r.device == Device::None).unwrap();
+        let r = o
+            .rows
+            .iter()
+            .position(|r| r.bound == Bound::Loopback && r.device == Device::None)
+            .unwrap();
         for c in 0..o.cols.len() {
             if o.cols[c].from == Origin::SameHost {
                 o.cells[r][c] = Cell::Yes;
@@ -1069,7 +1090,11 @@ mod tests {
         assert_eq!(m["cells"][0][5], "no");
         assert_eq!(m["cells"][3][5], "unreached", "{m}");
         let parts = judge(&observation(linux));
-        assert_eq!(parts.iter().filter(|p| p.votes()).count(), 5, "f and g are asides");
+        assert_eq!(
+            parts.iter().filter(|p| p.votes()).count(),
+            5,
+            "f and g are asides"
+        );
     }
 
     #[test]

@@ -13,9 +13,9 @@ use std::time::Duration;
 use nix::poll::PollFlags;
 use serde::Serialize;
 
+use super::article::{BIGGER_THAN_BUFFER, ONE_DATAGRAM_PER_RECV, TCP_READS, UDP_READS};
 use super::observe::{Read, TIMEOUT, Trial, lo, poll_ready, recv_once, tcp_pair, udp_bound};
 use super::ports::of_port;
-use super::article::{BIGGER_THAN_BUFFER, ONE_DATAGRAM_PER_RECV, TCP_READS, UDP_READS};
 use super::{Evidence, Experiment, Host, Lab, Part};
 use crate::sock::{Datagram, Proto, Sock, Step};
 
@@ -150,7 +150,11 @@ fn observe_tcp(ev: &mut Evidence) -> Step<(Vec<Read>, bool, u16)> {
         reads.push(recv_once(&server, RECV));
     }
     ev.trace = t.take();
-    Ok((reads, blocked, listener.local_addr().map_or(0, |a| a.port())))
+    Ok((
+        reads,
+        blocked,
+        listener.local_addr().map_or(0, |a| a.port()),
+    ))
 }
 
 /// Two [`OVERSIZED`] datagrams to a receiver whose SO_RCVBUF is the smallest the kernel
@@ -167,7 +171,10 @@ fn observe_oversized(ev: &mut Evidence) -> Step<(Oversized, u16)> {
     tx.set_send_buffer_size(4 * OVERSIZED)?;
     let big = vec![b'x'; OVERSIZED];
     let sends = (0..2)
-        .map(|_| tx.send_to(&big, to).map_err(|e| super::observe::errno_name(&e)))
+        .map(|_| {
+            tx.send_to(&big, to)
+                .map_err(|e| super::observe::errno_name(&e))
+        })
         .collect();
     let mut read = Vec::new();
     let mut buf = vec![0u8; 65_536];
@@ -387,7 +394,14 @@ mod tests {
     fn linux_like() -> Observation {
         Observation {
             udp: vec![d("012"), d("567"), Read::WouldBlock],
-            tcp: vec![d("012"), d("345"), d("678"), d("9"), Read::WouldBlock, Read::Eof],
+            tcp: vec![
+                d("012"),
+                d("345"),
+                d("678"),
+                d("9"),
+                Read::WouldBlock,
+                Read::Eof,
+            ],
             tcp_blocked: true,
             cuts: vec![cut("012", 5), cut("567", 5)],
             oversized: Oversized {

@@ -9,8 +9,8 @@ use std::os::fd::AsFd;
 
 use serde::Serialize;
 
-use super::observe::{Trial, lo, udp_bound};
 use super::article::{BUFFER_BOOKKEEPING, BUFFER_SETTABLE};
+use super::observe::{Trial, lo, udp_bound};
 use super::{Evidence, Experiment, Host, Lab, Part};
 use crate::sock::options::Applied;
 use crate::sock::{Proto, Sock, Step, StepError, sys};

@@ -10,9 +10,9 @@ use std::time::Duration;
 use nix::poll::PollFlags;
 use serde::Serialize;
 
+use super::article::{TCP_RECV_ZERO, UDP_RECV_ZERO};
 use super::observe::{Read, Trial, lo, outcome, poll_ready, recv_once, tcp_pair, udp_bound};
 use super::ports::of_port;
-use super::article::{TCP_RECV_ZERO, UDP_RECV_ZERO};
 use super::{Evidence, Experiment, Host, Lab, Part};
 use crate::sock::{Proto, Sock, Step};
 

@@ -10,9 +10,9 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
+use super::article::TIME_WAIT_BIND;
 use super::observe::{self, lo, outcome, tcp_pair};
 use super::ports::{bind_again, settled_tcp, state_of};
-use super::article::TIME_WAIT_BIND;
 use super::{Evidence, Experiment, Host, Lab, Part};
 use crate::sock::{Proto, Sock, Step};
 use crate::trace::Recorder;
@@ -364,7 +364,11 @@ mod tests {
             verdicts(parts.clone()),
             vec![Confirmed, Confirmed, Confirmed, Confirmed, Refuted]
         );
-        let votes: Vec<&str> = parts.iter().filter(|p| p.votes()).map(|p| p.id.as_str()).collect();
+        let votes: Vec<&str> = parts
+            .iter()
+            .filter(|p| p.votes())
+            .map(|p| p.id.as_str())
+            .collect();
         assert_eq!(votes, ["a", "c", "e"], "13b and 13d are asides");
         assert_eq!(crate::lab::verdict_of(&parts), Partly);
         // A server whose port stayed taken would confirm 13e.

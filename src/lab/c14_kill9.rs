@@ -27,9 +27,9 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use serde::Serialize;
 
+use super::article::{KILL9_ERROR, KILL9_REUSEADDR, KILL9_SKIPS_CLOSE};
 use super::observe::{Read, SETTLE, TIMEOUT, Trial, outcome, poll_until, recv_once, socket};
 use super::ports::{bind_again, of_port, settled_tcp, ss_of};
-use super::article::{KILL9_ERROR, KILL9_REUSEADDR, KILL9_SKIPS_CLOSE};
 use super::{Evidence, Experiment, Host, Lab, Part, Verdict};
 use crate::sock::{Proto, Sock, Step};
 use crate::trace::Recorder;
@@ -193,7 +193,7 @@ impl Experiment for Kill9 {
         "UDP has no TIME_WAIT, but kill -9 also leaves the port giving \"Address already in use\", and SO_REUSEADDR does not help, because a violent kill makes the kernel skip closing the program's sockets."
     }
     fn explanation(&self) -> &'static str {
-        "When a process dies, by SIGKILL or otherwise, the kernel closes all its file descriptors in do_exit (exit(2), signal(7): SIGKILL cannot be caught but the process still exits); closing the last reference to a socket is an ordinary close(2). TCP then sends a FIN and the socket goes FIN-WAIT → TIME-WAIT like any active close (RFC 9293 §3.6), or, if unread data was pending, sends a RST and is gone at once (RFC 1122 §4.2.2.13, RFC 2525 §2.17; TcpExt TCPAbortOnClose); the peer sees recv() == 0 or ECONNRESET (tcp(7)). A UDP socket has no closing state (udp(7), RFC 768): its port is free as soon as it is closed. EADDRINUSE after a kill is the TIME-WAIT of the killed side's connections, which SO_REUSEADDR (socket(7)) gets past when both the old and the new socket set it."
+        "When a process dies, by SIGKILL or otherwise, the kernel closes all its file descriptors in do_exit (exit(2), signal(7): SIGKILL cannot be caught but the process still exits); closing the last reference to a socket is an ordinary close(2). TCP then sends a FIN and the socket goes FIN-WAIT → TIME-WAIT like any active close (RFC 9293 §3.6), or, if unread data was pending, sends a RST and is gone at once (RFC 1122 §4.2.2.13, RFC 2525 §2.17; TcpExt TCPAbortOnClose); the peer sees recv() == 0 or ECONNRESET (tcp(7)). A UDP socket has no closing state (udp(7), RFC 768): its port is free as soon as it is closed. EADDRINUSE after a kill is the TIME-WAIT of the killed side's connections, which SO_REUSEADDR (socket(7)) gets past when both the old and the new socket set it, or a process that inherited the socket (fork(2) copies the descriptor table: a forked child, a daemonised worker) and still holds it open: the socket is closed only with its last descriptor, and SO_REUSEADDR does not pass a live socket that did not set it. A killed process closes its files in do_exit before it becomes a zombie, so waiting to reap it changes nothing."
     }
     fn run(&self, lab: &Lab) -> anyhow::Result<Vec<Part>> {
         let exe = lab.exe().context("find the socklab executable")?;
@@ -552,7 +552,8 @@ fn observe(host: &Host, exe: &Path) -> anyhow::Result<Observation> {
         (Held::Unread, false, true),
         (Held::Established, false, false),
     ] {
-        o.cases.push(one(host, exe, t.rec(), held, reuse, by_kill9)?);
+        o.cases
+            .push(one(host, exe, t.rec(), held, reuse, by_kill9)?);
     }
     for (held, daemon) in [(Held::Udp, false), (Held::Listener, true)] {
         o.inherited.push(inherited(host, t.rec(), held, daemon)?);
@@ -650,7 +651,10 @@ fn judge(o: &Observation) -> Vec<Part> {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let in_use = killed.iter().filter(|c| c.bind_plain == "EADDRINUSE").count();
+    let in_use = killed
+        .iter()
+        .filter(|c| c.bind_plain == "EADDRINUSE")
+        .count();
     let blocked: Vec<&Case> = killed
         .iter()
         .copied()
@@ -674,7 +678,10 @@ fn judge(o: &Observation) -> Vec<Part> {
             true,
             ev.clone(),
         );
-        let still = blocked.iter().filter(|c| c.bind_reuse == "EADDRINUSE").count();
+        let still = blocked
+            .iter()
+            .filter(|c| c.bind_reuse == "EADDRINUSE")
+            .count();
         d.verdict = mixed(still, blocked.len());
         d
     };
@@ -696,10 +703,8 @@ fn judge(o: &Observation) -> Vec<Part> {
             format!(
                 "after the UDP holder was killed: ss lists {} socket(s) on its port; bind {}",
                 udp.iter().map(|c| c.after_kill.len()).sum::<usize>(),
-                binds(
-                    &udp.iter().map(|c| **c).collect::<Vec<_>>(),
-                    &|c| &c.bind_plain
-                )
+                binds(&udp.iter().map(|c| **c).collect::<Vec<_>>(), &|c| &c
+                    .bind_plain)
             ),
             udp_free,
             ev.clone(),
@@ -911,7 +916,11 @@ mod tests {
         let parts = judge(&o);
         let ids: Vec<&str> = parts.iter().map(|p| p.id.as_str()).collect();
         assert_eq!(ids, ["a", "b", "c", "d", "e", "g", "h"]);
-        assert!(parts[4..].iter().all(|p| !p.votes() && p.verdict == Verdict::Confirmed));
+        assert!(
+            parts[4..]
+                .iter()
+                .all(|p| !p.votes() && p.verdict == Verdict::Confirmed)
+        );
         // The control does not count among the kill -9 cases.
         assert_eq!(verdicts(parts)[2], Verdict::Partly);
     }

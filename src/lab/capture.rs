@@ -180,7 +180,12 @@ pub fn describe(frame: &Frame, scales: &mut Scales) -> String {
                 if let Some(s) = announced {
                     scales.0.insert(from.clone(), s);
                 }
-                (win, announced.map(|s| format!(" wscale {s}")).unwrap_or_default())
+                (
+                    win,
+                    announced
+                        .map(|s| format!(" wscale {s}"))
+                        .unwrap_or_default(),
+                )
             } else {
                 let shift = scales.shift(&from, &to).unwrap_or(0);
                 (win << shift, String::new())
@@ -206,12 +211,31 @@ pub fn describe(frame: &Frame, scales: &mut Scales) -> String {
     }
 }
 
+/// Whether a frame is link-layer chatter no part is about: ARP (RFC 826), or ICMPv6 neighbour
+/// discovery (RFC 4861, types 133–137) and multicast listener messages (MLD, RFC 2710/3810,
+/// types 130–132 and 143) that an interface sends when it comes up. Kept in the pcap files,
+/// left out of the evidence's wire lines.
+pub fn is_link_chatter(frame: &Frame) -> bool {
+    const ETH_P_ARP: [u8; 2] = [0x08, 0x06];
+    if frame.data.get(12..14) == Some(&ETH_P_ARP[..]) {
+        return true;
+    }
+    match SlicedPacket::from_ethernet(&frame.data) {
+        Ok(p) => match &p.transport {
+            Some(TransportSlice::Icmpv6(i)) => {
+                matches!(i.type_u8(), 130..=137 | 143)
+            }
+            _ => false,
+        },
+        Err(_) => false,
+    }
+}
+
 /// `frames` in timestamp order with every packet once: an outgoing frame is left out when a
 /// frame with the same bytes arrived in another namespace (the far end of a veth pair).
 pub fn dedup(frames: &[Frame]) -> Vec<&Frame> {
     // The namespaces each frame's bytes arrived in.
-    let mut arrived: std::collections::HashMap<&[u8], Vec<&str>> =
-        std::collections::HashMap::new();
+    let mut arrived: std::collections::HashMap<&[u8], Vec<&str>> = std::collections::HashMap::new();
     for f in frames.iter().filter(|f| !f.outgoing) {
         arrived.entry(&f.data).or_default().push(&f.host);
     }

@@ -9,9 +9,9 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 
-use super::{Part, Quote};
 use super::capture::{Capture, Frame};
 use super::counters::Snapshot;
+use super::{Part, Quote};
 use crate::netns::{self, Netns};
 
 /// The reason given for parts that need namespaces when not root.
@@ -248,7 +248,8 @@ impl<'lab> Host<'lab> {
             .collect())
     }
 
-    /// Frames seen so far in this host, one line each (kept for the pcap too).
+    /// Frames seen so far in this host, one line each but for link-layer chatter
+    /// ([`is_link_chatter`](super::capture::is_link_chatter)); every frame is kept for the pcap.
     pub fn wire(&self) -> Vec<String> {
         let Some(c) = &self.capture else {
             return Vec::new();
@@ -258,7 +259,12 @@ impl<'lab> Host<'lab> {
         for f in &mut frames {
             f.host = name.to_string();
         }
-        let lines = frames.iter().map(|f| c.describe(f)).collect();
+        // Link-layer chatter (ARP, IPv6 ND/MLD) stays in the pcap, out of the evidence.
+        let lines = frames
+            .iter()
+            .filter(|f| !super::capture::is_link_chatter(f))
+            .map(|f| c.describe(f))
+            .collect();
         self.lab
             .frames
             .lock()

@@ -51,8 +51,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-pub use article::Quote;
 use crate::trace::Event;
+pub use article::Quote;
 pub use host::{Host, Lab};
 
 /// What the observation says about one statement of the article.
@@ -374,7 +374,10 @@ mod tests {
         let q = article::TCP_PATTERN;
         let vote = Part::judged("a", "s", "o".into(), true, Evidence::default()).votes_on(q);
         let aside = Part::judged("b", "s", "o".into(), false, Evidence::default());
-        assert_eq!(verdict_of(&[vote.clone(), aside.clone()]), Verdict::Confirmed);
+        assert_eq!(
+            verdict_of(&[vote.clone(), aside.clone()]),
+            Verdict::Confirmed
+        );
         assert!(matches!(verdict_of(&[aside]), Verdict::NotRun(_)));
         let refuted = Part::judged("c", "s", "o".into(), false, Evidence::default()).votes_on(q);
         assert_eq!(verdict_of(&[vote, refuted]), Verdict::Partly);

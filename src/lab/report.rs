@@ -80,7 +80,10 @@ pub fn sysctls() -> BTreeMap<String, String> {
         .filter_map(|n| {
             let path = format!("/proc/sys/{}", n.replace('.', "/"));
             let v = std::fs::read_to_string(path).ok()?;
-            Some((n.to_string(), v.split_whitespace().collect::<Vec<_>>().join(" ")))
+            Some((
+                n.to_string(),
+                v.split_whitespace().collect::<Vec<_>>().join(" "),
+            ))
         })
         .collect()
 }
@@ -212,7 +215,13 @@ fn kernel_lines(f: &Finding) -> String {
         .chain(asides)
         .map(|p| {
             let role = if p.votes() { "" } else { " aside" };
-            format!("{}{}{role} {} {}", f.claim, p.id, mark(&p.verdict), p.observed)
+            format!(
+                "{}{}{role} {} {}",
+                f.claim,
+                p.id,
+                mark(&p.verdict),
+                p.observed
+            )
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -311,8 +320,17 @@ impl<'a> Drawn<'a> {
 
     /// The part where the block `title` with these lines was drawn before, or `None` after
     /// noting that `part` draws it now.
-    fn earlier_block(&mut self, title: &'static str, lines: &[String], part: &str) -> Option<String> {
-        if let Some((_, _, at)) = self.blocks.iter().find(|(t, l, _)| *t == title && l == lines) {
+    fn earlier_block(
+        &mut self,
+        title: &'static str,
+        lines: &[String],
+        part: &str,
+    ) -> Option<String> {
+        if let Some((_, _, at)) = self
+            .blocks
+            .iter()
+            .find(|(t, l, _)| *t == title && l == lines)
+        {
             return Some(at.clone());
         }
         self.blocks.push((title, lines.to_vec(), part.to_string()));
@@ -495,20 +513,38 @@ pub fn markdown(meta: &Meta, findings: &[Finding]) -> String {
     );
     let _ = writeln!(
         s,
-        "| claim | the article says | what this kernel did | verdict |"
+        "| claim | title | votes (the article's sentences) | asides (not counted) | verdict |"
     );
-    let _ = writeln!(s, "|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|");
     for f in findings {
+        let marks = |votes: bool| {
+            let m: Vec<String> = f
+                .parts
+                .iter()
+                .filter(|p| p.votes() == votes)
+                .map(|p| format!("{}{} {}", f.claim, p.id, mark(&p.verdict)))
+                .collect();
+            if m.is_empty() {
+                "–".to_string()
+            } else {
+                m.join(" ")
+            }
+        };
         let _ = writeln!(
             s,
-            "| [{}](#claim-{}) | {} | {} | **{}** |",
+            "| [{}](#claim-{}) | {} | {} | {} | **{}** |",
             f.claim,
             f.claim,
-            md_cell(&f.article),
-            md_cell(&kernel_lines(f)),
+            md_cell(&f.title),
+            marks(true),
+            marks(false),
             f.verdict.word()
         );
     }
+    let _ = writeln!(
+        s,
+        "\n✓ confirmed · ✗ refuted · ½ partly · – not run. A claim's verdict comes from its votes only."
+    );
     let _ = writeln!(s, "\n{}\n", Summary::of(findings).line());
     for f in findings {
         let _ = writeln!(
@@ -638,8 +674,8 @@ mod tests {
     fn finding(claim: u8, parts: Vec<Part>) -> Finding {
         Finding {
             claim,
-            title: "title".into(),
-            article: "the | article".into(),
+            title: "the | title".into(),
+            article: "the article".into(),
             observed: "what happened".into(),
             verdict: crate::lab::verdict_of(&parts),
             explanation: "udp(7)".into(),
@@ -698,7 +734,10 @@ mod tests {
         );
         assert!(md.contains("| 0.0.0.0 | yes | no |"), "{md}");
         assert!(md.contains("| 127.0.0.1 | no | yes |"), "{md}");
-        assert!(md.contains("the \\| article"), "{md}");
+        assert!(
+            md.contains("| [8](#claim-8) | the \\| title | 8a ✓ | – | **confirmed** |"),
+            "{md}"
+        );
         assert!(md.contains("- `port`: `9000`"), "{md}");
         assert!(
             !md.contains("`matrix`"),
@@ -718,7 +757,10 @@ mod tests {
             vec![p, Part::not_run("b", "two hosts", "needs root")],
         ));
         assert!(text.contains("8a [confirmed] receivers"), "{text}");
-        assert!(text.contains("the article: 「4. 接收端绑定0.0.0.0"), "{text}");
+        assert!(
+            text.contains("the article: 「4. 接收端绑定0.0.0.0"),
+            "{text}"
+        );
         assert!(
             text.contains("8b (aside) [not run: needs root] two hosts"),
             "{text}"

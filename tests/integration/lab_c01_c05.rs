@@ -70,7 +70,10 @@ fn claim1_tcp_sendto_facts() {
         assert_eq!(fact(&f, "b", "b_got"), "from-a");
         assert_eq!(fact(&f, "b", "bare_syns"), 2);
         let calls = fact(&f, "b", "calls").to_string();
-        assert!(!calls.contains("listen") && !calls.contains("accept"), "{calls}");
+        assert!(
+            !calls.contains("listen") && !calls.contains("accept"),
+            "{calls}"
+        );
         assert_eq!(fact(&f, "c", "other_syns"), 0);
         let wire = &f.parts[0].evidence.wire;
         assert!(wire.iter().any(|w| w.contains("[SYN]")), "{wire:?}");

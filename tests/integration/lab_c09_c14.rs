@@ -63,7 +63,11 @@ fn c09_recv3_sequences_and_msg_trunc() {
         // next one is dropped (the marker sent after is the next datagram read).
         let big = fact(part(&f, "d"), "oversized");
         assert!(big["rcvbuf"].as_u64().unwrap() < 60_000, "{big}");
-        assert_eq!(big["sends"], json!([{"Ok": 60_000}, {"Ok": 60_000}]), "{big}");
+        assert_eq!(
+            big["sends"],
+            json!([{"Ok": 60_000}, {"Ok": 60_000}]),
+            "{big}"
+        );
         assert_eq!(big["read"], json!([{"Ok": 60_000}, {"Ok": 6}]), "{big}");
         let cuts = fact(part(&f, "c"), "reads");
         assert_eq!(
@@ -185,7 +189,10 @@ fn c13_time_wait_on_the_active_closer_and_reuseaddr() {
             // the server's listening port binds (and listens) again at once.
             assert_eq!(t["passive_rebind"], "ok", "{t}");
         }
-        let timers = fact(part(&f, "a"), "time_wait_timers").as_array().unwrap().clone();
+        let timers = fact(part(&f, "a"), "time_wait_timers")
+            .as_array()
+            .unwrap()
+            .clone();
         assert!(!timers.is_empty());
         for t in &timers {
             assert!(t.as_str().unwrap().starts_with("timewait,"), "{t}");

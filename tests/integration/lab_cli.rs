@@ -90,8 +90,16 @@ fn json_document_has_every_claim_with_parts_and_meta() {
         assert!(["user namespace", "none"].contains(&isolation), "{meta}");
     }
     assert_eq!(meta["root"].as_bool(), Some(isolation != "none"), "{meta}");
-    for key in ["net.ipv4.tcp_wmem", "net.core.rmem_max", "net.ipv4.tcp_tw_reuse", "net.ipv4.ip_local_port_range"] {
-        assert!(meta["sysctls"][key].as_str().is_some_and(|v| !v.is_empty()), "{key}: {meta}");
+    for key in [
+        "net.ipv4.tcp_wmem",
+        "net.core.rmem_max",
+        "net.ipv4.tcp_tw_reuse",
+        "net.ipv4.ip_local_port_range",
+    ] {
+        assert!(
+            meta["sysctls"][key].as_str().is_some_and(|v| !v.is_empty()),
+            "{key}: {meta}"
+        );
     }
     assert!(meta["started_at"].as_str().unwrap().ends_with('Z'));
     for e in doc["experiments"].as_array().unwrap() {
@@ -109,8 +117,14 @@ fn json_document_has_every_claim_with_parts_and_meta() {
             match p["role"].as_str() {
                 Some("vote") => {
                     let zh = p["quote"]["zh"].as_str().unwrap_or("");
-                    assert!(!zh.is_empty() && socklab::lab::article::TEXT.contains(zh), "{p}");
-                    assert!(p["quote"]["en"].as_str().is_some_and(|s| !s.is_empty()), "{p}");
+                    assert!(
+                        !zh.is_empty() && socklab::lab::article::TEXT.contains(zh),
+                        "{p}"
+                    );
+                    assert!(
+                        p["quote"]["en"].as_str().is_some_and(|s| !s.is_empty()),
+                        "{p}"
+                    );
                 }
                 Some("aside") => assert!(p.get("quote").is_none(), "{p}"),
                 other => panic!("role {other:?}: {p}"),
@@ -192,7 +206,11 @@ fn pcap_dir_creates_only_its_last_component() {
     let deep = base.join("missing").join("pcap");
     let out = socklab(&["lab", "run", "4", "--pcap", deep.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1, "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().count(),
+        1,
+        "{out:?}"
+    );
     assert!(!base.exists(), "a chain of parents was created");
     std::fs::create_dir_all(&base).unwrap();
     let last = base.join("pcap");
@@ -304,7 +322,14 @@ fn unprivileged_run_in_a_user_namespace_gives_roots_verdicts() {
     }
     let userns = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .args(["unshare", "--user", "--map-root-user", "--net", "--mount", "true"])
+        .args([
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--net",
+            "--mount",
+            "true",
+        ])
         .current_dir("/")
         .status()
         .is_ok_and(|s| s.success());
@@ -316,10 +341,18 @@ fn unprivileged_run_in_a_user_namespace_gives_roots_verdicts() {
     let out = copy.lab_json(&[]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    assert_eq!(doc["meta"]["isolation"], "user namespace", "{}", doc["meta"]);
+    assert_eq!(
+        doc["meta"]["isolation"], "user namespace",
+        "{}",
+        doc["meta"]
+    );
     assert_eq!(doc["summary"]["not_run"], 0, "{}", doc["summary"]);
     let root = json(&["lab", "--json"]);
-    assert_eq!(verdicts(&doc), verdicts(&root), "uid 65534 and root disagree");
+    assert_eq!(
+        verdicts(&doc),
+        verdicts(&root),
+        "uid 65534 and root disagree"
+    );
 }
 
 #[test]
