@@ -63,7 +63,8 @@ pub enum Verdict {
     Confirmed,
     /// The kernel did otherwise.
     Refuted,
-    /// Some parts confirmed, some refuted (only for a whole claim).
+    /// Some parts confirmed, some refuted (a claim), or a part that held in some of its cases
+    /// and not in others (claim 14's 14c and 14d).
     Partly,
     /// Not observed, with the reason (needs root, kernel lacks a feature, setup failed).
     NotRun(String),
