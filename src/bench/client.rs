@@ -210,9 +210,12 @@ pub fn run_test(
                 jobs.push((id, job));
             }
             if !proofs.is_empty() {
-                let cookie = cookie.as_deref().and_then(protocol::parse_cookie).ok_or_else(|| {
-                    BenchError::Protocol("the server sent no UDP return-address cookie".into())
-                })?;
+                let cookie = cookie
+                    .as_deref()
+                    .and_then(protocol::parse_cookie)
+                    .ok_or_else(|| {
+                        BenchError::Protocol("the server sent no UDP return-address cookie".into())
+                    })?;
                 let socks: Vec<(u16, &Sock, SocketAddr)> = proofs
                     .iter()
                     .map(|&(id, i, to)| {

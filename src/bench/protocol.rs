@@ -669,7 +669,11 @@ mod tests {
         assert_eq!(&b[8..], &[0xab; 16]);
         assert_eq!(Probe::parse(&b), Some(p));
         let ack = Probe { ack: true, ..p }.emit();
-        assert_eq!(ack.len(), b.len(), "the answer is never larger than the probe");
+        assert_eq!(
+            ack.len(),
+            b.len(),
+            "the answer is never larger than the probe"
+        );
         assert_eq!(Probe::parse(&ack).map(|p| p.ack), Some(true));
         assert_eq!(Probe::parse(&b[..23]), None);
         let mut bad = b;

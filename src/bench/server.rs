@@ -180,7 +180,7 @@ impl Server {
                     Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                     Err(e) => return Err(e.into()),
                 }
-                let hit = |p: &PollFd<'_>| p.revents().is_some_and(|r| !r.is_empty());
+                let hit = |p: &PollFd<'_>| p.revents().is_none_or(|r| !r.is_empty());
                 let (listener_ready, conns) = if paused {
                     (false, &fds[..])
                 } else {
@@ -299,7 +299,10 @@ impl Server {
                     None => true,
                 };
                 if !authed {
-                    Err(("authentication failed: wrong or missing token".into(), false))
+                    Err((
+                        "authentication failed: wrong or missing token".into(),
+                        false,
+                    ))
                 } else if let Err(why) = validate(&params, &self.cfg) {
                     Err((why, false))
                 } else {
@@ -331,6 +334,7 @@ impl Server {
                         retry,
                     },
                 );
+                close_gently(&conn.stream);
                 log(&format!("connection from {peer}: refused: {reason}"));
                 return None;
             }
@@ -348,7 +352,9 @@ impl Server {
         match spawned {
             Ok(h) => Some(h),
             Err(e) => {
-                log(&format!("test {id} from {peer}: cannot start a thread: {e}"));
+                log(&format!(
+                    "test {id} from {peer}: cannot start a thread: {e}"
+                ));
                 None
             }
         }
@@ -552,7 +558,24 @@ fn refuse(conn: &mut TcpStream, reason: String, retry: bool) -> BenchError {
             retry,
         },
     );
+    close_gently(conn);
     BenchError::Refused { reason, retry }
+}
+
+/// Ends our side after a refusal: shutdown(2) SHUT_WR (a FIN after the Refused), then
+/// discards what the peer already sent (up to 64 KiB, without waiting), so that the close
+/// does not turn into a reset that could destroy the Refused before the peer reads it
+/// (tcp(7): closing with unread data sends RST).
+fn close_gently(stream: &TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_nonblocking(true);
+    let mut buf = [0u8; 4096];
+    for _ in 0..16 {
+        match (&*stream).read(&mut buf) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
 }
 
 /// Checks a client's test against the server's limits, before any data socket is opened.
@@ -585,10 +608,7 @@ fn validate(p: &TestParams, cfg: &ServerCfg) -> Result<(), String> {
     if p.parallel == 0 || p.parallel > 64 {
         return Err(format!("parallel {} outside 1..=64", p.parallel));
     }
-    if p.dirs.is_empty()
-        || p.dirs.len() > 2
-        || (p.dirs.len() == 2 && p.dirs[0] == p.dirs[1])
-    {
+    if p.dirs.is_empty() || p.dirs.len() > 2 || (p.dirs.len() == 2 && p.dirs[0] == p.dirs[1]) {
         return Err("directions must be up, down or both".into());
     }
     if p.interval_ms != 0 && (p.interval_ms < 10 || p.interval_ms > p.duration_ms) {
@@ -766,9 +786,9 @@ fn prove_return_addresses(
                 continue;
             };
             let Some(from) = d.from else { continue };
-            let good = Probe::parse(&buf[..d.len]).is_some_and(|p| {
-                !p.ack && p.stream == *stream && eq_ct(&p.cookie, &cookie)
-            }) && from.ip().to_canonical() == peer_ip.to_canonical();
+            let good = Probe::parse(&buf[..d.len])
+                .is_some_and(|p| !p.ack && p.stream == *stream && eq_ct(&p.cookie, &cookie))
+                && from.ip().to_canonical() == peer_ip.to_canonical();
             if !good {
                 continue;
             }
@@ -887,7 +907,10 @@ mod tests {
             clients.push(c);
             evicted += pool.insert(p);
         }
-        assert_eq!(evicted, 1, "the third from one source evicts that source's oldest");
+        assert_eq!(
+            evicted, 1,
+            "the third from one source evicts that source's oldest"
+        );
         assert_eq!(pool.conns.keys().copied().collect::<Vec<_>>(), [1, 2]);
         let (p, c) = pending([10, 0, 0, 2], &l);
         clients.push(c);
@@ -923,15 +946,42 @@ mod tests {
         };
         assert_eq!(validate(&ok, &cfg), Ok(()));
         let bad = [
-            TestParams { size: 0, ..ok.clone() },
-            TestParams { size: 10, ..ok.clone() },
-            TestParams { duration_ms: 0, ..ok.clone() },
-            TestParams { duration_ms: u64::MAX, ..ok.clone() },
-            TestParams { parallel: 65, ..ok.clone() },
-            TestParams { dirs: vec![], ..ok.clone() },
-            TestParams { dirs: vec![Dir::Up, Dir::Up], ..ok.clone() },
-            TestParams { interval_ms: 5, ..ok.clone() },
-            TestParams { rcvbuf: Some(usize::MAX), ..ok.clone() },
+            TestParams {
+                size: 0,
+                ..ok.clone()
+            },
+            TestParams {
+                size: 10,
+                ..ok.clone()
+            },
+            TestParams {
+                duration_ms: 0,
+                ..ok.clone()
+            },
+            TestParams {
+                duration_ms: u64::MAX,
+                ..ok.clone()
+            },
+            TestParams {
+                parallel: 65,
+                ..ok.clone()
+            },
+            TestParams {
+                dirs: vec![],
+                ..ok.clone()
+            },
+            TestParams {
+                dirs: vec![Dir::Up, Dir::Up],
+                ..ok.clone()
+            },
+            TestParams {
+                interval_ms: 5,
+                ..ok.clone()
+            },
+            TestParams {
+                rcvbuf: Some(usize::MAX),
+                ..ok.clone()
+            },
         ];
         for p in bad {
             assert!(validate(&p, &cfg).is_err(), "{p:?}");

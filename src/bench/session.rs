@@ -412,7 +412,9 @@ pub fn wait(
             Err(e) => return Err(e.into()),
         }
         let any = PollFlags::POLLIN | PollFlags::POLLERR | PollFlags::POLLHUP;
-        let hit = |p: &PollFd<'_>, f: PollFlags| p.revents().is_some_and(|r| r.intersects(f));
+        // revents() is None when a bit nix does not name is set: POLLRDHUP, the only one
+        // asked for beyond nix's set, i.e. a hang-up.
+        let hit = |p: &PollFd<'_>, f: PollFlags| p.revents().is_none_or(|r| r.intersects(f));
         let (last, data) = pfds.split_last().expect("the control fd is always there");
         return Ok(Ready {
             fds: data.iter().map(|p| hit(p, any)).collect(),
