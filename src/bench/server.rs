@@ -737,9 +737,18 @@ fn run_test(
         }
     };
     protocol::write_message(&mut conn, &Message::Results { report: out.mine })?;
-    // Wait (bounded) for the client to close, so the results are not cut by a reset.
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = std::io::Read::read(&mut conn, &mut [0u8; 1]);
+    // Wait (bounded) for the client to close, reading what it still sends (its SenderDone
+    // may come after our Results): closing with unread data would send a reset, which can
+    // destroy the Results in the client's receive queue before it reads them (tcp(7)).
+    let until = Instant::now() + Duration::from_secs(2);
+    let mut sink = [0u8; 4096];
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        let _ = conn.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+        match conn.read(&mut sink) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
     session::close(&conn);
     Ok(())
 }
