@@ -102,18 +102,16 @@ pub fn run_test(
     let deadline = Instant::now() + cfg.timeout;
     conn.set_write_timeout(Some(cfg.timeout))?;
     conn.set_nodelay(true)?;
-    let (nonce, auth_required) = match read_handshake(&mut conn, cfg, deadline)? {
-        Message::Hello {
-            nonce,
-            auth_required,
-            ..
-        } => (nonce, auth_required),
-        _ => {
-            return Err(BenchError::Control(format!(
-                "{} is not a socklab bench server (no greeting)",
-                cfg.server
-            )));
-        }
+    let Message::Hello {
+        nonce,
+        auth_required,
+        ..
+    } = read_handshake(&mut conn, cfg, deadline)?
+    else {
+        return Err(BenchError::Control(format!(
+            "{} is not a socklab bench server (no greeting)",
+            cfg.server
+        )));
     };
     let auth = match (&cfg.token, auth_required) {
         (Some(t), _) => Some(protocol::auth_tag(t, &nonce)),
