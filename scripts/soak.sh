@@ -81,7 +81,7 @@ worker() {
                 sed "s/^/worker $w: /" "$dir/err.$w" >>"$dir/failures"
             fi
         fi
-        echo "$ok $bad $fail" >"$dir/count.$w"
+        echo "$ok $bad $fail" >"$dir/tmp.$w" && mv "$dir/tmp.$w" "$dir/count.$w"
     done
 }
 
