@@ -347,6 +347,12 @@ impl Server {
             .name("bench-test".into())
             .spawn(move || match run_test(stream, &cfg, slot, id, &params) {
                 Ok(()) => test_log(&format!("test {id} from {peer}: done")),
+                Err(BenchError::Frame(e)) => {
+                    test_log(&format!(
+                        "test {id} from {peer}: {}",
+                        e.in_words("the client")
+                    ));
+                }
                 Err(e) => test_log(&format!("test {id} from {peer}: {e}")),
             });
         match spawned {

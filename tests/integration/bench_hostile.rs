@@ -54,9 +54,16 @@ fn raise_nofile(need: u64) -> bool {
     true
 }
 
-/// Starts `socklab bench server --bind 127.0.0.1:0 ARGS` and waits for its address.
+/// A loopback address with a port known to be free, for `--bind` (not port 0: the lab's
+/// leftover-process check takes any child bound to `127.0.0.1:0` for one of its own).
+fn bind_addr() -> String {
+    crate::util::V4.addr(crate::util::free_tcp_port(crate::util::V4))
+}
+
+/// Starts `socklab bench server --bind 127.0.0.1:PORT ARGS` and waits for its address.
 fn server(args: &[&str]) -> (Proc, SocketAddr) {
-    let mut all = vec!["bench", "server", "--bind", "127.0.0.1:0"];
+    let bind = bind_addr();
+    let mut all = vec!["bench", "server", "--bind", &bind];
     all.extend_from_slice(args);
     let p = spawn(socklab(&all), Input::Null, Output::Keep);
     let addr = p.ready();
@@ -168,7 +175,8 @@ fn secadv_2023_0002_idle_and_slow_connections_do_not_lock_out_a_real_client() {
             1,
         ),
     ] {
-        let mut args = vec!["--token", "s3cret", "--max-tests", "1"];
+        // Two slots: the timed handshake below holds one until the server sees it closed.
+        let mut args = vec!["--token", "s3cret", "--max-tests", "2"];
         args.extend_from_slice(flags);
         let (srv, addr) = server(&args);
         let pid = srv.pid();
@@ -208,8 +216,19 @@ fn secadv_2023_0002_idle_and_slow_connections_do_not_lock_out_a_real_client() {
                 }
             }
         });
+        // Wait (bounded) until the server has accepted the flood: pending in its pool, not in
+        // the kernel's accept queue.
+        let held = fd0 + hostile.len().min(if sources == 8 { 2000 } else { 256 });
+        let t_held = Instant::now();
+        while fd_count(pid) < held && t_held.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let rss_held = rss_kib(pid);
         let fd_held = fd_count(pid);
+        assert!(
+            fd_held >= held,
+            "{label}: the server holds the flood ({fd_held} fds)"
+        );
         // The real client: handshake to Accepted, timed, then a whole test.
         let t0 = Instant::now();
         let (mut s, nonce) = hello(addr);
@@ -433,12 +452,13 @@ fn iperf3_1072_no_udp_datagram_to_a_port_the_client_has_not_proved() {
         }
         None => socklab(args),
     };
+    let bind = bind_addr();
     let p = spawn(
         cmd(&[
             "bench",
             "server",
             "--bind",
-            "127.0.0.1:0",
+            &bind,
             "--handshake-timeout",
             "1s",
         ]),
@@ -540,7 +560,9 @@ fn iperf3_1072_no_udp_datagram_to_a_port_the_client_has_not_proved() {
 /// `scripts/soak.sh` runs thousands for minutes.
 #[test]
 fn iperf3_225_churn_of_back_to_back_tests_leaks_nothing() {
-    let (srv, addr) = server(&["--token", "s3cret", "--max-tests", "2"]);
+    // Room for stragglers: the server frees a slot a moment after the client saw its
+    // results, so back-to-back tests can briefly overlap.
+    let (srv, addr) = server(&["--token", "s3cret", "--max-tests", "16"]);
     let pid = srv.pid();
     let kinds = [
         params(serde_json::json!({"duration_ms": 5})),
