@@ -359,7 +359,7 @@ impl Proc {
         self.held_stdin = None;
     }
 
-    /// The child's process id (for /proc/PID/status and /proc/PID/fd).
+    /// The child's process id (for /proc/PID/status).
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
