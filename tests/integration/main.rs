@@ -2,6 +2,7 @@
 
 mod bad_inputs;
 mod bench;
+mod bench_hostile;
 mod interop;
 mod keep_open_load;
 mod lab_c01_c05;
