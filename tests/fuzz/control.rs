@@ -584,3 +584,13 @@ fn worst_case_bodies_stay_within_bound() {
         check_frame(&frame, 4096);
     }
 }
+
+/// `decode`'s doc said bytes after the frame were an error; they are not part of the frame (as
+/// with `read_message`, which leaves them for the next read). Found writing the trailing-bytes
+/// property of [`check_frame`]; the doc was corrected.
+#[test]
+fn regression_decode_leaves_bytes_after_the_frame() {
+    let bytes = b"SC\x01\x00\x00\x00\x00\x0d{\"type\":\"go\"}SC\x01";
+    assert!(matches!(decode(bytes), Ok(Message::Go)));
+    check_frame(bytes, 1);
+}
