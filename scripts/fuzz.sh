@@ -42,6 +42,7 @@ build=(--release --test fuzz --target "$triple" --target-dir target/fuzz/build)
 
 echo "fuzz.sh: building the fuzz targets with libFuzzer and AddressSanitizer" >&2
 exe=$("${cargo[@]}" test "${build[@]}" --no-run --message-format=json-render-diagnostics |
+  grep -F '"kind":["test"],"crate_types":["bin"],"name":"fuzz"' |
   sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
 [ -x "$exe" ] || { echo "fuzz.sh: build produced no test binary" >&2; exit 1; }
 
