@@ -359,7 +359,8 @@ pub fn parse_header_within(h: &[u8], limit: usize) -> Result<usize, FrameError> 
     Ok(len as usize)
 }
 
-/// Decodes one complete frame from `bytes` (header and body; trailing bytes are an error).
+/// Decodes the frame at the start of `bytes` (header and body); bytes after the announced
+/// body, such as the next frame, are not part of it.
 pub fn decode(bytes: &[u8]) -> Result<Message, FrameError> {
     let len = parse_header(bytes)?;
     let body = &bytes[HEADER_LEN..];
