@@ -287,6 +287,24 @@ pub enum Message {
         /// One line.
         message: String,
     },
+    /// Mesh coordinator → agent, in place of `Start`: run `params` as a client toward the
+    /// agent at `target` (which must accept it through its own Hello/Start handshake) and
+    /// answer with `Accepted`, `Interval` progress frames, then `RunTestResult` or `Error`.
+    RunTest {
+        /// HMAC-SHA-256(token, nonce), hex: the agent accepts this request only with a token.
+        auth: Option<String>,
+        /// The target agent's control address.
+        target: std::net::SocketAddr,
+        /// The test, passed through unchanged to the target.
+        params: TestParams,
+        /// Connect and handshake timeout toward the target, ms.
+        handshake_timeout_ms: u64,
+    },
+    /// Agent → mesh coordinator: how the test toward the target ended.
+    RunTestResult {
+        /// Both sides' figures, or where it failed.
+        outcome: Box<super::mesh::wire::PairOutcome>,
+    },
 }
 
 /// Encodes `msg` as one frame.

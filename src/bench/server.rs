@@ -129,7 +129,8 @@ impl Server {
     }
 }
 
-fn refuse(conn: &mut TcpStream, reason: String, retry: bool) -> BenchError {
+/// Tells the peer why its request is refused and returns that as the error.
+pub(super) fn refuse(conn: &mut TcpStream, reason: String, retry: bool) -> BenchError {
     let _ = protocol::write_message(
         conn,
         &Message::Refused {
@@ -141,7 +142,7 @@ fn refuse(conn: &mut TcpStream, reason: String, retry: bool) -> BenchError {
 }
 
 /// Checks a client's test against the server's limits.
-fn validate(p: &TestParams, cfg: &ServerCfg) -> Result<(), String> {
+pub(super) fn validate(p: &TestParams, cfg: &ServerCfg) -> Result<(), String> {
     if p.duration_ms == 0 || p.duration_ms > cfg.max_duration.as_millis() as u64 {
         return Err(format!(
             "duration {} ms outside 1..={} ms",
@@ -212,6 +213,9 @@ fn handle(
             params,
             client_udp_ports,
         } => (auth, params, client_udp_ports),
+        request @ Message::RunTest { .. } => {
+            return super::mesh::agent::serve(&mut conn, cfg, &nonce, id, request);
+        }
         other => {
             return Err(BenchError::Protocol(format!(
                 "expected start, got {other:?}"
