@@ -17,6 +17,8 @@ use socklab::units;
 
 use super::common::{FamilyArgs, SockArgs, TcpArgs};
 
+mod mesh;
+
 /// Benchmark TCP and UDP side by side: throughput, packet rate, loss, latency.
 #[derive(Subcommand, Debug)]
 pub(crate) enum BenchCommand {
@@ -26,6 +28,8 @@ pub(crate) enum BenchCommand {
     Client(ClientArgs),
     /// Run both sides on loopback in this process.
     Local(LocalArgs),
+    /// Measure every ordered pair of a fleet of `bench server --token` agents: a matrix.
+    Mesh(mesh::MeshArgs),
 }
 
 /// `bench server` flags.
@@ -163,6 +167,7 @@ pub(crate) struct TestArgs {
 pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Server(a) => serve(a),
+        BenchCommand::Mesh(a) => mesh::run(a),
         BenchCommand::Client(a) => {
             let plan = Plan::from_args(&a.test)?;
             let server = resolve_server(&a.addr, &a.test.family)?;
