@@ -1,12 +1,12 @@
 //! The mesh matrices as an SVG heatmap, written by hand: one panel per test, sources as rows,
-//! targets as columns, each measured cell coloured on a viridis-like scale from the worst to
-//! the best value of that panel (brighter is better, whatever the figure's direction) and
+//! targets as columns, each measured cell coloured on a viridis-like scale relative to the
+//! best pair of that panel (brighter is better, whatever the figure's direction) and
 //! labelled with its value; cells that did not run are hatched grey and say why. Text uses
 //! the generic `sans-serif` family: no font is embedded or needed, the viewer draws it.
 
 use std::fmt::Write as _;
 
-use super::matrix::{MeshDoc, TestDoc, title};
+use super::matrix::{Figure, MeshDoc, TestDoc, title};
 use super::run::CellStatus;
 
 const CELL_W: f64 = 118.0;
@@ -91,14 +91,28 @@ fn panel(out: &mut String, doc: &MeshDoc, t: &TestDoc, y0: f64) {
         .collect();
     let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    // Brightness 0..1 with "better" brighter.
-    let goodness = |v: f64| {
-        let t01 = if hi > lo { (v - lo) / (hi - lo) } else { 1.0 };
-        if t.figure.higher_is_better() {
-            t01
-        } else {
-            1.0 - t01
+    // Brightness 0..1, the best pair brightest: throughput and rate as a fraction of the best
+    // pair's, latency as the best pair's over this one's, loss against the worst loss (at
+    // least 1 %). Equal values look equal, however narrow the spread.
+    let (scale, goodness): (String, Box<dyn Fn(f64) -> f64>) = match t.figure {
+        Figure::LostPercent => {
+            let worst = hi.max(1.0);
+            (
+                format!("bright: no loss, dark: {}", t.figure.format(worst)),
+                Box::new(move |v| 1.0 - v / worst),
+            )
         }
+        f if f.higher_is_better() => (
+            format!("colour: share of the best pair ({}), dark: 0", f.format(hi)),
+            Box::new(move |v| if hi > 0.0 { v / hi } else { 1.0 }),
+        ),
+        f => (
+            format!(
+                "colour: best pair ({}) / this pair, bright: as fast as the best",
+                f.format(lo)
+            ),
+            Box::new(move |v| if v > 0.0 { lo / v } else { 1.0 }),
+        ),
     };
     let x0 = MARGIN;
     let _ = writeln!(
@@ -174,19 +188,11 @@ fn panel(out: &mut String, doc: &MeshDoc, t: &TestDoc, y0: f64) {
         );
         return;
     }
-    let (worst, best) = if t.figure.higher_is_better() {
-        (lo, hi)
-    } else {
-        (hi, lo)
-    };
     let _ = writeln!(
         out,
-        r##"<rect x="{lx}" y="{ly}" width="{lw}" height="12" fill="url(#scale)"/><text x="{lx}" y="{}" font-size="11">{} (worst)</text><text x="{}" y="{}" font-size="11" text-anchor="end">{} (best)</text>"##,
+        r##"<rect x="{lx}" y="{ly}" width="{lw}" height="12" fill="url(#scale)"/><text x="{lx}" y="{}" font-size="11">{}</text>"##,
         ly + 26.0,
-        esc(&t.figure.format(worst)),
-        lx + lw,
-        ly + 26.0,
-        esc(&t.figure.format(best))
+        esc(&scale)
     );
 }
 

@@ -3,7 +3,8 @@
 //! JSON, CSV or Markdown, with an optional SVG heatmap and a baseline comparison.
 //!
 //! Exit codes: 0 every pair measured (and none regressed); 1 a pair could not be measured or
-//! regressed beyond `--tolerance` (the output is complete either way); 2 usage or setup error.
+//! regressed beyond `--tolerance` (the output is complete either way, and the closing line on
+//! stderr names them); 2 usage or setup error.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -59,6 +60,10 @@ pub(crate) struct MeshArgs {
     /// Print the plan (agents, tests, schedule) and exit: nothing is resolved or sent.
     #[arg(long)]
     dry_run: bool,
+    /// Nothing on stderr but usage and setup errors: no progress, no closing verdict (the
+    /// exit code still gives it), so that stdout alone makes the log (`kubectl logs`).
+    #[arg(short, long)]
+    quiet: bool,
     #[command(flatten)]
     test: TestArgs,
 }
@@ -158,6 +163,7 @@ pub(crate) fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
     params["handshake_timeout_ms"] = serde_json::json!(a.handshake_timeout.as_millis() as u64);
     let meta = Meta::new("mesh".into(), params);
     let progress = |p: Progress<'_>| match p {
+        _ if a.quiet => {}
         Progress::Round(ti, r, of, pairs) => {
             let list: Vec<String> = pairs
                 .iter()
@@ -211,6 +217,10 @@ pub(crate) fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &t.svg {
         std::fs::write(path, heatmap::svg(&doc))
             .with_context(|| format!("write {}", path.display()))?;
+    }
+    let failed = !regressions.is_empty() || doc.summary.not_ok > 0;
+    if a.quiet && failed {
+        return Ok(ExitCode::from(1));
     }
     if !regressions.is_empty() {
         let list: Vec<String> = regressions.iter().map(ToString::to_string).collect();
