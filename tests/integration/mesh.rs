@@ -35,7 +35,15 @@ impl Fleet {
         let attach = |ns: &Netns, last_octet: usize| {
             let port = format!("p{last_octet}");
             ns.ip(&[
-                "link", "add", "eth0", "type", "veth", "peer", "name", &port, "netns",
+                "link",
+                "add",
+                "eth0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "netns",
                 bridge.name(),
             ])
             .expect("veth");
@@ -144,9 +152,11 @@ fn udp_counted(ns: &Netns, from: &str) -> (u64, u64) {
         let Some(expr) = item["rule"]["expr"].as_array() else {
             continue;
         };
-        let saddr = expr
-            .iter()
-            .find_map(|e| e["match"]["right"].as_str().filter(|_| e["match"]["left"]["payload"]["field"] == "saddr"));
+        let saddr = expr.iter().find_map(|e| {
+            e["match"]["right"]
+                .as_str()
+                .filter(|_| e["match"]["left"]["payload"]["field"] == "saddr")
+        });
         if saddr == Some(from) {
             let c = expr
                 .iter()
@@ -221,7 +231,8 @@ fn four_hosts_every_ordered_pair_tcp_and_udp_bytes_match_the_receivers() {
                 assert_eq!(bytes, u(row, "sent_bytes"), "TCP: received = sent: {p}");
             } else {
                 let target = dst.trim_end_matches(":5301");
-                let host = &fleet.hosts[target.rsplit('.').next().unwrap().parse::<usize>().unwrap() - 1];
+                let host =
+                    &fleet.hosts[target.rsplit('.').next().unwrap().parse::<usize>().unwrap() - 1];
                 let (packets, ip_bytes) = udp_counted(host, s.trim_end_matches(":5301"));
                 assert_eq!(u(row, "packets"), packets, "datagrams that arrived: {p}");
                 assert_eq!(bytes, ip_bytes - 28 * packets, "payload that arrived: {p}");
@@ -248,7 +259,8 @@ fn an_agent_killed_midway_leaves_marked_cells_and_the_mesh_finishes() {
     let Some(fleet) = Fleet::new("meshk", 4) else {
         return;
     };
-    let mut agents: Vec<Option<Proc>> = (1..=4).map(|i| Some(fleet.agent(i, Some(TOKEN)))).collect();
+    let mut agents: Vec<Option<Proc>> =
+        (1..=4).map(|i| Some(fleet.agent(i, Some(TOKEN)))).collect();
     let mut run = fleet.mesh(&[
         "--peers",
         &peers(&[1, 2, 3, 4]),
@@ -281,7 +293,11 @@ fn an_agent_killed_midway_leaves_marked_cells_and_the_mesh_finishes() {
             assert!(p["value"].is_null() && p["error"].is_string(), "{p}");
         }
     }
-    assert_eq!(u(&d["summary"], "not_ok"), 4, "rounds 3 to 6 each had one pair with agent 4");
+    assert_eq!(
+        u(&d["summary"], "not_ok"),
+        4,
+        "rounds 3 to 6 each had one pair with agent 4"
+    );
     assert!(
         f.stderr.contains("4 of 12 pairs not measured"),
         "{}",
@@ -356,7 +372,9 @@ fn a_peer_that_is_not_an_agent_gets_no_traffic() {
     let f = run.expect_code(1);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (accepted, bytes, datagrams) = counter.join().expect("counter thread");
-    let after = stranger.run(|| Snapshot::read().expect("snmp")).expect("ns");
+    let after = stranger
+        .run(|| Snapshot::read().expect("snmp"))
+        .expect("ns");
     let d = doc(&f.stdout);
     let stranger_addr = "198.51.100.4:5301";
     for t in d["tests"].as_array().expect("tests") {
@@ -372,8 +390,15 @@ fn a_peer_that_is_not_an_agent_gets_no_traffic() {
         }
     }
     assert_eq!(bytes, 0, "no payload reached the stranger's TCP socket");
-    assert_eq!(datagrams, 0, "no datagram reached the stranger's UDP socket");
-    assert_eq!(accepted, 12, "one connection per attempt, 6 per test: {}", f.stderr);
+    assert_eq!(
+        datagrams, 0,
+        "no datagram reached the stranger's UDP socket"
+    );
+    assert_eq!(
+        accepted, 12,
+        "one connection per attempt, 6 per test: {}",
+        f.stderr
+    );
     let delta = |k: &str| after.get(k) - before.get(k);
     assert_eq!(
         delta("Udp.InDatagrams") + delta("Udp.NoPorts"),
@@ -418,18 +443,27 @@ fn tokens_are_required_and_a_baseline_names_the_regressed_pairs() {
     let f = mesh(&format!("{a},{c}"), TOKEN, &[]).expect_code(1);
     let d = doc(&f.stdout);
     let pairs = d["tests"][0]["pairs"].as_array().expect("pairs");
-    let from_c = pairs.iter().find(|p| p["source"] == c.as_str()).expect("c → a");
+    let from_c = pairs
+        .iter()
+        .find(|p| p["source"] == c.as_str())
+        .expect("c → a");
     assert_eq!(from_c["status"], "source_handshake");
     assert!(
         from_c["error"].as_str().unwrap().contains("no --token"),
         "{from_c}"
     );
     let f = mesh(&format!("{a},{b}"), "wrong", &[]).expect_code(1);
-    assert!(!f.stdout.is_empty() && f.stderr.contains("2 of 2 pairs not measured"), "{}", f.shown);
-    assert!(doc(&f.stdout)["tests"][0]["pairs"][0]["error"]
-        .as_str()
-        .unwrap()
-        .contains("authentication failed"));
+    assert!(
+        !f.stdout.is_empty() && f.stderr.contains("2 of 2 pairs not measured"),
+        "{}",
+        f.shown
+    );
+    assert!(
+        doc(&f.stdout)["tests"][0]["pairs"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("authentication failed")
+    );
 
     // A baseline ten times better than this run: both pairs regressed.
     let mut better = base.clone();
@@ -445,15 +479,37 @@ fn tokens_are_required_and_a_baseline_names_the_regressed_pairs() {
     let f = mesh(
         &format!("{a},{b}"),
         TOKEN,
-        &["--baseline", path.to_str().unwrap(), "--tolerance", "20", "--svg", svg.to_str().unwrap()],
+        &[
+            "--baseline",
+            path.to_str().unwrap(),
+            "--tolerance",
+            "20",
+            "--svg",
+            svg.to_str().unwrap(),
+        ],
     )
     .expect_code(1);
     let err = f.stderr.lines().last().unwrap_or_default();
-    assert!(err.contains("2 pair(s) regressed beyond 20 %"), "{}", f.shown);
-    assert!(err.contains(&format!("{a} → {b}")) && err.contains(&format!("{b} → {a}")), "{err}");
-    assert_eq!(doc(&f.stdout)["baseline"]["regressions"].as_array().map(Vec::len), Some(2));
+    assert!(
+        err.contains("2 pair(s) regressed beyond 20 %"),
+        "{}",
+        f.shown
+    );
+    assert!(
+        err.contains(&format!("{a} → {b}")) && err.contains(&format!("{b} → {a}")),
+        "{err}"
+    );
+    assert_eq!(
+        doc(&f.stdout)["baseline"]["regressions"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
     let picture = std::fs::read_to_string(&svg).expect("heatmap written");
-    assert!(picture.starts_with("<svg") && picture.contains("TCP stream 1472 B"), "{picture}");
+    assert!(
+        picture.starts_with("<svg") && picture.contains("TCP stream 1472 B"),
+        "{picture}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -472,7 +528,10 @@ fn the_kubernetes_job_command_line_parses() {
         .expect("a one-line args list running bench mesh");
     let list = line.trim_start().trim_start_matches("args:").trim();
     let args: Vec<String> = serde_json::from_str(list).expect("a flow list of strings");
-    assert!(args.iter().any(|a| a == "$(SOCKLAB_TOKEN)"), "token from the Secret");
+    assert!(
+        args.iter().any(|a| a == "$(SOCKLAB_TOKEN)"),
+        "token from the Secret"
+    );
     let args: Vec<String> = args
         .into_iter()
         .map(|a| a.replace("$(SOCKLAB_TOKEN)", "from-the-secret"))
@@ -489,5 +548,8 @@ fn the_kubernetes_job_command_line_parses() {
         text.contains("every A/AAAA record of socklab-agent:5301"),
         "{text}"
     );
-    assert!(text.contains("test: Stream Tcp") && text.contains("test: Stream Udp"), "{text}");
+    assert!(
+        text.contains("test: Stream Tcp") && text.contains("test: Stream Udp"),
+        "{text}"
+    );
 }

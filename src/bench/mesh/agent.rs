@@ -97,7 +97,10 @@ pub fn serve(
     };
     let result = client::run_test(&client_cfg, &params, &mut relay);
     let (outcome, ret) = match result {
-        Ok(o) => (PairOutcome::Done(PairReport::from_outcome(&o, hostname())), Ok(())),
+        Ok(o) => (
+            PairOutcome::Done(PairReport::from_outcome(&o, hostname())),
+            Ok(()),
+        ),
         Err(e) => {
             let stage = match e {
                 BenchError::Connect(..) => FailStage::Unreachable,

@@ -28,7 +28,11 @@ const STOPS: [(u8, u8, u8); 5] = [
 
 /// The colour at `t` in 0..=1 (clamped), linearly between the stops.
 fn colour(t: f64) -> (u8, u8, u8) {
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let x = t * (STOPS.len() - 1) as f64;
     let i = (x.floor() as usize).min(STOPS.len() - 2);
     let f = x - i as f64;

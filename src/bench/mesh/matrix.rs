@@ -373,9 +373,9 @@ pub fn markdown(doc: &MeshDoc) -> String {
         let labels: Vec<&str> = doc.agents.iter().map(|a| a.label.as_str()).collect();
         let _ = writeln!(out, "| source \\\\ target | {} |", labels.join(" | "));
         let _ = writeln!(out, "|---|{}", "---:|".repeat(n));
-        for s in 0..n {
+        for (s, label) in labels.iter().enumerate() {
             let cells: Vec<String> = (0..n).map(|d| cell_text(t, s, d, &doc.agents)).collect();
-            let _ = writeln!(out, "| {} | {} |", labels[s], cells.join(" | "));
+            let _ = writeln!(out, "| {label} | {} |", cells.join(" | "));
         }
         out.push('\n');
         out.push_str(&footnotes(t));

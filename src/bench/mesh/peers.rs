@@ -36,7 +36,11 @@ pub fn parse_file(text: &str) -> Vec<String> {
 
 /// Resolves list entries, one agent each (the first address of a name), in the order given,
 /// without duplicates.
-pub fn resolve_list(entries: &[String], port: u16, family: Family) -> Result<Vec<SocketAddr>, AddrError> {
+pub fn resolve_list(
+    entries: &[String],
+    port: u16,
+    family: Family,
+) -> Result<Vec<SocketAddr>, AddrError> {
     let mut out = Vec::new();
     for e in entries {
         let a = addr::resolve_one(&with_port(e, port), family)?;
@@ -80,8 +84,12 @@ mod tests {
         let got = resolve_list(&parse_file(f), 5301, Family::Any).unwrap();
         assert_eq!(got[2].to_string(), "198.51.100.3:7");
         assert_eq!(got[0].port(), 5301);
-        let dup = resolve_list(&["127.0.0.1".into(), "127.0.0.1:5301".into()], 5301, Family::Any)
-            .unwrap();
+        let dup = resolve_list(
+            &["127.0.0.1".into(), "127.0.0.1:5301".into()],
+            5301,
+            Family::Any,
+        )
+        .unwrap();
         assert_eq!(dup.len(), 1, "one agent listed twice is one agent");
         assert!(resolve_list(&["127.0.0.1".into()], 5301, Family::V6).is_err());
     }

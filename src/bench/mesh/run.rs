@@ -217,8 +217,10 @@ fn ask(
     let shake = |e: protocol::FrameError| {
         Failure::SourceHandshake(format!("agent {source}: no bench handshake: {e}"))
     };
-    conn.set_read_timeout(Some(hs)).map_err(|e| shake(e.into()))?;
-    conn.set_write_timeout(Some(hs)).map_err(|e| shake(e.into()))?;
+    conn.set_read_timeout(Some(hs))
+        .map_err(|e| shake(e.into()))?;
+    conn.set_write_timeout(Some(hs))
+        .map_err(|e| shake(e.into()))?;
     let nonce = match protocol::read_message(&mut conn).map_err(shake)? {
         Message::Hello { nonce, .. } => nonce,
         other => {

@@ -35,7 +35,9 @@ pub fn rounds(n: usize) -> Vec<Vec<Pair>> {
 /// The same ordered pairs, `concurrency` at a time regardless of shared agents.
 pub fn batches(n: usize, concurrency: usize) -> Vec<Vec<Pair>> {
     let all: Vec<Pair> = rounds(n).into_iter().flatten().collect();
-    all.chunks(concurrency.max(1)).map(<[Pair]>::to_vec).collect()
+    all.chunks(concurrency.max(1))
+        .map(<[Pair]>::to_vec)
+        .collect()
 }
 
 #[cfg(test)]
@@ -47,7 +49,11 @@ mod tests {
     fn every_ordered_pair_once_and_no_agent_twice_in_a_round() {
         for n in 2..=9 {
             let rs = rounds(n);
-            assert_eq!(rs.len(), if n % 2 == 0 { 2 * (n - 1) } else { 2 * n }, "n={n}");
+            assert_eq!(
+                rs.len(),
+                if n % 2 == 0 { 2 * (n - 1) } else { 2 * n },
+                "n={n}"
+            );
             let mut seen = HashSet::new();
             for r in &rs {
                 let mut busy = HashSet::new();

@@ -113,8 +113,7 @@ pub(crate) fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
     let family = t.family.family();
     let mut entries = a.peers.clone();
     if let Some(f) = &a.peers_file {
-        let text =
-            std::fs::read_to_string(f).with_context(|| format!("read {}", f.display()))?;
+        let text = std::fs::read_to_string(f).with_context(|| format!("read {}", f.display()))?;
         entries.extend(peers::parse_file(&text));
     }
     let figure = a.figure.map(Figure::from);
@@ -244,7 +243,10 @@ pub(crate) fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
 /// Prints what would run, resolving and sending nothing.
 fn dry_run(a: &MeshArgs, entries: &[String], plan: &Plan) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "bench mesh plan (dry run: nothing resolved, nothing sent)")?;
+    writeln!(
+        out,
+        "bench mesh plan (dry run: nothing resolved, nothing sent)"
+    )?;
     for e in entries {
         writeln!(out, "agent: {}", peers::with_port(e, a.port))?;
     }
