@@ -288,8 +288,9 @@ pub enum Message {
         message: String,
     },
     /// Mesh coordinator → agent, in place of `Start`: run `params` as a client toward the
-    /// agent at `target` (which must accept it through its own Hello/Start handshake) and
-    /// answer with `Accepted`, `Interval` progress frames, then `RunTestResult` or `Error`.
+    /// agent at `target` (which must accept it through its own Hello/Start handshake). The
+    /// agent answers `Refused`, or `RunTestReply` (started), `Interval` progress frames, and a
+    /// final `RunTestReply` (done or failed).
     RunTest {
         /// HMAC-SHA-256(token, nonce), hex: the agent accepts this request only with a token.
         auth: Option<String>,
@@ -300,10 +301,10 @@ pub enum Message {
         /// Connect and handshake timeout toward the target, ms.
         handshake_timeout_ms: u64,
     },
-    /// Agent → mesh coordinator: how the test toward the target ended.
-    RunTestResult {
-        /// Both sides' figures, or where it failed.
-        outcome: Box<super::mesh::wire::PairOutcome>,
+    /// Agent → mesh coordinator: the test toward the target started, finished or failed.
+    RunTestReply {
+        /// Where the test is, with both sides' figures once done.
+        reply: Box<super::mesh::wire::RunTestReply>,
     },
 }
 

@@ -16,29 +16,34 @@
 //!    at most one TCP connection attempt (SYN, then a close) and no payload.
 
 use std::io::Write as _;
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use crate::bench::BenchError;
 use crate::bench::client::{self, ClientCfg};
-use crate::bench::protocol::{self, Message};
+use crate::bench::protocol::{self, Message, TestParams};
 use crate::bench::server::{ServerCfg, refuse, validate};
 
-use super::wire::{FailStage, PairOutcome, PairReport};
+use super::wire::{FailStage, PairReport, RunTestReply};
 
 /// Accepted handshake timeouts toward a target, ms.
 pub const HANDSHAKE_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
 
-/// Serves one [`Message::RunTest`] on `conn`, after this agent sent Hello with `nonce`:
-/// checks it, answers `Accepted`, relays interval samples as `Interval` frames while the test
-/// runs, then sends `RunTestResult`. `id` names the test in the answer.
-pub fn serve(
-    conn: &mut TcpStream,
-    cfg: &ServerCfg,
-    nonce: &str,
-    id: u64,
-    request: Message,
-) -> Result<(), BenchError> {
+/// A checked mesh request: what [`run`] needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The target agent's control address.
+    pub target: SocketAddr,
+    /// The test.
+    pub params: TestParams,
+    /// Connect and handshake timeout toward the target.
+    pub handshake_timeout: Duration,
+}
+
+/// Checks a [`Message::RunTest`] that arrived after a Hello carrying `nonce`: this agent has a
+/// token, the request proves it, the test fits this agent's limits. On refusal: the reason,
+/// and whether retrying may work (never, here: a busy agent is refused before this).
+pub fn check(request: Message, cfg: &ServerCfg, nonce: &str) -> Result<Request, (String, bool)> {
     let Message::RunTest {
         auth,
         target,
@@ -46,28 +51,23 @@ pub fn serve(
         handshake_timeout_ms,
     } = request
     else {
-        return Err(BenchError::Protocol("expected run_test".into()));
+        return Err(("expected a run_test message".into(), false));
     };
     let Some(token) = &cfg.token else {
-        return Err(refuse(
-            conn,
+        return Err((
             "this agent has no --token: it runs tests toward other agents only for a coordinator that proves a shared token".into(),
             false,
         ));
     };
     if !auth.is_some_and(|t| protocol::auth_ok(token, nonce, &t)) {
-        return Err(refuse(
-            conn,
+        return Err((
             "authentication failed: wrong or missing token".into(),
             false,
         ));
     }
-    if let Err(why) = validate(&params, cfg) {
-        return Err(refuse(conn, why, false));
-    }
+    validate(&params, cfg).map_err(|why| (why, false))?;
     if !HANDSHAKE_TIMEOUT_MS.contains(&handshake_timeout_ms) {
-        return Err(refuse(
-            conn,
+        return Err((
             format!(
                 "handshake timeout {handshake_timeout_ms} ms outside {}..={} ms",
                 HANDSHAKE_TIMEOUT_MS.start(),
@@ -76,29 +76,41 @@ pub fn serve(
             false,
         ));
     }
-    protocol::write_message(
-        conn,
-        &Message::Accepted {
-            test_id: id,
-            tcp_port: None,
-            udp_ports: Vec::new(),
-        },
-    )?;
+    Ok(Request {
+        target,
+        params,
+        handshake_timeout: Duration::from_millis(handshake_timeout_ms),
+    })
+}
+
+/// Runs an admitted request (its test slot held by the caller): answers `Started`, relays
+/// interval samples as `Interval` frames while the test runs, then sends `Done` or `Failed`.
+/// `id` names the test. The token toward the target is this agent's own.
+pub fn run(
+    conn: &mut TcpStream,
+    cfg: &ServerCfg,
+    id: u64,
+    req: &Request,
+) -> Result<(), BenchError> {
+    let reply = |conn: &mut TcpStream, r: RunTestReply| {
+        protocol::write_message(conn, &Message::RunTestReply { reply: Box::new(r) })
+    };
+    reply(conn, RunTestReply::Started { test_id: id })?;
     let client_cfg = ClientCfg {
-        server: target,
-        token: Some(token.clone()),
+        server: req.target,
+        token: cfg.token.clone(),
         cpus: cfg.cpus.clone(),
-        timeout: Duration::from_millis(handshake_timeout_ms),
+        timeout: req.handshake_timeout,
     };
     let mut progress = conn.try_clone()?;
     let mut relay = |_, s: &protocol::IntervalSample| {
         // Progress is best effort: a coordinator that stopped reading loses it, not the test.
         let _ = protocol::write_message(&mut progress, &Message::Interval { samples: vec![*s] });
     };
-    let result = client::run_test(&client_cfg, &params, &mut relay);
-    let (outcome, ret) = match result {
+    let target = req.target;
+    let (r, ret) = match client::run_test(&client_cfg, &req.params, &mut relay) {
         Ok(o) => (
-            PairOutcome::Done(PairReport::from_outcome(&o, hostname())),
+            RunTestReply::Done(PairReport::from_outcome(&o, hostname())),
             Ok(()),
         ),
         Err(e) => {
@@ -109,7 +121,7 @@ pub fn serve(
             };
             let message = format!("toward {target}: {e}");
             (
-                PairOutcome::Failed {
+                RunTestReply::Failed {
                     stage,
                     message: message.clone(),
                 },
@@ -117,14 +129,24 @@ pub fn serve(
             )
         }
     };
-    protocol::write_message(
-        conn,
-        &Message::RunTestResult {
-            outcome: Box::new(outcome),
-        },
-    )?;
+    reply(conn, r)?;
     conn.flush()?;
     ret
+}
+
+/// [`check`] then [`run`], for a server that has already given this connection a test slot:
+/// a refused request is answered `Refused`.
+pub fn serve(
+    conn: &mut TcpStream,
+    cfg: &ServerCfg,
+    nonce: &str,
+    id: u64,
+    request: Message,
+) -> Result<(), BenchError> {
+    match check(request, cfg, nonce) {
+        Ok(req) => run(conn, cfg, id, &req),
+        Err((why, retry)) => Err(refuse(conn, why, retry)),
+    }
 }
 
 /// This host's name (/proc/sys/kernel/hostname, as uname -n), or "" if unreadable.

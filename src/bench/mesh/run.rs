@@ -14,7 +14,7 @@ use crate::bench::TestOutcome;
 use crate::bench::protocol::{self, Message, TestParams};
 
 use super::schedule::{self, Pair};
-use super::wire::{FailStage, PairOutcome};
+use super::wire::{FailStage, RunTestReply};
 
 /// Slack beyond a test's duration for the agent's handshake with the target, the drain of
 /// late datagrams and the result (the session itself aborts a test 10 s past its end).
@@ -238,7 +238,7 @@ fn ask(
     };
     protocol::write_message(&mut conn, &request).map_err(shake)?;
     match protocol::read_message(&mut conn).map_err(shake)? {
-        Message::Accepted { .. } => {}
+        Message::RunTestReply { reply } if matches!(*reply, RunTestReply::Started { .. }) => {}
         Message::Refused { reason, retry } => {
             let m = format!("agent {source} refused: {reason}");
             return Err(if retry {
@@ -249,7 +249,7 @@ fn ask(
         }
         other => {
             return Err(Failure::SourceHandshake(format!(
-                "agent {source}: expected accepted, got {}",
+                "agent {source}: expected run_test_reply (started), got {}",
                 kind(&other)
             )));
         }
@@ -266,18 +266,19 @@ fn ask(
         }
         match protocol::read_message(&mut conn).map_err(|e| lost(e.to_string()))? {
             Message::Interval { .. } => {}
-            Message::RunTestResult { outcome } => {
-                return match *outcome {
-                    PairOutcome::Done(report) => {
-                        let host = report.agent.clone();
-                        let o = report
-                            .into_outcome(params)
-                            .map_err(|e| Failure::Agent(FailStage::Test, e))?;
-                        Ok((o, host))
-                    }
-                    PairOutcome::Failed { stage, message } => Err(Failure::Agent(stage, message)),
-                };
-            }
+            Message::RunTestReply { reply } => match *reply {
+                RunTestReply::Done(report) => {
+                    let host = report.agent.clone();
+                    let o = report
+                        .into_outcome(params)
+                        .map_err(|e| Failure::Agent(FailStage::Test, e))?;
+                    return Ok((o, host));
+                }
+                RunTestReply::Failed { stage, message } => {
+                    return Err(Failure::Agent(stage, message));
+                }
+                RunTestReply::Started { .. } => return Err(lost("started twice".into())),
+            },
             Message::Error { message } => return Err(lost(message)),
             other => return Err(lost(format!("unexpected {}", kind(&other)))),
         }

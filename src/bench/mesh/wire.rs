@@ -1,5 +1,6 @@
-//! What an agent sends back for a [`RunTest`](crate::bench::protocol::Message::RunTest): the
-//! finished test's figures as both sides counted them, or the stage at which it failed.
+//! What an agent sends back for a [`RunTest`](crate::bench::protocol::Message::RunTest): that it
+//! started, then the finished test's figures as both sides counted them, or the stage at which
+//! it failed.
 //! The rr latency histogram is shipped bucket by bucket so that the coordinator can merge
 //! histograms of many pairs exactly (at the histogram's 3 significant digits).
 
@@ -121,10 +122,16 @@ pub enum FailStage {
     Test,
 }
 
-/// How a `RunTest` ended.
+/// An agent's answer to a `RunTest`: first `Started` (the request passed this agent's
+/// checks and holds one of its test slots), then `Done` or `Failed`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub enum PairOutcome {
+pub enum RunTestReply {
+    /// Accepted: the agent is contacting the target.
+    Started {
+        /// The agent's id for this test (as in its log).
+        test_id: u64,
+    },
     /// The test ran.
     Done(PairReport),
     /// It did not.
