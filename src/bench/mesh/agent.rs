@@ -92,6 +92,10 @@ pub fn run(
     id: u64,
     req: &Request,
 ) -> Result<(), BenchError> {
+    // A server may hand over a connection it polled in nonblocking mode: replies block, with
+    // the server's idle timeout as their bound.
+    conn.set_nonblocking(false)?;
+    conn.set_write_timeout(Some(cfg.idle_timeout))?;
     let reply = |conn: &mut TcpStream, r: RunTestReply| {
         protocol::write_message(conn, &Message::RunTestReply { reply: Box::new(r) })
     };
