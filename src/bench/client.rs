@@ -272,7 +272,11 @@ pub fn run_test(
             .collect();
     }
     all.sort_by_key(|s| s.stream);
-    let rr = out.rr.map(|(h, lost)| RrSummary::from_histogram(&h, lost));
+    let rr = out
+        .rr
+        .as_ref()
+        .map(|(h, lost)| RrSummary::from_histogram(h, *lost));
+    let rr_histogram = out.rr.map(|(h, _)| h);
     let mut samples: Vec<(Dir, protocol::IntervalSample)> = out
         .samples
         .into_iter()
@@ -287,6 +291,7 @@ pub fn run_test(
         server,
         rr,
         samples,
+        rr_histogram,
     })
 }
 

@@ -6,12 +6,14 @@
 //!   accounting with 64-bit counters;
 //! - [`sender`], [`receiver`]: the per-stream threads (sendmmsg/recvmmsg, UDP GSO/GRO);
 //! - [`session`]: the data phase both sides share; [`server`], [`client`]: the two ends;
-//! - [`report`], [`plot`]: tables, JSON, CSV, Markdown and SVG.
+//! - [`report`], [`plot`]: tables, JSON, CSV, Markdown and SVG;
+//! - [`mesh`]: agents running tests toward each other, every ordered pair of a fleet.
 //!
 //! Receiver-side truth: everything reported about a stream was counted where it arrived; the
 //! sender only contributes what it sent (for loss) and its TCP_INFO.
 
 pub mod client;
+pub mod mesh;
 pub mod plot;
 pub mod protocol;
 pub mod receiver;
@@ -189,4 +191,8 @@ pub struct TestOutcome {
     pub rr: Option<RrSummary>,
     /// Interval samples with the direction of their stream.
     pub samples: Vec<(Dir, IntervalSample)>,
+    /// rr: the round-trip histogram itself (ns), so that several tests' latencies can be
+    /// merged rather than averaged (`bench mesh`).
+    #[serde(skip)]
+    pub rr_histogram: Option<Histogram<u64>>,
 }

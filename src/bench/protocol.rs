@@ -314,6 +314,25 @@ pub enum Message {
         /// One line.
         message: String,
     },
+    /// Mesh coordinator → agent, in place of `Start`: run `params` as a client toward the
+    /// agent at `target` (which must accept it through its own Hello/Start handshake). The
+    /// agent answers `Refused`, or `RunTestReply` (started), `Interval` progress frames, and a
+    /// final `RunTestReply` (done or failed).
+    RunTest {
+        /// HMAC-SHA-256(token, nonce), hex: the agent accepts this request only with a token.
+        auth: Option<String>,
+        /// The target agent's control address.
+        target: std::net::SocketAddr,
+        /// The test, passed through unchanged to the target.
+        params: TestParams,
+        /// Connect and handshake timeout toward the target, ms.
+        handshake_timeout_ms: u64,
+    },
+    /// Agent → mesh coordinator: the test toward the target started, finished or failed.
+    RunTestReply {
+        /// Where the test is, with both sides' figures once done.
+        reply: Box<super::mesh::wire::RunTestReply>,
+    },
 }
 
 /// Encodes `msg` as one frame.

@@ -292,7 +292,23 @@ impl Server {
         log: &Log,
     ) -> Option<std::thread::JoinHandle<()>> {
         let peer = conn.peer;
+        let busy = || {
+            (
+                format!(
+                    "server busy: {} tests running, retry later",
+                    self.cfg.max_tests
+                ),
+                true,
+            )
+        };
         let verdict = match frame {
+            Ok(request @ Message::RunTest { .. }) => {
+                super::mesh::agent::check(request, &self.cfg, &conn.nonce).and_then(|req| {
+                    self.try_slot()
+                        .map(|slot| (slot, Admitted::Mesh(req)))
+                        .ok_or_else(busy)
+                })
+            }
             Ok(Message::Start { auth, params }) => {
                 let authed = match &self.cfg.token {
                     Some(token) => auth.is_some_and(|t| protocol::auth_ok(token, &conn.nonce, &t)),
@@ -307,14 +323,8 @@ impl Server {
                     Err((why, false))
                 } else {
                     match self.try_slot() {
-                        Some(slot) => Ok((slot, params)),
-                        None => Err((
-                            format!(
-                                "server busy: {} tests running, retry later",
-                                self.cfg.max_tests
-                            ),
-                            true,
-                        )),
+                        Some(slot) => Ok((slot, Admitted::Test(params))),
+                        None => Err(busy()),
                     }
                 }
             }
@@ -345,7 +355,7 @@ impl Server {
         let stream = conn.stream;
         let spawned = std::thread::Builder::new()
             .name("bench-test".into())
-            .spawn(move || match run_test(stream, &cfg, slot, id, &params) {
+            .spawn(move || match admitted(stream, &cfg, slot, id, &params) {
                 Ok(()) => test_log(&format!("test {id} from {peer}: done")),
                 Err(BenchError::Frame(e)) => {
                     test_log(&format!(
@@ -553,10 +563,12 @@ fn kind_of(m: &Message) -> &'static str {
         Message::SenderDone { .. } => "sender_done",
         Message::Results { .. } => "results",
         Message::Error { .. } => "error",
+        Message::RunTest { .. } => "run_test",
+        Message::RunTestReply { .. } => "run_test_reply",
     }
 }
 
-fn refuse(conn: &mut TcpStream, reason: String, retry: bool) -> BenchError {
+pub(super) fn refuse(conn: &mut TcpStream, reason: String, retry: bool) -> BenchError {
     let _ = protocol::write_message(
         conn,
         &Message::Refused {
@@ -585,7 +597,7 @@ fn close_gently(stream: &TcpStream) {
 }
 
 /// Checks a client's test against the server's limits, before any data socket is opened.
-fn validate(p: &TestParams, cfg: &ServerCfg) -> Result<(), String> {
+pub(super) fn validate(p: &TestParams, cfg: &ServerCfg) -> Result<(), String> {
     if p.duration_ms == 0 || p.duration_ms > cfg.max_duration.as_millis() as u64 {
         return Err(format!(
             "duration {} ms outside 1..={} ms",
@@ -1000,6 +1012,31 @@ mod tests {
         ];
         for p in bad {
             assert!(validate(&p, &cfg).is_err(), "{p:?}");
+        }
+    }
+}
+
+/// What an admitted connection asked for.
+enum Admitted {
+    /// A client's test (`Start`).
+    Test(TestParams),
+    /// A mesh coordinator's request to test toward another agent (`RunTest`).
+    Mesh(super::mesh::agent::Request),
+}
+
+/// Runs an admitted connection's test with its slot held.
+fn admitted(
+    mut conn: TcpStream,
+    cfg: &ServerCfg,
+    slot: Slot,
+    id: u64,
+    what: &Admitted,
+) -> Result<(), BenchError> {
+    match what {
+        Admitted::Test(params) => run_test(conn, cfg, slot, id, params),
+        Admitted::Mesh(req) => {
+            let _slot = slot;
+            super::mesh::agent::run(&mut conn, cfg, id, req)
         }
     }
 }

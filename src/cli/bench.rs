@@ -18,6 +18,8 @@ use socklab::units;
 use super::common::{FamilyArgs, SockArgs, TcpArgs};
 use super::output;
 
+mod mesh;
+
 /// Benchmark TCP and UDP side by side: throughput, packet rate, loss, latency.
 #[derive(Subcommand, Debug)]
 pub(crate) enum BenchCommand {
@@ -27,6 +29,8 @@ pub(crate) enum BenchCommand {
     Client(ClientArgs),
     /// Run both sides on loopback in this process.
     Local(LocalArgs),
+    /// Measure every ordered pair of a fleet of `bench server --token` agents: a matrix.
+    Mesh(mesh::MeshArgs),
 }
 
 /// `bench server` flags.
@@ -176,6 +180,7 @@ pub(crate) struct TestArgs {
 pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Server(a) => serve(a),
+        BenchCommand::Mesh(a) => mesh::run(a),
         BenchCommand::Client(a) => {
             let plan = Plan::from_args(&a.test)?;
             let server = resolve_server(&a.addr, &a.test.family)?;

@@ -259,7 +259,8 @@ pub fn send_batch(fd: BorrowedFd<'_>, buf: &[u8], chunk: usize) -> io::Result<us
             fd.as_raw_fd(),
             msgs.as_mut_ptr(),
             count as libc::c_uint,
-            libc::MSG_NOSIGNAL,
+            // The flags are a c_int in glibc and a c_uint in musl: `as _` builds on both.
+            libc::MSG_NOSIGNAL as _,
         )
     };
     if rc < 0 {
@@ -313,7 +314,8 @@ pub fn recv_batch(
         msgs[i].msg_hdr.msg_iov = &mut iov[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
         msgs[i].msg_hdr.msg_control = control[i].as_mut_ptr().cast();
-        msgs[i].msg_hdr.msg_controllen = CMSG_ROOM;
+        // size_t in glibc, socklen_t (u32) in musl; CMSG_ROOM fits either.
+        msgs[i].msg_hdr.msg_controllen = CMSG_ROOM as _;
     }
     // SAFETY: every msghdr points at one iovec covering a disjoint `slot`-sized part of `buf`
     // and at its own CMSG_ROOM-byte control buffer; all outlive the call, and the kernel
@@ -323,7 +325,7 @@ pub fn recv_batch(
             fd.as_raw_fd(),
             msgs.as_mut_ptr(),
             count as libc::c_uint,
-            libc::MSG_WAITFORONE | flags,
+            (libc::MSG_WAITFORONE | flags) as _,
             std::ptr::null_mut(),
         )
     };

@@ -10,6 +10,7 @@ mod lab_c06_c08;
 mod lab_c09_c14;
 mod lab_cli;
 mod lab_util;
+mod mesh;
 mod netns_endpoints;
 mod stdout_errors;
 mod tcp;
