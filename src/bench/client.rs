@@ -170,6 +170,8 @@ pub fn run_test(
             r.tcp = s.tcp;
             r.gso = s.gso;
             r.sender_error = s.error.clone();
+            r.send_refused = s.refused;
+            r.datagrams_per_send_skb = s.datagrams_per_skb;
         }
         r
     };

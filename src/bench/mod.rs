@@ -6,12 +6,14 @@
 //!   accounting with 64-bit counters;
 //! - [`sender`], [`receiver`]: the per-stream threads (sendmmsg/recvmmsg, UDP GSO/GRO);
 //! - [`session`]: the data phase both sides share; [`server`], [`client`]: the two ends;
+//! - [`culprit`]: where UDP loss happened (sender, receiving socket, receiving host, path);
 //! - [`report`], [`plot`]: tables, JSON, CSV, Markdown and SVG.
 //!
 //! Receiver-side truth: everything reported about a stream was counted where it arrived; the
 //! sender only contributes what it sent (for loss) and its TCP_INFO.
 
 pub mod client;
+pub mod culprit;
 pub mod plot;
 pub mod protocol;
 pub mod receiver;

@@ -1,6 +1,7 @@
 //! Sending workers, one thread per stream: UDP with sendmmsg(2) batches and UDP GSO, TCP with
 //! large writes, and the `rr` requester. The hot loops do not allocate or format: headers are
-//! stamped in place in a buffer allocated once, the clock is read once per batch.
+//! stamped in place in a buffer allocated once, the clock is read once per send call
+//! (the datagrams of one call leave together and carry one send time).
 
 use std::io;
 use std::os::fd::AsFd;
@@ -82,13 +83,14 @@ pub fn udp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
     }
     let mut buf = vec![0u8; msgs * segs * size];
     let start = sys::monotonic_ns();
-    let (mut seq, mut bytes, mut error) = (0u64, 0u64, None);
+    let (mut seq, mut bytes, mut error, mut refused) = (0u64, 0u64, None, 0u64);
     while !abort.load(Ordering::Relaxed) && pace(&cfg, start, bytes) {
-        let now = sys::monotonic_ns();
+        // One send time per call: the datagrams of one sendmmsg(2) (and of one GSO buffer)
+        // leave together. CLOCK_REALTIME, the clock of the receiver's SO_TIMESTAMPNS.
         let mut hdr = Repr {
             stream: cfg.stream,
             seq,
-            timestamp_ns: now,
+            timestamp_ns: sys::realtime_ns(),
         };
         for d in buf.chunks_exact_mut(size) {
             // Cannot fail: every chunk is at least HEADER_LEN long (size was clamped).
@@ -101,7 +103,11 @@ pub fn udp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
                 bytes += (n * segs * size) as u64;
             }
             Err(e) => match e.raw_os_error() {
-                Some(libc::ENOBUFS | libc::EAGAIN | libc::EINTR) => std::thread::yield_now(),
+                Some(libc::ENOBUFS | libc::EAGAIN) => {
+                    refused += 1;
+                    std::thread::yield_now()
+                }
+                Some(libc::EINTR) => {}
                 // The device cannot segment, or a segment exceeds the path MTU (IPv6 does not
                 // fragment GSO segments): fall back to one datagram per message.
                 Some(libc::EIO | libc::EINVAL | libc::EMSGSIZE) if segs > 1 => {
@@ -123,6 +129,8 @@ pub fn udp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
         tcp: None,
         gso: Some(segs > 1),
         error,
+        refused,
+        datagrams_per_skb: segs as u64,
     }
 }
 
@@ -157,6 +165,7 @@ pub fn tcp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
         tcp,
         gso: None,
         error,
+        ..SentCount::default()
     }
 }
 
@@ -212,6 +221,7 @@ pub fn rr(
             .flatten(),
         gso: None,
         error: None,
+        ..SentCount::default()
     };
     (sent, hist, lost)
 }

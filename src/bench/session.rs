@@ -94,6 +94,7 @@ pub fn run(
     let until = t0 + duration.as_nanos() as u64;
     let hard = until + OVERRUN.as_nanos() as u64;
     let before = Snapshot::read().ok();
+    let host_before = super::culprit::HostSnapshot::read();
     spawn_reader(ctrl, duration + OVERRUN, tx.clone())?;
     let abort = Arc::new(AtomicBool::new(false));
     let pin = Arc::new(AtomicUsize::new(usize::from(!client)));
@@ -269,6 +270,7 @@ pub fn run(
         let _ = h.join();
     }
     let after = Snapshot::read().ok();
+    out.mine.host = Some(host_before.delta(&super::culprit::HostSnapshot::read()));
     out.mine.cpu_user_us = cpu_user;
     out.mine.cpu_sys_us = cpu_sys;
     out.mine.rcvbuf_errors = before
