@@ -7,6 +7,7 @@
 //! - [`sender`], [`receiver`]: the per-stream threads (sendmmsg/recvmmsg, UDP GSO/GRO);
 //! - [`session`]: the data phase both sides share; [`server`], [`client`]: the two ends;
 //! - [`culprit`]: where UDP loss happened (sender, receiving socket, receiving host, path);
+//! - [`search`]: the highest paced UDP rate within a loss target (the UDP default);
 //! - [`report`], [`plot`]: tables, JSON, CSV, Markdown and SVG.
 //!
 //! Receiver-side truth: everything reported about a stream was counted where it arrived; the
@@ -18,6 +19,7 @@ pub mod plot;
 pub mod protocol;
 pub mod receiver;
 pub mod report;
+pub mod search;
 pub mod sender;
 pub mod server;
 pub mod session;

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::search::RateSearch;
 use super::culprit::{HostCounters, LossByPlace, LossInputs, attribute};
 use super::protocol::{Dir, IntervalSample, SideReport, StreamResult, TestKind, Transport};
 use super::stats::{bits_per_second, per_second, percent};
@@ -134,6 +135,8 @@ pub struct Row {
     pub gro: Option<bool>,
     /// UDP: the pacing rate per stream the sender used, bits/s (0: unpaced).
     pub paced_bits_per_second: u64,
+    /// UDP: how the pacing rate was found, when a search found it (the UDP default).
+    pub rate_search: Option<RateSearch>,
     /// Client CPU time (user + system) of its test threads, ms.
     pub client_cpu_ms: f64,
     /// Server CPU time (user + system) of its test threads, ms.
@@ -265,6 +268,7 @@ pub fn rows(o: &TestOutcome) -> Vec<Row> {
                     None
                 },
                 paced_bits_per_second: p.rate_bps,
+                rate_search: None,
                 client_cpu_ms: cpu(&o.client),
                 server_cpu_ms: cpu(&o.server),
                 latency: o.rr.clone(),
@@ -647,9 +651,18 @@ pub fn summary(rows: &[Row]) -> String {
         };
         parts.push(format!(
             "UDP {size} B{}: {lead}, {:.2} % lost ({} of {}{}); TCP: 0 lost, {} retransmits",
-            match udp.paced_bits_per_second {
-                0 => String::from(" unpaced"),
-                b => format!(" paced at {}", human_bps(b as f64)),
+            match (&udp.rate_search, udp.paced_bits_per_second) {
+                (Some(s), 0) => format!(
+                    " unpaced (a search found unpaced within {} % loss)",
+                    s.target_loss_percent
+                ),
+                (Some(s), b) => format!(
+                    " paced at {} per stream (searched: highest rate with <= {} % lost)",
+                    human_bps(b as f64),
+                    s.target_loss_percent
+                ),
+                (None, 0) => String::from(" unpaced"),
+                (None, b) => format!(" paced at {} per stream", human_bps(b as f64)),
             },
             udp.lost_percent,
             udp.lost,

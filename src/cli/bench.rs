@@ -12,7 +12,7 @@ use socklab::bench::client::{self, ClientCfg};
 use socklab::bench::protocol::{Dir, TestKind, TestParams, Transport};
 use socklab::bench::report::{self, IntervalLine, Meta};
 use socklab::bench::server::{Server, ServerCfg};
-use socklab::bench::{BenchError, TestOutcome, plot};
+use socklab::bench::{BenchError, TestOutcome, plot, search};
 use socklab::units;
 
 use super::common::{FamilyArgs, SockArgs, TcpArgs};
@@ -118,9 +118,13 @@ pub(crate) struct TestArgs {
     /// Both directions at once.
     #[arg(long)]
     bidir: bool,
-    /// Pace each stream at RATE bits/s (100M, 1G); default unpaced.
-    #[arg(short = 'b', long, value_name = "RATE", value_parser = parse_rate)]
+    /// Pace each stream at RATE bits/s (100M, 1G); 0 = unpaced. Default: TCP unpaced; UDP
+    /// stream tests first search for the highest rate within --target-loss (shown on stderr).
+    #[arg(short = 'b', long, value_name = "RATE", value_parser = parse_rate_or_zero)]
     bitrate: Option<u64>,
+    /// The loss the UDP rate search may accept, percent of datagrams sent.
+    #[arg(long, value_name = "PCT", default_value = "1", value_parser = parse_percent)]
+    target_loss: f64,
     /// Report every DUR per stream (receiver side).
     #[arg(short = 'i', long, value_name = "DUR", value_parser = parse_dur)]
     interval: Option<Duration>,
@@ -242,6 +246,8 @@ fn serve(a: ServerArgs) -> anyhow::Result<ExitCode> {
 /// The tests a command line asks for, validated before any socket is opened.
 struct Plan {
     tests: Vec<TestParams>,
+    /// UDP stream tests search their pacing rate first (no -b given): the loss target.
+    search_loss: Option<f64>,
     params_json: serde_json::Value,
 }
 
@@ -325,8 +331,13 @@ impl Plan {
             "cpus": a.cpu.as_ref().map(|c| &c.0), "busy_poll": a.busy_poll, "gso": !a.no_gso, "gro": !a.no_gro,
             "rcvbuf_bytes": o.recv_buffer, "sndbuf_bytes": o.send_buffer, "nodelay": o.nodelay,
             "transports": transports,
+            "target_loss_percent": a.target_loss,
         });
-        Ok(Self { tests, params_json })
+        Ok(Self {
+            tests,
+            search_loss: a.bitrate.is_none().then_some(a.target_loss),
+            params_json,
+        })
     }
 }
 
@@ -346,7 +357,7 @@ fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow
         indicatif::ProgressDrawTarget::stderr(),
     );
     let text_intervals = !(a.json || a.json_stream || a.csv || a.markdown);
-    let mut outcomes: Vec<TestOutcome> = Vec::new();
+    let mut outcomes: Vec<(TestOutcome, Option<search::RateSearch>)> = Vec::new();
     for p in &plan.tests {
         bar.set_message(format!("{:?} {:?} {} B", p.kind, p.transport, p.size));
         let mut on_sample = |dir: Dir, s: &socklab::bench::protocol::IntervalSample| {
@@ -357,8 +368,47 @@ fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow
                 bar.suspend(|| println!("{}", line.text()));
             }
         };
+        let searched = match plan.search_loss {
+            Some(target) if p.transport == Transport::Udp && p.kind == TestKind::Stream => {
+                let probe_ms = p.duration_ms.clamp(100, 300);
+                let mut show = |pr: &search::Probe| {
+                    bar.suspend(|| {
+                        eprintln!(
+                            "rate search: {} -> {:.2} % lost, {} received",
+                            match pr.paced_bits_per_second {
+                                0 => "unpaced".to_string(),
+                                b => format!("{} per stream", report::human_bps(b as f64)),
+                            },
+                            pr.lost_percent,
+                            report::human_bps(pr.received_bits_per_second)
+                        )
+                    })
+                };
+                match search::search(cfg, p, target, probe_ms, &mut show) {
+                    Ok(s) => Some(s),
+                    Err(e) => return Err(anyhow::Error::new(e)),
+                }
+            }
+            _ => None,
+        };
+        let p = &TestParams {
+            rate_bps: searched.as_ref().map_or(p.rate_bps, |s| s.settled_bits_per_second),
+            ..p.clone()
+        };
+        if let Some(s) = &searched {
+            bar.suspend(|| {
+                eprintln!(
+                    "rate search: settled on {} (highest probed rate with <= {} % lost)",
+                    match s.settled_bits_per_second {
+                        0 => "unpaced".to_string(),
+                        b => format!("{} per stream", report::human_bps(b as f64)),
+                    },
+                    s.target_loss_percent
+                )
+            });
+        }
         match client::run_test(cfg, p, &mut on_sample) {
-            Ok(o) => outcomes.push(o),
+            Ok(o) => outcomes.push((o, searched)),
             Err(e) => {
                 bar.finish_and_clear();
                 let refused = matches!(e, BenchError::Refused { .. });
@@ -373,7 +423,16 @@ fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let rows: Vec<report::Row> = outcomes.iter().flat_map(report::rows).collect();
+    let rows: Vec<report::Row> = outcomes
+        .iter()
+        .flat_map(|(o, searched)| {
+            report::rows(o).into_iter().map(move |mut r| {
+                r.rate_search = searched.clone();
+                r
+            })
+        })
+        .collect();
+    let outcomes: Vec<TestOutcome> = outcomes.into_iter().map(|(o, _)| o).collect();
     let summary = report::summary(&rows);
     let mut out = std::io::stdout().lock();
     if a.json {
@@ -419,6 +478,22 @@ fn parse_size(s: &str) -> Result<usize, String> {
         return Err(format!("size {n} out of range (1 to 16M)"));
     }
     Ok(n as usize)
+}
+
+/// A rate for `-b`: 0 (unpaced) or as [`parse_rate`].
+fn parse_rate_or_zero(s: &str) -> Result<u64, String> {
+    if s.trim() == "0" {
+        return Ok(0);
+    }
+    parse_rate(s)
+}
+
+/// A loss target in percent: above 0, at most 100.
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 100.0 => Ok(v),
+        _ => Err(format!("invalid loss target '{s}' (a percentage above 0, at most 100)")),
+    }
 }
 
 /// Bits per second with decimal suffixes k, M, G (as iperf3's -b).
