@@ -181,7 +181,7 @@ pub fn run_test(
         .map(|r| merge(r, &out.sent))
         .chain(out.mine.streams.iter().map(|r| merge(r, &out.peer_sent)))
         .collect();
-    if params.kind == TestKind::Rr {
+    if params.kind.measures_latency() {
         // The echo side counted requests; the requester's counts are the truth here.
         all = out
             .sent

@@ -67,6 +67,17 @@ pub enum TestKind {
     Rate,
     /// Request/response ping-pong latency.
     Rr,
+    /// Open-loop latency probes: requests on a fixed schedule (`rate_bps` / (8 × size) per
+    /// second), echoed like `rr`, timed from their scheduled send time.
+    Probe,
+}
+
+impl TestKind {
+    /// Whether the test times round trips (rr, probe) rather than counting a bulk flow: its
+    /// streams are echoed, and its result is a latency histogram measured by the requester.
+    pub fn measures_latency(self) -> bool {
+        matches!(self, Self::Rr | Self::Probe)
+    }
 }
 
 /// Transport of the data streams.

@@ -141,8 +141,12 @@ pub struct Row {
     pub client_cpu_ms: f64,
     /// Server CPU time (user + system) of its test threads, ms.
     pub server_cpu_ms: f64,
-    /// rr: latency measured by the requester.
+    /// rr, probe: latency measured by the requester.
     pub latency: Option<RrSummary>,
+    /// probe: whether a bulk stream of the same transport ran beside the probes.
+    pub under_load: Option<bool>,
+    /// probe under load: the bulk stream's goodput, bits/s (counted at its receiver).
+    pub load_bits_per_second: Option<f64>,
     /// Senders that stopped before the end of the test, and why.
     pub sender_errors: Vec<String>,
 }
@@ -162,7 +166,7 @@ pub fn rows(o: &TestOutcome) -> Vec<Row> {
             let ss: Vec<_> = o.streams.iter().filter(|s| s.dir == Some(dir)).collect();
             let sum = |f: fn(&StreamResult) -> u64| ss.iter().map(|s| f(s)).sum::<u64>();
             let mut duration_ns = ss.iter().map(|s| s.duration_ns).max().unwrap_or(0);
-            if duration_ns == 0 || p.kind == TestKind::Rr {
+            if duration_ns == 0 || p.kind.measures_latency() {
                 duration_ns = p.duration_ms * 1_000_000;
             }
             let (bytes, mut packets, sent) = (
@@ -170,10 +174,10 @@ pub fn rows(o: &TestOutcome) -> Vec<Row> {
                 sum(|s| s.packets),
                 sum(|s| s.sent_packets),
             );
-            let udp = p.transport == Transport::Udp && p.kind != TestKind::Rr;
+            let udp = p.transport == Transport::Udp && !p.kind.measures_latency();
             let tcp = p.transport == Transport::Tcp;
             let mut reads = None;
-            if tcp && p.kind != TestKind::Rr {
+            if tcp && !p.kind.measures_latency() {
                 // The receiver counted read(2) calls; the messages are the sender's fixed-size
                 // writes, delivered in order: complete ones = bytes / size.
                 reads = Some(packets);
@@ -272,6 +276,8 @@ pub fn rows(o: &TestOutcome) -> Vec<Row> {
                 client_cpu_ms: cpu(&o.client),
                 server_cpu_ms: cpu(&o.server),
                 latency: o.rr.clone(),
+                under_load: None,
+                load_bits_per_second: None,
                 sender_errors: ss
                     .iter()
                     .filter_map(|s| {
@@ -327,7 +333,8 @@ pub fn human_bps(bps: f64) -> String {
     format!("{v:.2} {unit}")
 }
 
-fn human_rate(pps: f64) -> String {
+/// Human events per second: `1.50 M/s`.
+pub fn human_rate(pps: f64) -> String {
     if pps >= 1e6 {
         format!("{:.2} M/s", pps / 1e6)
     } else if pps >= 1e3 {
@@ -418,16 +425,57 @@ fn rr_cells(r: &Row) -> Vec<String> {
     ]
 }
 
-/// The two tables a report has, bulk tests and rr tests: headers and each row's cells; a
+const PROBE_HEADERS: [&str; 10] = [
+    "probes",
+    "size",
+    "beside",
+    "sent",
+    "lost",
+    "p50 us",
+    "p99 us",
+    "p99.9 us",
+    "max us",
+    "bulk goodput",
+];
+
+fn probe_cells(r: &Row) -> Vec<String> {
+    let l = r.latency.clone().unwrap_or_default();
+    let proto = name(r.transport);
+    vec![
+        proto.into(),
+        format!("{} B", r.size_bytes),
+        if r.under_load == Some(true) {
+            format!("{proto} bulk")
+        } else {
+            "nothing".into()
+        },
+        r.sent_packets.to_string(),
+        l.lost.to_string(),
+        us(l.p50_ns),
+        us(l.p99_ns),
+        us(l.p999_ns),
+        us(l.max_ns),
+        r.load_bits_per_second.map_or("-".into(), human_bps),
+    ]
+}
+
+/// The tables a report has, bulk tests and rr tests: headers and each row's cells; a
 /// table without rows is left out.
 fn sections(rows: &[Row]) -> Vec<(&'static [&'static str], Vec<Vec<String>>)> {
-    let (bulk, rr): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.test != TestKind::Rr);
+    let of = |k: fn(TestKind) -> bool| rows.iter().filter(move |r| k(r.test));
     [
         (
             &HEADERS[..],
-            bulk.into_iter().map(cells).collect::<Vec<_>>(),
+            of(|k| !k.measures_latency()).map(cells).collect::<Vec<_>>(),
         ),
-        (&RR_HEADERS[..], rr.into_iter().map(rr_cells).collect()),
+        (
+            &RR_HEADERS[..],
+            of(|k| k == TestKind::Rr).map(rr_cells).collect(),
+        ),
+        (
+            &PROBE_HEADERS[..],
+            of(|k| k == TestKind::Probe).map(probe_cells).collect(),
+        ),
     ]
     .into_iter()
     .filter(|(_, body)| !body.is_empty())
@@ -457,7 +505,7 @@ pub fn table(rows: &[Row]) -> String {
 /// made; and every sender that stopped early. Each line fits [`MAX_WIDTH`] columns.
 pub fn notes(rows: &[Row]) -> String {
     let mut lines = Vec::new();
-    for r in rows.iter().filter(|r| r.test != TestKind::Rr) {
+    for r in rows.iter().filter(|r| !r.test.measures_latency()) {
         let who = format!(
             "{} {} B {}:",
             name(r.transport),
@@ -618,6 +666,9 @@ pub fn summary(rows: &[Row]) -> String {
         let (Some(tcp), Some(udp)) = (find(Transport::Tcp), find(Transport::Udp)) else {
             continue;
         };
+        if kind == TestKind::Probe {
+            continue;
+        }
         if kind == TestKind::Rr {
             let (t, u) = (
                 tcp.latency.clone().unwrap_or_default(),
@@ -677,7 +728,45 @@ pub fn summary(rows: &[Row]) -> String {
             tcp.retransmits.unwrap_or(0)
         ));
     }
+    parts.extend(probe_summary(rows));
     parts.join("\n")
+}
+
+/// Per transport with probes alone and under load: how much the bulk stream added.
+fn probe_summary(rows: &[Row]) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in [Transport::Tcp, Transport::Udp] {
+        let find = |load: bool| {
+            rows.iter().find(|r| {
+                r.test == TestKind::Probe
+                    && r.transport == t
+                    && r.under_load == Some(load)
+            })
+        };
+        let (Some(idle), Some(busy)) = (find(false), find(true)) else {
+            continue;
+        };
+        let (i, b) = (
+            idle.latency.clone().unwrap_or_default(),
+            busy.latency.clone().unwrap_or_default(),
+        );
+        out.push(format!(
+            "{p} probes (open loop, {} B): p50 {} -> {} us, p99 {} -> {} us, p99.9 {} -> {} us \
+             beside a {p} bulk stream of {}; {} of {} probes lost",
+            idle.size_bytes,
+            us(i.p50_ns),
+            us(b.p50_ns),
+            us(i.p99_ns),
+            us(b.p99_ns),
+            us(i.p999_ns),
+            us(b.p999_ns),
+            busy.load_bits_per_second.map_or("-".into(), human_bps),
+            b.lost,
+            busy.sent_packets,
+            p = name(t),
+        ));
+    }
+    out
 }
 
 fn ratio(a: f64, b: f64) -> f64 {

@@ -122,6 +122,10 @@ pub fn run(
                             let (s, h, lost) = sender::rr(&sock, t, cfg, p.busy_poll, &abort);
                             (s, Some((h, lost)))
                         }
+                        (TestKind::Probe, t) => {
+                            let (s, h, lost) = sender::probe(&sock, t, cfg, &abort);
+                            (s, Some((h, lost)))
+                        }
                         (_, Transport::Udp) => (sender::udp(&sock, cfg, &abort), None),
                         (_, Transport::Tcp) => (sender::tcp(&sock, cfg, &abort), None),
                     };
@@ -143,7 +147,9 @@ pub fn run(
                         interval_ns: p.interval_ms * 1_000_000,
                     };
                     let r = match (p.kind, p.transport) {
-                        (TestKind::Rr, t) => receiver::echo(&sock, t, cfg, &ctl),
+                        (TestKind::Rr | TestKind::Probe, t) => {
+                            receiver::echo(&sock, t, cfg, &ctl)
+                        }
                         (_, Transport::Udp) => {
                             receiver::udp(&sock, cfg, &ctl, Some(&tx), Ev::Sample)
                         }

@@ -3,16 +3,17 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
+use nix::sys::signal::{SigSet, Signal};
 use socklab::bench::client::{self, ClientCfg};
 use socklab::bench::protocol::{Dir, TestKind, TestParams, Transport};
 use socklab::bench::report::{self, IntervalLine, Meta};
 use socklab::bench::server::{Server, ServerCfg};
-use socklab::bench::{BenchError, TestOutcome, plot, search};
+use socklab::bench::{BenchError, TestOutcome, plot, search, underload};
 use socklab::units;
 
 use super::common::{FamilyArgs, SockArgs, TcpArgs};
@@ -89,6 +90,9 @@ enum TestArg {
     Rr,
     /// The same sizes over TCP and UDP, side by side.
     Compare,
+    /// Open-loop probes over TCP and UDP, alone and beside a bulk stream of the same
+    /// transport: p50/p99/p99.9 side by side.
+    LatencyUnderLoad,
 }
 
 /// What to run and how to report it.
@@ -122,6 +126,9 @@ pub(crate) struct TestArgs {
     /// stream tests first search for the highest rate within --target-loss (shown on stderr).
     #[arg(short = 'b', long, value_name = "RATE", value_parser = parse_rate_or_zero)]
     bitrate: Option<u64>,
+    /// latency-under-load: probes sent per second (open loop, whatever the replies do).
+    #[arg(long, value_name = "N", default_value = "1000", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    probe_rate: u32,
     /// The loss the UDP rate search may accept, percent of datagrams sent.
     #[arg(long, value_name = "PCT", default_value = "1", value_parser = parse_percent)]
     target_loss: f64,
@@ -169,6 +176,7 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Server(a) => serve(a),
         BenchCommand::Client(a) => {
             let plan = Plan::from_args(&a.test)?;
+            let signals = block_signals()?;
             let server = resolve_server(&a.addr, &a.test.family)?;
             let cfg = ClientCfg {
                 server,
@@ -176,10 +184,11 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 cpus: a.test.cpu.clone().map(|c| c.0).unwrap_or_default(),
                 timeout: Duration::from_secs(5),
             };
-            execute(&plan, &a.test, &cfg, server.to_string())
+            execute(&plan, &a.test, &cfg, server.to_string(), signals)
         }
         BenchCommand::Local(a) => {
             let plan = Plan::from_args(&a.test)?;
+            let signals = block_signals()?;
             let ip = if matches!(a.test.family.family(), socklab::addr::Family::V6) {
                 "[::1]:0"
             } else {
@@ -204,7 +213,7 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 cpus,
                 timeout: Duration::from_secs(5),
             };
-            execute(&plan, &a.test, &cfg, "local".into())
+            execute(&plan, &a.test, &cfg, "local".into(), signals)
         }
     }
 }
@@ -243,9 +252,15 @@ fn serve(a: ServerArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One test of a plan, and the bulk stream to run beside it (latency-under-load).
+struct Planned {
+    params: TestParams,
+    load: Option<TestParams>,
+}
+
 /// The tests a command line asks for, validated before any socket is opened.
 struct Plan {
-    tests: Vec<TestParams>,
+    tests: Vec<Planned>,
     /// UDP stream tests search their pacing rate first (no -b given): the loss target.
     search_loss: Option<f64>,
     params_json: serde_json::Value,
@@ -270,9 +285,10 @@ impl Plan {
             TestArg::Stream | TestArg::Compare => TestKind::Stream,
             TestArg::Rate => TestKind::Rate,
             TestArg::Rr => TestKind::Rr,
+            TestArg::LatencyUnderLoad => TestKind::Probe,
         };
         let sizes = if a.len.is_empty() {
-            vec![if matches!(kind, TestKind::Rate | TestKind::Rr) {
+            vec![if matches!(kind, TestKind::Rate | TestKind::Rr | TestKind::Probe) {
                 64
             } else {
                 1472
@@ -285,7 +301,9 @@ impl Plan {
             (_, true) => vec![Transport::Udp],
             _ => vec![Transport::Tcp, Transport::Udp],
         };
-        let dirs = if a.bidir {
+        let dirs = if kind == TestKind::Probe {
+            vec![Dir::Up]
+        } else if a.bidir {
             vec![Dir::Up, Dir::Down]
         } else if a.reverse {
             vec![Dir::Down]
@@ -306,22 +324,48 @@ impl Plan {
                         socklab::bench::wire::HEADER_LEN
                     );
                 }
-                tests.push(TestParams {
+                let params = TestParams {
                     kind,
                     transport: t,
                     size,
                     duration_ms: a.time.as_millis().max(1) as u64,
                     parallel: a.parallel,
                     dirs: dirs.clone(),
-                    rate_bps: a.bitrate.unwrap_or(0),
-                    interval_ms: a.interval.map_or(0, |d| d.as_millis() as u64),
+                    rate_bps: if kind == TestKind::Probe {
+                        // The probes' schedule, as the bit rate of size-byte requests.
+                        u64::from(a.probe_rate) * size as u64 * 8
+                    } else {
+                        a.bitrate.unwrap_or(0)
+                    },
+                    interval_ms: interval_ms(a),
                     gso: !a.no_gso,
                     gro: !a.no_gro,
                     busy_poll: a.busy_poll,
                     rcvbuf: o.recv_buffer,
                     sndbuf: o.send_buffer,
                     nodelay: o.nodelay,
-                });
+                };
+                if kind == TestKind::Probe {
+                    let bulk = TestParams {
+                        kind: TestKind::Stream,
+                        size: match t {
+                            Transport::Udp => 1472,
+                            Transport::Tcp => 128 << 10,
+                        },
+                        rate_bps: a.bitrate.unwrap_or(0),
+                        ..params.clone()
+                    };
+                    tests.push(Planned {
+                        params: params.clone(),
+                        load: None,
+                    });
+                    tests.push(Planned {
+                        params,
+                        load: Some(bulk),
+                    });
+                } else {
+                    tests.push(Planned { params, load: None });
+                }
             }
         }
         let params_json = serde_json::json!({
@@ -341,32 +385,186 @@ impl Plan {
     }
 }
 
+/// The interval the receivers sample at: `-i`, else one the run picks itself so that live
+/// progress, an interrupted run and `--svg` have samples: a second, or a fiftieth of the test
+/// (at least 20 ms) when an SVG is asked for.
+fn interval_ms(a: &TestArgs) -> u64 {
+    match a.interval {
+        Some(d) => d.as_millis() as u64,
+        None if a.svg.is_some() => (a.time.as_millis() as u64 / 50).clamp(20, 1000),
+        None => 1000,
+    }
+}
+
+/// What an interrupted run can still print: the tests finished and the intervals seen.
+#[derive(Default)]
+struct Partial {
+    rows: Vec<report::Row>,
+    intervals: Vec<IntervalLine>,
+}
+
+/// Blocks SIGINT and SIGTERM in this thread and every thread it starts afterwards, so that
+/// only [`watch_signals`]' sigwait(2) sees them.
+fn block_signals() -> anyhow::Result<SigSet> {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.thread_block().context("block SIGINT/SIGTERM")?;
+    Ok(set)
+}
+
+/// Waits for SIGINT/SIGTERM; then prints what `partial` holds (as the run's format asks) and
+/// exits 130 (SIGINT) or 143 (SIGTERM), as a shell reports a process killed by them.
+fn watch_signals(
+    set: SigSet,
+    partial: Arc<Mutex<Partial>>,
+    bar: indicatif::ProgressBar,
+    format: Format,
+    meta: Meta,
+) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("bench-signals".into())
+        .spawn(move || {
+            let Ok(sig) = set.wait() else { return };
+            bar.finish_and_clear();
+            // Cannot fail in a way that matters: a poisoned lock still holds the data.
+            let p = partial.lock().unwrap_or_else(|e| e.into_inner());
+            let mut out = std::io::stdout().lock();
+            let summary = report::summary(&p.rows);
+            let _ = match format {
+                Format::Json => writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "meta": meta, "interrupted": true, "results": p.rows,
+                        "intervals": p.intervals, "summary": summary,
+                    }))
+                    .unwrap_or_default()
+                ),
+                Format::JsonStream => writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"type": "end", "data": {
+                        "interrupted": true, "results": p.rows, "intervals": p.intervals,
+                        "summary": summary,
+                    }})
+                ),
+                Format::Csv => write!(out, "{}", report::csv(&p.rows)),
+                Format::Table | Format::Markdown => {
+                    let _ = writeln!(
+                        out,
+                        "interrupted: {} intervals and {} tests finished so far",
+                        p.intervals.len(),
+                        p.rows.len()
+                    );
+                    for l in &p.intervals {
+                        let _ = writeln!(out, "{}", l.text());
+                    }
+                    if !p.rows.is_empty() {
+                        let _ = write!(out, "{}", report::table(&p.rows));
+                    }
+                    Ok(())
+                }
+            };
+            let _ = out.flush();
+            eprintln!("socklab: interrupted by {sig}");
+            std::process::exit(if sig == Signal::SIGTERM { 143 } else { 130 });
+        })?;
+    Ok(())
+}
+
+/// The output format a run asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
+    JsonStream,
+    Csv,
+    Markdown,
+}
+
+impl Format {
+    fn of(a: &TestArgs) -> Self {
+        if a.json {
+            Self::Json
+        } else if a.json_stream {
+            Self::JsonStream
+        } else if a.csv {
+            Self::Csv
+        } else if a.markdown {
+            Self::Markdown
+        } else {
+            Self::Table
+        }
+    }
+}
+
 fn emit(line: serde_json::Value) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
 }
 
-fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow::Result<ExitCode> {
+fn execute(
+    plan: &Plan,
+    a: &TestArgs,
+    cfg: &ClientCfg,
+    target: String,
+    signals: SigSet,
+) -> anyhow::Result<ExitCode> {
     let meta = Meta::new(target, plan.params_json.clone());
     if a.json_stream {
         emit(serde_json::json!({"type": "start", "data": meta}));
     }
+    // Live progress on a terminal only (indicatif draws nothing when stderr is not one),
+    // one line cut to the terminal's width.
     let bar = indicatif::ProgressBar::with_draw_target(
         Some(plan.tests.len() as u64),
         indicatif::ProgressDrawTarget::stderr(),
     );
-    let text_intervals = !(a.json || a.json_stream || a.csv || a.markdown);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("[{pos}/{len}] {wide_msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let partial = Arc::new(Mutex::new(Partial::default()));
+    watch_signals(
+        signals,
+        partial.clone(),
+        bar.clone(),
+        Format::of(a),
+        meta.clone(),
+    )?;
+    let user_intervals = a.interval.is_some();
+    let text_intervals = user_intervals && Format::of(a) == Format::Table;
     let mut outcomes: Vec<(TestOutcome, Option<search::RateSearch>)> = Vec::new();
-    for p in &plan.tests {
-        bar.set_message(format!("{:?} {:?} {} B", p.kind, p.transport, p.size));
+    for Planned { params: p, load } in &plan.tests {
+        let what = format!(
+            "{} {} {} B",
+            format!("{:?}", p.kind).to_lowercase(),
+            format!("{:?}", p.transport).to_uppercase(),
+            p.size
+        );
+        bar.set_message(what.clone());
         let mut on_sample = |dir: Dir, s: &socklab::bench::protocol::IntervalSample| {
             let line = IntervalLine::new(p, dir, s);
-            if a.json_stream {
+            bar.set_message(format!(
+                "{what} {} #{}: {:.1} s  {}  {}",
+                format!("{dir:?}").to_lowercase(),
+                line.stream,
+                line.end_s,
+                report::human_bps(line.bits_per_second),
+                report::human_rate(line.packets_per_second)
+            ));
+            if a.json_stream && user_intervals {
                 emit(serde_json::json!({"type": "interval", "data": line}));
             } else if text_intervals {
                 bar.suspend(|| println!("{}", line.text()));
             }
+            partial
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .intervals
+                .push(line);
         };
         let searched = match plan.search_loss {
             Some(target) if p.transport == Transport::Udp && p.kind == TestKind::Stream => {
@@ -407,8 +605,29 @@ fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow
                 )
             });
         }
-        match client::run_test(cfg, p, &mut on_sample) {
-            Ok(o) => outcomes.push((o, searched)),
+        let result = match load {
+            None => client::run_test(cfg, p, &mut on_sample).map(|o| (o, None)),
+            Some(bulk) => underload::with_load(cfg, p, bulk).map(|(o, b)| {
+                let bps = report::rows(&b).iter().map(|r| r.bits_per_second).sum();
+                (o, Some(bps))
+            }),
+        };
+        match result {
+            Ok((o, load_bps)) => {
+                let probe = p.kind == TestKind::Probe;
+                let rows = report::rows(&o).into_iter().map(|mut r| {
+                    r.rate_search = searched.clone();
+                    r.under_load = probe.then_some(load_bps.is_some());
+                    r.load_bits_per_second = load_bps;
+                    r
+                });
+                partial
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .rows
+                    .extend(rows);
+                outcomes.push((o, searched))
+            }
             Err(e) => {
                 bar.finish_and_clear();
                 let refused = matches!(e, BenchError::Refused { .. });
@@ -423,15 +642,11 @@ fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let rows: Vec<report::Row> = outcomes
-        .iter()
-        .flat_map(|(o, searched)| {
-            report::rows(o).into_iter().map(move |mut r| {
-                r.rate_search = searched.clone();
-                r
-            })
-        })
-        .collect();
+    let rows = partial
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .rows
+        .clone();
     let outcomes: Vec<TestOutcome> = outcomes.into_iter().map(|(o, _)| o).collect();
     let summary = report::summary(&rows);
     let mut out = std::io::stdout().lock();

@@ -543,3 +543,125 @@ fn server_limits_refuse_before_running_and_rr_crosses_namespaces() {
     assert!(u(lat, "p50_ns") <= u(lat, "p99_ns"), "{lat}");
     assert!(u(lat, "p99_ns") <= u(lat, "max_ns"), "{lat}");
 }
+
+fn f(v: &serde_json::Value, k: &str) -> f64 {
+    v[k].as_f64()
+        .unwrap_or_else(|| panic!("{k} missing in {v}"))
+}
+
+/// Paced without GSO, each datagram leaves in its own send call and arrives in its own skb:
+/// the RFC 3550 jitter comes from real per-datagram send and kernel receive times, and the
+/// scheduling noise of a real loopback makes it non-zero. Unpaced with GSO/GRO, the report
+/// says how many datagrams shared one timestamp instead of printing a bare number.
+#[test]
+fn udp_jitter_comes_from_per_datagram_times() {
+    let doc = json(&local(&[
+        "-u", "-t", "0.5", "-b", "20M", "--no-gso", "--no-gro", "--json",
+    ]));
+    let r = &doc["results"][0];
+    assert!(u(r, "jitter_samples") > 100, "{r}");
+    assert!(f(r, "jitter_ms") > 0.0, "real variation shows: {r}");
+    assert!(
+        f(r, "datagrams_per_receive_time") < 1.01,
+        "one SO_TIMESTAMPNS stamp per datagram: {r}"
+    );
+    let doc = json(&local(&["-u", "-t", "0.3", "-b", "0", "--json"]));
+    let r = &doc["results"][0];
+    assert!(f(r, "datagrams_per_send_time") > 1.0, "{r}");
+    let note = r["jitter_note"].as_str().expect("a note on shared stamps");
+    assert!(note.contains("share one"), "{note}");
+}
+
+/// A tiny --rcvbuf makes the receiving socket drop: the loss is attributed to the socket,
+/// exactly as many datagrams as SO_RXQ_OVFL counted (no GRO: one datagram per skb), and the
+/// four places add up to the loss.
+#[test]
+fn rcvbuf_drops_are_attributed_to_the_socket() {
+    let doc = json(&local(&[
+        "-u", "-t", "0.3", "-b", "0", "--no-gro", "--rcvbuf", "4k", "--json",
+    ]));
+    let r = &doc["results"][0];
+    let by = &r["loss_by_place"];
+    assert!(u(by, "socket") > 0, "a 4 KiB buffer overflows: {r}");
+    assert_eq!(u(by, "socket"), u(r, "socket_drops_datagrams"), "{r}");
+    assert_eq!(u(r, "socket_drops_datagrams"), u(r, "socket_drops_skbs"));
+    assert_eq!(
+        u(by, "sender") + u(by, "socket") + u(by, "receiving_host") + u(by, "path"),
+        u(r, "lost"),
+        "{by}"
+    );
+}
+
+/// The TCP message rate counts complete -l-byte messages at the receiver, not read calls,
+/// and every table line fits 100 columns.
+#[test]
+fn tcp_rate_counts_messages_and_the_table_fits_100_columns() {
+    let doc = json(&local(&[
+        "--test", "rate", "--tcp", "-t", "0.3", "-l", "100", "--json",
+    ]));
+    let r = &doc["results"][0];
+    assert_eq!(u(r, "packets"), u(r, "bytes") / 100, "{r}");
+    assert!(u(r, "reads") > 0 && u(r, "reads") != u(r, "packets"), "{r}");
+    let out = local(&["-t", "0.3", "-b", "50M", "-l", "64,1472"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in text.lines() {
+        assert!(line.chars().count() <= 100, "too wide: {line}");
+    }
+    assert!(!text.contains("x its receive rate"), "{text}");
+}
+
+/// nftables drops inside the receiver's namespace are loss on the path: the path share equals
+/// nftables' counter and no host counter claims any of it.
+#[test]
+fn nftables_drops_are_attributed_to_the_path() {
+    let Some((a, b)) = pair("bpath") else { return };
+    if !have_nft() {
+        return;
+    }
+    nft(&b, "meta l4proto udp numgen random mod 100 < 5 counter drop");
+    let srv = server(&b, "198.51.100.2", &["--count", "1"]);
+    let doc = json(&client(
+        &a,
+        &srv.addr,
+        &["-u", "-t", "0.5", "-b", "20M", "--no-gso", "--json"],
+    ));
+    let r = &doc["results"][0];
+    let by = &r["loss_by_place"];
+    let dropped = nft_packets(&b);
+    assert!(dropped > 0);
+    assert_eq!(u(by, "path"), dropped, "{r}");
+    assert_eq!(u(by, "sender") + u(by, "socket") + u(by, "receiving_host"), 0, "{r}");
+}
+
+/// Without -b, UDP searches the highest paced rate within 1 % loss. Behind a 50 Mbit/s token
+/// bucket (tc tbf on the sender's veth) it settles below the limit; the receiver's counts
+/// come from the other namespace over the control connection.
+#[test]
+fn rate_search_settles_below_a_tbf_limit() {
+    let Some((a, b)) = pair("bsrch") else { return };
+    let tc = a
+        .command("tc")
+        .args(["qdisc", "add", "dev", "veth-a", "root", "tbf", "rate", "50mbit"])
+        .args(["burst", "32kb", "latency", "50ms"])
+        .output()
+        .expect("tc");
+    if !tc.status.success() {
+        eprintln!("skipped: tc tbf: {}", String::from_utf8_lossy(&tc.stderr));
+        return;
+    }
+    let srv = server(&b, "198.51.100.2", &["--count", "12"]);
+    let out = client(&a, &srv.addr, &["-u", "-t", "0.5", "--json"]);
+    let doc = json(&out);
+    let r = &doc["results"][0];
+    let s = &r["rate_search"];
+    let settled = u(s, "settled_bits_per_second");
+    let limit = 50_000_000u64;
+    assert!(settled > 0 && settled <= limit * 11 / 10, "{s}");
+    assert!(settled >= limit / 5, "not absurdly low: {s}");
+    assert_eq!(u(r, "paced_bits_per_second"), settled);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rate search: settled on"), "{err}");
+    // The unpaced probe overflowed the bucket: that loss was the sender's (qdisc drops).
+    assert!(s["probes"][0]["lost_percent"].as_f64().unwrap_or(0.0) > 1.0, "{s}");
+}
