@@ -665,3 +665,135 @@ fn rate_search_settles_below_a_tbf_limit() {
     // The unpaced probe overflowed the bucket: that loss was the sender's (qdisc drops).
     assert!(s["probes"][0]["lost_percent"].as_f64().unwrap_or(0.0) > 1.0, "{s}");
 }
+
+/// Latency under load: probes leave on their schedule whatever the replies do (open loop:
+/// the count sent is the schedule's, 500/s for 0.5 s), alone and beside a bulk stream of the
+/// same transport, over TCP and UDP, with p50 ≤ p99 ≤ p99.9 from the HDR histogram.
+#[test]
+fn latency_under_load_probes_open_loop_beside_bulk() {
+    let doc = json(&local(&[
+        "--test",
+        "latency-under-load",
+        "-t",
+        "0.5",
+        "--probe-rate",
+        "500",
+        "-b",
+        "200M",
+        "--json",
+    ]));
+    let rows = doc["results"].as_array().expect("rows");
+    let seen: Vec<(String, bool)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["transport"].as_str().unwrap_or("").to_string(),
+                r["under_load"].as_bool().expect("under_load"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("tcp".into(), false),
+            ("tcp".into(), true),
+            ("udp".into(), false),
+            ("udp".into(), true)
+        ]
+    );
+    for r in rows {
+        let sent = u(r, "sent_packets");
+        assert!((249..=250).contains(&sent), "the schedule, not the replies: {r}");
+        let lat = &r["latency"];
+        assert!(u(lat, "count") > 0, "{r}");
+        assert!(u(lat, "p50_ns") <= u(lat, "p99_ns") && u(lat, "p99_ns") <= u(lat, "p999_ns"));
+        let load = r["load_bits_per_second"].as_f64();
+        assert_eq!(load.is_some(), r["under_load"] == true, "{r}");
+        assert!(load.is_none_or(|b| b > 0.0), "the bulk stream ran: {r}");
+    }
+    assert!(
+        doc["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("TCP probes") && s.contains("UDP probes")),
+        "{doc}"
+    );
+}
+
+/// Runs `socklab bench local ARGS`, reads stdout lines until `ready` says enough arrived,
+/// sends SIGINT to the process, and returns (exit code, every stdout line).
+fn interrupted(args: &[&str], ready: impl Fn(&[String]) -> bool) -> (Option<i32>, Vec<String>) {
+    let mut child = Command::new(BIN)
+        .args(["bench", "local"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                return;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready(&lines) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(l) => lines.push(l),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("not ready: {lines:?}");
+            }
+        }
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("SIGINT did not end the run");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    lines.extend(rx.iter());
+    (code, lines)
+}
+
+/// Ctrl-C (a real SIGINT to the client process) prints the intervals finished so far, as a
+/// table or as JSON, and exits 130.
+#[test]
+fn ctrl_c_prints_the_intervals_so_far_and_exits_130() {
+    let is_interval = |l: &String| l.starts_with("[TCP");
+    let (code, lines) = interrupted(&["--tcp", "-t", "20", "-i", "100ms", "-b", "100M"], |ls| {
+        ls.iter().filter(|l| is_interval(l)).count() >= 2
+    });
+    assert_eq!(code, Some(130), "{lines:?}");
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("interrupted:"))
+        .unwrap_or_else(|| panic!("a partial report: {lines:?}"));
+    assert!(
+        lines[at + 1..].iter().filter(|l| is_interval(l)).count() >= 2,
+        "{lines:?}"
+    );
+    let (code, lines) = interrupted(
+        &["-u", "-t", "20", "-i", "100ms", "-b", "10M", "--json-stream"],
+        |ls| ls.iter().filter(|l| l.contains(r#""type":"interval""#)).count() >= 2,
+    );
+    assert_eq!(code, Some(130), "{lines:?}");
+    let end: serde_json::Value =
+        serde_json::from_str(lines.last().expect("an end line")).expect("JSON");
+    assert_eq!(end["type"], "end");
+    assert_eq!(end["data"]["interrupted"], true);
+    assert!(
+        end["data"]["intervals"].as_array().is_some_and(|a| a.len() >= 2),
+        "{end}"
+    );
+}
