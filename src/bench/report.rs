@@ -732,6 +732,15 @@ pub fn summary(rows: &[Row]) -> String {
     parts.join("\n")
 }
 
+/// [`summary`] for a terminal: every line wrapped at [`MAX_WIDTH`] columns.
+pub fn summary_text(rows: &[Row]) -> String {
+    summary(rows)
+        .lines()
+        .flat_map(|l| wrap(l, MAX_WIDTH as usize))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Per transport with probes alone and under load: how much the bulk stream added.
 fn probe_summary(rows: &[Row]) -> Vec<String> {
     let mut out = Vec::new();

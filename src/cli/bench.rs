@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use nix::sys::signal::{SigSet, Signal};
 use socklab::bench::client::{self, ClientCfg};
 use socklab::bench::protocol::{Dir, TestKind, TestParams, Transport};
 use socklab::bench::report::{self, IntervalLine, Meta};
@@ -176,7 +175,6 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Server(a) => serve(a),
         BenchCommand::Client(a) => {
             let plan = Plan::from_args(&a.test)?;
-            let signals = block_signals()?;
             let server = resolve_server(&a.addr, &a.test.family)?;
             let cfg = ClientCfg {
                 server,
@@ -184,11 +182,10 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 cpus: a.test.cpu.clone().map(|c| c.0).unwrap_or_default(),
                 timeout: Duration::from_secs(5),
             };
-            execute(&plan, &a.test, &cfg, server.to_string(), signals)
+            execute(&plan, &a.test, &cfg, server.to_string())
         }
         BenchCommand::Local(a) => {
             let plan = Plan::from_args(&a.test)?;
-            let signals = block_signals()?;
             let ip = if matches!(a.test.family.family(), socklab::addr::Family::V6) {
                 "[::1]:0"
             } else {
@@ -213,7 +210,7 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 cpus,
                 timeout: Duration::from_secs(5),
             };
-            execute(&plan, &a.test, &cfg, "local".into(), signals)
+            execute(&plan, &a.test, &cfg, "local".into())
         }
     }
 }
@@ -403,74 +400,63 @@ struct Partial {
     intervals: Vec<IntervalLine>,
 }
 
-/// Blocks SIGINT and SIGTERM in this thread and every thread it starts afterwards, so that
-/// only [`watch_signals`]' sigwait(2) sees them.
-fn block_signals() -> anyhow::Result<SigSet> {
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGTERM);
-    set.thread_block().context("block SIGINT/SIGTERM")?;
-    Ok(set)
-}
-
-/// Waits for SIGINT/SIGTERM; then prints what `partial` holds (as the run's format asks) and
-/// exits 130 (SIGINT) or 143 (SIGTERM), as a shell reports a process killed by them.
-fn watch_signals(
-    set: SigSet,
+/// Registers with the process's SIGINT/SIGTERM handler ([`super::exit::on_signal_summary`],
+/// which then exits 130/143) the printing of what `partial` holds, in the run's format, on
+/// stdout; the handler prints the returned line on stderr.
+fn print_partial_on_signal(
     partial: Arc<Mutex<Partial>>,
     bar: indicatif::ProgressBar,
     format: Format,
     meta: Meta,
-) -> anyhow::Result<()> {
-    std::thread::Builder::new()
-        .name("bench-signals".into())
-        .spawn(move || {
-            let Ok(sig) = set.wait() else { return };
-            bar.finish_and_clear();
-            // Cannot fail in a way that matters: a poisoned lock still holds the data.
-            let p = partial.lock().unwrap_or_else(|e| e.into_inner());
-            let mut out = std::io::stdout().lock();
-            let summary = report::summary(&p.rows);
-            let _ = match format {
-                Format::Json => writeln!(
+) {
+    super::exit::on_signal_summary(move || {
+        bar.finish_and_clear();
+        // A poisoned lock still holds the data.
+        let p = partial.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = std::io::stdout().lock();
+        let summary = report::summary(&p.rows);
+        let _ = match format {
+            Format::Json => writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "meta": meta, "interrupted": true, "results": p.rows,
+                    "intervals": p.intervals, "summary": summary,
+                }))
+                .unwrap_or_default()
+            ),
+            Format::JsonStream => writeln!(
+                out,
+                "{}",
+                serde_json::json!({"type": "end", "data": {
+                    "interrupted": true, "results": p.rows, "intervals": p.intervals,
+                    "summary": summary,
+                }})
+            ),
+            Format::Csv => write!(out, "{}", report::csv(&p.rows)),
+            Format::Table | Format::Markdown => {
+                let _ = writeln!(
                     out,
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({
-                        "meta": meta, "interrupted": true, "results": p.rows,
-                        "intervals": p.intervals, "summary": summary,
-                    }))
-                    .unwrap_or_default()
-                ),
-                Format::JsonStream => writeln!(
-                    out,
-                    "{}",
-                    serde_json::json!({"type": "end", "data": {
-                        "interrupted": true, "results": p.rows, "intervals": p.intervals,
-                        "summary": summary,
-                    }})
-                ),
-                Format::Csv => write!(out, "{}", report::csv(&p.rows)),
-                Format::Table | Format::Markdown => {
-                    let _ = writeln!(
-                        out,
-                        "interrupted: {} intervals and {} tests finished so far",
-                        p.intervals.len(),
-                        p.rows.len()
-                    );
-                    for l in &p.intervals {
-                        let _ = writeln!(out, "{}", l.text());
-                    }
-                    if !p.rows.is_empty() {
-                        let _ = write!(out, "{}", report::table(&p.rows));
-                    }
-                    Ok(())
+                    "interrupted: {} intervals and {} tests finished so far",
+                    p.intervals.len(),
+                    p.rows.len()
+                );
+                for l in &p.intervals {
+                    let _ = writeln!(out, "{}", l.text());
                 }
-            };
-            let _ = out.flush();
-            eprintln!("socklab: interrupted by {sig}");
-            std::process::exit(if sig == Signal::SIGTERM { 143 } else { 130 });
-        })?;
-    Ok(())
+                if !p.rows.is_empty() {
+                    let _ = write!(out, "{}", report::table(&p.rows));
+                }
+                Ok(())
+            }
+        };
+        let _ = out.flush();
+        format!(
+            "bench interrupted after {} intervals and {} finished tests",
+            p.intervals.len(),
+            p.rows.len()
+        )
+    });
 }
 
 /// The output format a run asked for.
@@ -510,7 +496,6 @@ fn execute(
     a: &TestArgs,
     cfg: &ClientCfg,
     target: String,
-    signals: SigSet,
 ) -> anyhow::Result<ExitCode> {
     let meta = Meta::new(target, plan.params_json.clone());
     if a.json_stream {
@@ -527,13 +512,7 @@ fn execute(
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let partial = Arc::new(Mutex::new(Partial::default()));
-    watch_signals(
-        signals,
-        partial.clone(),
-        bar.clone(),
-        Format::of(a),
-        meta.clone(),
-    )?;
+    print_partial_on_signal(partial.clone(), bar.clone(), Format::of(a), meta.clone());
     let user_intervals = a.interval.is_some();
     let text_intervals = user_intervals && Format::of(a) == Format::Table;
     let mut outcomes: Vec<(TestOutcome, Option<search::RateSearch>)> = Vec::new();
@@ -669,7 +648,7 @@ fn execute(
     } else {
         write!(out, "{}", report::table(&rows))?;
         if !summary.is_empty() {
-            writeln!(out, "{summary}")?;
+            writeln!(out, "{}", report::summary_text(&rows))?;
         }
     }
     if let Some(path) = &a.svg {

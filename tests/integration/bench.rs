@@ -702,8 +702,10 @@ fn latency_under_load_probes_open_loop_beside_bulk() {
         ]
     );
     for r in rows {
+        // At most the schedule's 250 (a ping-pong on loopback makes thousands), and not far
+        // below it (the sender thread may start late on a busy machine).
         let sent = u(r, "sent_packets");
-        assert!((249..=250).contains(&sent), "the schedule, not the replies: {r}");
+        assert!((200..=250).contains(&sent), "the schedule, not the replies: {r}");
         let lat = &r["latency"];
         assert!(u(lat, "count") > 0, "{r}");
         assert!(u(lat, "p50_ns") <= u(lat, "p99_ns") && u(lat, "p99_ns") <= u(lat, "p999_ns"));
