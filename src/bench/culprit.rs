@@ -173,10 +173,16 @@ mod tests {
         };
         let l = attribute(&i);
         // 2 GSO skbs of 10 at the sender; 30 at the socket; 35 - 30 + 1 in the host; 44 left.
-        assert_eq!((l.sender, l.socket, l.receiving_host, l.path), (20, 30, 6, 44));
+        assert_eq!(
+            (l.sender, l.socket, l.receiving_host, l.path),
+            (20, 30, 6, 44)
+        );
         // Counters beyond the loss (other traffic) are capped: the shares still add up.
         let l = attribute(&LossInputs { lost: 25, ..i });
-        assert_eq!((l.sender, l.socket, l.receiving_host, l.path), (20, 5, 0, 0));
+        assert_eq!(
+            (l.sender, l.socket, l.receiving_host, l.path),
+            (20, 5, 0, 0)
+        );
         let l = attribute(&LossInputs {
             lost: 7,
             ..LossInputs::default()

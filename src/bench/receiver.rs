@@ -171,8 +171,7 @@ pub fn udp<T>(
                             first = now;
                         }
                         last = now;
-                        if t.record(h.seq, h.timestamp_ns, rx) != super::stats::Arrival::Duplicate
-                        {
+                        if t.record(h.seq, h.timestamp_ns, rx) != super::stats::Arrival::Duplicate {
                             bytes += d.len() as u64;
                             tick.cur.bytes += d.len() as u64;
                             tick.cur.packets += 1;

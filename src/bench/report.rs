@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::search::RateSearch;
 use super::culprit::{HostCounters, LossByPlace, LossInputs, attribute};
 use super::protocol::{Dir, IntervalSample, SideReport, StreamResult, TestKind, Transport};
+use super::search::RateSearch;
 use super::stats::{bits_per_second, per_second, percent};
 use super::{RrSummary, TestOutcome};
 
@@ -747,9 +747,7 @@ fn probe_summary(rows: &[Row]) -> Vec<String> {
     for t in [Transport::Tcp, Transport::Udp] {
         let find = |load: bool| {
             rows.iter().find(|r| {
-                r.test == TestKind::Probe
-                    && r.transport == t
-                    && r.under_load == Some(load)
+                r.test == TestKind::Probe && r.transport == t && r.under_load == Some(load)
             })
         };
         let (Some(idle), Some(busy)) = (find(false), find(true)) else {

@@ -378,7 +378,9 @@ fn read_echoes(
         if writing_done.load(Ordering::Relaxed) {
             let end = *done_at.get_or_insert(now + 200_000_000);
             let all = got >= sent.load(Ordering::Relaxed);
-            if (transport == Transport::Udp && all) || now >= end + 2_000_000_000 * u64::from(transport == Transport::Tcp) {
+            if (transport == Transport::Udp && all)
+                || now >= end + 2_000_000_000 * u64::from(transport == Transport::Tcp)
+            {
                 break;
             }
         }

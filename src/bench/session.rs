@@ -147,9 +147,7 @@ pub fn run(
                         interval_ns: p.interval_ms * 1_000_000,
                     };
                     let r = match (p.kind, p.transport) {
-                        (TestKind::Rr | TestKind::Probe, t) => {
-                            receiver::echo(&sock, t, cfg, &ctl)
-                        }
+                        (TestKind::Rr | TestKind::Probe, t) => receiver::echo(&sock, t, cfg, &ctl),
                         (_, Transport::Udp) => {
                             receiver::udp(&sock, cfg, &ctl, Some(&tx), Ev::Sample)
                         }

@@ -15,7 +15,7 @@ use socklab::bench::server::{Server, ServerCfg};
 use socklab::bench::{BenchError, TestOutcome, plot, search, underload};
 use socklab::units;
 
-use super::common::{FamilyArgs, SockArgs, TcpArgs};
+use super::common::{FamilyArgs, parse_buf};
 
 /// Benchmark TCP and UDP side by side: throughput, packet rate, loss, latency.
 #[derive(Subcommand, Debug)]
@@ -146,12 +146,21 @@ pub(crate) struct TestArgs {
     /// Do not use UDP GRO on the receiver.
     #[arg(long)]
     no_gro: bool,
-    #[command(flatten)]
-    sock: SockArgs,
-    #[command(flatten)]
-    tcp_opts: TcpArgs,
+    /// SO_RCVBUF of the data sockets in bytes (64K, 1M; Linux doubles it). Default: 4 MiB
+    /// for UDP, the kernel's autotuning for TCP.
+    #[arg(long, value_name = "SIZE", value_parser = parse_buf)]
+    rcvbuf: Option<usize>,
+    /// SO_SNDBUF of the data sockets in bytes. Default as --rcvbuf.
+    #[arg(long, value_name = "SIZE", value_parser = parse_buf)]
+    sndbuf: Option<usize>,
+    /// TCP_NODELAY on TCP data sockets (always on for rr and latency probes).
+    #[arg(long)]
+    nodelay: bool,
     #[command(flatten)]
     family: FamilyArgs,
+    /// Output format; --json, --json-stream, --csv and --markdown are its short forms.
+    #[arg(long = "format", value_name = "FORMAT", value_enum, group = "format")]
+    output_format: Option<Format>,
     /// One JSON document: meta, results (units in field names), summary.
     #[arg(long, group = "format")]
     json: bool,
@@ -265,19 +274,6 @@ struct Plan {
 
 impl Plan {
     fn from_args(a: &TestArgs) -> anyhow::Result<Self> {
-        let o = a.sock.opts(Some(&a.tcp_opts), None);
-        if o.reuse_address
-            || o.reuse_port
-            || o.device.is_some()
-            || o.ttl.is_some()
-            || o.tos.is_some()
-            || o.linger.is_some()
-            || o.only_v6.is_some()
-        {
-            bail!(
-                "bench applies --rcvbuf, --sndbuf and --nodelay to its data sockets; the other socket options are for the tcp/udp endpoints"
-            );
-        }
         let kind = match a.test {
             TestArg::Stream | TestArg::Compare => TestKind::Stream,
             TestArg::Rate => TestKind::Rate,
@@ -285,11 +281,13 @@ impl Plan {
             TestArg::LatencyUnderLoad => TestKind::Probe,
         };
         let sizes = if a.len.is_empty() {
-            vec![if matches!(kind, TestKind::Rate | TestKind::Rr | TestKind::Probe) {
-                64
-            } else {
-                1472
-            }]
+            vec![
+                if matches!(kind, TestKind::Rate | TestKind::Rr | TestKind::Probe) {
+                    64
+                } else {
+                    1472
+                },
+            ]
         } else {
             a.len.clone()
         };
@@ -338,9 +336,9 @@ impl Plan {
                     gso: !a.no_gso,
                     gro: !a.no_gro,
                     busy_poll: a.busy_poll,
-                    rcvbuf: o.recv_buffer,
-                    sndbuf: o.send_buffer,
-                    nodelay: o.nodelay,
+                    rcvbuf: a.rcvbuf,
+                    sndbuf: a.sndbuf,
+                    nodelay: a.nodelay,
                 };
                 if kind == TestKind::Probe {
                     let bulk = TestParams {
@@ -370,7 +368,7 @@ impl Plan {
             "parallel": a.parallel, "reverse": a.reverse, "bidir": a.bidir,
             "rate_bits_per_second": a.bitrate, "interval_ms": a.interval.map(|d| d.as_millis() as u64),
             "cpus": a.cpu.as_ref().map(|c| &c.0), "busy_poll": a.busy_poll, "gso": !a.no_gso, "gro": !a.no_gro,
-            "rcvbuf_bytes": o.recv_buffer, "sndbuf_bytes": o.send_buffer, "nodelay": o.nodelay,
+            "rcvbuf_bytes": a.rcvbuf, "sndbuf_bytes": a.sndbuf, "nodelay": a.nodelay,
             "transports": transports,
             "target_loss_percent": a.target_loss,
         });
@@ -460,18 +458,25 @@ fn print_partial_on_signal(
 }
 
 /// The output format a run asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
+    /// Tables of at most 100 columns with notes and a summary.
     Table,
+    /// One JSON document (`--json`).
     Json,
+    /// JSON lines: start, interval, end (`--json-stream`).
     JsonStream,
+    /// CSV, one line per test and direction (`--csv`).
     Csv,
+    /// Markdown tables (`--markdown`).
     Markdown,
 }
 
 impl Format {
     fn of(a: &TestArgs) -> Self {
-        if a.json {
+        if let Some(f) = a.output_format {
+            f
+        } else if a.json {
             Self::Json
         } else if a.json_stream {
             Self::JsonStream
@@ -491,14 +496,10 @@ fn emit(line: serde_json::Value) {
     let _ = out.flush();
 }
 
-fn execute(
-    plan: &Plan,
-    a: &TestArgs,
-    cfg: &ClientCfg,
-    target: String,
-) -> anyhow::Result<ExitCode> {
+fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow::Result<ExitCode> {
     let meta = Meta::new(target, plan.params_json.clone());
-    if a.json_stream {
+    let format = Format::of(a);
+    if format == Format::JsonStream {
         emit(serde_json::json!({"type": "start", "data": meta}));
     }
     // Live progress on a terminal only (indicatif draws nothing when stderr is not one),
@@ -512,9 +513,9 @@ fn execute(
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let partial = Arc::new(Mutex::new(Partial::default()));
-    print_partial_on_signal(partial.clone(), bar.clone(), Format::of(a), meta.clone());
+    print_partial_on_signal(partial.clone(), bar.clone(), format, meta.clone());
     let user_intervals = a.interval.is_some();
-    let text_intervals = user_intervals && Format::of(a) == Format::Table;
+    let text_intervals = user_intervals && format == Format::Table;
     let mut outcomes: Vec<(TestOutcome, Option<search::RateSearch>)> = Vec::new();
     for Planned { params: p, load } in &plan.tests {
         let what = format!(
@@ -534,16 +535,17 @@ fn execute(
                 report::human_bps(line.bits_per_second),
                 report::human_rate(line.packets_per_second)
             ));
-            if a.json_stream && user_intervals {
-                emit(serde_json::json!({"type": "interval", "data": line}));
-            } else if text_intervals {
-                bar.suspend(|| println!("{}", line.text()));
-            }
+            // Kept before it is printed: an interrupt after the print finds it.
             partial
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .intervals
-                .push(line);
+                .push(line.clone());
+            if format == Format::JsonStream && user_intervals {
+                emit(serde_json::json!({"type": "interval", "data": line}));
+            } else if text_intervals {
+                bar.suspend(|| println!("{}", line.text()));
+            }
         };
         let searched = match plan.search_loss {
             Some(target) if p.transport == Transport::Udp && p.kind == TestKind::Stream => {
@@ -569,7 +571,9 @@ fn execute(
             _ => None,
         };
         let p = &TestParams {
-            rate_bps: searched.as_ref().map_or(p.rate_bps, |s| s.settled_bits_per_second),
+            rate_bps: searched
+                .as_ref()
+                .map_or(p.rate_bps, |s| s.settled_bits_per_second),
             ..p.clone()
         };
         if let Some(s) = &searched {
@@ -629,26 +633,28 @@ fn execute(
     let outcomes: Vec<TestOutcome> = outcomes.into_iter().map(|(o, _)| o).collect();
     let summary = report::summary(&rows);
     let mut out = std::io::stdout().lock();
-    if a.json {
-        let doc = serde_json::json!({"meta": meta, "results": rows, "summary": summary});
-        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
-    } else if a.json_stream {
-        writeln!(
+    match format {
+        Format::Json => {
+            let doc = serde_json::json!({"meta": meta, "results": rows, "summary": summary});
+            writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+        }
+        Format::JsonStream => writeln!(
             out,
             "{}",
             serde_json::json!({"type": "end", "data": {"results": rows, "summary": summary}})
-        )?;
-    } else if a.csv {
-        write!(out, "{}", report::csv(&rows))?;
-    } else if a.markdown {
-        write!(out, "{}", report::markdown(&rows))?;
-        if !summary.is_empty() {
-            writeln!(out, "{summary}")?;
+        )?,
+        Format::Csv => write!(out, "{}", report::csv(&rows))?,
+        Format::Markdown => {
+            write!(out, "{}", report::markdown(&rows))?;
+            if !summary.is_empty() {
+                writeln!(out, "{summary}")?;
+            }
         }
-    } else {
-        write!(out, "{}", report::table(&rows))?;
-        if !summary.is_empty() {
-            writeln!(out, "{}", report::summary_text(&rows))?;
+        Format::Table => {
+            write!(out, "{}", report::table(&rows))?;
+            if !summary.is_empty() {
+                writeln!(out, "{}", report::summary_text(&rows))?;
+            }
         }
     }
     if let Some(path) = &a.svg {
@@ -686,7 +692,9 @@ fn parse_rate_or_zero(s: &str) -> Result<u64, String> {
 fn parse_percent(s: &str) -> Result<f64, String> {
     match s.trim().trim_end_matches('%').parse::<f64>() {
         Ok(v) if v > 0.0 && v <= 100.0 => Ok(v),
-        _ => Err(format!("invalid loss target '{s}' (a percentage above 0, at most 100)")),
+        _ => Err(format!(
+            "invalid loss target '{s}' (a percentage above 0, at most 100)"
+        )),
     }
 }
 

@@ -603,7 +603,11 @@ fn tcp_rate_counts_messages_and_the_table_fits_100_columns() {
     assert_eq!(u(r, "packets"), u(r, "bytes") / 100, "{r}");
     assert!(u(r, "reads") > 0 && u(r, "reads") != u(r, "packets"), "{r}");
     let out = local(&["-t", "0.3", "-b", "50M", "-l", "64,1472"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     for line in text.lines() {
         assert!(line.chars().count() <= 100, "too wide: {line}");
@@ -619,7 +623,10 @@ fn nftables_drops_are_attributed_to_the_path() {
     if !have_nft() {
         return;
     }
-    nft(&b, "meta l4proto udp numgen random mod 100 < 5 counter drop");
+    nft(
+        &b,
+        "meta l4proto udp numgen random mod 100 < 5 counter drop",
+    );
     let srv = server(&b, "198.51.100.2", &["--count", "1"]);
     let doc = json(&client(
         &a,
@@ -631,7 +638,11 @@ fn nftables_drops_are_attributed_to_the_path() {
     let dropped = nft_packets(&b);
     assert!(dropped > 0);
     assert_eq!(u(by, "path"), dropped, "{r}");
-    assert_eq!(u(by, "sender") + u(by, "socket") + u(by, "receiving_host"), 0, "{r}");
+    assert_eq!(
+        u(by, "sender") + u(by, "socket") + u(by, "receiving_host"),
+        0,
+        "{r}"
+    );
 }
 
 /// Without -b, UDP searches the highest paced rate within 1 % loss. Behind a 50 Mbit/s token
@@ -642,7 +653,9 @@ fn rate_search_settles_below_a_tbf_limit() {
     let Some((a, b)) = pair("bsrch") else { return };
     let tc = a
         .command("tc")
-        .args(["qdisc", "add", "dev", "veth-a", "root", "tbf", "rate", "50mbit"])
+        .args([
+            "qdisc", "add", "dev", "veth-a", "root", "tbf", "rate", "50mbit",
+        ])
         .args(["burst", "32kb", "latency", "50ms"])
         .output()
         .expect("tc");
@@ -663,7 +676,10 @@ fn rate_search_settles_below_a_tbf_limit() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("rate search: settled on"), "{err}");
     // The unpaced probe overflowed the bucket: that loss was the sender's (qdisc drops).
-    assert!(s["probes"][0]["lost_percent"].as_f64().unwrap_or(0.0) > 1.0, "{s}");
+    assert!(
+        s["probes"][0]["lost_percent"].as_f64().unwrap_or(0.0) > 1.0,
+        "{s}"
+    );
 }
 
 /// Latency under load: probes leave on their schedule whatever the replies do (open loop:
@@ -705,7 +721,10 @@ fn latency_under_load_probes_open_loop_beside_bulk() {
         // At most the schedule's 250 (a ping-pong on loopback makes thousands), and not far
         // below it (the sender thread may start late on a busy machine).
         let sent = u(r, "sent_packets");
-        assert!((200..=250).contains(&sent), "the schedule, not the replies: {r}");
+        assert!(
+            (200..=250).contains(&sent),
+            "the schedule, not the replies: {r}"
+        );
         let lat = &r["latency"];
         assert!(u(lat, "count") > 0, "{r}");
         assert!(u(lat, "p50_ns") <= u(lat, "p99_ns") && u(lat, "p99_ns") <= u(lat, "p999_ns"));
@@ -786,8 +805,22 @@ fn ctrl_c_prints_the_intervals_so_far_and_exits_130() {
         "{lines:?}"
     );
     let (code, lines) = interrupted(
-        &["-u", "-t", "20", "-i", "100ms", "-b", "10M", "--json-stream"],
-        |ls| ls.iter().filter(|l| l.contains(r#""type":"interval""#)).count() >= 2,
+        &[
+            "-u",
+            "-t",
+            "20",
+            "-i",
+            "100ms",
+            "-b",
+            "10M",
+            "--json-stream",
+        ],
+        |ls| {
+            ls.iter()
+                .filter(|l| l.contains(r#""type":"interval""#))
+                .count()
+                >= 2
+        },
     );
     assert_eq!(code, Some(130), "{lines:?}");
     let end: serde_json::Value =
@@ -795,7 +828,49 @@ fn ctrl_c_prints_the_intervals_so_far_and_exits_130() {
     assert_eq!(end["type"], "end");
     assert_eq!(end["data"]["interrupted"], true);
     assert!(
-        end["data"]["intervals"].as_array().is_some_and(|a| a.len() >= 2),
+        end["data"]["intervals"]
+            .as_array()
+            .is_some_and(|a| a.len() >= 2),
         "{end}"
     );
+}
+
+/// The bench lists only flags it honours: endpoint-only socket options are not in its help and
+/// clap refuses them (exit 2, one line); `--format json` is `--json`.
+#[test]
+fn bench_flags_are_only_those_it_honours() {
+    let help = Command::new(BIN)
+        .args(["bench", "local", "--help"])
+        .output()
+        .expect("help");
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--rcvbuf",
+        "--sndbuf",
+        "--nodelay",
+        "--format",
+        "--target-loss",
+    ] {
+        assert!(text.contains(flag), "{flag} listed: {text}");
+    }
+    for flag in [
+        "--reuseaddr",
+        "--reuseport",
+        "--device",
+        "--ttl",
+        "--tos",
+        "--v6only",
+        "--linger",
+    ] {
+        assert!(!text.contains(flag), "{flag} is not a bench flag: {text}");
+        let out = local(&[flag, "1"]);
+        assert_eq!(out.status.code(), Some(2), "{flag} refused");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{flag}: {err}");
+        assert!(err.contains(flag), "{flag}: {err}");
+    }
+    let doc = json(&local(&["--tcp", "-t", "0.2", "--format", "json"]));
+    assert_eq!(doc["results"][0]["transport"], "tcp");
+    let out = local(&["--tcp", "-t", "0.2", "--format", "json", "--csv"]);
+    assert_eq!(out.status.code(), Some(2), "two formats at once");
 }
