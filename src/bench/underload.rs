@@ -10,7 +10,7 @@ use super::protocol::{Dir, TestKind, TestParams};
 use super::{BenchError, TestOutcome};
 
 /// The bulk stream runs this much longer than the probes so they are under load throughout.
-const BULK_MARGIN_MS: u64 = 500;
+pub const BULK_MARGIN_MS: u64 = 500;
 
 /// Runs `probe` (a [`TestKind::Probe`] test) while `bulk` (a stream test) runs beside it;
 /// returns (probe outcome, bulk outcome). The bulk test starts first and lasts
