@@ -370,7 +370,7 @@ const HEADERS: [&str; 9] = [
     "goodput",
     "msg/s",
     "lost",
-    "jitter ms",
+    "jitter us",
     "cpu ms c/s",
 ];
 const RR_HEADERS: [&str; 10] = [
@@ -402,7 +402,7 @@ fn cells(r: &Row) -> Vec<String> {
         },
         match (udp, r.jitter_ms) {
             (false, _) => "-".into(),
-            (true, Some(j)) => format!("{j:.3}"),
+            (true, Some(j)) => format!("{:.1}", j * 1000.0),
             (true, None) => "n/a".into(),
         },
         format!("{:.0}/{:.0}", r.client_cpu_ms, r.server_cpu_ms),

@@ -68,19 +68,20 @@ fn pace(cfg: &SendCfg, start: u64, sent: u64) -> bool {
 pub fn udp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
     let size = cfg.size.clamp(HEADER_LEN, MAX_UDP_PAYLOAD);
     let fd = sock.as_fd();
+    // Paced: about 100 µs of data per call (at least one datagram), so that datagrams leave
+    // close to their time and a slow stream sends, and stamps, one datagram per call.
+    let per_slice = match cfg.rate_bps {
+        0 => usize::MAX,
+        r => ((r / 8 / 10_000) as usize / size).max(1),
+    };
     let mut segs = 1;
     if cfg.gso && size * 2 <= MAX_UDP_PAYLOAD {
-        let want = (MAX_UDP_PAYLOAD / size).min(64);
-        if sys::set_udp_segment(fd, size as u16).is_ok() {
+        let want = (MAX_UDP_PAYLOAD / size).min(64).min(per_slice);
+        if want > 1 && sys::set_udp_segment(fd, size as u16).is_ok() {
             segs = want;
         }
     }
-    let mut msgs = MAX_BATCH;
-    if cfg.rate_bps > 0 {
-        // About a millisecond of data per call keeps pacing smooth.
-        let per_ms = (cfg.rate_bps / 8 / 1000) as usize / (size * segs);
-        msgs = per_ms.clamp(1, MAX_BATCH);
-    }
+    let msgs = (per_slice / segs).clamp(1, MAX_BATCH);
     let mut buf = vec![0u8; msgs * segs * size];
     let start = sys::monotonic_ns();
     let (mut seq, mut bytes, mut error, mut refused) = (0u64, 0u64, None, 0u64);
