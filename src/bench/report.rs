@@ -854,6 +854,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn jitter_notes_say_why() {
+        assert_eq!(
+            jitter_note(1000, 0, Some(1.0), Some(44.0)).as_deref(),
+            Some("n/a: 44 datagrams per receive batch share one timestamp")
+        );
+        assert_eq!(
+            jitter_note(1000, 0, Some(64.0), Some(1.0)).as_deref(),
+            Some("n/a: 64 datagrams per send call share one send time")
+        );
+        assert_eq!(jitter_note(1000, 999, Some(1.0), Some(1.0)), None);
+        assert!(jitter_note(1, 0, None, None).is_some_and(|n| n.contains("fewer than 2")));
+    }
+
+    #[test]
+    fn notes_wrap_at_the_width() {
+        let long = "word ".repeat(60);
+        let lines = wrap(long.trim(), 40);
+        assert!(lines.len() > 1);
+        assert!(lines.iter().all(|l| l.chars().count() <= 40), "{lines:?}");
+        assert_eq!(
+            lines.join(" ").split_whitespace().count(),
+            60,
+            "no word lost"
+        );
+    }
+
+    #[test]
     fn human_units() {
         assert_eq!(human_bps(0.0), "0.00 bit/s");
         assert_eq!(human_bps(2.5e9), "2.50 Gbit/s");
