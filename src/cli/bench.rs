@@ -106,7 +106,8 @@ pub(crate) struct TestArgs {
     /// UDP only.
     #[arg(short = 'u', long)]
     udp: bool,
-    /// Payload/write size, or a list: 64,1472,8972 (default 1472; 64 for rate and rr).
+    /// Payload/write size, or a list: 64,1472,8972 (default 1472; 64 for rate, rr and the
+    /// probes of latency-under-load).
     #[arg(short = 'l', long = "len", value_name = "SIZE[,SIZE…]", value_parser = parse_size, value_delimiter = ',')]
     len: Vec<usize>,
     /// Duration of each test.

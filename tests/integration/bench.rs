@@ -592,8 +592,8 @@ fn rcvbuf_drops_are_attributed_to_the_socket() {
     );
 }
 
-/// The TCP message rate counts complete -l-byte messages at the receiver, not read calls,
-/// and every table line fits 100 columns.
+/// The TCP message rate counts complete -l-byte messages at the receiver, not read calls;
+/// every table line fits 100 columns; `--svg` without `-i` still plots throughput.
 #[test]
 fn tcp_rate_counts_messages_and_the_table_fits_100_columns() {
     let doc = json(&local(&[
@@ -602,11 +602,20 @@ fn tcp_rate_counts_messages_and_the_table_fits_100_columns() {
     let r = &doc["results"][0];
     assert_eq!(u(r, "packets"), u(r, "bytes") / 100, "{r}");
     assert!(u(r, "reads") > 0 && u(r, "reads") != u(r, "packets"), "{r}");
-    let out = local(&["-t", "0.3", "-b", "50M", "-l", "64,1472"]);
+    let svg = std::env::temp_dir().join(format!("socklab-bench-w{}.svg", std::process::id()));
+    let svg_s = svg.to_string_lossy().to_string();
+    let out = local(&["-t", "0.3", "-b", "50M", "-l", "64,1472", "--svg", &svg_s]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // Without -i the run picked its own intervals for the plot.
+    let plot = std::fs::read_to_string(&svg).expect("svg written");
+    let _ = std::fs::remove_file(&svg);
+    assert!(
+        plot.contains("<polyline") && !plot.contains("no data"),
+        "{plot}"
     );
     let text = String::from_utf8_lossy(&out.stdout);
     for line in text.lines() {
@@ -656,7 +665,9 @@ fn rate_search_settles_below_a_tbf_limit() {
         .args([
             "qdisc", "add", "dev", "veth-a", "root", "tbf", "rate", "50mbit",
         ])
-        .args(["burst", "32kb", "latency", "50ms"])
+        // A short queue (5 ms): a longer one absorbs a probe's overrun above the limit, and a
+        // 300 ms probe at 1.15x a 50 ms queue's limit would lose nothing.
+        .args(["burst", "32kb", "latency", "5ms"])
         .output()
         .expect("tc");
     if !tc.status.success() {
