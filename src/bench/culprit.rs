@@ -3,8 +3,10 @@
 //! report; [`attribute`] then splits a stream's loss into four places:
 //!
 //! - **sender**: Udp.SndbufErrors (udp_send_skb(): without IP_RECVERR a qdisc drop, e.g. by a
-//!   full `tbf`, is counted here and not returned as ENOBUFS) plus the devices' `tx_dropped`,
-//!   both counted in socket buffers: × the sender's datagrams per skb (its GSO segment count);
+//!   full `tbf`, is counted here and not returned as ENOBUFS) × the sender's datagrams per skb
+//!   (its GSO segment count), or the qdiscs' own drop counts (`tc -s qdisc`) when larger (a
+//!   `tbf` segments GSO buffers and drops single datagrams, which SndbufErrors misses), plus
+//!   the devices' `tx_dropped` × datagrams per skb;
 //! - **receiving socket**: SO_RXQ_OVFL, the socket's drop counter (receive buffer full);
 //! - **receiving host**: Udp.InErrors beyond the socket's drops (InErrors includes
 //!   RcvbufErrors and InCsumErrors, and the socket's overflows are among them) plus the
@@ -35,6 +37,11 @@ pub struct HostCounters {
     pub dev_tx_dropped: u64,
     /// Sum of `rx_dropped` of every device: skbs dropped on receive before any socket.
     pub dev_rx_dropped: u64,
+    /// Sum of the qdiscs' `dropped` counts (`tc -s qdisc show`; 0 without `tc`): packets as
+    /// each qdisc counts them (a qdisc that segments GSO buffers, like `tbf`, counts
+    /// datagrams; others count whole buffers).
+    #[serde(default)]
+    pub qdisc_dropped: u64,
 }
 
 /// The counters behind [`HostCounters`] at one moment.
@@ -43,6 +50,7 @@ pub struct HostSnapshot {
     snmp: Snapshot,
     tx_dropped: u64,
     rx_dropped: u64,
+    qdisc_dropped: u64,
 }
 
 impl HostSnapshot {
@@ -63,6 +71,7 @@ impl HostSnapshot {
             snmp: Snapshot::read().unwrap_or_default(),
             tx_dropped: dev("tx_dropped"),
             rx_dropped: dev("rx_dropped"),
+            qdisc_dropped: qdisc_dropped(),
         }
     }
 
@@ -81,8 +90,34 @@ impl HostSnapshot {
             udp_in_csum_errors: d("InCsumErrors"),
             dev_tx_dropped: later.tx_dropped.saturating_sub(self.tx_dropped),
             dev_rx_dropped: later.rx_dropped.saturating_sub(self.rx_dropped),
+            qdisc_dropped: later.qdisc_dropped.saturating_sub(self.qdisc_dropped),
         }
     }
+}
+
+/// The sum of every `dropped N` in `tc -s qdisc show` (iproute2) of the calling process's
+/// namespace; 0 when `tc` is missing or fails.
+fn qdisc_dropped() -> u64 {
+    let Ok(out) = std::process::Command::new("tc")
+        .args(["-s", "qdisc", "show"])
+        .stderr(std::process::Stdio::null())
+        .output()
+    else {
+        return 0;
+    };
+    parse_qdisc_dropped(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Sums the `(dropped N,` fields of `tc -s qdisc show` output.
+fn parse_qdisc_dropped(text: &str) -> u64 {
+    text.split("dropped ")
+        .skip(1)
+        .filter_map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+        .sum()
 }
 
 /// A UDP stream's loss split by where it happened, in datagrams; the four add up to the loss.
@@ -131,8 +166,11 @@ pub fn attribute(i: &LossInputs) -> LossByPlace {
         t
     };
     let per_send = i.datagrams_per_send_skb.max(1);
+    // A qdisc drop of a whole buffer is in SndbufErrors too; a qdisc that segments GSO
+    // buffers (tbf) and drops some segments only counts them itself: take the larger.
     let sender = take(i.sender.map_or(0, |c| {
-        (c.udp_sndbuf_errors + c.dev_tx_dropped).saturating_mul(per_send)
+        (c.udp_sndbuf_errors.saturating_mul(per_send)).max(c.qdisc_dropped)
+            + c.dev_tx_dropped.saturating_mul(per_send)
     }));
     let socket = take(i.socket_datagrams.unwrap_or(0));
     let host_skbs = i.receiver.map_or(0, |c| {
@@ -152,6 +190,16 @@ pub fn attribute(i: &LossInputs) -> LossByPlace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn qdisc_drops_from_tc_output() {
+        let text = "qdisc noqueue 0: dev lo root refcnt 2\n Sent 0 bytes 0 pkt (dropped 0, \
+                    overlimits 0 requeues 0)\nqdisc tbf 8010: dev veth-a root refcnt 3 rate \
+                    50Mbit burst 32Kb lat 5ms\n Sent 21896353 bytes 14535 pkt (dropped \
+                    573905, overlimits 37998 requeues 0)\n backlog 0b 0p requeues 0\n";
+        assert_eq!(parse_qdisc_dropped(text), 573905);
+        assert_eq!(parse_qdisc_dropped(""), 0);
+    }
 
     #[test]
     fn loss_splits_in_order_and_adds_up() {
