@@ -54,7 +54,7 @@ echo "reps=$REPS, duration=${T}s per run" >&2
 # repetition, since the machine's load moves it), so that loss stays <= 1 %.
 pace() {
     local un
-    un=$(run "$SOCKLAB" bench local -u -l 1472 -t 1 --json | slq bits_per_second)
+    un=$(run "$SOCKLAB" bench local -u -l 1472 -b 0 -t 1 --json | slq bits_per_second)
     awk -v r="$un" 'BEGIN { printf "%.0f", r * 0.8 }'
 }
 

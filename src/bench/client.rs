@@ -175,7 +175,7 @@ pub fn run_test(
                 }
                 tune(&s, params);
                 let job = match (params.kind, dir) {
-                    (TestKind::Rr, _) | (_, Dir::Up) => Job::Send(s),
+                    (TestKind::Rr | TestKind::Probe, _) | (_, Dir::Up) => Job::Send(s),
                     (_, Dir::Down) => Job::Recv(s),
                 };
                 jobs.push((id, job));
@@ -198,7 +198,7 @@ pub fn run_test(
                 } else {
                     s.bind(SocketAddr::new(local_ip, 0))?;
                 }
-                if dir == Dir::Down || params.kind == TestKind::Rr {
+                if dir == Dir::Down || params.kind.measures_latency() {
                     proofs.push((id, jobs.len(), to));
                 }
                 let job = match dir {
@@ -246,6 +246,8 @@ pub fn run_test(
             r.tcp = s.tcp;
             r.gso = s.gso;
             r.sender_error = s.error.clone();
+            r.send_refused = s.refused;
+            r.datagrams_per_send_skb = s.datagrams_per_skb;
         }
         r
     };
@@ -255,7 +257,7 @@ pub fn run_test(
         .map(|r| merge(r, &out.sent))
         .chain(out.mine.streams.iter().map(|r| merge(r, &out.peer_sent)))
         .collect();
-    if params.kind == TestKind::Rr {
+    if params.kind.measures_latency() {
         // The echo side counted requests; the requester's counts are the truth here.
         all = out
             .sent

@@ -6,6 +6,9 @@
 //!   accounting with 64-bit counters;
 //! - [`sender`], [`receiver`]: the per-stream threads (sendmmsg/recvmmsg, UDP GSO/GRO);
 //! - [`session`]: the data phase both sides share; [`server`], [`client`]: the two ends;
+//! - [`culprit`]: where UDP loss happened (sender, receiving socket, receiving host, path);
+//! - [`underload`]: open-loop probe latency alone and beside a bulk stream;
+//! - [`search`]: the highest paced UDP rate within a loss target (the UDP default);
 //! - [`report`], [`plot`]: tables, JSON, CSV, Markdown and SVG;
 //! - [`mesh`]: agents running tests toward each other, every ordered pair of a fleet.
 //!
@@ -13,15 +16,18 @@
 //! sender only contributes what it sent (for loss) and its TCP_INFO.
 
 pub mod client;
+pub mod culprit;
 pub mod mesh;
 pub mod plot;
 pub mod protocol;
 pub mod receiver;
 pub mod report;
+pub mod search;
 pub mod sender;
 pub mod server;
 pub mod session;
 pub mod stats;
+pub mod underload;
 pub mod wire;
 
 use std::io;
@@ -110,7 +116,7 @@ pub fn data_socket(like: SocketAddr, p: &TestParams) -> Result<Sock, BenchError>
 /// Per-socket options of a test: TCP_NODELAY, SO_BUSY_POLL. Failures are ignored on purpose:
 /// an option the kernel lacks must not stop a benchmark (the report says what was applied).
 pub fn tune(s: &Sock, p: &TestParams) {
-    if p.transport == Transport::Tcp && (p.nodelay || p.kind == protocol::TestKind::Rr) {
+    if p.transport == Transport::Tcp && (p.nodelay || p.kind.measures_latency()) {
         let _ = s.set_nodelay(true);
     }
     if p.busy_poll {

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::TestOutcome;
-use super::protocol::{Dir, TestKind, Transport};
+use super::protocol::{Dir, Transport};
 use super::stats::bits_per_second;
 
 const W: f64 = 900.0;
@@ -32,7 +32,10 @@ fn label(o: &TestOutcome, dir: Dir) -> String {
 /// Throughput series (Mbit/s over seconds), summed over the streams of each direction.
 fn throughput(outcomes: &[TestOutcome]) -> Vec<Series> {
     let mut out = Vec::new();
-    for o in outcomes.iter().filter(|o| o.params.kind != TestKind::Rr) {
+    for o in outcomes
+        .iter()
+        .filter(|o| !o.params.kind.measures_latency())
+    {
         for dir in [Dir::Up, Dir::Down] {
             let mut by_end: Vec<(u64, u64, u64)> = Vec::new(); // (end, start, bytes)
             for (d, s) in &o.samples {

@@ -88,6 +88,17 @@ pub enum TestKind {
     Rate,
     /// Request/response ping-pong latency.
     Rr,
+    /// Open-loop latency probes: requests on a fixed schedule (`rate_bps` / (8 × size) per
+    /// second), echoed like `rr`, timed from their scheduled send time.
+    Probe,
+}
+
+impl TestKind {
+    /// Whether the test times round trips (rr, probe) rather than counting a bulk flow: its
+    /// streams are echoed, and its result is a latency histogram measured by the requester.
+    pub fn measures_latency(self) -> bool {
+        matches!(self, Self::Rr | Self::Probe)
+    }
 }
 
 /// Transport of the data streams.
@@ -181,10 +192,39 @@ pub struct StreamResult {
     pub duplicates: u64,
     /// UDP datagrams that arrived after a higher sequence number (RFC 4737).
     pub reordered: u64,
-    /// RFC 3550 interarrival jitter at the end, nanoseconds.
+    /// RFC 3550 interarrival jitter at the end, nanoseconds, over `jitter_samples` samples.
     pub jitter_ns: u64,
-    /// SO_RXQ_OVFL: datagrams the kernel dropped at this socket (None: not reported).
+    /// SO_RXQ_OVFL at the receiving socket: socket buffers (skbs) the kernel dropped because
+    /// the receive buffer was full (None: not reported). With GRO one skb may hold many
+    /// datagrams; `socket_drops_datagrams` converts.
     pub socket_drops: Option<u64>,
+    /// `socket_drops` in datagrams: equal to it without GRO (the kernel queues, and drops,
+    /// one datagram per skb); with GRO an estimate, skbs × the mean datagrams per received
+    /// skb, and `socket_drops_estimated` is set.
+    #[serde(default)]
+    pub socket_drops_datagrams: Option<u64>,
+    /// Whether `socket_drops_datagrams` is an estimate (GRO on).
+    #[serde(default)]
+    pub socket_drops_estimated: bool,
+    /// Datagrams whose (send time, receive time) pair fed the RFC 3550 jitter: datagrams that
+    /// share a send time (one sendmmsg(2)/GSO call) or a receive time (one GRO skb) with the
+    /// previous sample are not samples.
+    #[serde(default)]
+    pub jitter_samples: u64,
+    /// Distinct send times seen (one per sender send call): unique datagrams / this = the
+    /// datagrams that left together and share one send time.
+    #[serde(default)]
+    pub send_times: u64,
+    /// Distinct kernel receive times seen (SO_TIMESTAMPNS, one per received skb).
+    #[serde(default)]
+    pub recv_times: u64,
+    /// Sender: send calls that failed with ENOBUFS or EAGAIN (the datagrams were not sent and
+    /// are not counted as sent).
+    #[serde(default)]
+    pub send_refused: u64,
+    /// Sender: datagrams per socket buffer (the UDP_SEGMENT count with GSO, else 1).
+    #[serde(default)]
+    pub datagrams_per_send_skb: u64,
     /// TCP: the sender's TCP_INFO at the end.
     pub tcp: Option<TcpFigures>,
     /// Whether UDP GSO was used by the sender ("unsupported" reported as false with a note).
@@ -227,6 +267,12 @@ pub struct SentCount {
     /// Why the sender stopped before the end of the test, if it did (one line).
     #[serde(default)]
     pub error: Option<String>,
+    /// UDP: send calls refused with ENOBUFS or EAGAIN (nothing of them counted as sent).
+    #[serde(default)]
+    pub refused: u64,
+    /// UDP: datagrams per socket buffer the sender handed the kernel (GSO segments, else 1).
+    #[serde(default)]
+    pub datagrams_per_skb: u64,
 }
 
 /// One side's final report: its receivers' results and its CPU time.
@@ -242,6 +288,9 @@ pub struct SideReport {
     pub rcvbuf_errors: Option<u64>,
     /// rr: requests answered.
     pub rr_echoed: u64,
+    /// Namespace-wide UDP and device drop counters over the test, as this side saw them.
+    #[serde(default)]
+    pub host: Option<super::culprit::HostCounters>,
 }
 
 /// A control message.

@@ -131,6 +131,9 @@ pub fn udp<T>(
     let fd = sock.as_fd();
     let gro = cfg.gro && sys::set_udp_gro(fd, true).is_ok();
     let ovfl = sock.set_rxq_ovfl(true).is_ok();
+    // Kernel receive times per skb; without them the batch's read time stands in (and the
+    // datagrams of one recvmmsg(2) call then share it, which the jitter count shows).
+    let _ = sys::set_timestamp_ns(fd, true);
     let _ = sock.set_read_timeout(Some(Duration::from_millis(20)));
     let slot = if gro {
         65536
@@ -152,10 +155,12 @@ pub fn udp<T>(
         match sys::recv_batch(fd, &mut buf, slot, &mut metas[..batch], flags) {
             Ok(n) => {
                 let now = sys::monotonic_ns();
+                let read_at = sys::realtime_ns();
                 for (i, m) in metas[..n].iter().enumerate() {
                     if m.dropped.is_some() {
                         drops = m.dropped;
                     }
+                    let rx = m.rx_time_ns.unwrap_or(read_at);
                     let msg = &buf[i * slot..i * slot + m.len];
                     for d in msg.chunks(m.segment.max(1)) {
                         let Ok(h) = Repr::parse(d) else { continue };
@@ -166,8 +171,7 @@ pub fn udp<T>(
                             first = now;
                         }
                         last = now;
-                        if t.record(h.seq, h.timestamp_ns, now) != super::stats::Arrival::Duplicate
-                        {
+                        if t.record(h.seq, h.timestamp_ns, rx) != super::stats::Arrival::Duplicate {
                             bytes += d.len() as u64;
                             tick.cur.bytes += d.len() as u64;
                             tick.cur.packets += 1;
@@ -187,6 +191,10 @@ pub fn udp<T>(
     }
     tick.tick(sys::monotonic_ns(), true);
     let expected = ctl.expected();
+    // The SO_RXQ_OVFL cmsg comes with the next datagram received, so drops after the last
+    // one only show in the counter itself (SK_MEMINFO_DROPS, the same sk_drops).
+    let at_end = sys::mem_info(fd).map_or(0, |m| m.drops);
+    let socket_skbs = ovfl.then(|| u64::from(drops.unwrap_or(0).max(at_end)));
     StreamResult {
         stream: cfg.stream,
         bytes,
@@ -197,11 +205,20 @@ pub fn udp<T>(
         duplicates: t.duplicates(),
         reordered: t.reordered(),
         jitter_ns: t.jitter_ns(),
-        socket_drops: if ovfl {
-            Some(drops.unwrap_or(0).into())
-        } else {
-            None
-        },
+        socket_drops: socket_skbs,
+        socket_drops_datagrams: socket_skbs.map(|k| {
+            if gro {
+                // Mean datagrams per received skb: an estimate of a dropped skb's contents.
+                let per = t.unique() as f64 / t.recv_times().max(1) as f64;
+                (k as f64 * per.max(1.0)).round() as u64
+            } else {
+                k
+            }
+        }),
+        socket_drops_estimated: gro && socket_skbs.is_some_and(|k| k > 0),
+        jitter_samples: t.jitter_samples(),
+        send_times: t.send_times(),
+        recv_times: t.recv_times(),
         gro: Some(gro),
         ..StreamResult::default()
     }

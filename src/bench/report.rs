@@ -7,7 +7,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::protocol::{Dir, IntervalSample, TestKind, Transport};
+use super::culprit::{HostCounters, LossByPlace, LossInputs, attribute};
+use super::protocol::{Dir, IntervalSample, SideReport, StreamResult, TestKind, Transport};
+use super::search::RateSearch;
 use super::stats::{bits_per_second, per_second, percent};
 use super::{RrSummary, TestOutcome};
 
@@ -53,7 +55,8 @@ impl Meta {
     }
 }
 
-/// One line of the report: one test, one direction, all its streams summed.
+/// One line of the report: one test, one direction, all its streams summed. Every figure was
+/// counted at the receiver unless its doc says otherwise.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     /// Test kind.
@@ -70,32 +73,57 @@ pub struct Row {
     pub duration_ns: u64,
     /// Payload bytes received.
     pub bytes: u64,
-    /// Goodput.
+    /// Goodput: payload bits received per second.
     pub bits_per_second: f64,
-    /// Datagrams (UDP), reads (TCP stream), messages' worth of bytes (TCP rate) or round
-    /// trips (rr) received.
+    /// Messages received: UDP datagrams (unique), complete `size_bytes` TCP messages (bytes
+    /// received / size: a TCP stream delivers the sender's fixed-size writes in order), or
+    /// round trips (rr).
     pub packets: u64,
     /// `packets` per second.
     pub packets_per_second: f64,
-    /// Datagrams / writes / requests the sender sent.
+    /// TCP: read(2) calls the receiver made (how the bytes arrived, not a message count).
+    pub reads: Option<u64>,
+    /// Datagrams / writes / requests the sender sent (the sender's count).
     pub sent_packets: u64,
-    /// Bytes the sender sent.
+    /// Bytes the sender sent (the sender's count).
     pub sent_bytes: u64,
-    /// UDP: datagrams lost.
+    /// UDP: datagrams lost, sent − unique received.
     pub lost: u64,
     /// UDP: lost as a percentage of sent.
     pub lost_percent: f64,
+    /// UDP: where the lost datagrams went (adds up to `lost`).
+    pub loss_by_place: Option<LossByPlace>,
     /// UDP: duplicates.
     pub duplicates: u64,
     /// UDP: reordered (RFC 4737).
     pub reordered: u64,
-    /// UDP: RFC 3550 jitter, the largest over the streams.
-    pub jitter_ms: f64,
-    /// UDP: SO_RXQ_OVFL drops at the receiving sockets.
-    pub socket_drops: Option<u64>,
-    /// UDP: Udp.RcvbufErrors delta on the receiving side (whole namespace).
+    /// UDP: RFC 3550 jitter from the send time in each header and the kernel receive time
+    /// (SO_TIMESTAMPNS), the largest over the streams; null when no two datagrams had distinct
+    /// send and receive times (`jitter_note` says why).
+    pub jitter_ms: Option<f64>,
+    /// UDP: datagram pairs the jitter was computed from (summed over streams).
+    pub jitter_samples: u64,
+    /// UDP: mean datagrams that left in one send call and share one send time.
+    pub datagrams_per_send_time: Option<f64>,
+    /// UDP: mean datagrams that share one kernel receive time (one GRO skb, or one receive
+    /// call when the kernel gave no timestamps).
+    pub datagrams_per_receive_time: Option<f64>,
+    /// UDP: why there is no jitter figure, or what limits it.
+    pub jitter_note: Option<String>,
+    /// UDP: SO_RXQ_OVFL drops at the receiving sockets, in skbs (with GRO one skb can hold
+    /// many datagrams).
+    pub socket_drops_skbs: Option<u64>,
+    /// UDP: the same in datagrams (an estimate with GRO: see `loss_by_place.estimated`).
+    pub socket_drops_datagrams: Option<u64>,
+    /// UDP: Udp.RcvbufErrors delta on the receiving side (whole namespace), skbs.
     pub rcvbuf_errors: Option<u64>,
-    /// TCP: segments retransmitted by the sender.
+    /// UDP: send calls refused with ENOBUFS/EAGAIN at the sender (not counted as sent).
+    pub send_refused: Option<u64>,
+    /// UDP: the sending side's namespace drop counters over the test.
+    pub sender_host: Option<HostCounters>,
+    /// UDP: the receiving side's namespace drop counters over the test.
+    pub receiver_host: Option<HostCounters>,
+    /// TCP: segments retransmitted by the sender (sender's TCP_INFO).
     pub retransmits: Option<u64>,
     /// TCP: sender's smoothed RTT at the end, µs (largest stream).
     pub rtt_us: Option<u64>,
@@ -105,12 +133,20 @@ pub struct Row {
     pub gso: Option<bool>,
     /// UDP: GRO on at the receiver.
     pub gro: Option<bool>,
-    /// Client CPU time (user + system), ms.
+    /// UDP: the pacing rate per stream the sender used, bits/s (0: unpaced).
+    pub paced_bits_per_second: u64,
+    /// UDP: how the pacing rate was found, when a search found it (the UDP default).
+    pub rate_search: Option<RateSearch>,
+    /// Client CPU time (user + system) of its test threads, ms.
     pub client_cpu_ms: f64,
-    /// Server CPU time (user + system), ms.
+    /// Server CPU time (user + system) of its test threads, ms.
     pub server_cpu_ms: f64,
-    /// rr: latency.
+    /// rr, probe: latency measured by the requester.
     pub latency: Option<RrSummary>,
+    /// probe: whether a bulk stream of the same transport ran beside the probes.
+    pub under_load: Option<bool>,
+    /// probe under load: the bulk stream's goodput, bits/s (counted at its receiver).
+    pub load_bits_per_second: Option<f64>,
     /// Senders that stopped before the end of the test, and why.
     pub sender_errors: Vec<String>,
 }
@@ -124,14 +160,13 @@ pub fn rows(o: &TestOutcome) -> Vec<Row> {
     let p = &o.params;
     let mut dirs: Vec<Dir> = o.streams.iter().filter_map(|s| s.dir).collect();
     dirs.dedup();
-    let cpu = |s: &super::protocol::SideReport| (s.cpu_user_us + s.cpu_sys_us) as f64 / 1000.0;
+    let cpu = |s: &SideReport| (s.cpu_user_us + s.cpu_sys_us) as f64 / 1000.0;
     dirs.into_iter()
         .map(|dir| {
             let ss: Vec<_> = o.streams.iter().filter(|s| s.dir == Some(dir)).collect();
-            let sum =
-                |f: fn(&super::protocol::StreamResult) -> u64| ss.iter().map(|s| f(s)).sum::<u64>();
+            let sum = |f: fn(&StreamResult) -> u64| ss.iter().map(|s| f(s)).sum::<u64>();
             let mut duration_ns = ss.iter().map(|s| s.duration_ns).max().unwrap_or(0);
-            if duration_ns == 0 || p.kind == TestKind::Rr {
+            if duration_ns == 0 || p.kind.measures_latency() {
                 duration_ns = p.duration_ms * 1_000_000;
             }
             let (bytes, mut packets, sent) = (
@@ -139,14 +174,43 @@ pub fn rows(o: &TestOutcome) -> Vec<Row> {
                 sum(|s| s.packets),
                 sum(|s| s.sent_packets),
             );
-            if p.kind == TestKind::Rate && p.transport == Transport::Tcp {
-                // A byte stream has no messages: count the writes' worth of bytes that arrived.
+            let udp = p.transport == Transport::Udp && !p.kind.measures_latency();
+            let tcp = p.transport == Transport::Tcp;
+            let mut reads = None;
+            if tcp && !p.kind.measures_latency() {
+                // The receiver counted read(2) calls; the messages are the sender's fixed-size
+                // writes, delivered in order: complete ones = bytes / size.
+                reads = Some(packets);
                 packets = bytes / p.size.max(1) as u64;
             }
-            let udp = p.transport == Transport::Udp && p.kind != TestKind::Rr;
-            let tcp = p.transport == Transport::Tcp;
             let lost = sum(|s| s.lost);
-            let receiver = if dir == Dir::Up { &o.server } else { &o.client };
+            let (sender, receiver) = if dir == Dir::Up {
+                (&o.client, &o.server)
+            } else {
+                (&o.server, &o.client)
+            };
+            let socket_skbs = any(ss.iter().map(|s| s.socket_drops), |a, b| a + b);
+            let socket_datagrams = any(ss.iter().map(|s| s.socket_drops_datagrams), |a, b| a + b);
+            let (send_times, recv_times) = (sum(|s| s.send_times), sum(|s| s.recv_times));
+            let per = |n: u64| (n > 0).then(|| packets as f64 / n as f64);
+            let jitter_samples = sum(|s| s.jitter_samples);
+            let estimated = ss.iter().any(|s| s.socket_drops_estimated);
+            let loss_by_place = udp.then(|| {
+                attribute(&LossInputs {
+                    lost,
+                    sender: sender.host,
+                    datagrams_per_send_skb: ss
+                        .iter()
+                        .map(|s| s.datagrams_per_send_skb)
+                        .max()
+                        .unwrap_or(1),
+                    socket_skbs,
+                    socket_datagrams,
+                    receiver: receiver.host,
+                    datagrams_per_recv_skb: per(recv_times).unwrap_or(1.0),
+                    estimated,
+                })
+            });
             Row {
                 test: p.kind,
                 transport: p.transport,
@@ -158,19 +222,28 @@ pub fn rows(o: &TestOutcome) -> Vec<Row> {
                 bits_per_second: bits_per_second(bytes, duration_ns),
                 packets,
                 packets_per_second: per_second(packets, duration_ns),
+                reads,
                 sent_packets: sent,
                 sent_bytes: sum(|s| s.sent_bytes),
                 lost,
                 lost_percent: percent(lost, sent),
+                loss_by_place,
                 duplicates: sum(|s| s.duplicates),
                 reordered: sum(|s| s.reordered),
-                jitter_ms: ss.iter().map(|s| s.jitter_ns).max().unwrap_or(0) as f64 / 1e6,
-                socket_drops: if udp {
-                    any(ss.iter().map(|s| s.socket_drops), |a, b| a + b)
-                } else {
-                    None
-                },
+                jitter_ms: (udp && jitter_samples > 0)
+                    .then(|| ss.iter().map(|s| s.jitter_ns).max().unwrap_or(0) as f64 / 1e6),
+                jitter_samples,
+                datagrams_per_send_time: udp.then(|| per(send_times)).flatten(),
+                datagrams_per_receive_time: udp.then(|| per(recv_times)).flatten(),
+                jitter_note: udp
+                    .then(|| jitter_note(packets, jitter_samples, per(send_times), per(recv_times)))
+                    .flatten(),
+                socket_drops_skbs: udp.then_some(socket_skbs).flatten(),
+                socket_drops_datagrams: udp.then_some(socket_datagrams).flatten(),
                 rcvbuf_errors: if udp { receiver.rcvbuf_errors } else { None },
+                send_refused: udp.then(|| sum(|s| s.send_refused)),
+                sender_host: udp.then_some(sender.host).flatten(),
+                receiver_host: udp.then_some(receiver.host).flatten(),
                 retransmits: if tcp {
                     any(ss.iter().map(|s| s.tcp.map(|t| t.retransmits)), |a, b| {
                         a + b
@@ -198,9 +271,13 @@ pub fn rows(o: &TestOutcome) -> Vec<Row> {
                 } else {
                     None
                 },
+                paced_bits_per_second: p.rate_bps,
+                rate_search: None,
                 client_cpu_ms: cpu(&o.client),
                 server_cpu_ms: cpu(&o.server),
                 latency: o.rr.clone(),
+                under_load: None,
+                load_bits_per_second: None,
                 sender_errors: ss
                     .iter()
                     .filter_map(|s| {
@@ -212,6 +289,34 @@ pub fn rows(o: &TestOutcome) -> Vec<Row> {
             }
         })
         .collect()
+}
+
+/// Why a UDP row has no jitter figure, or how coarse its timestamps were; None when every
+/// datagram had its own send and receive time.
+fn jitter_note(
+    datagrams: u64,
+    samples: u64,
+    per_send: Option<f64>,
+    per_recv: Option<f64>,
+) -> Option<String> {
+    let (s, r) = (per_send.unwrap_or(1.0), per_recv.unwrap_or(1.0));
+    if datagrams < 2 {
+        return Some("n/a: fewer than 2 datagrams arrived".into());
+    }
+    if samples == 0 {
+        let why = if r >= s {
+            format!("{r:.0} datagrams per receive batch share one timestamp")
+        } else {
+            format!("{s:.0} datagrams per send call share one send time")
+        };
+        return Some(format!("n/a: {why}"));
+    }
+    (s > 1.5 || r > 1.5).then(|| {
+        format!(
+            "from {samples} samples: {s:.0} datagrams per send call share one send time, \
+             {r:.0} per receive timestamp"
+        )
+    })
 }
 
 /// Human bits per second: `941.2 Mbit/s`.
@@ -228,7 +333,8 @@ pub fn human_bps(bps: f64) -> String {
     format!("{v:.2} {unit}")
 }
 
-fn human_rate(pps: f64) -> String {
+/// Human events per second: `1.50 M/s`.
+pub fn human_rate(pps: f64) -> String {
     if pps >= 1e6 {
         format!("{:.2} M/s", pps / 1e6)
     } else if pps >= 1e3 {
@@ -253,20 +359,18 @@ fn name(t: Transport) -> &'static str {
     }
 }
 
-const HEADERS: [&str; 14] = [
+/// Widest a rendered table or note line may be (terminal columns).
+pub const MAX_WIDTH: u16 = 100;
+
+const HEADERS: [&str; 9] = [
     "test",
     "proto",
     "size",
     "dir",
     "goodput",
-    "rate",
+    "msg/s",
     "lost",
-    "dup",
-    "reord",
-    "jitter ms",
-    "drops sock/kern",
-    "retrans",
-    "rtt us / cwnd",
+    "jitter us",
     "cpu ms c/s",
 ];
 const RR_HEADERS: [&str; 10] = [
@@ -296,30 +400,10 @@ fn cells(r: &Row) -> Vec<String> {
         } else {
             "0".into()
         },
-        if udp {
-            r.duplicates.to_string()
-        } else {
-            "-".into()
-        },
-        if udp {
-            r.reordered.to_string()
-        } else {
-            "-".into()
-        },
-        if udp {
-            format!("{:.3}", r.jitter_ms)
-        } else {
-            "-".into()
-        },
-        if udp {
-            format!("{}/{}", opt(r.socket_drops), opt(r.rcvbuf_errors))
-        } else {
-            "-".into()
-        },
-        opt(r.retransmits),
-        match (r.rtt_us, r.cwnd_segments) {
-            (Some(a), Some(b)) => format!("{a} / {b}"),
-            _ => "-".into(),
+        match (udp, r.jitter_ms) {
+            (false, _) => "-".into(),
+            (true, Some(j)) => format!("{:.1}", j * 1000.0),
+            (true, None) => "n/a".into(),
         },
         format!("{:.0}/{:.0}", r.client_cpu_ms, r.server_cpu_ms),
     ]
@@ -341,16 +425,57 @@ fn rr_cells(r: &Row) -> Vec<String> {
     ]
 }
 
-/// The two tables a report has, bulk tests and rr tests: headers and each row's cells; a
+const PROBE_HEADERS: [&str; 10] = [
+    "probes",
+    "size",
+    "beside",
+    "sent",
+    "lost",
+    "p50 us",
+    "p99 us",
+    "p99.9 us",
+    "max us",
+    "bulk goodput",
+];
+
+fn probe_cells(r: &Row) -> Vec<String> {
+    let l = r.latency.clone().unwrap_or_default();
+    let proto = name(r.transport);
+    vec![
+        proto.into(),
+        format!("{} B", r.size_bytes),
+        if r.under_load == Some(true) {
+            format!("{proto} bulk")
+        } else {
+            "nothing".into()
+        },
+        r.sent_packets.to_string(),
+        l.lost.to_string(),
+        us(l.p50_ns),
+        us(l.p99_ns),
+        us(l.p999_ns),
+        us(l.max_ns),
+        r.load_bits_per_second.map_or("-".into(), human_bps),
+    ]
+}
+
+/// The tables a report has, bulk tests and rr tests: headers and each row's cells; a
 /// table without rows is left out.
 fn sections(rows: &[Row]) -> Vec<(&'static [&'static str], Vec<Vec<String>>)> {
-    let (bulk, rr): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.test != TestKind::Rr);
+    let of = |k: fn(TestKind) -> bool| rows.iter().filter(move |r| k(r.test));
     [
         (
             &HEADERS[..],
-            bulk.into_iter().map(cells).collect::<Vec<_>>(),
+            of(|k| !k.measures_latency()).map(cells).collect::<Vec<_>>(),
         ),
-        (&RR_HEADERS[..], rr.into_iter().map(rr_cells).collect()),
+        (
+            &RR_HEADERS[..],
+            of(|k| k == TestKind::Rr).map(rr_cells).collect(),
+        ),
+        (
+            &PROBE_HEADERS[..],
+            of(|k| k == TestKind::Probe).map(probe_cells).collect(),
+        ),
     ]
     .into_iter()
     .filter(|(_, body)| !body.is_empty())
@@ -363,6 +488,8 @@ pub fn table(rows: &[Row]) -> String {
     for (headers, body) in sections(rows) {
         let mut t = comfy_table::Table::new();
         t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+        t.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+        t.set_width(MAX_WIDTH);
         t.set_header(headers.to_vec());
         for c in body {
             t.add_row(c);
@@ -373,18 +500,78 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
-/// One line per sender that stopped early (empty when none did).
+/// The lines under a table: per UDP row where its loss went, what its jitter is made of and
+/// its duplicates/reordering; per TCP row the sender's TCP_INFO and the reads the receiver
+/// made; and every sender that stopped early. Each line fits [`MAX_WIDTH`] columns.
 pub fn notes(rows: &[Row]) -> String {
-    let mut out = String::new();
-    for r in rows {
-        for e in &r.sender_errors {
-            let _ = writeln!(
-                out,
-                "note: {} {} B {:?}: sender stopped early: {e}",
-                name(r.transport),
+    let mut lines = Vec::new();
+    for r in rows.iter().filter(|r| !r.test.measures_latency()) {
+        let who = format!(
+            "{} {} B {}:",
+            name(r.transport),
+            r.size_bytes,
+            format!("{:?}", r.dir).to_lowercase()
+        );
+        if let Some(l) = r.loss_by_place {
+            if r.lost > 0 {
+                lines.push(format!(
+                    "{who} lost datagrams by place: sender {}, receiving socket {}, receiving \
+                     host {}, path {}{}",
+                    l.sender,
+                    l.socket,
+                    l.receiving_host,
+                    l.path,
+                    if l.estimated {
+                        " (estimate: GRO skbs converted at the mean datagrams per received skb, the error lands in path)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            if let Some(j) = &r.jitter_note {
+                lines.push(format!("{who} jitter {j}"));
+            }
+            if r.duplicates > 0 || r.reordered > 0 {
+                lines.push(format!(
+                    "{who} {} duplicates, {} reordered (RFC 4737)",
+                    r.duplicates, r.reordered
+                ));
+            }
+        }
+        if let (Some(n), Some(reads)) = (r.retransmits, r.reads) {
+            lines.push(format!(
+                "{who} msg/s counts complete {} B messages; the receiver made {reads} reads; \
+                 sender: {n} retransmits, rtt {} us, cwnd {} segments",
                 r.size_bytes,
-                r.dir
-            );
+                opt(r.rtt_us),
+                opt(r.cwnd_segments)
+            ));
+        }
+        for e in &r.sender_errors {
+            lines.push(format!("{who} sender stopped early: {e}"));
+        }
+    }
+    let mut out = String::new();
+    for l in lines {
+        for w in wrap(&format!("note: {l}"), MAX_WIDTH as usize) {
+            let _ = writeln!(out, "{w}");
+        }
+    }
+    out
+}
+
+/// Splits `line` at spaces into pieces of at most `width` characters (continuations indented).
+fn wrap(line: &str, width: usize) -> Vec<String> {
+    let mut out = vec![String::new()];
+    for word in line.split(' ') {
+        let cur = out.last_mut().expect("never empty");
+        if !cur.trim().is_empty() && cur.chars().count() + 1 + word.chars().count() > width {
+            out.push(format!("      {word}"));
+        } else {
+            if !cur.is_empty() {
+                cur.push(' ');
+            }
+            cur.push_str(word);
         }
     }
     out
@@ -409,18 +596,20 @@ pub fn markdown(rows: &[Row]) -> String {
     out
 }
 
-/// CSV: one header line and one line per row; latency columns empty for bulk tests.
+/// CSV: one header line and one line per row; latency columns empty for bulk tests, jitter
+/// empty when there is no jitter figure.
 pub fn csv(rows: &[Row]) -> String {
     let mut out = String::from(
-        "test,transport,size_bytes,dir,streams,duration_ns,bytes,bits_per_second,packets,packets_per_second,sent_packets,lost,lost_percent,duplicates,reordered,jitter_ms,socket_drops,rcvbuf_errors,retransmits,rtt_us,cwnd_segments,client_cpu_ms,server_cpu_ms,rr_count,p50_ns,p90_ns,p99_ns,p999_ns,max_ns\n",
+        "test,transport,size_bytes,dir,streams,duration_ns,bytes,bits_per_second,packets,packets_per_second,sent_packets,lost,lost_percent,lost_sender,lost_socket,lost_receiving_host,lost_path,duplicates,reordered,jitter_ms,jitter_samples,socket_drops_skbs,socket_drops_datagrams,rcvbuf_errors,retransmits,rtt_us,cwnd_segments,client_cpu_ms,server_cpu_ms,rr_count,p50_ns,p90_ns,p99_ns,p999_ns,max_ns\n",
     );
     for r in rows {
         let l = r.latency.as_ref();
         let lat = |f: fn(&RrSummary) -> u64| l.map_or(String::new(), |l| f(l).to_string());
         let o = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
+        let place = |f: fn(&LossByPlace) -> u64| o(r.loss_by_place.as_ref().map(f));
         let _ = writeln!(
             out,
-            "{:?},{:?},{},{:?},{},{},{},{:.0},{},{:.1},{},{},{:.4},{},{},{:.4},{},{},{},{},{},{:.1},{:.1},{},{},{},{},{},{}",
+            "{:?},{:?},{},{:?},{},{},{},{:.0},{},{:.1},{},{},{:.4},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.1},{:.1},{},{},{},{},{},{}",
             r.test,
             r.transport,
             r.size_bytes,
@@ -434,10 +623,16 @@ pub fn csv(rows: &[Row]) -> String {
             r.sent_packets,
             r.lost,
             r.lost_percent,
+            place(|l| l.sender),
+            place(|l| l.socket),
+            place(|l| l.receiving_host),
+            place(|l| l.path),
             r.duplicates,
             r.reordered,
-            r.jitter_ms,
-            o(r.socket_drops),
+            r.jitter_ms.map_or(String::new(), |j| format!("{j:.4}")),
+            r.jitter_samples,
+            o(r.socket_drops_skbs),
+            o(r.socket_drops_datagrams),
             o(r.rcvbuf_errors),
             o(r.retransmits),
             o(r.rtt_us),
@@ -456,7 +651,7 @@ pub fn csv(rows: &[Row]) -> String {
     out.to_lowercase()
 }
 
-/// The sentence that says what differed, per payload size with both TCP and UDP rows.
+/// The sentences that say what differed, per payload size with both TCP and UDP rows.
 pub fn summary(rows: &[Row]) -> String {
     let mut parts = Vec::new();
     let mut sizes: Vec<(TestKind, usize, Dir)> =
@@ -471,6 +666,9 @@ pub fn summary(rows: &[Row]) -> String {
         let (Some(tcp), Some(udp)) = (find(Transport::Tcp), find(Transport::Udp)) else {
             continue;
         };
+        if kind == TestKind::Probe {
+            continue;
+        }
         if kind == TestKind::Rr {
             let (t, u) = (
                 tcp.latency.clone().unwrap_or_default(),
@@ -486,23 +684,96 @@ pub fn summary(rows: &[Row]) -> String {
             ));
             continue;
         }
-        let pr = ratio(udp.packets_per_second, tcp.packets_per_second);
-        let gr = ratio(udp.bits_per_second, tcp.bits_per_second);
+        let lead = if kind == TestKind::Rate {
+            format!(
+                "{:.2}x TCP's message rate ({} datagrams vs {} {size}-byte messages delivered, \
+                 counted at the receivers)",
+                ratio(udp.packets_per_second, tcp.packets_per_second),
+                human_rate(udp.packets_per_second),
+                human_rate(tcp.packets_per_second),
+            )
+        } else {
+            format!(
+                "{:.2}x TCP's goodput ({} vs {})",
+                ratio(udp.bits_per_second, tcp.bits_per_second),
+                human_bps(udp.bits_per_second),
+                human_bps(tcp.bits_per_second),
+            )
+        };
         parts.push(format!(
-            "UDP {size} B: {gr:.2}x TCP's goodput ({} vs {}), {pr:.2}x its receive rate, {:.2} % lost ({} of {}){}; TCP: 0 lost, {} retransmits",
-            human_bps(udp.bits_per_second),
-            human_bps(tcp.bits_per_second),
+            "UDP {size} B{}: {lead}, {:.2} % lost ({} of {}{}); TCP: 0 lost, {} retransmits",
+            match (&udp.rate_search, udp.paced_bits_per_second) {
+                (Some(s), 0) => format!(
+                    " unpaced (a search found unpaced within {} % loss)",
+                    s.target_loss_percent
+                ),
+                (Some(s), b) => format!(
+                    " paced at {} per stream (searched: highest rate with <= {} % lost)",
+                    human_bps(b as f64),
+                    s.target_loss_percent
+                ),
+                (None, 0) => String::from(" unpaced"),
+                (None, b) => format!(" paced at {} per stream", human_bps(b as f64)),
+            },
             udp.lost_percent,
             udp.lost,
             udp.sent_packets,
-            match (udp.socket_drops, udp.rcvbuf_errors) {
-                (Some(s), Some(k)) if s > 0 || k > 0 => format!(", {s} dropped at the socket / {k} kernel rcvbuf errors"),
+            match udp.loss_by_place {
+                Some(l) if udp.lost > 0 => format!(
+                    ": sender {}, socket {}, receiving host {}, path {}",
+                    l.sender, l.socket, l.receiving_host, l.path
+                ),
                 _ => String::new(),
             },
             tcp.retransmits.unwrap_or(0)
         ));
     }
-    parts.join("; ")
+    parts.extend(probe_summary(rows));
+    parts.join("\n")
+}
+
+/// [`summary`] for a terminal: every line wrapped at [`MAX_WIDTH`] columns.
+pub fn summary_text(rows: &[Row]) -> String {
+    summary(rows)
+        .lines()
+        .flat_map(|l| wrap(l, MAX_WIDTH as usize))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Per transport with probes alone and under load: how much the bulk stream added.
+fn probe_summary(rows: &[Row]) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in [Transport::Tcp, Transport::Udp] {
+        let find = |load: bool| {
+            rows.iter().find(|r| {
+                r.test == TestKind::Probe && r.transport == t && r.under_load == Some(load)
+            })
+        };
+        let (Some(idle), Some(busy)) = (find(false), find(true)) else {
+            continue;
+        };
+        let (i, b) = (
+            idle.latency.clone().unwrap_or_default(),
+            busy.latency.clone().unwrap_or_default(),
+        );
+        out.push(format!(
+            "{p} probes (open loop, {} B): p50 {} -> {} us, p99 {} -> {} us, p99.9 {} -> {} us \
+             beside a {p} bulk stream of {}; {} of {} probes lost",
+            idle.size_bytes,
+            us(i.p50_ns),
+            us(b.p50_ns),
+            us(i.p99_ns),
+            us(b.p99_ns),
+            us(i.p999_ns),
+            us(b.p999_ns),
+            busy.load_bits_per_second.map_or("-".into(), human_bps),
+            b.lost,
+            busy.sent_packets,
+            p = name(t),
+        ));
+    }
+    out
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
@@ -581,6 +852,33 @@ impl IntervalLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jitter_notes_say_why() {
+        assert_eq!(
+            jitter_note(1000, 0, Some(1.0), Some(44.0)).as_deref(),
+            Some("n/a: 44 datagrams per receive batch share one timestamp")
+        );
+        assert_eq!(
+            jitter_note(1000, 0, Some(64.0), Some(1.0)).as_deref(),
+            Some("n/a: 64 datagrams per send call share one send time")
+        );
+        assert_eq!(jitter_note(1000, 999, Some(1.0), Some(1.0)), None);
+        assert!(jitter_note(1, 0, None, None).is_some_and(|n| n.contains("fewer than 2")));
+    }
+
+    #[test]
+    fn notes_wrap_at_the_width() {
+        let long = "word ".repeat(60);
+        let lines = wrap(long.trim(), 40);
+        assert!(lines.len() > 1);
+        assert!(lines.iter().all(|l| l.chars().count() <= 40), "{lines:?}");
+        assert_eq!(
+            lines.join(" ").split_whitespace().count(),
+            60,
+            "no word lost"
+        );
+    }
 
     #[test]
     fn human_units() {

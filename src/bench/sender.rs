@@ -1,6 +1,7 @@
 //! Sending workers, one thread per stream: UDP with sendmmsg(2) batches and UDP GSO, TCP with
 //! large writes, and the `rr` requester. The hot loops do not allocate or format: headers are
-//! stamped in place in a buffer allocated once, the clock is read once per batch.
+//! stamped in place in a buffer allocated once, the clock is read once per send call
+//! (the datagrams of one call leave together and carry one send time).
 
 use std::io;
 use std::os::fd::AsFd;
@@ -67,28 +68,30 @@ fn pace(cfg: &SendCfg, start: u64, sent: u64) -> bool {
 pub fn udp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
     let size = cfg.size.clamp(HEADER_LEN, MAX_UDP_PAYLOAD);
     let fd = sock.as_fd();
+    // Paced: about 100 µs of data per call (at least one datagram), so that datagrams leave
+    // close to their time and a slow stream sends, and stamps, one datagram per call.
+    let per_slice = match cfg.rate_bps {
+        0 => usize::MAX,
+        r => ((r / 8 / 10_000) as usize / size).max(1),
+    };
     let mut segs = 1;
     if cfg.gso && size * 2 <= MAX_UDP_PAYLOAD {
-        let want = (MAX_UDP_PAYLOAD / size).min(64);
-        if sys::set_udp_segment(fd, size as u16).is_ok() {
+        let want = (MAX_UDP_PAYLOAD / size).min(64).min(per_slice);
+        if want > 1 && sys::set_udp_segment(fd, size as u16).is_ok() {
             segs = want;
         }
     }
-    let mut msgs = MAX_BATCH;
-    if cfg.rate_bps > 0 {
-        // About a millisecond of data per call keeps pacing smooth.
-        let per_ms = (cfg.rate_bps / 8 / 1000) as usize / (size * segs);
-        msgs = per_ms.clamp(1, MAX_BATCH);
-    }
+    let msgs = (per_slice / segs).clamp(1, MAX_BATCH);
     let mut buf = vec![0u8; msgs * segs * size];
     let start = sys::monotonic_ns();
-    let (mut seq, mut bytes, mut error) = (0u64, 0u64, None);
+    let (mut seq, mut bytes, mut error, mut refused) = (0u64, 0u64, None, 0u64);
     while !abort.load(Ordering::Relaxed) && pace(&cfg, start, bytes) {
-        let now = sys::monotonic_ns();
+        // One send time per call: the datagrams of one sendmmsg(2) (and of one GSO buffer)
+        // leave together. CLOCK_REALTIME, the clock of the receiver's SO_TIMESTAMPNS.
         let mut hdr = Repr {
             stream: cfg.stream,
             seq,
-            timestamp_ns: now,
+            timestamp_ns: sys::realtime_ns(),
         };
         for d in buf.chunks_exact_mut(size) {
             // Cannot fail: every chunk is at least HEADER_LEN long (size was clamped).
@@ -101,7 +104,11 @@ pub fn udp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
                 bytes += (n * segs * size) as u64;
             }
             Err(e) => match e.raw_os_error() {
-                Some(libc::ENOBUFS | libc::EAGAIN | libc::EINTR) => std::thread::yield_now(),
+                Some(libc::ENOBUFS | libc::EAGAIN) => {
+                    refused += 1;
+                    std::thread::yield_now()
+                }
+                Some(libc::EINTR) => {}
                 // The device cannot segment, or a segment exceeds the path MTU (IPv6 does not
                 // fragment GSO segments): fall back to one datagram per message.
                 Some(libc::EIO | libc::EINVAL | libc::EMSGSIZE) if segs > 1 => {
@@ -123,6 +130,8 @@ pub fn udp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
         tcp: None,
         gso: Some(segs > 1),
         error,
+        refused,
+        datagrams_per_skb: segs as u64,
     }
 }
 
@@ -157,6 +166,7 @@ pub fn tcp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
         tcp,
         gso: None,
         error,
+        ..SentCount::default()
     }
 }
 
@@ -212,6 +222,7 @@ pub fn rr(
             .flatten(),
         gso: None,
         error: None,
+        ..SentCount::default()
     };
     (sent, hist, lost)
 }
@@ -264,4 +275,143 @@ fn recv_reply(
         }
     }
     Ok(true)
+}
+
+/// Open-loop latency probes: `size`-byte requests leave on a fixed schedule (one every
+/// `size × 8 / rate_bps` seconds; 1 ms when unpaced) whatever the replies do, and a second
+/// thread reads the echoes. Each request carries its *scheduled* send time, so a request that
+/// leaves late (a full TCP send buffer, a busy CPU) counts its wait in its latency: the
+/// schedule does not bend to the system under test (no coordinated omission). UDP requests
+/// without an echo 200 ms after the last one left are lost.
+pub fn probe(
+    sock: &Sock,
+    transport: Transport,
+    cfg: SendCfg,
+    abort: &AtomicBool,
+) -> (SentCount, Histogram<u64>, u64) {
+    let size = cfg.size.max(HEADER_LEN);
+    let interval_ns = match cfg.rate_bps {
+        0 => 1_000_000,
+        r => ((size as u128 * 8 * 1_000_000_000) / r as u128).max(1) as u64,
+    };
+    let _ = sock.set_nonblocking(false);
+    let _ = sock.set_read_timeout(Some(std::time::Duration::from_millis(20)));
+    let writing_done = AtomicBool::new(false);
+    let sent_count = std::sync::atomic::AtomicU64::new(0);
+    let (hist, received) = std::thread::scope(|s| {
+        let reader = s.spawn(|| read_echoes(sock, transport, size, &writing_done, &sent_count));
+        let mut req = vec![0x42u8; size];
+        let t0 = sys::monotonic_ns();
+        let mut k = 0u64;
+        while !abort.load(Ordering::Relaxed) {
+            let due = t0 + k * interval_ns;
+            if due >= cfg.until_ns {
+                break;
+            }
+            wait_until(due);
+            let hdr = Repr {
+                stream: cfg.stream,
+                seq: k,
+                timestamp_ns: due,
+            };
+            // Cannot fail: req is at least HEADER_LEN long.
+            let _ = hdr.emit(&mut req);
+            let ok = match transport {
+                Transport::Tcp => send_all(sock, &req),
+                Transport::Udp => sock.send(&req).is_ok(),
+            };
+            if !ok && transport == Transport::Tcp {
+                break;
+            }
+            k += 1;
+            sent_count.store(k, Ordering::Relaxed);
+        }
+        if transport == Transport::Tcp {
+            let _ = sock.shutdown(std::net::Shutdown::Write);
+        }
+        writing_done.store(true, Ordering::Relaxed);
+        reader.join().unwrap_or_else(|_| (new_histogram(), 0))
+    });
+    let sent = sent_count.load(Ordering::Relaxed);
+    let count = SentCount {
+        stream: cfg.stream,
+        packets: sent,
+        bytes: sent * size as u64,
+        tcp: (transport == Transport::Tcp)
+            .then(|| tcp_figures(sock))
+            .flatten(),
+        ..SentCount::default()
+    };
+    (count, hist, sent.saturating_sub(received))
+}
+
+/// Sleeps until shortly before `due_ns` (CLOCK_MONOTONIC), then spins to it.
+fn wait_until(due_ns: u64) {
+    loop {
+        let now = sys::monotonic_ns();
+        if now >= due_ns {
+            return;
+        }
+        let left = due_ns - now;
+        if left > 200_000 {
+            std::thread::sleep(std::time::Duration::from_nanos(left - 100_000));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// The probe reader: records now − scheduled time of every echo; returns the histogram and
+/// the echoes counted. Ends at TCP EOF, or (UDP) when every sent probe is back or 200 ms
+/// after the writer finished.
+fn read_echoes(
+    sock: &Sock,
+    transport: Transport,
+    size: usize,
+    writing_done: &AtomicBool,
+    sent: &std::sync::atomic::AtomicU64,
+) -> (Histogram<u64>, u64) {
+    let mut hist = new_histogram();
+    let mut buf = vec![0u8; size.max(2048)];
+    let (mut got, mut have, mut done_at) = (0u64, 0usize, None::<u64>);
+    loop {
+        let now = sys::monotonic_ns();
+        if writing_done.load(Ordering::Relaxed) {
+            let end = *done_at.get_or_insert(now + 200_000_000);
+            let all = got >= sent.load(Ordering::Relaxed);
+            if (transport == Transport::Udp && all)
+                || now >= end + 2_000_000_000 * u64::from(transport == Transport::Tcp)
+            {
+                break;
+            }
+        }
+        let r = match transport {
+            Transport::Udp => sock.recv(&mut buf),
+            Transport::Tcp => sock.recv(&mut buf[have..size]),
+        };
+        match r {
+            Ok(0) if transport == Transport::Tcp => break,
+            Ok(n) => {
+                let frame = match transport {
+                    Transport::Udp => &buf[..n],
+                    Transport::Tcp => {
+                        have += n;
+                        if have < size {
+                            continue;
+                        }
+                        have = 0;
+                        &buf[..size]
+                    }
+                };
+                if let Ok(h) = Repr::parse(frame) {
+                    let t = sys::monotonic_ns();
+                    let _ = hist.record(t.saturating_sub(h.timestamp_ns).max(1));
+                    got += 1;
+                }
+            }
+            Err(e) if matches!(e.errno(), Some(libc::EAGAIN | libc::EINTR)) => {}
+            Err(_) => break,
+        }
+    }
+    (hist, got)
 }

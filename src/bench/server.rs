@@ -641,9 +641,9 @@ pub(super) fn validate(p: &TestParams, cfg: &ServerCfg) -> Result<(), String> {
 }
 
 /// Whether the server sends UDP on this stream (so its return address must be proved first):
-/// the Down streams, and every `rr` stream (the echo answers).
+/// the Down streams, and every `rr` and probe stream (the echo answers).
 fn server_sends_udp(p: &TestParams, dir: Dir) -> bool {
-    p.transport == Transport::Udp && (dir == Dir::Down || p.kind == TestKind::Rr)
+    p.transport == Transport::Udp && (dir == Dir::Down || p.kind.measures_latency())
 }
 
 /// An admitted test: data sockets, Accepted, data connections or UDP address proofs, Go, the
@@ -721,7 +721,7 @@ fn run_test(
                 .into_iter()
                 .map(|(stream, dir, s)| {
                     let job = match (params.kind, dir) {
-                        (TestKind::Rr, _) | (_, Dir::Up) => Job::Recv(s),
+                        (TestKind::Rr | TestKind::Probe, _) | (_, Dir::Up) => Job::Recv(s),
                         (_, Dir::Down) => Job::Send(s),
                     };
                     (stream, job)
@@ -894,12 +894,37 @@ fn accept_streams(
         }
         super::tune(&s, p);
         let job = match (p.kind, dir) {
-            (TestKind::Rr, _) | (_, Dir::Up) => Job::Recv(s),
+            (TestKind::Rr | TestKind::Probe, _) | (_, Dir::Up) => Job::Recv(s),
             (_, Dir::Down) => Job::Send(s),
         };
         jobs.push((id, job));
     }
     Ok(jobs)
+}
+
+/// What an admitted connection asked for.
+enum Admitted {
+    /// A client's test (`Start`).
+    Test(TestParams),
+    /// A mesh coordinator's request to test toward another agent (`RunTest`).
+    Mesh(super::mesh::agent::Request),
+}
+
+/// Runs an admitted connection's test with its slot held.
+fn admitted(
+    mut conn: TcpStream,
+    cfg: &ServerCfg,
+    slot: Slot,
+    id: u64,
+    what: &Admitted,
+) -> Result<(), BenchError> {
+    match what {
+        Admitted::Test(params) => run_test(conn, cfg, slot, id, params),
+        Admitted::Mesh(req) => {
+            let _slot = slot;
+            super::mesh::agent::run(&mut conn, cfg, id, req)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1012,31 +1037,6 @@ mod tests {
         ];
         for p in bad {
             assert!(validate(&p, &cfg).is_err(), "{p:?}");
-        }
-    }
-}
-
-/// What an admitted connection asked for.
-enum Admitted {
-    /// A client's test (`Start`).
-    Test(TestParams),
-    /// A mesh coordinator's request to test toward another agent (`RunTest`).
-    Mesh(super::mesh::agent::Request),
-}
-
-/// Runs an admitted connection's test with its slot held.
-fn admitted(
-    mut conn: TcpStream,
-    cfg: &ServerCfg,
-    slot: Slot,
-    id: u64,
-    what: &Admitted,
-) -> Result<(), BenchError> {
-    match what {
-        Admitted::Test(params) => run_test(conn, cfg, slot, id, params),
-        Admitted::Mesh(req) => {
-            let _slot = slot;
-            super::mesh::agent::run(&mut conn, cfg, id, req)
         }
     }
 }

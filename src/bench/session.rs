@@ -96,6 +96,7 @@ pub fn run(
     let until = t0 + duration.as_nanos() as u64;
     let hard = until + OVERRUN.as_nanos() as u64;
     let before = Snapshot::read().ok();
+    let host_before = super::culprit::HostSnapshot::read();
     let peer = if client { "the server" } else { "the client" };
     spawn_reader(ctrl, duration + OVERRUN, peer, tx.clone())?;
     let abort = Arc::new(AtomicBool::new(false));
@@ -124,6 +125,10 @@ pub fn run(
                             let (s, h, lost) = sender::rr(&sock, t, cfg, p.busy_poll, &abort);
                             (s, Some((h, lost)))
                         }
+                        (TestKind::Probe, t) => {
+                            let (s, h, lost) = sender::probe(&sock, t, cfg, &abort);
+                            (s, Some((h, lost)))
+                        }
                         (_, Transport::Udp) => (sender::udp(&sock, cfg, &abort), None),
                         (_, Transport::Tcp) => (sender::tcp(&sock, cfg, &abort), None),
                     };
@@ -145,7 +150,7 @@ pub fn run(
                         interval_ns: p.interval_ms * 1_000_000,
                     };
                     let r = match (p.kind, p.transport) {
-                        (TestKind::Rr, t) => receiver::echo(&sock, t, cfg, &ctl),
+                        (TestKind::Rr | TestKind::Probe, t) => receiver::echo(&sock, t, cfg, &ctl),
                         (_, Transport::Udp) => {
                             receiver::udp(&sock, cfg, &ctl, Some(&tx), Ev::Sample)
                         }
@@ -272,6 +277,7 @@ pub fn run(
         let _ = h.join();
     }
     let after = Snapshot::read().ok();
+    out.mine.host = Some(host_before.delta(&super::culprit::HostSnapshot::read()));
     out.mine.cpu_user_us = cpu_user;
     out.mine.cpu_sys_us = cpu_sys;
     out.mine.rcvbuf_errors = before

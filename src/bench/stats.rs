@@ -7,8 +7,15 @@
 //!   highest seen; an older datagram cannot be told from a duplicate and is counted as
 //!   reordered and unique (a bench sender never reuses numbers, so this is the likely case).
 //! - Loss = datagrams the sender says it sent − unique datagrams received ([`SeqTracker::lost`]).
-//! - Jitter follows RFC 3550 §6.4.1: D = (Rj − Ri) − (Sj − Si) of consecutive arrivals,
-//!   J += (|D| − J) / 16, kept in nanoseconds in integer arithmetic scaled by 16.
+//! - Jitter follows RFC 3550 §6.4.1: D = (Rj − Ri) − (Sj − Si) of consecutive samples,
+//!   J += (|D| − J) / 16, kept in nanoseconds in integer arithmetic scaled by 16. S is the
+//!   send time in the data header (one per send call: the datagrams of one sendmmsg(2)/GSO
+//!   call leave together) and R the kernel's receive time (SO_TIMESTAMPNS: one per skb, so
+//!   the datagrams of one GRO skb share it). A datagram is a sample only when both its S and
+//!   its R differ from the previous sample's: pairs that share a timestamp carry no timing
+//!   information, and counting their D = 0 would pull J towards 0. [`SeqTracker::send_times`]
+//!   and [`SeqTracker::recv_times`] count the distinct stamps so a report can say how many
+//!   datagrams shared one.
 
 /// Sequence numbers remembered below the highest for duplicate detection.
 pub const WINDOW: u64 = 1 << 16;
@@ -26,7 +33,13 @@ pub struct SeqTracker {
     reordered: u64,
     /// Jitter × 16 in nanoseconds (RFC 3550's integer form keeps the /16 exact).
     jitter16: u64,
-    last_transit: Option<i64>,
+    /// (send time, receive time, transit) of the last jitter sample.
+    last_sample: Option<(u64, u64, i64)>,
+    jitter_samples: u64,
+    /// Send / receive time of the previous arrival, to count distinct stamps.
+    last_stamps: Option<(u64, u64)>,
+    send_times: u64,
+    recv_times: u64,
 }
 
 impl Default for SeqTracker {
@@ -56,7 +69,11 @@ impl SeqTracker {
             duplicates: 0,
             reordered: 0,
             jitter16: 0,
-            last_transit: None,
+            last_sample: None,
+            jitter_samples: 0,
+            last_stamps: None,
+            send_times: 0,
+            recv_times: 0,
         }
     }
 
@@ -124,15 +141,42 @@ impl SeqTracker {
     }
 
     fn jitter(&mut self, sent_ns: u64, recv_ns: u64) {
+        let (new_send, new_recv) = self
+            .last_stamps
+            .map_or((true, true), |(s, r)| (s != sent_ns, r != recv_ns));
+        self.send_times += u64::from(new_send);
+        self.recv_times += u64::from(new_recv);
+        self.last_stamps = Some((sent_ns, recv_ns));
         // Transit differences only: the two clocks' offset cancels out. Wrapping keeps an
         // absurd clock pair from panicking; the difference of two wrapped values is exact.
         let transit = recv_ns.wrapping_sub(sent_ns) as i64;
-        if let Some(prev) = self.last_transit {
-            let d = transit.wrapping_sub(prev).unsigned_abs();
-            // J16 += |D| - J16/16  (RFC 3550 A.8, with J kept as 16·J).
-            self.jitter16 = self.jitter16.saturating_add(d) - self.jitter16 / 16;
+        match self.last_sample {
+            Some((s, r, _)) if s == sent_ns || r == recv_ns => return,
+            Some((_, _, prev)) => {
+                let d = transit.wrapping_sub(prev).unsigned_abs();
+                // J16 += |D| - J16/16  (RFC 3550 A.8, with J kept as 16·J).
+                self.jitter16 = self.jitter16.saturating_add(d) - self.jitter16 / 16;
+                self.jitter_samples += 1;
+            }
+            None => {}
         }
-        self.last_transit = Some(transit);
+        self.last_sample = Some((sent_ns, recv_ns, transit));
+    }
+
+    /// Jitter samples so far: transit differences between datagrams with distinct send and
+    /// receive times.
+    pub fn jitter_samples(&self) -> u64 {
+        self.jitter_samples
+    }
+
+    /// Distinct send times seen (consecutive arrivals with the same stamp count once).
+    pub fn send_times(&self) -> u64 {
+        self.send_times
+    }
+
+    /// Distinct receive times seen (consecutive arrivals with the same stamp count once).
+    pub fn recv_times(&self) -> u64 {
+        self.recv_times
     }
 
     /// Unique datagrams received.
@@ -308,6 +352,26 @@ mod tests {
         // Back to normal: D = 1600 again, J = 100 + (1600 - 100)/16 = 193.75.
         t.record(11, 11_000, 11_000 + 500);
         assert_eq!(t.jitter_ns(), 193);
+    }
+
+    #[test]
+    fn shared_timestamps_are_not_jitter_samples() {
+        let mut t = SeqTracker::new();
+        // Two send batches of 4 datagrams each; all 8 arrive in one GRO skb: no sample.
+        for i in 0..8 {
+            t.record(i, 1000 * (i / 4), 50_000);
+        }
+        assert_eq!((t.jitter_samples(), t.jitter_ns()), (0, 0));
+        assert_eq!((t.send_times(), t.recv_times()), (2, 1));
+        // Distinct receive times, but one send time per batch of 4: one sample per batch.
+        let mut t = SeqTracker::new();
+        for i in 0..8u64 {
+            t.record(i, 1000 * (i / 4), 10_000 + 300 * i);
+        }
+        assert_eq!(t.jitter_samples(), 1, "batch leaders 0 and 4 only");
+        // D = (11200 - 10000) - (1000 - 0) = 200: J = 200/16.
+        assert_eq!(t.jitter_ns(), 12);
+        assert_eq!((t.send_times(), t.recv_times()), (2, 8));
     }
 
     #[test]

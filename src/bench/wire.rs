@@ -23,7 +23,8 @@ pub mod field {
     pub const STREAM: Range<usize> = 6..8;
     /// 64-bit sequence number, 0 for the first datagram of a stream.
     pub const SEQ: Range<usize> = 8..16;
-    /// Send time, nanoseconds on the sender's CLOCK_MONOTONIC (only differences are used).
+    /// Send time, nanoseconds on the sender's CLOCK_REALTIME, the clock of SO_TIMESTAMPNS
+    /// (only differences of transit times are used, so the clocks' offset cancels).
     pub const TIMESTAMP: Range<usize> = 16..24;
 }
 

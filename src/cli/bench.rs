@@ -3,7 +3,7 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -12,10 +12,10 @@ use socklab::bench::client::{self, ClientCfg};
 use socklab::bench::protocol::{Dir, TestKind, TestParams, Transport};
 use socklab::bench::report::{self, IntervalLine, Meta};
 use socklab::bench::server::{Server, ServerCfg};
-use socklab::bench::{TestOutcome, plot};
+use socklab::bench::{TestOutcome, plot, search, underload};
 use socklab::units;
 
-use super::common::{FamilyArgs, SockArgs, TcpArgs};
+use super::common::{FamilyArgs, parse_buf};
 use super::output;
 
 mod mesh;
@@ -106,6 +106,9 @@ enum TestArg {
     Rr,
     /// The same sizes over TCP and UDP, side by side.
     Compare,
+    /// Open-loop probes over TCP and UDP, alone and beside a bulk stream of the same
+    /// transport: p50/p99/p99.9 side by side.
+    LatencyUnderLoad,
 }
 
 /// What to run and how to report it.
@@ -120,7 +123,8 @@ pub(crate) struct TestArgs {
     /// UDP only.
     #[arg(short = 'u', long)]
     udp: bool,
-    /// Payload/write size, or a list: 64,1472,8972 (default 1472; 64 for rate and rr).
+    /// Payload/write size, or a list: 64,1472,8972 (default 1472; 64 for rate, rr and the
+    /// probes of latency-under-load).
     #[arg(short = 'l', long = "len", value_name = "SIZE[,SIZE…]", value_parser = parse_size, value_delimiter = ',')]
     len: Vec<usize>,
     /// Duration of each test.
@@ -135,9 +139,16 @@ pub(crate) struct TestArgs {
     /// Both directions at once.
     #[arg(long)]
     bidir: bool,
-    /// Pace each stream at RATE bits/s (100M, 1G); default unpaced.
-    #[arg(short = 'b', long, value_name = "RATE", value_parser = parse_rate)]
+    /// Pace each stream at RATE bits/s (100M, 1G); 0 = unpaced. Default: TCP unpaced; UDP
+    /// stream tests first search for the highest rate within --target-loss (shown on stderr).
+    #[arg(short = 'b', long, value_name = "RATE", value_parser = parse_rate_or_zero)]
     bitrate: Option<u64>,
+    /// latency-under-load: probes sent per second (open loop, whatever the replies do).
+    #[arg(long, value_name = "N", default_value = "1000", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    probe_rate: u32,
+    /// The loss the UDP rate search may accept, percent of datagrams sent.
+    #[arg(long, value_name = "PCT", default_value = "1", value_parser = parse_percent)]
+    target_loss: f64,
     /// Report every DUR per stream (receiver side).
     #[arg(short = 'i', long, value_name = "DUR", value_parser = parse_dur)]
     interval: Option<Duration>,
@@ -153,12 +164,21 @@ pub(crate) struct TestArgs {
     /// Do not use UDP GRO on the receiver.
     #[arg(long)]
     no_gro: bool,
-    #[command(flatten)]
-    sock: SockArgs,
-    #[command(flatten)]
-    tcp_opts: TcpArgs,
+    /// SO_RCVBUF of the data sockets in bytes (64K, 1M; Linux doubles it). Default: 4 MiB
+    /// for UDP, the kernel's autotuning for TCP.
+    #[arg(long, value_name = "SIZE", value_parser = parse_buf)]
+    rcvbuf: Option<usize>,
+    /// SO_SNDBUF of the data sockets in bytes. Default as --rcvbuf.
+    #[arg(long, value_name = "SIZE", value_parser = parse_buf)]
+    sndbuf: Option<usize>,
+    /// TCP_NODELAY on TCP data sockets (always on for rr and latency probes).
+    #[arg(long)]
+    nodelay: bool,
     #[command(flatten)]
     family: FamilyArgs,
+    /// Output format; --json, --json-stream, --csv and --markdown are its short forms.
+    #[arg(long = "format", value_name = "FORMAT", value_enum, group = "format")]
+    output_format: Option<Format>,
     /// One JSON document: meta, results (units in field names), summary.
     #[arg(long, group = "format")]
     json: bool,
@@ -252,46 +272,44 @@ fn serve(a: ServerArgs) -> anyhow::Result<ExitCode> {
         cpus: a.cpu.map(|c| c.0).unwrap_or_default(),
     })
     .with_context(|| format!("bench server: bind {bind}"))?;
-    eprintln!(
+    output::diag!(
         "socklab: bench server listening on {}",
         server.local_addr()?
     );
-    server.serve(a.count, Arc::new(|line| eprintln!("socklab: {line}")))?;
+    server.serve(a.count, Arc::new(|line| output::diag!("socklab: {line}")))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One test of a plan, and the bulk stream to run beside it (latency-under-load).
+struct Planned {
+    params: TestParams,
+    load: Option<TestParams>,
 }
 
 /// The tests a command line asks for, validated before any socket is opened.
 struct Plan {
-    tests: Vec<TestParams>,
+    tests: Vec<Planned>,
+    /// UDP stream tests search their pacing rate first (no -b given): the loss target.
+    search_loss: Option<f64>,
     params_json: serde_json::Value,
 }
 
 impl Plan {
     fn from_args(a: &TestArgs) -> anyhow::Result<Self> {
-        let o = a.sock.opts(Some(&a.tcp_opts), None);
-        if o.reuse_address
-            || o.reuse_port
-            || o.device.is_some()
-            || o.ttl.is_some()
-            || o.tos.is_some()
-            || o.linger.is_some()
-            || o.only_v6.is_some()
-        {
-            bail!(
-                "bench applies --rcvbuf, --sndbuf and --nodelay to its data sockets; the other socket options are for the tcp/udp endpoints"
-            );
-        }
         let kind = match a.test {
             TestArg::Stream | TestArg::Compare => TestKind::Stream,
             TestArg::Rate => TestKind::Rate,
             TestArg::Rr => TestKind::Rr,
+            TestArg::LatencyUnderLoad => TestKind::Probe,
         };
         let sizes = if a.len.is_empty() {
-            vec![if matches!(kind, TestKind::Rate | TestKind::Rr) {
-                64
-            } else {
-                1472
-            }]
+            vec![
+                if matches!(kind, TestKind::Rate | TestKind::Rr | TestKind::Probe) {
+                    64
+                } else {
+                    1472
+                },
+            ]
         } else {
             a.len.clone()
         };
@@ -300,7 +318,9 @@ impl Plan {
             (_, true) => vec![Transport::Udp],
             _ => vec![Transport::Tcp, Transport::Udp],
         };
-        let dirs = if a.bidir {
+        let dirs = if kind == TestKind::Probe {
+            vec![Dir::Up]
+        } else if a.bidir {
             vec![Dir::Up, Dir::Down]
         } else if a.reverse {
             vec![Dir::Down]
@@ -321,22 +341,48 @@ impl Plan {
                         socklab::bench::wire::HEADER_LEN
                     );
                 }
-                tests.push(TestParams {
+                let params = TestParams {
                     kind,
                     transport: t,
                     size,
                     duration_ms: a.time.as_millis().max(1) as u64,
                     parallel: a.parallel,
                     dirs: dirs.clone(),
-                    rate_bps: a.bitrate.unwrap_or(0),
-                    interval_ms: a.interval.map_or(0, |d| d.as_millis() as u64),
+                    rate_bps: if kind == TestKind::Probe {
+                        // The probes' schedule, as the bit rate of size-byte requests.
+                        u64::from(a.probe_rate) * size as u64 * 8
+                    } else {
+                        a.bitrate.unwrap_or(0)
+                    },
+                    interval_ms: interval_ms(a),
                     gso: !a.no_gso,
                     gro: !a.no_gro,
                     busy_poll: a.busy_poll,
-                    rcvbuf: o.recv_buffer,
-                    sndbuf: o.send_buffer,
-                    nodelay: o.nodelay,
-                });
+                    rcvbuf: a.rcvbuf,
+                    sndbuf: a.sndbuf,
+                    nodelay: a.nodelay,
+                };
+                if kind == TestKind::Probe {
+                    let bulk = TestParams {
+                        kind: TestKind::Stream,
+                        size: match t {
+                            Transport::Udp => 1472,
+                            Transport::Tcp => 128 << 10,
+                        },
+                        rate_bps: a.bitrate.unwrap_or(0),
+                        ..params.clone()
+                    };
+                    tests.push(Planned {
+                        params: params.clone(),
+                        load: None,
+                    });
+                    tests.push(Planned {
+                        params,
+                        load: Some(bulk),
+                    });
+                } else {
+                    tests.push(Planned { params, load: None });
+                }
             }
         }
         let params_json = serde_json::json!({
@@ -344,10 +390,128 @@ impl Plan {
             "parallel": a.parallel, "reverse": a.reverse, "bidir": a.bidir,
             "rate_bits_per_second": a.bitrate, "interval_ms": a.interval.map(|d| d.as_millis() as u64),
             "cpus": a.cpu.as_ref().map(|c| &c.0), "busy_poll": a.busy_poll, "gso": !a.no_gso, "gro": !a.no_gro,
-            "rcvbuf_bytes": o.recv_buffer, "sndbuf_bytes": o.send_buffer, "nodelay": o.nodelay,
+            "rcvbuf_bytes": a.rcvbuf, "sndbuf_bytes": a.sndbuf, "nodelay": a.nodelay,
             "transports": transports,
+            "target_loss_percent": a.target_loss,
         });
-        Ok(Self { tests, params_json })
+        Ok(Self {
+            tests,
+            search_loss: a.bitrate.is_none().then_some(a.target_loss),
+            params_json,
+        })
+    }
+}
+
+/// The interval the receivers sample at: `-i`, else one the run picks itself so that live
+/// progress, an interrupted run and `--svg` have samples: a second, or a fiftieth of the test
+/// (at least 20 ms) when an SVG is asked for; never longer than the test (the server refuses
+/// an interval outside 10 ms..=duration).
+fn interval_ms(a: &TestArgs) -> u64 {
+    let duration = a.time.as_millis() as u64;
+    match a.interval {
+        Some(d) => d.as_millis() as u64,
+        None if a.svg.is_some() => (duration / 50).clamp(20, 1000).min(duration).max(10),
+        None => duration.clamp(10, 1000),
+    }
+}
+
+/// What an interrupted run can still print: the tests finished and the intervals seen.
+#[derive(Default)]
+struct Partial {
+    rows: Vec<report::Row>,
+    intervals: Vec<IntervalLine>,
+}
+
+/// Registers with the process's SIGINT/SIGTERM handler ([`super::exit::on_signal_summary`],
+/// which then exits 130/143) the printing of what `partial` holds, in the run's format, on
+/// stdout; the handler prints the returned line on stderr.
+fn print_partial_on_signal(
+    partial: Arc<Mutex<Partial>>,
+    bar: indicatif::ProgressBar,
+    format: Format,
+    meta: Meta,
+) {
+    super::exit::on_signal_summary(move || {
+        bar.finish_and_clear();
+        // A poisoned lock still holds the data.
+        let p = partial.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = output::Buffer::new();
+        let summary = report::summary(&p.rows);
+        let _ = match format {
+            Format::Json => writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "meta": meta, "interrupted": true, "results": p.rows,
+                    "intervals": p.intervals, "summary": summary,
+                }))
+                .unwrap_or_default()
+            ),
+            Format::JsonStream => writeln!(
+                out,
+                "{}",
+                serde_json::json!({"type": "end", "data": {
+                    "interrupted": true, "results": p.rows, "intervals": p.intervals,
+                    "summary": summary,
+                }})
+            ),
+            Format::Csv => write!(out, "{}", report::csv(&p.rows)),
+            Format::Table | Format::Markdown => {
+                let _ = writeln!(
+                    out,
+                    "interrupted: {} intervals and {} tests finished so far",
+                    p.intervals.len(),
+                    p.rows.len()
+                );
+                for l in &p.intervals {
+                    let _ = writeln!(out, "{}", l.text());
+                }
+                if !p.rows.is_empty() {
+                    let _ = write!(out, "{}", report::table(&p.rows));
+                }
+                Ok(())
+            }
+        };
+        // Exiting anyway: a failed write (closed or full stdout) has nothing left to stop.
+        let _ = out.finish();
+        format!(
+            "bench interrupted after {} intervals and {} finished tests",
+            p.intervals.len(),
+            p.rows.len()
+        )
+    });
+}
+
+/// The output format a run asked for.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// Tables of at most 100 columns with notes and a summary.
+    Table,
+    /// One JSON document (`--json`).
+    Json,
+    /// JSON lines: start, interval, end (`--json-stream`).
+    JsonStream,
+    /// CSV, one line per test and direction (`--csv`).
+    Csv,
+    /// Markdown tables (`--markdown`).
+    Markdown,
+}
+
+impl Format {
+    fn of(a: &TestArgs) -> Self {
+        if let Some(f) = a.output_format {
+            f
+        } else if a.json {
+            Self::Json
+        } else if a.json_stream {
+            Self::JsonStream
+        } else if a.csv {
+            Self::Csv
+        } else if a.markdown {
+            Self::Markdown
+        } else {
+            Self::Table
+        }
     }
 }
 
@@ -360,27 +524,119 @@ fn emit(line: impl std::fmt::Display) {
 
 fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow::Result<ExitCode> {
     let meta = Meta::new(target, plan.params_json.clone());
-    if a.json_stream {
+    let format = Format::of(a);
+    if format == Format::JsonStream {
         emit(serde_json::json!({"type": "start", "data": meta}));
     }
+    // Live progress on a terminal only (indicatif draws nothing when stderr is not one),
+    // one line cut to the terminal's width.
     let bar = indicatif::ProgressBar::with_draw_target(
         Some(plan.tests.len() as u64),
         indicatif::ProgressDrawTarget::stderr(),
     );
-    let text_intervals = !(a.json || a.json_stream || a.csv || a.markdown);
-    let mut outcomes: Vec<TestOutcome> = Vec::new();
-    for p in &plan.tests {
-        bar.set_message(format!("{:?} {:?} {} B", p.kind, p.transport, p.size));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("[{pos}/{len}] {wide_msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let partial = Arc::new(Mutex::new(Partial::default()));
+    print_partial_on_signal(partial.clone(), bar.clone(), format, meta.clone());
+    let user_intervals = a.interval.is_some();
+    let text_intervals = user_intervals && format == Format::Table;
+    let mut outcomes: Vec<(TestOutcome, Option<search::RateSearch>)> = Vec::new();
+    for Planned { params: p, load } in &plan.tests {
+        let what = format!(
+            "{} {} {} B",
+            format!("{:?}", p.kind).to_lowercase(),
+            format!("{:?}", p.transport).to_uppercase(),
+            p.size
+        );
+        bar.set_message(what.clone());
         let mut on_sample = |dir: Dir, s: &socklab::bench::protocol::IntervalSample| {
             let line = IntervalLine::new(p, dir, s);
-            if a.json_stream {
+            bar.set_message(format!(
+                "{what} {} #{}: {:.1} s  {}  {}",
+                format!("{dir:?}").to_lowercase(),
+                line.stream,
+                line.end_s,
+                report::human_bps(line.bits_per_second),
+                report::human_rate(line.packets_per_second)
+            ));
+            // Kept before it is printed: an interrupt after the print finds it.
+            partial
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .intervals
+                .push(line.clone());
+            if format == Format::JsonStream && user_intervals {
                 emit(serde_json::json!({"type": "interval", "data": line}));
             } else if text_intervals {
                 bar.suspend(|| emit(line.text()));
             }
         };
-        match client::run_test(cfg, p, &mut on_sample) {
-            Ok(o) => outcomes.push(o),
+        let searched = match plan.search_loss {
+            Some(target) if p.transport == Transport::Udp && p.kind == TestKind::Stream => {
+                let probe_ms = p.duration_ms.clamp(100, 300);
+                let mut show = |pr: &search::Probe| {
+                    bar.suspend(|| {
+                        output::diag!(
+                            "rate search: {} -> {:.2} % lost, {} received",
+                            match pr.paced_bits_per_second {
+                                0 => "unpaced".to_string(),
+                                b => format!("{} per stream", report::human_bps(b as f64)),
+                            },
+                            pr.lost_percent,
+                            report::human_bps(pr.received_bits_per_second)
+                        )
+                    })
+                };
+                match search::search(cfg, p, target, probe_ms, &mut show) {
+                    Ok(s) => Some(s),
+                    Err(e) => return Err(anyhow::Error::new(e)),
+                }
+            }
+            _ => None,
+        };
+        let p = &TestParams {
+            rate_bps: searched
+                .as_ref()
+                .map_or(p.rate_bps, |s| s.settled_bits_per_second),
+            ..p.clone()
+        };
+        if let Some(s) = &searched {
+            bar.suspend(|| {
+                output::diag!(
+                    "rate search: settled on {} (highest probed rate with <= {} % lost)",
+                    match s.settled_bits_per_second {
+                        0 => "unpaced".to_string(),
+                        b => format!("{} per stream", report::human_bps(b as f64)),
+                    },
+                    s.target_loss_percent
+                )
+            });
+        }
+        let result = match load {
+            None => client::run_test(cfg, p, &mut on_sample).map(|o| (o, None)),
+            Some(bulk) => underload::with_load(cfg, p, bulk).map(|(o, b)| {
+                let bps = report::rows(&b).iter().map(|r| r.bits_per_second).sum();
+                (o, Some(bps))
+            }),
+        };
+        match result {
+            Ok((o, load_bps)) => {
+                let probe = p.kind == TestKind::Probe;
+                let rows = report::rows(&o).into_iter().map(|mut r| {
+                    r.rate_search = searched.clone();
+                    r.under_load = probe.then_some(load_bps.is_some());
+                    r.load_bits_per_second = load_bps;
+                    r
+                });
+                partial
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .rows
+                    .extend(rows);
+                outcomes.push((o, searched))
+            }
             Err(e) => {
                 bar.finish_and_clear();
                 // A refused test, an unreachable or silent server, a peer gone: all runtime
@@ -391,29 +647,36 @@ fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let rows: Vec<report::Row> = outcomes.iter().flat_map(report::rows).collect();
+    let rows = partial
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .rows
+        .clone();
+    let outcomes: Vec<TestOutcome> = outcomes.into_iter().map(|(o, _)| o).collect();
     let summary = report::summary(&rows);
     let mut out = output::Buffer::new();
-    if a.json {
-        let doc = serde_json::json!({"meta": meta, "results": rows, "summary": summary});
-        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
-    } else if a.json_stream {
-        writeln!(
+    match format {
+        Format::Json => {
+            let doc = serde_json::json!({"meta": meta, "results": rows, "summary": summary});
+            writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+        }
+        Format::JsonStream => writeln!(
             out,
             "{}",
             serde_json::json!({"type": "end", "data": {"results": rows, "summary": summary}})
-        )?;
-    } else if a.csv {
-        write!(out, "{}", report::csv(&rows))?;
-    } else if a.markdown {
-        write!(out, "{}", report::markdown(&rows))?;
-        if !summary.is_empty() {
-            writeln!(out, "{summary}")?;
+        )?,
+        Format::Csv => write!(out, "{}", report::csv(&rows))?,
+        Format::Markdown => {
+            write!(out, "{}", report::markdown(&rows))?;
+            if !summary.is_empty() {
+                writeln!(out, "{summary}")?;
+            }
         }
-    } else {
-        write!(out, "{}", report::table(&rows))?;
-        if !summary.is_empty() {
-            writeln!(out, "{summary}")?;
+        Format::Table => {
+            write!(out, "{}", report::table(&rows))?;
+            if !summary.is_empty() {
+                writeln!(out, "{}", report::summary_text(&rows))?;
+            }
         }
     }
     out.finish()?;
@@ -438,6 +701,24 @@ fn parse_size(s: &str) -> Result<usize, String> {
         return Err(format!("size {n} out of range (1 to 16M)"));
     }
     Ok(n as usize)
+}
+
+/// A rate for `-b`: 0 (unpaced) or as [`parse_rate`].
+fn parse_rate_or_zero(s: &str) -> Result<u64, String> {
+    if s.trim() == "0" {
+        return Ok(0);
+    }
+    parse_rate(s)
+}
+
+/// A loss target in percent: above 0, at most 100.
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 100.0 => Ok(v),
+        _ => Err(format!(
+            "invalid loss target '{s}' (a percentage above 0, at most 100)"
+        )),
+    }
 }
 
 /// Bits per second with decimal suffixes k, M, G (as iperf3's -b).

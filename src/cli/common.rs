@@ -240,7 +240,7 @@ pub(crate) struct RecvArgs {
     pub(crate) show: bool,
 }
 
-fn parse_buf(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_buf(s: &str) -> Result<usize, String> {
     let n = units::parse_size(s).map_err(|e| e.to_string())?;
     if n == 0 || n > i32::MAX as u64 / 2 {
         return Err(format!("buffer size {n} out of range (1 to 1G)"));

@@ -277,18 +277,26 @@ pub struct RecvMeta {
     /// With UDP_GRO: the size of the coalesced datagrams (the last one may be shorter);
     /// otherwise equal to `len`.
     pub segment: usize,
-    /// SO_RXQ_OVFL: the socket's drop counter, when the option is on.
+    /// SO_RXQ_OVFL: the socket's drop counter, when the option is on. It counts socket
+    /// buffers (skbs): with UDP_GRO one dropped skb may have held many datagrams.
     pub dropped: Option<u32>,
     /// The datagram did not fit its slot (MSG_TRUNC).
     pub truncated: bool,
+    /// SO_TIMESTAMPNS (socket(7)): when the kernel received the message, CLOCK_REALTIME ns,
+    /// when the option is on ([`set_timestamp_ns`]). With UDP_GRO one stamp covers every
+    /// datagram coalesced into the message.
+    pub rx_time_ns: Option<u64>,
 }
 
-const CMSG_ROOM: usize = 64;
+/// Control bytes per message: room for UDP_GRO (int), SO_RXQ_OVFL (u32) and
+/// SCM_TIMESTAMPNS (timespec), each CMSG_SPACE-aligned.
+const CMSG_ROOM: usize = 128;
 
 /// recvmmsg(2) with MSG_WAITFORONE: blocks (bounded by SO_RCVTIMEO) until at least one
 /// datagram is there, then takes what is queued, up to `metas.len()` messages of `slot` bytes
 /// each from `buf`. `flags` is OR-ed in (MSG_DONTWAIT for a spinning receive). Decodes the
-/// UDP_GRO segment size and the SO_RXQ_OVFL drop counter. No allocation.
+/// UDP_GRO segment size, the SO_RXQ_OVFL drop counter and the SCM_TIMESTAMPNS receive time.
+/// No allocation.
 pub fn recv_batch(
     fd: BorrowedFd<'_>,
     buf: &mut [u8],
@@ -340,15 +348,27 @@ pub fn recv_batch(
             segment: len.min(slot),
             dropped: None,
             truncated: m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+            rx_time_ns: None,
         };
         // SAFETY: msg_control/msg_controllen are what the kernel left in this msghdr, and
         // the CMSG_* macros walk only within msg_controllen; CMSG_DATA of a header with
-        // enough room for a c_int is read unaligned.
+        // enough room for a c_int (or a timespec) is read unaligned.
         unsafe {
             let mut c = libc::CMSG_FIRSTHDR(&m.msg_hdr);
             while !c.is_null() {
                 let (level, ty) = ((*c).cmsg_level, (*c).cmsg_type);
-                if (*c).cmsg_len as usize >= libc::CMSG_LEN(4) as usize {
+                let ts_len = libc::CMSG_LEN(std::mem::size_of::<libc::timespec>() as u32);
+                if level == libc::SOL_SOCKET && ty == libc::SCM_TIMESTAMPNS {
+                    if (*c).cmsg_len as usize >= ts_len as usize {
+                        let ts =
+                            std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
+                        meta.rx_time_ns = Some(
+                            (ts.tv_sec as u64)
+                                .saturating_mul(1_000_000_000)
+                                .saturating_add(ts.tv_nsec as u64),
+                        );
+                    }
+                } else if (*c).cmsg_len as usize >= libc::CMSG_LEN(4) as usize {
                     let v = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const u32);
                     if level == libc::SOL_UDP && ty == libc::UDP_GRO {
                         meta.segment = (v as usize).max(1);
@@ -380,6 +400,17 @@ pub fn set_udp_gro(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     Ok(nix::sys::socket::setsockopt(
         &fd,
         nix::sys::socket::sockopt::UdpGroSegment,
+        &on,
+    )?)
+}
+
+/// setsockopt(SOL_SOCKET, SO_TIMESTAMPNS): every received message carries the kernel's
+/// receive time (CLOCK_REALTIME, nanoseconds) in an SCM_TIMESTAMPNS control message
+/// (socket(7)); [`recv_batch`] decodes it into [`RecvMeta::rx_time_ns`].
+pub fn set_timestamp_ns(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    Ok(nix::sys::socket::setsockopt(
+        &fd,
+        nix::sys::socket::sockopt::ReceiveTimestampns,
         &on,
     )?)
 }
@@ -444,6 +475,15 @@ pub fn pin_thread(cpu: usize) -> io::Result<()> {
 /// CLOCK_MONOTONIC in nanoseconds (vDSO, no syscall on most systems).
 pub fn monotonic_ns() -> u64 {
     match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
+        Ok(t) => (t.tv_sec() as u64).saturating_mul(1_000_000_000) + t.tv_nsec() as u64,
+        Err(_) => 0,
+    }
+}
+
+/// CLOCK_REALTIME in nanoseconds: the clock of SO_TIMESTAMPNS, so send times stamped with it
+/// and kernel receive times differ by the transit time plus a constant clock offset.
+pub fn realtime_ns() -> u64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME) {
         Ok(t) => (t.tv_sec() as u64).saturating_mul(1_000_000_000) + t.tv_nsec() as u64,
         Err(_) => 0,
     }

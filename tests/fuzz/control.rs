@@ -382,7 +382,12 @@ impl Msg {
             Self::Start { auth, params: p } => Message::Start {
                 auth: auth.clone(),
                 params: TestParams {
-                    kind: [TestKind::Stream, TestKind::Rate, TestKind::Rr][usize::from(p.kind % 3)],
+                    kind: [
+                        TestKind::Stream,
+                        TestKind::Rate,
+                        TestKind::Rr,
+                        TestKind::Probe,
+                    ][usize::from(p.kind % 4)],
                     transport: if p.udp {
                         Transport::Udp
                     } else {
@@ -444,6 +449,7 @@ impl Msg {
                         tcp: s.tcp.map(tcp),
                         gso: s.gso,
                         error: s.error.clone(),
+                        ..SentCount::default()
                     })
                     .collect(),
             },
@@ -459,6 +465,7 @@ impl Msg {
                     cpu_sys_us: cpu.1,
                     rcvbuf_errors: *rcvbuf_errors,
                     rr_echoed: *rr_echoed,
+                    ..SideReport::default()
                 },
             },
             Self::Error { message } => Message::Error {
@@ -498,6 +505,7 @@ impl Stream {
             gso: self.gso,
             gro: self.gro,
             sender_error: self.sender_error.clone(),
+            ..StreamResult::default()
         }
     }
 }

@@ -552,3 +552,345 @@ fn server_limits_refuse_before_running_and_rr_crosses_namespaces() {
     assert!(u(lat, "p50_ns") <= u(lat, "p99_ns"), "{lat}");
     assert!(u(lat, "p99_ns") <= u(lat, "max_ns"), "{lat}");
 }
+
+fn f(v: &serde_json::Value, k: &str) -> f64 {
+    v[k].as_f64()
+        .unwrap_or_else(|| panic!("{k} missing in {v}"))
+}
+
+/// Paced without GSO, each datagram leaves in its own send call and arrives in its own skb:
+/// the RFC 3550 jitter comes from real per-datagram send and kernel receive times, and the
+/// scheduling noise of a real loopback makes it non-zero. Unpaced with GSO/GRO, the report
+/// says how many datagrams shared one timestamp instead of printing a bare number.
+#[test]
+fn udp_jitter_comes_from_per_datagram_times() {
+    let doc = json(&local(&[
+        "-u", "-t", "0.5", "-b", "20M", "--no-gso", "--no-gro", "--json",
+    ]));
+    let r = &doc["results"][0];
+    assert!(u(r, "jitter_samples") > 100, "{r}");
+    assert!(f(r, "jitter_ms") > 0.0, "real variation shows: {r}");
+    assert!(
+        f(r, "datagrams_per_receive_time") < 1.01,
+        "one SO_TIMESTAMPNS stamp per datagram: {r}"
+    );
+    let doc = json(&local(&["-u", "-t", "0.3", "-b", "0", "--json"]));
+    let r = &doc["results"][0];
+    assert!(f(r, "datagrams_per_send_time") > 1.0, "{r}");
+    let note = r["jitter_note"].as_str().expect("a note on shared stamps");
+    assert!(note.contains("share one"), "{note}");
+}
+
+/// A tiny --rcvbuf makes the receiving socket drop: the loss is attributed to the socket,
+/// exactly as many datagrams as SO_RXQ_OVFL counted (no GRO: one datagram per skb), and the
+/// four places add up to the loss.
+#[test]
+fn rcvbuf_drops_are_attributed_to_the_socket() {
+    let doc = json(&local(&[
+        "-u", "-t", "0.3", "-b", "0", "--no-gro", "--rcvbuf", "4k", "--json",
+    ]));
+    let r = &doc["results"][0];
+    let by = &r["loss_by_place"];
+    assert!(u(by, "socket") > 0, "a 4 KiB buffer overflows: {r}");
+    assert_eq!(u(by, "socket"), u(r, "socket_drops_datagrams"), "{r}");
+    assert_eq!(u(r, "socket_drops_datagrams"), u(r, "socket_drops_skbs"));
+    assert_eq!(
+        u(by, "sender") + u(by, "socket") + u(by, "receiving_host") + u(by, "path"),
+        u(r, "lost"),
+        "{by}"
+    );
+}
+
+/// The TCP message rate counts complete -l-byte messages at the receiver, not read calls;
+/// every table line fits 100 columns; `--svg` without `-i` still plots throughput.
+#[test]
+fn tcp_rate_counts_messages_and_the_table_fits_100_columns() {
+    let doc = json(&local(&[
+        "--test", "rate", "--tcp", "-t", "0.3", "-l", "100", "--json",
+    ]));
+    let r = &doc["results"][0];
+    assert_eq!(u(r, "packets"), u(r, "bytes") / 100, "{r}");
+    assert!(u(r, "reads") > 0 && u(r, "reads") != u(r, "packets"), "{r}");
+    let svg = std::env::temp_dir().join(format!("socklab-bench-w{}.svg", std::process::id()));
+    let svg_s = svg.to_string_lossy().to_string();
+    let out = local(&["-t", "0.3", "-b", "50M", "-l", "64,1472", "--svg", &svg_s]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without -i the run picked its own intervals for the plot.
+    let plot = std::fs::read_to_string(&svg).expect("svg written");
+    let _ = std::fs::remove_file(&svg);
+    assert!(
+        plot.contains("<polyline") && !plot.contains("no data"),
+        "{plot}"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in text.lines() {
+        assert!(line.chars().count() <= 100, "too wide: {line}");
+    }
+    assert!(!text.contains("x its receive rate"), "{text}");
+}
+
+/// nftables drops inside the receiver's namespace are loss on the path: the path share equals
+/// nftables' counter and no host counter claims any of it.
+#[test]
+fn nftables_drops_are_attributed_to_the_path() {
+    let Some((a, b)) = pair("bpath") else { return };
+    if !have_nft() {
+        return;
+    }
+    nft(
+        &b,
+        "meta l4proto udp numgen random mod 100 < 5 counter drop",
+    );
+    let srv = server(&b, "198.51.100.2", &["--count", "1"]);
+    let doc = json(&client(
+        &a,
+        &srv.addr,
+        &["-u", "-t", "0.5", "-b", "20M", "--no-gso", "--json"],
+    ));
+    let r = &doc["results"][0];
+    let by = &r["loss_by_place"];
+    let dropped = nft_packets(&b);
+    assert!(dropped > 0);
+    assert_eq!(u(by, "path"), dropped, "{r}");
+    assert_eq!(
+        u(by, "sender") + u(by, "socket") + u(by, "receiving_host"),
+        0,
+        "{r}"
+    );
+}
+
+/// Without -b, UDP searches the highest paced rate within 1 % loss. Behind a 50 Mbit/s token
+/// bucket (tc tbf on the sender's veth) it settles below the limit; the receiver's counts
+/// come from the other namespace over the control connection.
+#[test]
+fn rate_search_settles_below_a_tbf_limit() {
+    let Some((a, b)) = pair("bsrch") else { return };
+    let tc = a
+        .command("tc")
+        .args([
+            "qdisc", "add", "dev", "veth-a", "root", "tbf", "rate", "50mbit",
+        ])
+        // A short queue (5 ms): a longer one absorbs a probe's overrun above the limit, and a
+        // 300 ms probe at 1.15x a 50 ms queue's limit would lose nothing.
+        .args(["burst", "32kb", "latency", "5ms"])
+        .output()
+        .expect("tc");
+    if !tc.status.success() {
+        eprintln!("skipped: tc tbf: {}", String::from_utf8_lossy(&tc.stderr));
+        return;
+    }
+    let srv = server(&b, "198.51.100.2", &["--count", "12"]);
+    let out = client(&a, &srv.addr, &["-u", "-t", "0.5", "--json"]);
+    let doc = json(&out);
+    let r = &doc["results"][0];
+    let s = &r["rate_search"];
+    let settled = u(s, "settled_bits_per_second");
+    let limit = 50_000_000u64;
+    assert!(settled > 0 && settled <= limit * 11 / 10, "{s}");
+    assert!(settled >= limit / 5, "not absurdly low: {s}");
+    assert_eq!(u(r, "paced_bits_per_second"), settled);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rate search: settled on"), "{err}");
+    // The unpaced probe overflowed the bucket: that loss was the sender's (qdisc drops).
+    assert!(
+        s["probes"][0]["lost_percent"].as_f64().unwrap_or(0.0) > 1.0,
+        "{s}"
+    );
+}
+
+/// Latency under load: probes leave on their schedule whatever the replies do (open loop:
+/// the count sent is the schedule's, 500/s for 0.5 s), alone and beside a bulk stream of the
+/// same transport, over TCP and UDP, with p50 ≤ p99 ≤ p99.9 from the HDR histogram.
+#[test]
+fn latency_under_load_probes_open_loop_beside_bulk() {
+    let doc = json(&local(&[
+        "--test",
+        "latency-under-load",
+        "-t",
+        "0.5",
+        "--probe-rate",
+        "500",
+        "-b",
+        "200M",
+        "--json",
+    ]));
+    let rows = doc["results"].as_array().expect("rows");
+    let seen: Vec<(String, bool)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["transport"].as_str().unwrap_or("").to_string(),
+                r["under_load"].as_bool().expect("under_load"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("tcp".into(), false),
+            ("tcp".into(), true),
+            ("udp".into(), false),
+            ("udp".into(), true)
+        ]
+    );
+    for r in rows {
+        // At most the schedule's 250 (a ping-pong on loopback makes thousands), and not far
+        // below it (the sender thread may start late on a busy machine).
+        let sent = u(r, "sent_packets");
+        assert!(
+            (200..=250).contains(&sent),
+            "the schedule, not the replies: {r}"
+        );
+        let lat = &r["latency"];
+        assert!(u(lat, "count") > 0, "{r}");
+        assert!(u(lat, "p50_ns") <= u(lat, "p99_ns") && u(lat, "p99_ns") <= u(lat, "p999_ns"));
+        let load = r["load_bits_per_second"].as_f64();
+        assert_eq!(load.is_some(), r["under_load"] == true, "{r}");
+        assert!(load.is_none_or(|b| b > 0.0), "the bulk stream ran: {r}");
+    }
+    assert!(
+        doc["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("TCP probes") && s.contains("UDP probes")),
+        "{doc}"
+    );
+}
+
+/// Runs `socklab bench local ARGS`, reads stdout lines until `ready` says enough arrived,
+/// sends SIGINT to the process, and returns (exit code, every stdout line).
+fn interrupted(args: &[&str], ready: impl Fn(&[String]) -> bool) -> (Option<i32>, Vec<String>) {
+    let mut child = Command::new(BIN)
+        .args(["bench", "local"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                return;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready(&lines) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(l) => lines.push(l),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("not ready: {lines:?}");
+            }
+        }
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("SIGINT did not end the run");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    lines.extend(rx.iter());
+    (code, lines)
+}
+
+/// Ctrl-C (a real SIGINT to the client process) prints the intervals finished so far, as a
+/// table or as JSON, and exits 130.
+#[test]
+fn ctrl_c_prints_the_intervals_so_far_and_exits_130() {
+    let is_interval = |l: &String| l.starts_with("[TCP");
+    let (code, lines) = interrupted(&["--tcp", "-t", "20", "-i", "100ms", "-b", "100M"], |ls| {
+        ls.iter().filter(|l| is_interval(l)).count() >= 2
+    });
+    assert_eq!(code, Some(130), "{lines:?}");
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("interrupted:"))
+        .unwrap_or_else(|| panic!("a partial report: {lines:?}"));
+    assert!(
+        lines[at + 1..].iter().filter(|l| is_interval(l)).count() >= 2,
+        "{lines:?}"
+    );
+    let (code, lines) = interrupted(
+        &[
+            "-u",
+            "-t",
+            "20",
+            "-i",
+            "100ms",
+            "-b",
+            "10M",
+            "--json-stream",
+        ],
+        |ls| {
+            ls.iter()
+                .filter(|l| l.contains(r#""type":"interval""#))
+                .count()
+                >= 2
+        },
+    );
+    assert_eq!(code, Some(130), "{lines:?}");
+    let end: serde_json::Value =
+        serde_json::from_str(lines.last().expect("an end line")).expect("JSON");
+    assert_eq!(end["type"], "end");
+    assert_eq!(end["data"]["interrupted"], true);
+    assert!(
+        end["data"]["intervals"]
+            .as_array()
+            .is_some_and(|a| a.len() >= 2),
+        "{end}"
+    );
+}
+
+/// The bench lists only flags it honours: endpoint-only socket options are not in its help and
+/// clap refuses them (exit 2, one line); `--format json` is `--json`.
+#[test]
+fn bench_flags_are_only_those_it_honours() {
+    let help = Command::new(BIN)
+        .args(["bench", "local", "--help"])
+        .output()
+        .expect("help");
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--rcvbuf",
+        "--sndbuf",
+        "--nodelay",
+        "--format",
+        "--target-loss",
+    ] {
+        assert!(text.contains(flag), "{flag} listed: {text}");
+    }
+    for flag in [
+        "--reuseaddr",
+        "--reuseport",
+        "--device",
+        "--ttl",
+        "--tos",
+        "--v6only",
+        "--linger",
+    ] {
+        assert!(!text.contains(flag), "{flag} is not a bench flag: {text}");
+        let out = local(&[flag, "1"]);
+        assert_eq!(out.status.code(), Some(2), "{flag} refused");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{flag}: {err}");
+        assert!(err.contains(flag), "{flag}: {err}");
+    }
+    let doc = json(&local(&["--tcp", "-t", "0.2", "--format", "json"]));
+    assert_eq!(doc["results"][0]["transport"], "tcp");
+    let out = local(&["--tcp", "-t", "0.2", "--format", "json", "--csv"]);
+    assert_eq!(out.status.code(), Some(2), "two formats at once");
+}

@@ -114,7 +114,7 @@ pub fn run(
     let target = req.target;
     let (r, ret) = match client::run_test(&client_cfg, &req.params, &mut relay) {
         Ok(o) => (
-            RunTestReply::Done(PairReport::from_outcome(&o, hostname())),
+            RunTestReply::Done(Box::new(PairReport::from_outcome(&o, hostname()))),
             Ok(()),
         ),
         Err(e) => {

@@ -21,7 +21,7 @@ use crate::bench::{RrSummary, TestOutcome};
 pub enum Figure {
     /// Goodput, bits per second, counted by the receiving agent.
     BitsPerSecond,
-    /// Datagrams (UDP) or writes' worth of bytes (TCP) per second, at the receiving agent.
+    /// Datagrams (UDP) or complete `-l`-byte messages (TCP) per second, at the receiving agent.
     PacketsPerSecond,
     /// UDP datagrams lost, percent of those sent (sender's count − receiver's unique count).
     LostPercent,
@@ -37,7 +37,7 @@ impl Figure {
         match kind {
             TestKind::Stream => Self::BitsPerSecond,
             TestKind::Rate => Self::PacketsPerSecond,
-            TestKind::Rr => Self::RttP50Us,
+            TestKind::Rr | TestKind::Probe => Self::RttP50Us,
         }
     }
 

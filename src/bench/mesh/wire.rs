@@ -133,7 +133,7 @@ pub enum RunTestReply {
         test_id: u64,
     },
     /// The test ran.
-    Done(PairReport),
+    Done(Box<PairReport>),
     /// It did not.
     Failed {
         /// Where it stopped.

@@ -16,9 +16,10 @@ use clap::{ArgGroup, Args, ValueEnum};
 use socklab::bench::mesh::matrix::{self, Figure};
 use socklab::bench::mesh::run::{self, MeshCfg, Progress};
 use socklab::bench::mesh::{heatmap, peers, schedule};
+use socklab::bench::protocol::{TestKind, Transport};
 use socklab::bench::report::Meta;
 
-use super::{Plan, TestArgs, parse_dur};
+use super::{Plan, Planned, TestArgs, output, parse_dur};
 
 /// `bench mesh` flags.
 #[derive(Args, Debug)]
@@ -110,6 +111,11 @@ pub(crate) fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let plan = Plan::from_args(t)?;
+    if plan.tests.iter().any(|p| p.load.is_some()) {
+        bail!(
+            "bench mesh runs stream, rate, rr and compare; latency-under-load runs between two hosts only (bench client)"
+        );
+    }
     let family = t.family.family();
     let mut entries = a.peers.clone();
     if let Some(f) = &a.peers_file {
@@ -148,11 +154,26 @@ pub(crate) fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
     let cfg = MeshCfg {
         agents: agents.clone(),
         token: a.token.clone(),
-        tests: plan.tests.clone(),
+        tests: plan.tests.iter().map(|p| p.params.clone()).collect(),
         concurrency: a.concurrency.map(|n| n as usize),
         handshake_timeout: a.handshake_timeout,
     };
     let mut params = plan.params_json.clone();
+    let udp_stream = plan
+        .tests
+        .iter()
+        .any(|p| p.params.transport == Transport::Udp && p.params.kind == TestKind::Stream);
+    if plan.search_loss.is_some() && udp_stream {
+        // A single `bench client` searches the highest paced rate within --target-loss; a
+        // mesh would multiply that search by every pair, so its UDP streams run unpaced.
+        params["udp_pacing"] =
+            serde_json::json!("unpaced (no -b: bench mesh does not search a rate)");
+        if !a.quiet {
+            output::diag!(
+                "socklab: bench mesh: UDP streams run unpaced (no -b given; the mesh does not search a rate)"
+            );
+        }
+    }
     params["agents"] = serde_json::json!(agents);
     params["peers"] = serde_json::json!({"list": entries, "dns": a.peers_dns, "port": a.port});
     params["schedule"] = serde_json::json!(match a.concurrency {
@@ -168,7 +189,7 @@ pub(crate) fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|&(s, d)| format!("{} → {}", agents[s], agents[d]))
                 .collect();
-            eprintln!(
+            output::diag!(
                 "socklab: mesh: test {}/{} round {}/{of}: {}",
                 ti + 1,
                 cfg.tests.len(),
@@ -184,9 +205,10 @@ pub(crate) fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
                 }
                 (None, e) => format!("{}: {}", c.status.mark(), e.as_deref().unwrap_or("")),
             };
-            eprintln!(
+            output::diag!(
                 "socklab: mesh: {} → {}: {what}",
-                agents[c.source], agents[c.target]
+                agents[c.source],
+                agents[c.target]
             );
         }
     };
@@ -196,7 +218,7 @@ pub(crate) fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
         None => Vec::new(),
         Some(b) => matrix::compare(&doc, b, a.tolerance).map_err(anyhow::Error::msg)?,
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = output::Buffer::new();
     if t.json {
         let mut v = serde_json::to_value(&doc)?;
         if let Some(f) = &a.baseline {
@@ -212,7 +234,7 @@ pub(crate) fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
     } else {
         write!(out, "{}", matrix::table(&doc))?;
     }
-    out.flush()?;
+    out.finish()?;
     if let Some(path) = &t.svg {
         std::fs::write(path, heatmap::svg(&doc))
             .with_context(|| format!("write {}", path.display()))?;
@@ -242,7 +264,7 @@ pub(crate) fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
 
 /// Prints what would run, resolving and sending nothing.
 fn dry_run(a: &MeshArgs, entries: &[String], plan: &Plan) -> anyhow::Result<ExitCode> {
-    let mut out = std::io::stdout().lock();
+    let mut out = output::Buffer::new();
     writeln!(
         out,
         "bench mesh plan (dry run: nothing resolved, nothing sent)"
@@ -257,7 +279,7 @@ fn dry_run(a: &MeshArgs, entries: &[String], plan: &Plan) -> anyhow::Result<Exit
             peers::with_port(name, a.port)
         )?;
     }
-    for p in &plan.tests {
+    for Planned { params: p, .. } in &plan.tests {
         writeln!(
             out,
             "test: {:?} {:?} {} B for {} ms, {} stream(s){}",
@@ -294,5 +316,6 @@ fn dry_run(a: &MeshArgs, entries: &[String], plan: &Plan) -> anyhow::Result<Exit
             writeln!(out, "round {}: {}", i + 1, list.join(", "))?;
         }
     }
+    out.finish()?;
     Ok(ExitCode::SUCCESS)
 }

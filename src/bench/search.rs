@@ -1,0 +1,128 @@
+//! The UDP rate a user wants: the highest paced rate whose loss stays at or below a target
+//! (1 % by default), found by a short search of probe tests before the measured run.
+//!
+//! Each probe is a whole test against the server ([`client::run_test`]), so the loss it
+//! sees is the receiver's count, carried over the control connection: the search works the
+//! same across hosts as on loopback, in either direction. The first probe is unpaced; its
+//! delivered rate is the first paced candidate (what the receiver could take) and its offered
+//! rate the first upper bound. Then a geometric bisection between the best rate that met the
+//! target and the lowest that did not (halving while none has met it), until the two are
+//! within [`RESOLUTION`] of each other or [`MAX_PROBES`] probes ran.
+
+use serde::Serialize;
+
+use super::client::{self, ClientCfg};
+use super::protocol::TestParams;
+use super::report;
+use super::{BenchError, TestOutcome};
+
+/// Most probes one search runs.
+pub const MAX_PROBES: usize = 7;
+/// The search stops when the failing rate is within this factor of the passing one.
+pub const RESOLUTION: f64 = 1.10;
+/// Lowest rate probed, bits/s per stream.
+const FLOOR_BPS: u64 = 100_000;
+
+/// One probe of a search.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Probe {
+    /// Pacing rate per stream, bits/s (0: unpaced).
+    pub paced_bits_per_second: u64,
+    /// Goodput the receivers counted, bits/s, all streams.
+    pub received_bits_per_second: f64,
+    /// Payload the senders sent, bits/s over the probe's duration, all streams.
+    pub sent_bits_per_second: f64,
+    /// Datagrams lost, % of sent (the receivers' count).
+    pub lost_percent: f64,
+}
+
+/// What a search found.
+#[derive(Debug, Clone, Serialize)]
+pub struct RateSearch {
+    /// The loss target, % of datagrams sent.
+    pub target_loss_percent: f64,
+    /// The rate it settled on, bits/s per stream (0: unpaced already met the target).
+    pub settled_bits_per_second: u64,
+    /// The probes, in the order run.
+    pub probes: Vec<Probe>,
+}
+
+/// Searches the pacing rate for `params` (a UDP test) with probes of `probe_ms` each;
+/// `on_probe` sees every probe as it finishes (for progress on stderr).
+pub fn search(
+    cfg: &ClientCfg,
+    params: &TestParams,
+    target_loss_percent: f64,
+    probe_ms: u64,
+    on_probe: &mut dyn FnMut(&Probe),
+) -> Result<RateSearch, BenchError> {
+    let streams = u64::from(params.parallel.max(1)) * params.dirs.len().max(1) as u64;
+    let mut probes = Vec::new();
+    let mut run = |rate: u64| -> Result<Probe, BenchError> {
+        let p = TestParams {
+            rate_bps: rate,
+            duration_ms: probe_ms,
+            interval_ms: 0,
+            ..params.clone()
+        };
+        let o = client::run_test(cfg, &p, &mut |_, _| {})?;
+        let probe = measure(&o, rate, p.duration_ms * 1_000_000);
+        on_probe(&probe);
+        probes.push(probe);
+        Ok(probe)
+    };
+    let first = run(0)?;
+    let ok = |p: &Probe| p.lost_percent <= target_loss_percent;
+    if ok(&first) {
+        return Ok(RateSearch {
+            target_loss_percent,
+            settled_bits_per_second: 0,
+            probes,
+        });
+    }
+    // Per stream: what the receivers took, shared out.
+    let took = (first.received_bits_per_second / streams as f64) as u64;
+    // The unpaced probe failed: what it offered bounds the search from above.
+    let offered = (first.sent_bits_per_second / streams as f64) as u64;
+    let (mut good, mut bad) = (None::<u64>, offered.max(took).max(FLOOR_BPS));
+    let mut next = took.max(FLOOR_BPS);
+    for _ in 1..MAX_PROBES {
+        let p = run(next)?;
+        if ok(&p) {
+            good = Some(next);
+        } else {
+            bad = next;
+        }
+        next = match good {
+            // Nothing passed yet: halve.
+            None => (next / 2).max(FLOOR_BPS),
+            Some(g) => ((g as f64 * bad as f64).sqrt()) as u64,
+        };
+        if good.is_some_and(|g| (bad as f64) <= g as f64 * RESOLUTION) {
+            break;
+        }
+        if good.is_none() && next == FLOOR_BPS && bad == FLOOR_BPS {
+            break;
+        }
+    }
+    Ok(RateSearch {
+        target_loss_percent,
+        settled_bits_per_second: good.unwrap_or(FLOOR_BPS),
+        probes,
+    })
+}
+
+/// A probe's figures from its outcome: all rows of the test summed.
+fn measure(o: &TestOutcome, rate: u64, duration_ns: u64) -> Probe {
+    let rows = report::rows(o);
+    let sent_bytes: u64 = rows.iter().map(|r| r.sent_bytes).sum();
+    let (lost, sent) = rows
+        .iter()
+        .fold((0, 0), |(l, s), r| (l + r.lost, s + r.sent_packets));
+    Probe {
+        paced_bits_per_second: rate,
+        received_bits_per_second: rows.iter().map(|r| r.bits_per_second).sum(),
+        sent_bits_per_second: super::stats::bits_per_second(sent_bytes, duration_ns),
+        lost_percent: super::stats::percent(lost, sent),
+    }
+}
