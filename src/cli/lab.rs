@@ -225,12 +225,13 @@ fn panicked(e: &dyn Experiment, lab: &Lab) -> Finding {
         parts: vec![],
         duration_ms: 0,
         frames: lab.take_frames(),
+        ss_seen: lab.take_ss_seen(),
     }
 }
 
 fn write_pcaps(dir: &Path, findings: &[Finding]) -> anyhow::Result<()> {
     for f in findings {
-        let path = dir.join(format!("claim-{:02}.pcap", f.claim));
+        let path = dir.join(capture::pcap_file_name(f.claim));
         capture::write_pcap(&path, &f.frames)
             .with_context(|| format!("write {}", path.display()))?;
     }

@@ -163,6 +163,11 @@ pub fn describe(frame: &Frame) -> String {
     }
 }
 
+/// The name of the pcap file of claim `claim`'s frames: `claim-13.pcap`.
+pub fn pcap_file_name(claim: u8) -> String {
+    format!("claim-{claim:02}.pcap")
+}
+
 /// Writes `frames` as a classic pcap file (LINKTYPE_ETHERNET), readable by Wireshark/tcpdump.
 pub fn write_pcap(path: &Path, frames: &[Frame]) -> io::Result<()> {
     use pcap_file::DataLink;
