@@ -129,6 +129,8 @@ pub struct Row {
 /// A part's ladder.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ladder {
+    /// The wall-clock time of the first row (rows count from it).
+    pub t0: Option<SystemTime>,
     /// Columns, left to right, in order of first appearance.
     pub columns: Vec<Column>,
     /// Rows in time order.
@@ -175,6 +177,7 @@ impl Ladder {
         scenes
             .into_iter()
             .map(|(seen, rows)| Self {
+                t0: self.t0,
                 columns: seen.iter().map(|&c| self.columns[c].clone()).collect(),
                 rows: rows
                     .into_iter()
@@ -283,15 +286,18 @@ pub fn build(ev: &Evidence, frames: &[Frame], ss_seen: &[SsSeen]) -> Ladder {
     let calls = calls(&ev.trace, &placed, &rows);
     rows.extend(calls);
     rows.sort_by_key(|(t, _)| *t);
-    let t0 = rows.first().map_or(SystemTime::UNIX_EPOCH, |(t, _)| *t);
+    let t0 = rows.first().map(|(t, _)| *t);
     let rows: Vec<Row> = rows
         .into_iter()
         .map(|(t, rung)| Row {
-            at: t.duration_since(t0).unwrap_or_default(),
+            at: t0.map_or(Duration::ZERO, |t0| {
+                t.duration_since(t0).unwrap_or_default()
+            }),
             rung,
         })
         .collect();
     let mut ladder = b.finish(rows);
+    ladder.t0 = t0;
     ladder.rows = cap(fold(ladder.rows));
     ladder
 }
@@ -582,7 +588,11 @@ impl Builder {
                 }
             })
             .collect();
-        Ladder { columns, rows }
+        Ladder {
+            t0: None,
+            columns,
+            rows,
+        }
     }
 }
 
