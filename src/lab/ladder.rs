@@ -220,11 +220,19 @@ impl Ladder {
 /// 65495 len 0 #3`), the state. Columns are named by `letter`.
 pub fn note(rung: &Rung) -> String {
     match rung {
-        Rung::Call { col, text, .. } | Rung::Return { col, text, .. } => {
-            format!("{}: {text}", Ladder::letter(*col))
+        Rung::Call { col, .. } | Rung::Return { col, .. } | Rung::State { col, .. } => {
+            format!("{}: {}", Ladder::letter(*col), detail(rung))
         }
+        _ => detail(rung),
+    }
+}
+
+/// The note without the column's letter, for drawings that put it over the column.
+pub fn detail(rung: &Rung) -> String {
+    match rung {
+        Rung::Call { text, .. } | Rung::Return { text, .. } => text.clone(),
         Rung::Packet { line, frame, .. } => format!("{} #{frame}", packet_detail(line)),
-        Rung::State { col, state, .. } => format!("{}: {state} (ss)", Ladder::letter(*col)),
+        Rung::State { state, .. } => format!("{state} (ss)"),
         Rung::Folded { text } => text.clone(),
     }
 }
@@ -490,7 +498,7 @@ impl Builder {
         for i in picked {
             let dup = kept.iter().any(|&k| {
                 frames[k].data == frames[i].data
-                    && frames[k].ifindex != frames[i].ifindex
+                    && frames[k].outgoing != frames[i].outgoing
                     && abs_diff(timestamp(&frames[k]), timestamp(&frames[i]))
                         < Duration::from_millis(5)
             });

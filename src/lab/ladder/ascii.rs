@@ -15,7 +15,7 @@ const TIME: usize = 10;
 /// Fewest characters left for the notes.
 const NOTE_MIN: usize = 24;
 /// Widest and narrowest spacing of lifelines.
-const GAP_MAX: usize = 16;
+const GAP_MAX: usize = 18;
 const GAP_MIN: usize = 3;
 
 /// Part `p`'s ladder as shown by `lab show`, indented under the part: `  ladder:` and the
@@ -152,7 +152,7 @@ fn arrow(band: &mut [char], a: usize, b: usize, label: &str) {
     }
     let room = hi - lo - 3;
     let len = label.chars().count();
-    if len > 0 && len + 2 <= room {
+    if len > 0 && len < room {
         let start = lo + 2 + (room - len) / 2;
         for (k, ch) in label.chars().enumerate() {
             band[start + k] = ch;

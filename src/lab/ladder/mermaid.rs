@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Ladder, Rung, for_part, note};
+use super::{Ladder, Rung, detail, for_part};
 use crate::lab::{Finding, Part};
 
 /// Part `p`'s ladder for the Markdown report: a folded ```` ```mermaid ```` block, or a line
@@ -60,7 +60,7 @@ pub fn draw(l: &Ladder) -> String {
                     s,
                     "    Note over {}: {ms} {}",
                     Ladder::letter(*col),
-                    text(&note(&r.rung))
+                    text(&detail(&r.rung))
                 );
             }
             Rung::Packet {
@@ -80,7 +80,7 @@ pub fn draw(l: &Ladder) -> String {
                     "    {}{arrow}{}: {ms} {}",
                     Ladder::letter(*from),
                     Ladder::letter(*to),
-                    text(&note(&r.rung))
+                    text(&detail(&r.rung))
                 );
             }
             Rung::Folded { text: t } => {
