@@ -47,6 +47,8 @@ use crate::trace::{Event, Outcome, render};
 pub const TRAILING: Duration = Duration::from_millis(200);
 /// Longest cycle of rows folded when it repeats.
 pub const MAX_CYCLE: usize = 4;
+/// Ports of one IP without a traced socket drawn as one column from this many on.
+pub const MERGE_PORTS: usize = 3;
 /// Rows drawn at most; the middle of a longer ladder is left out, saying how many rows.
 pub const MAX_ROWS: usize = 240;
 
@@ -55,7 +57,9 @@ pub const MAX_ROWS: usize = 240;
 pub struct Column {
     /// The address it stands for; `None` for a socket that never had one.
     pub addr: Option<SocketAddr>,
-    /// The host, for a column known only by an IP address (an ICMP error quoting nothing).
+    /// The host, for a column known only by an IP address: an ICMP error quoting nothing, or
+    /// [`MERGE_PORTS`] or more ports of one IP without a traced socket drawn as one column
+    /// (`255.255.255.255:* (5 ports)`).
     pub host: Option<IpAddr>,
     /// Shown above it: `127.0.0.1:80`, `fd 5`, `127.0.0.1`.
     pub label: String,
@@ -148,26 +152,27 @@ impl Ladder {
     }
 
     /// The ladder cut into scenes, each with only its own columns: a new scene begins where
-    /// a row touches none of the current scene's columns although that scene already has two
-    /// (a new connection on new addresses, as when an experiment repeats a trial). Times stay
-    /// those of the whole ladder.
+    /// none of the current scene's columns is used again (a new connection on new addresses,
+    /// as when an experiment repeats a trial). Times stay those of the whole ladder.
     pub fn scenes(&self) -> Vec<Self> {
+        let mut last_use = vec![0; self.columns.len()];
+        for (k, r) in self.rows.iter().enumerate() {
+            for c in cols_of(&r.rung) {
+                last_use[c] = k;
+            }
+        }
         let mut scenes: Vec<(Vec<usize>, Vec<Row>)> = Vec::new();
-        for r in &self.rows {
+        let mut open_until = 0;
+        for (k, r) in self.rows.iter().enumerate() {
             let cols = cols_of(&r.rung);
-            let new = match scenes.last() {
-                None => true,
-                Some((seen, _)) => {
-                    seen.len() >= 2 && !cols.is_empty() && cols.iter().all(|c| !seen.contains(c))
-                }
-            };
-            if new {
+            if scenes.is_empty() || (k > open_until && !cols.is_empty()) {
                 scenes.push((Vec::new(), Vec::new()));
             }
             let Some((seen, rows)) = scenes.last_mut() else {
                 continue;
             };
             for c in cols {
+                open_until = open_until.max(last_use[c]);
                 if !seen.contains(&c) {
                     seen.push(c);
                 }
@@ -560,6 +565,33 @@ impl Builder {
 
     /// The ladder with columns in order of first appearance.
     fn finish(self, rows: Vec<Row>) -> Ladder {
+        // Ports of one IP without a traced socket (broadcasts to many ports) share a column.
+        let mut rep: Vec<usize> = (0..self.keys.len()).collect();
+        let mut by_ip: Vec<(IpAddr, Vec<usize>)> = Vec::new();
+        for (i, k) in self.keys.iter().enumerate() {
+            if let (Key::Addr(a), true) = (k, self.fds[i].is_empty()) {
+                match by_ip.iter_mut().find(|(ip, _)| *ip == a.ip()) {
+                    Some((_, group)) => group.push(i),
+                    None => by_ip.push((a.ip(), vec![i])),
+                }
+            }
+        }
+        let mut merged: HashMap<usize, (IpAddr, usize)> = HashMap::new();
+        for (ip, group) in by_ip {
+            if group.len() >= MERGE_PORTS {
+                for &i in &group {
+                    rep[i] = group[0];
+                }
+                merged.insert(group[0], (ip, group.len()));
+            }
+        }
+        let rows: Vec<Row> = rows
+            .into_iter()
+            .map(|r| Row {
+                at: r.at,
+                rung: remap(r.rung, |c| rep[c]),
+            })
+            .collect();
         let mut order: Vec<usize> = Vec::new();
         for r in &rows {
             for c in cols_of(&r.rung) {
@@ -579,10 +611,15 @@ impl Builder {
         let columns = order
             .iter()
             .map(|&c| {
-                let (addr, host, label) = match &self.keys[c] {
-                    Key::Addr(a) => (Some(*a), None, a.to_string()),
-                    Key::Host(h) => (None, Some(*h), h.to_string()),
-                    Key::Fd(_) => (
+                let (addr, host, label) = match (&self.keys[c], merged.get(&c)) {
+                    (_, Some((ip, n))) => {
+                        let any = SocketAddr::new(*ip, 0).to_string();
+                        let host = any.strip_suffix(":0").unwrap_or(&any);
+                        (None, Some(*ip), format!("{host}:* ({n} ports)"))
+                    }
+                    (Key::Addr(a), None) => (Some(*a), None, a.to_string()),
+                    (Key::Host(h), None) => (None, Some(*h), h.to_string()),
+                    (Key::Fd(_), None) => (
                         None,
                         None,
                         format!("fd {}", self.fds[c].first().unwrap_or(&-1)),

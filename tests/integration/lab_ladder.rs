@@ -70,7 +70,8 @@ fn line_ends(line: &str) -> (String, String) {
 fn at_column(l: &Ladder, c: usize, text: &str) -> bool {
     let col = &l.columns[c];
     match text.parse::<SocketAddr>() {
-        Ok(a) => matches(col.addr, a),
+        // Several ports of one host without a socket share a column (`ip:*`).
+        Ok(a) => matches(col.addr, a) || (col.addr.is_none() && col.host == Some(a.ip())),
         // A host only (ICMP): its column's host or address, or a wildcard-bound socket's.
         Err(_) => {
             col.host.map(|h| h.to_string()) == Some(text.to_string())

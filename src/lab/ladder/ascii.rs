@@ -66,11 +66,7 @@ fn draw_scene(l: &Ladder, width: usize) -> String {
     let band = (n - 1) * gap + 1;
     let mut s = String::new();
     if TIME + band + 2 + NOTE_MIN > width {
-        let _ = writeln!(
-            s,
-            "(a ladder of {n} columns is too wide for {width} characters; see the HTML report)"
-        );
-        return s;
+        return draw_list(l, width);
     }
     let note_width = width - TIME - band - 2;
     for i in 0..l.columns.len() {
@@ -89,11 +85,19 @@ fn draw_scene(l: &Ladder, width: usize) -> String {
             }
         }
     }
+    let title = [
+        "note (#N: frame N of the pcap)",
+        "note (#N: pcap frame)",
+        "note",
+    ]
+    .into_iter()
+    .find(|t| t.len() <= note_width)
+    .unwrap_or_default();
     let _ = writeln!(
         s,
-        "{:>w$} {}  note (#N: frame N of the pcap)",
+        "{:>w$} {}  {title}",
         "ms",
-        head.iter().collect::<String>().trim_end(),
+        head.iter().collect::<String>(),
         w = TIME - 1
     );
     let lifelines = |mark: char| {
@@ -129,6 +133,47 @@ fn draw_scene(l: &Ladder, width: usize) -> String {
             let t = if k == 0 { time.as_str() } else { "" };
             let line = format!("{t:>w$} {band_text}  {text}", w = TIME - 1);
             let _ = writeln!(s, "{}", line.trim_end());
+        }
+    }
+    s
+}
+
+/// A scene with too many columns for lifelines: the legend, then one line per row naming
+/// the columns by letter (`B -> C  UDP len 27 #1`).
+fn draw_list(l: &Ladder, width: usize) -> String {
+    let mut s = String::new();
+    for i in 0..l.columns.len() {
+        for line in wrap(
+            &format!("{} = {}", Ladder::letter(i), l.legend(i)),
+            width - 2,
+        ) {
+            let _ = writeln!(s, "  {line}");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "{:>w$}  ({} columns: one line per row, #N: frame N of the pcap)",
+        "ms",
+        l.columns.len(),
+        w = TIME - 1
+    );
+    for r in &l.rows {
+        let (time, text) = match &r.rung {
+            Rung::Folded { text } => (String::new(), text.clone()),
+            Rung::Packet { from, to, .. } => (
+                format!("{:.3}", r.at.as_secs_f64() * 1e3),
+                format!(
+                    "{} -> {}  {}",
+                    Ladder::letter(*from),
+                    Ladder::letter(*to),
+                    note(&r.rung)
+                ),
+            ),
+            rung => (format!("{:.3}", r.at.as_secs_f64() * 1e3), note(rung)),
+        };
+        for (k, line) in wrap(&text, width - TIME - 1).iter().enumerate() {
+            let t = if k == 0 { time.as_str() } else { "" };
+            let _ = writeln!(s, "{t:>w$}  {line}", w = TIME - 1);
         }
     }
     s
