@@ -9,7 +9,7 @@
 //!   address); sockets sharing an address (a listener and the sockets it accepted) share a
 //!   column. Addresses only seen on the wire or in `ss` (a closed port, another process's
 //!   socket) get a column of their own.
-//! - **calls** are placed at their start ([`Span`] of the trace event); a call that waited
+//! - **calls** are placed at their start ([`Span`](crate::trace::Span) of the trace event); a call that waited
 //!   for a packet or state shown in its own column (a blocking `connect`, `accept`, `recv`) is
 //!   split strace-style into the call and its `<... resumed>` return.
 //! - **packets** are the part's wire lines (matched by description to the experiment's
@@ -22,6 +22,8 @@
 //! - **states** are the part's `ss` lines placed at the end of the `ss` run that printed them
 //!   ([`SsSeen`]), drawn where the state of a connection (local, peer) changed.
 //!
+//! A new scene starts where none of the current scene's columns is used again
+//! ([`Ladder::scenes`]), and ports of one IP without a traced socket share a column.
 //! Long repetitive stretches (a sender filling a buffer) are folded: a cycle of up to
 //! [`MAX_CYCLE`] rows repeated four times or more is drawn twice (first and last), the
 //! repeats between counted.

@@ -14,6 +14,10 @@ const TOP: f64 = 64.0;
 const ROW: f64 = 18.0;
 /// Approximate advance of a 12 px monospace character, to size the notes' area.
 const CHAR: f64 = 7.3;
+/// Approximate advance of an 11 px monospace character (column labels).
+const LABEL_CHAR: f64 = 6.6;
+/// Height of a legend line.
+const LEGEND_ROW: f64 = 14.0;
 
 /// The id of the arrow of frame `frame` in the ladder drawn with `prefix`.
 pub fn frame_id(prefix: &str, frame: usize) -> String {
@@ -71,25 +75,35 @@ fn scene(l: &Ladder, prefix: &str) -> (String, f64, f64) {
         LEFT - 8.0,
         TOP - 10.0
     );
-    // Labels: the letter, then the address; every other one lower when they would overlap.
+    // Labels: the letter, then the address; every other one lower when they would overlap;
+    // when even that overlaps, letters only, with a legend above the drawing.
     let widest = (0..l.columns.len())
         .map(|i| l.columns[i].label.chars().count())
         .max()
         .unwrap_or(0) as f64
-        * 6.6;
+        * LABEL_CHAR;
+    let legend = widest > 2.0 * gap - 8.0;
     for i in 0..l.columns.len() {
         let y = if widest > gap - 8.0 && i % 2 == 1 {
             40.0
         } else {
             26.0
         };
-        let title = escape(&l.legend(i));
+        let label = if legend {
+            String::new()
+        } else {
+            format!(
+                r#"<text x="{:.1}" y="{y:.1}" class="la" text-anchor="middle">{}</text>"#,
+                x(i),
+                escape(&l.columns[i].label)
+            )
+        };
         let _ = write!(
             s,
-            r#"<g><title>{title}</title><text x="{cx:.1}" y="12" class="lc" text-anchor="middle">{letter}</text><text x="{cx:.1}" y="{y:.1}" class="la" text-anchor="middle">{label}</text></g><line x1="{cx:.1}" y1="{top:.1}" x2="{cx:.1}" y2="{bottom:.1}" class="life"/>"#,
+            r#"<g><title>{title}</title><text x="{cx:.1}" y="12" class="lc" text-anchor="middle">{letter}</text>{label}</g><line x1="{cx:.1}" y1="{top:.1}" x2="{cx:.1}" y2="{bottom:.1}" class="life"/>"#,
+            title = escape(&l.legend(i)),
             cx = x(i),
             letter = Ladder::letter(i),
-            label = escape(&l.columns[i].label),
             top = TOP - 14.0,
             bottom = height - 8.0,
         );
@@ -147,6 +161,29 @@ fn scene(l: &Ladder, prefix: &str) -> (String, f64, f64) {
             r#"<text x="{note_x:.1}" y="{:.1}" class="{text_class}">{}</text>"#,
             y + 4.0,
             escape(&note(&r.rung))
+        );
+    }
+    if legend {
+        let lines: Vec<String> = (0..l.columns.len())
+            .map(|i| format!("{} = {}", Ladder::letter(i), l.legend(i)))
+            .collect();
+        let above = lines.len() as f64 * LEGEND_ROW + 8.0;
+        let mut head = String::new();
+        for (k, line) in lines.iter().enumerate() {
+            let _ = write!(
+                head,
+                r#"<text x="8" y="{:.1}" class="la">{}</text>"#,
+                12.0 + k as f64 * LEGEND_ROW,
+                escape(line)
+            );
+        }
+        let longest = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0) as f64;
+        let _ = write!(head, r#"<g transform="translate(0,{above:.1})">{s}"#);
+        s = head;
+        return (
+            s + "</g>",
+            width.max(16.0 + longest * LABEL_CHAR),
+            height + above,
         );
     }
     (s, width, height)
