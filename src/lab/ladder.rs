@@ -323,8 +323,19 @@ pub fn build(ev: &Evidence, frames: &[Frame], ss_seen: &[SsSeen]) -> Ladder {
 pub fn wire_frames(wire: &[String], frames: &[Frame]) -> Vec<Option<usize>> {
     let lines: Vec<String> = frames.iter().map(describe).collect();
     wire_frames_of(wire, &lines)
+        .into_iter()
+        .map(|i| i.map(pcap_number))
+        .collect()
 }
 
+/// The number in the experiment's pcap file of frame `i` of [`Finding::frames`]: the file
+/// holds them in that order ([`write_pcap`](super::capture::write_pcap)), numbered from 1.
+/// The one place to change if the file's order ever differs.
+fn pcap_number(i: usize) -> usize {
+    i + 1
+}
+
+/// The index in `lines` (the frames' descriptions) of each wire line, as [`wire_frames`].
 fn wire_frames_of(wire: &[String], lines: &[String]) -> Vec<Option<usize>> {
     let mut taken = vec![false; lines.len()];
     let mut cursor = 0;
@@ -335,7 +346,7 @@ fn wire_frames_of(wire: &[String], lines: &[String]) -> Vec<Option<usize>> {
                 .find(|&i| !taken[i] && lines[i] == *w)?;
             taken[hit] = true;
             cursor = hit + 1;
-            Some(hit + 1)
+            Some(hit)
         })
         .collect()
 }
@@ -482,7 +493,7 @@ impl Builder {
         let lines: Vec<String> = frames.iter().map(describe).collect();
         let mut chosen = vec![false; frames.len()];
         for n in wire_frames_of(&ev.wire, &lines).into_iter().flatten() {
-            chosen[n - 1] = true;
+            chosen[n] = true;
         }
         let ends: Vec<Option<Ends>> = frames.iter().map(ends).collect();
         if let Some((start, end)) = window {
@@ -525,7 +536,7 @@ impl Builder {
                     to,
                     label: label(&lines[i]),
                     line: lines[i].clone(),
-                    frame: i + 1,
+                    frame: pcap_number(i),
                 },
             ));
         }
