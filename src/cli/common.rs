@@ -10,6 +10,8 @@ use socklab::sock::options::{Applied, SockOpts};
 use socklab::trace::{Recorder, render::StderrSink};
 use socklab::units;
 
+use super::output::diag;
+
 /// `-4`/`-6`.
 #[derive(Args, Debug, Clone, Default)]
 pub(crate) struct FamilyArgs {
@@ -85,12 +87,29 @@ impl OutputArgs {
             return;
         }
         if self.json {
-            eprintln!(
+            diag!(
                 "{}",
                 serde_json::json!({"type": kind, "data": {"message": text()}})
             );
         } else {
-            eprintln!("socklab: {}", text());
+            diag!("socklab: {}", text());
+        }
+    }
+
+    /// The end-of-run summary on stderr, shown with `-v`: `text` as a line, or with `--json`
+    /// the `data` object (its figures as numbers, the text as `message`).
+    pub(crate) fn summary(
+        &self,
+        text: impl FnOnce() -> String,
+        data: impl FnOnce() -> serde_json::Value,
+    ) {
+        if !self.verbose {
+            return;
+        }
+        if self.json {
+            diag!("{}", serde_json::json!({"type": "summary", "data": data()}));
+        } else {
+            diag!("socklab: {}", text());
         }
     }
 
@@ -98,11 +117,13 @@ impl OutputArgs {
     pub(crate) fn applied(&self, applied: &[Applied]) {
         for a in applied {
             if self.json {
-                eprintln!("{}", serde_json::json!({"type": "sockopt", "data": a}));
+                diag!("{}", serde_json::json!({"type": "sockopt", "data": a}));
             } else {
-                eprintln!(
+                diag!(
                     "socklab: {} asked {} bytes, kernel applied {} (socket(7): doubled for bookkeeping, capped by net.core.*mem_max)",
-                    a.option, a.asked, a.applied
+                    a.option,
+                    a.asked,
+                    a.applied
                 );
             }
         }
@@ -235,7 +256,7 @@ fn parse_recv_size(s: &str) -> Result<usize, String> {
     Ok(n as usize)
 }
 
-fn parse_dur(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_dur(s: &str) -> Result<Duration, String> {
     let d = units::parse_duration(s).map_err(|e| e.to_string())?;
     if d.is_zero() {
         return Err("duration must be above zero".into());

@@ -10,6 +10,8 @@ use socklab::sock::options::SockOpts;
 use socklab::sock::{tcp, udp};
 use socklab::trace::{Recorder, render::StderrSink};
 
+use super::output::{self, diag};
+
 #[derive(Args, Debug)]
 pub(crate) struct DemoArgs {
     /// Print the trace as JSON lines.
@@ -22,7 +24,7 @@ pub(crate) fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let any: SocketAddr = "127.0.0.1:0".parse()?;
     let opts = SockOpts::default();
 
-    eprintln!("== TCP: server socket, bind, listen, accept; client socket, connect; a stream");
+    diag!("== TCP: server socket, bind, listen, accept; client socket, connect; a stream");
     let (listener, _) = tcp::listen(any, &opts, 1, &rec)?;
     let server_addr = listener.local_addr().unwrap_or(any);
     let (client, _) = tcp::connect(server_addr, None, &opts, &rec)?;
@@ -39,9 +41,11 @@ pub(crate) fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         }
         reads.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
-    println!("TCP: two sends of 5 bytes, recv(3) until 0 gave {reads:?}, then 0 = end of stream");
+    output::line(format_args!(
+        "TCP: two sends of 5 bytes, recv(3) until 0 gave {reads:?}, then 0 = end of stream"
+    ))?;
 
-    eprintln!("== UDP: receiver socket, bind; sender socket, sendto (implicit bind); datagrams");
+    diag!("== UDP: receiver socket, bind; sender socket, sendto (implicit bind); datagrams");
     let (rx, _) = udp::bound(any, &opts, &rec)?;
     let to = rx.local_addr().unwrap_or(any);
     let (tx, _) = udp::unbound(&to, &opts, &rec)?;
@@ -58,7 +62,8 @@ pub(crate) fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
             if d.truncated { ", truncated" } else { "" }
         ));
     }
-    println!("UDP: three datagrams (5, 5 and 0 bytes), recvmsg(3) each gave {got:?}");
-    println!("     a zero-length datagram is data, not an end of file");
+    output::line(format_args!(
+        "UDP: three datagrams (5, 5 and 0 bytes), recvmsg(3) each gave {got:?}\n     a zero-length datagram is data, not an end of file"
+    ))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -4,15 +4,15 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use socklab::sock::{Sock, tcp};
 
-use super::common::{FamilyArgs, LimitArgs, OutputArgs, RecvArgs, SockArgs, TcpArgs};
-use super::exit::{exit_now, finished_soon, is_stdout_closed, on_signal_summary};
+use super::common::{FamilyArgs, LimitArgs, OutputArgs, RecvArgs, SockArgs, TcpArgs, parse_dur};
+use super::exit::{exit_now, finished_soon, on_signal_summary};
 use super::failure;
+use super::keep_open;
 use super::relay::{self, Counters};
 use super::show::Shower;
 
@@ -61,6 +61,17 @@ pub(crate) struct ConnectArgs {
     /// Bind the local end to this address first (fixes source address and port).
     #[arg(long, value_name = "ADDR")]
     bind: Option<String>,
+    /// Give up connecting after DUR (500ms, 5s): one line, exit 1. Without it the kernel
+    /// decides (net.ipv4.tcp_syn_retries: about two minutes when SYNs go unanswered).
+    #[arg(long, value_name = "DUR", value_parser = parse_dur)]
+    connect_timeout: Option<Duration>,
+    /// End the connection (exit 0) when nothing was sent or received for DUR.
+    #[arg(long, value_name = "DUR", value_parser = parse_dur)]
+    idle_timeout: Option<Duration>,
+    /// As nc -w: both --connect-timeout DUR and --idle-timeout DUR (either flag, given too,
+    /// takes precedence over -w for its half).
+    #[arg(short = 'w', value_name = "DUR", value_parser = parse_dur)]
+    wait: Option<Duration>,
     #[command(flatten)]
     family: FamilyArgs,
     #[command(flatten)]
@@ -101,71 +112,25 @@ fn listen(a: ListenArgs) -> anyhow::Result<ExitCode> {
     } else if let Some((conn, from)) = accept(&listener, a.limit.idle_timeout)? {
         a.out.note("accepted", || format!("connection from {from}"));
         drop(listener);
-        serve_one(&a.out, &a.recv, a.echo, &conn, &counters)?;
+        serve_one(&a.out, &a.recv, a.echo, &conn, &counters, None)?;
     } else {
         a.out.note("idle", idle_note);
     }
-    a.out.note("summary", || counters.summary());
+    a.out.summary(|| counters.summary(), || counters.json());
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve_many(a: &ListenArgs, listener: &Sock, counters: &Arc<Counters>) -> anyhow::Result<()> {
-    let active = Arc::new(AtomicUsize::new(0));
-    let served = AtomicU64::new(0);
-    let max = a.max_clients as usize;
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        loop {
-            if a.limit
-                .count
-                .is_some_and(|n| served.load(Ordering::Relaxed) >= n)
-            {
-                return Ok(());
-            }
-            let Some((conn, from)) = accept(listener, a.limit.idle_timeout)? else {
-                if active.load(Ordering::Acquire) == 0 {
-                    a.out.note("idle", idle_note);
-                    return Ok(());
-                }
-                continue;
-            };
-            if active.load(Ordering::Acquire) >= max {
-                a.out.note("refused", || {
-                    format!("{from}: over --max-clients {max}, closed")
-                });
-                conn.close();
-                continue;
-            }
-            served.fetch_add(1, Ordering::Relaxed);
-            active.fetch_add(1, Ordering::AcqRel);
-            a.out.note("accepted", || format!("connection from {from}"));
-            let active = active.clone();
-            let counters = counters.clone();
-            scope.spawn(move || {
-                let result = match a.echo {
-                    true => relay::echo(&conn, &counters),
-                    false => {
-                        let shower = show_mode(&a.out, &a.recv);
-                        relay::socket_to_stdout(
-                            &conn,
-                            &counters,
-                            shower.as_ref(),
-                            a.recv.recv_size,
-                            true,
-                        )
-                    }
-                };
-                if let Err(e) = result {
-                    if is_stdout_closed(&e) {
-                        exit_now(Err(e));
-                    }
-                    a.out.note("client_error", || format!("{from}: {e:#}"));
-                }
-                // Free the slot before saying so: whoever reads "closed" may connect again.
-                active.fetch_sub(1, Ordering::AcqRel);
-                a.out.note("closed", || format!("{from} closed"));
-            });
-        }
-    })
+fn serve_many(a: &ListenArgs, listener: &Sock, counters: &Counters) -> anyhow::Result<()> {
+    let cfg = keep_open::Config {
+        out: &a.out,
+        echo: a.echo,
+        show: show_mode(&a.out, &a.recv),
+        recv_size: a.recv.recv_size,
+        max_clients: usize::try_from(a.max_clients).unwrap_or(usize::MAX),
+        count: a.limit.count,
+        idle: a.limit.idle_timeout,
+    };
+    keep_open::serve(&cfg, listener, counters)
 }
 
 fn idle_note() -> String {
@@ -193,7 +158,9 @@ fn connect(a: ConnectArgs) -> anyhow::Result<ExitCode> {
     let local: Option<SocketAddr> = a.bind.as_deref().map(|b| a.family.resolve(b)).transpose()?;
     let opts = a.sock.opts(Some(&a.tcp), None);
     let rec = a.out.recorder();
-    let (to, (sock, applied)) = connect_any(&a.out, &dests, local, &opts, &rec)?;
+    let connect_timeout = a.connect_timeout.or(a.wait);
+    let idle = a.idle_timeout.or(a.wait);
+    let (to, (sock, applied)) = connect_any(&a.out, &dests, local, &opts, connect_timeout, &rec)?;
     a.out.applied(&applied);
     a.out.note("connected", || {
         format!(
@@ -204,19 +171,21 @@ fn connect(a: ConnectArgs) -> anyhow::Result<ExitCode> {
     let counters = Arc::new(Counters::default());
     let c = counters.clone();
     on_signal_summary(move || c.summary());
-    serve_one(&a.out, &a.recv, false, &sock, &counters)?;
-    a.out.note("summary", || counters.summary());
+    serve_one(&a.out, &a.recv, false, &sock, &counters, idle)?;
+    a.out.summary(|| counters.summary(), || counters.json());
     Ok(ExitCode::SUCCESS)
 }
 
 /// The relay of one connection: stdin → socket on a thread, socket → stdout here (or echo).
-/// Ends when the peer has closed and, if stdin is not a terminal, stdin is sent too.
+/// Ends when the peer has closed and, if stdin is not a terminal, stdin is sent too; or when
+/// nothing was sent or received for `idle`.
 fn serve_one(
     out: &OutputArgs,
     recv: &RecvArgs,
     echo: bool,
     sock: &Sock,
     counters: &Counters,
+    idle: Option<Duration>,
 ) -> anyhow::Result<()> {
     if echo {
         return relay::echo(sock, counters);
@@ -230,18 +199,30 @@ fn serve_one(
             }
         });
         let received =
-            relay::socket_to_stdout(sock, counters, shower.as_ref(), recv.recv_size, false);
+            relay::socket_to_stdout(sock, counters, shower.as_ref(), recv.recv_size, idle);
+        let idled = matches!(received, Ok(relay::End::Idle));
+        if let (true, Some(t)) = (idled, idle) {
+            out.note("idle", || {
+                format!("idle timeout: nothing sent or received for {t:?}")
+            });
+        }
         // A failed receive ends the run (after the grace period that lets the sender record
-        // its last call); a terminal may never reach EOF, so the peer's end ends it too.
+        // its last call); a terminal may never reach EOF, so the peer's end ends it too, and
+        // so does the idle timeout.
         let stop = match received.is_err() {
             true => {
                 finished_soon(&sender);
                 true
             }
-            false => interactive && !finished_soon(&sender),
+            false => idled || (interactive && !finished_soon(&sender)),
         };
+        let received = received.map(|_| ());
         if stop {
-            // A terminal may never reach EOF: the peer is gone, so are we (as nc does).
+            // A terminal may never reach EOF: the peer is gone, so are we (as nc does), with
+            // the summary the normal end would have printed.
+            if received.is_ok() {
+                out.summary(|| counters.summary(), || counters.json());
+            }
             exit_now(received);
         }
         sender
@@ -258,6 +239,7 @@ fn connect_any(
     dests: &[SocketAddr],
     local: Option<SocketAddr>,
     opts: &socklab::sock::options::SockOpts,
+    timeout: Option<Duration>,
     rec: &socklab::trace::Recorder,
 ) -> anyhow::Result<(SocketAddr, (Sock, Vec<socklab::sock::options::Applied>))> {
     let dests: Vec<SocketAddr> = dests
@@ -267,7 +249,7 @@ fn connect_any(
         .collect();
     let mut last = None;
     for (i, to) in dests.iter().enumerate() {
-        match tcp::connect(*to, local, opts, rec) {
+        match tcp::connect_within(*to, local, opts, timeout, rec) {
             Ok(ok) => return Ok((*to, ok)),
             Err(e) => {
                 if i + 1 < dests.len() {
@@ -278,14 +260,24 @@ fn connect_any(
         }
     }
     match last {
-        Some(e) => Err(connect_error(e)),
+        Some(e) => Err(connect_error(e, timeout)),
         None => anyhow::bail!("the destination has no address of the --bind address's family"),
     }
 }
 
-/// A connect(2) the network answered (refused, unreachable, timed out) is a finding of the
-/// run, exit 1 as with nc; anything else (a bad option, bind) is a setup error, exit 2.
-fn connect_error(e: socklab::sock::StepError) -> anyhow::Error {
+/// A connect(2) the network answered (refused, unreachable, timed out) or that
+/// `--connect-timeout` gave up on is a finding of the run, exit 1 as with nc; anything else
+/// (a bad option, bind) is a setup error, exit 2.
+fn connect_error(e: socklab::sock::StepError, timeout: Option<Duration>) -> anyhow::Error {
+    if let (true, Some(t)) = (
+        e.call == "connect" && e.errno() == Some(libc::ETIMEDOUT),
+        timeout,
+    ) {
+        return failure(anyhow::anyhow!(
+            "connect {}: no answer within {t:?} (--connect-timeout/-w): the SYNs went unanswered; check the address, or allow more time",
+            e.target
+        ));
+    }
     let answered = matches!(
         e.errno(),
         Some(

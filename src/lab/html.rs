@@ -135,15 +135,39 @@ fn part_id(f: &Finding, p: &Part) -> String {
 
 fn part(s: &mut String, f: &Finding, i: usize, p: &Part, pcap_dir: Option<&str>) {
     let id = part_id(f, p);
+    let role = if p.votes() {
+        "<span class=\"role vote\">vote</span>"
+    } else {
+        "<span class=\"role aside\">aside · not counted</span>"
+    };
     let _ = writeln!(
         s,
-        "<div class=\"part\" id=\"{id}\">\n<h3>{c}{pid} <span class=\"badge {cls}\">{verdict}</span></h3>\n\
-         <p><em>The article:</em> {statement}</p>\n<p><em>This kernel:</em> {observed}</p>",
+        "<div class=\"part {kind}\" id=\"{id}\">\n<h3>{c}{pid} {role} <span class=\"badge {cls}\">{verdict}</span></h3>",
+        kind = if p.votes() { "vote" } else { "aside" },
         id = escape(&id),
         c = f.claim,
         pid = escape(&p.id),
         cls = verdict_class(&p.verdict),
         verdict = escape(&verdict_text(&p.verdict)),
+    );
+    // A vote tests the article's own sentence, quoted; an aside is the lab's statement.
+    match &p.quote {
+        Some(q) if p.votes() => {
+            let _ = writeln!(
+                s,
+                "<blockquote class=\"quote\"><p lang=\"zh\">「{}」</p><p class=\"en\">{}</p></blockquote>",
+                escape(q.zh),
+                escape(q.en)
+            );
+        }
+        _ => s.push_str(
+            "<p class=\"aside-note\">Aside: the lab's own statement, not a sentence of the \
+             article; its result is shown, never counted in the claim's verdict.</p>\n",
+        ),
+    }
+    let _ = writeln!(
+        s,
+        "<p><em>Tested:</em> {statement}</p>\n<p><em>This kernel:</em> {observed}</p>",
         statement = escape(&p.statement),
         observed = escape(&p.observed)
     );
@@ -169,7 +193,7 @@ fn part(s: &mut String, f: &Finding, i: usize, p: &Part, pcap_dir: Option<&str>)
                 let _ = writeln!(
                     s,
                     "<figure class=\"ladder\">{}<figcaption>Packet ladder of {}{}: socket calls \
-                     (dots; red: failed), packets (arrows; #N is the frame number in the pcap) and \
+                     (dots; red: failed), packets (arrows; #N is the frame number in the pcapng file) and \
                      socket states seen by ss (green), on one time axis.</figcaption></figure>",
                     ladder::svg::draw(&l, &lid),
                     f.claim,
@@ -343,6 +367,15 @@ blockquote.article{margin:.5em 0;padding:.4em .8em;border-left:4px solid #93c5fd
 p.why{color:#444;font-size:.95em}
 div.part{margin:1em 0 1.5em 1em}
 div.part h3{margin-bottom:.2em}
+div.part.aside{border-left:3px dashed #9ca3af;padding-left:.8em;color:#374151}
+.role{display:inline-block;padding:0 .45em;border-radius:.3em;font-size:.75em;font-weight:600;vertical-align:middle;border:1px solid}
+.role.vote{color:#1e40af;border-color:#93c5fd}
+.role.aside{color:#4b5563;border-color:#9ca3af;border-style:dashed}
+blockquote.quote{margin:.4em 0;padding:.3em .8em;border-left:4px solid #1e40af;background:#f8fafc}
+blockquote.quote p{margin:.15em 0}
+blockquote.quote p[lang=zh]{font-size:1.05em}
+blockquote.quote p.en{font-style:italic;color:#374151}
+p.aside-note{font-style:italic;color:#4b5563}
 figure.ladder{margin:.5em 0;overflow-x:auto;border:1px solid #e5e7eb;padding:.3em}
 figure.ladder figcaption{font-size:.85em;color:#555}
 details.evidence{margin:.5em 0;background:#fafafa;border:1px solid #e5e7eb;padding:.3em .6em}

@@ -40,7 +40,7 @@ use std::time::{Duration, SystemTime};
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 
-use super::capture::{Frame, describe};
+use super::capture::{self, Frame};
 use super::{Evidence, Finding, Part, SsSeen};
 use crate::trace::{Event, Outcome, render};
 
@@ -102,9 +102,9 @@ pub enum Rung {
         to: usize,
         /// Short label for the arrow: `SYN,ACK`, `PSH,ACK 5`, `UDP 5`, `ICMP port unreachable`.
         label: String,
-        /// The wire line ([`describe`]).
+        /// The wire line ([`capture::wire_lines`]).
         line: String,
-        /// Its frame number in the experiment's pcap (1-based).
+        /// Its frame number in the experiment's pcapng file ([`capture::pcap_numbers`]).
         frame: usize,
     },
     /// A socket state `ss` saw, where it changed.
@@ -285,7 +285,7 @@ pub fn for_part<'a>(f: &'a Finding, p: &Part) -> Option<Result<Ladder, &'a Part>
     }
 }
 
-/// The ladder of one part's evidence, with the experiment's captured frames (in pcap order)
+/// The ladder of one part's evidence, with the experiment's captured frames (in capture order)
 /// and its `ss` runs.
 pub fn build(ev: &Evidence, frames: &[Frame], ss_seen: &[SsSeen]) -> Ladder {
     let mut b = Builder::default();
@@ -317,33 +317,28 @@ pub fn build(ev: &Evidence, frames: &[Frame], ss_seen: &[SsSeen]) -> Ladder {
     ladder
 }
 
-/// The frame number in the experiment's pcap (1-based, the order of `frames`) of each wire
+/// The frame number in the experiment's pcapng file ([`capture::pcap_numbers`]) of each wire
 /// line, matched by its description: the first frame not matched yet with that description,
-/// searching on from the last match (wire lines are kept in capture order).
+/// searching on from the last match (wire lines are kept in capture order). A packet seen
+/// leaving one namespace and entering another has the number of the copy the file keeps.
 pub fn wire_frames(wire: &[String], frames: &[Frame]) -> Vec<Option<usize>> {
-    let lines: Vec<String> = frames.iter().map(describe).collect();
-    wire_frames_of(wire, &lines)
+    let numbers = capture::pcap_numbers(frames);
+    wire_frames_of(wire, &capture::wire_lines(frames))
         .into_iter()
-        .map(|i| i.map(pcap_number))
+        .map(|i| i.map(|i| numbers[i]))
         .collect()
 }
 
-/// The number in the experiment's pcap file of frame `i` of [`Finding::frames`]: the file
-/// holds them in that order ([`write_pcap`](super::capture::write_pcap)), numbered from 1.
-/// The one place to change if the file's order ever differs.
-fn pcap_number(i: usize) -> usize {
-    i + 1
-}
-
-/// The index in `lines` (the frames' descriptions) of each wire line, as [`wire_frames`].
-fn wire_frames_of(wire: &[String], lines: &[String]) -> Vec<Option<usize>> {
+/// The index in `lines` (the frames' wire lines, `None` for link chatter) of each wire line,
+/// as [`wire_frames`].
+fn wire_frames_of(wire: &[String], lines: &[Option<String>]) -> Vec<Option<usize>> {
     let mut taken = vec![false; lines.len()];
     let mut cursor = 0;
     wire.iter()
         .map(|w| {
             let hit = (cursor..lines.len())
                 .chain(0..cursor)
-                .find(|&i| !taken[i] && lines[i] == *w)?;
+                .find(|&i| !taken[i] && lines[i].as_ref() == Some(w))?;
             taken[hit] = true;
             cursor = hit + 1;
             Some(hit)
@@ -490,21 +485,25 @@ impl Builder {
         frames: &[Frame],
         window: Option<(SystemTime, SystemTime)>,
     ) -> Vec<(SystemTime, Rung)> {
-        let lines: Vec<String> = frames.iter().map(describe).collect();
+        let lines = capture::wire_lines(frames);
+        let numbers = capture::pcap_numbers(frames);
+        // A packet is drawn as the copy the pcapng file keeps (the arriving one of a packet
+        // crossing a veth pair), so it is drawn once, at the frame number the file gives it.
+        let copies = capture::kept_copies(frames);
         let mut chosen = vec![false; frames.len()];
         for n in wire_frames_of(&ev.wire, &lines).into_iter().flatten() {
-            chosen[n] = true;
+            chosen[copies[n]] = true;
         }
         let ends: Vec<Option<Ends>> = frames.iter().map(ends).collect();
         if let Some((start, end)) = window {
             for (i, f) in frames.iter().enumerate() {
                 let t = timestamp(f);
-                if t < start || t > end {
+                if t < start || t > end || lines[i].is_none() {
                     continue;
                 }
                 if let Some(Ends::Sockets(s, d)) = ends[i] {
                     if self.owns(s) || self.owns(d) {
-                        chosen[i] = true;
+                        chosen[copies[i]] = true;
                     }
                 }
             }
@@ -512,31 +511,23 @@ impl Builder {
         let mut picked: Vec<usize> = (0..frames.len()).filter(|&i| chosen[i]).collect();
         picked.sort_by_key(|&i| timestamp(&frames[i]));
         let mut out: Vec<(SystemTime, Rung)> = Vec::new();
-        let mut kept: Vec<usize> = Vec::new();
         for i in picked {
-            let dup = kept.iter().any(|&k| {
-                frames[k].data == frames[i].data
-                    && frames[k].outgoing != frames[i].outgoing
-                    && abs_diff(timestamp(&frames[k]), timestamp(&frames[i]))
-                        < Duration::from_millis(5)
-            });
-            if dup {
+            let Some(line) = &lines[i] else {
                 continue;
-            }
+            };
             let (from, to) = match ends[i] {
                 Some(Ends::Sockets(s, d)) => (self.column_of(s), self.column_of(d)),
                 Some(Ends::Hosts(s, d)) => (self.column_of_host(s), self.column_of_host(d)),
                 None => continue,
             };
-            kept.push(i);
             out.push((
                 timestamp(&frames[i]),
                 Rung::Packet {
                     from,
                     to,
-                    label: label(&lines[i]),
-                    line: lines[i].clone(),
-                    frame: pcap_number(i),
+                    label: label(line),
+                    line: line.clone(),
+                    frame: numbers[i],
                 },
             ));
         }
@@ -815,12 +806,6 @@ fn cap(rows: Vec<Row>) -> Vec<Row> {
     });
     out.extend_from_slice(&rows[rows.len() - keep..]);
     out
-}
-
-fn abs_diff(a: SystemTime, b: SystemTime) -> Duration {
-    a.duration_since(b)
-        .or_else(|_| b.duration_since(a))
-        .unwrap_or_default()
 }
 
 /// A frame's kernel timestamp on the wall clock.

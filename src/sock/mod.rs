@@ -244,13 +244,23 @@ impl Sock {
         )
     }
 
-    /// connect(2) with a timeout (nonblocking connect, then poll).
+    /// connect(2) with a timeout (nonblocking connect, then poll(2)). When the time runs out
+    /// the error is ETIMEDOUT, as when the kernel itself gives up on the SYNs.
     pub fn connect_timeout(&self, addr: SocketAddr, timeout: Duration) -> Step<()> {
         self.step(
             "connect",
             || addr.to_string(),
             |_| 0,
-            |s| s.connect_timeout(&addr.into(), timeout),
+            |s| {
+                s.connect_timeout(&addr.into(), timeout).map_err(|e| {
+                    match (e.kind(), e.raw_os_error()) {
+                        (io::ErrorKind::TimedOut, None) => {
+                            io::Error::from_raw_os_error(libc::ETIMEDOUT)
+                        }
+                        _ => e,
+                    }
+                })
+            },
         )
     }
 

@@ -12,9 +12,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use socklab::lab::capture::describe;
+use socklab::lab::capture;
 use socklab::lab::ladder::{self, Ladder, Rung, ascii};
 use socklab::lab::{self, Finding, Lab, Part};
 use socklab::trace::render;
@@ -86,8 +86,23 @@ fn at(l: &Ladder, row: usize) -> SystemTime {
     l.t0.expect("a ladder with rows has a start") + l.rows[row].at
 }
 
-/// Checks part `p`'s ladder against its evidence and the experiment's capture.
-fn check(f: &Finding, p: &Part) {
+/// The packets of a pcapng file, in its order: timestamp and bytes.
+fn pcapng_packets(path: &Path) -> Vec<(Duration, Vec<u8>)> {
+    use pcap_file::pcapng::{Block, PcapNgReader};
+    let file = std::fs::File::open(path).expect("open the pcapng file");
+    let mut r = PcapNgReader::new(file).expect("a pcapng file");
+    let mut out = Vec::new();
+    while let Some(block) = r.next_block() {
+        if let Block::EnhancedPacket(p) = block.expect("a pcapng block") {
+            out.push((p.timestamp, p.data.into_owned()));
+        }
+    }
+    out
+}
+
+/// Checks part `p`'s ladder against its evidence, the experiment's capture and `file`, the
+/// packets of the pcapng file written from that capture.
+fn check(f: &Finding, p: &Part, file: &[(Duration, Vec<u8>)]) {
     let l = ladder::of(f, p);
     let name = format!("{}{}", f.claim, p.id);
     // Rows in time order.
@@ -106,9 +121,20 @@ fn check(f: &Finding, p: &Part) {
                 frame,
                 ..
             } => {
-                // The frame it names in the pcap is this packet, drawn at its capture time.
-                let fr = &f.frames[frame - 1];
-                assert_eq!(describe(fr), *line, "{name}: frame {frame}");
+                // The frame it names in the pcapng file is this packet, drawn at its capture
+                // time.
+                let k = capture::pcap_order(&f.frames)[frame - 1];
+                let fr = &f.frames[k];
+                assert_eq!(
+                    file.get(frame - 1),
+                    Some(&(fr.ts, fr.data.clone())),
+                    "{name}: frame {frame} of the pcapng file is not the packet drawn"
+                );
+                assert_eq!(
+                    capture::wire_lines(&f.frames)[k].as_ref(),
+                    Some(line),
+                    "{name}: frame {frame}"
+                );
                 let ts = SystemTime::UNIX_EPOCH + fr.ts;
                 assert_eq!(at(&l, i), ts, "{name}: frame {frame} not at its time");
                 assert!(last_frame_ts <= Some(ts), "{name}: arrows out of order");
@@ -254,11 +280,15 @@ fn in_child_every_claims_ladder_follows_its_evidence() {
     if !lab.is_root() {
         eprintln!("note: not root: no capture, ladders show calls and states only");
     }
+    let dir = temp_dir("lab-ladder-pcap");
     let mut drawn = 0;
     for e in lab::registry() {
         let f = lab::run_one(e, &lab);
+        let path = dir.join(capture::pcap_file_name(f.claim));
+        capture::write_pcapng(&path, &f.frames).expect("write the pcapng file");
+        let file = pcapng_packets(&path);
         for p in &f.parts {
-            check(&f, p);
+            check(&f, p, &file);
             drawn += usize::from(ladder::of(&f, p).is_drawn());
         }
         if f.claim == 13 && lab.is_root() {
@@ -266,6 +296,7 @@ fn in_child_every_claims_ladder_follows_its_evidence() {
         }
     }
     assert!(drawn > 10, "only {drawn} parts have a ladder");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Runs `socklab ARGS` and expects it to succeed.
@@ -360,7 +391,7 @@ fn html_report_is_self_contained_and_renders_in_chromium() {
     let root = socklab::netns::have_net_admin();
     if root {
         assert!(
-            html.contains("of <a class=\"pcap\" href=\"pcap/claim-12.pcap\">claim-12.pcap</a>"),
+            html.contains("of <a class=\"pcap\" href=\"pcap/claim-12.pcapng\">claim-12.pcapng</a>"),
             "wire lines name their pcap file"
         );
     }

@@ -3,6 +3,7 @@
 mod bad_inputs;
 mod bench;
 mod interop;
+mod keep_open_load;
 mod lab_c01_c05;
 mod lab_c06_c08;
 mod lab_c09_c14;
@@ -10,7 +11,9 @@ mod lab_cli;
 mod lab_ladder;
 mod lab_util;
 mod netns_endpoints;
+mod stdout_errors;
 mod tcp;
+mod tcp_timeouts;
 mod trace_snapshots;
 mod udp;
 mod util;
