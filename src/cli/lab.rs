@@ -2,8 +2,9 @@
 //!
 //! `socklab lab` runs every experiment and prints the table and a summary; `lab list` lists
 //! them; `lab run 8 13` runs only those claims; `lab show 8` prints every part of a claim with
-//! its evidence. `--json` prints one document instead (schema in docs/lab.md), `--markdown FILE`
-//! also writes a publishable report, `--pcap DIR` one pcap file per experiment.
+//! its evidence and packet ladders. `--json` prints one document instead (schema in
+//! docs/lab.md), `--markdown FILE` also writes a publishable report, `--html FILE` a
+//! self-contained HTML page, `--pcap DIR` one pcap file per experiment.
 //!
 //! Exit codes: 0 when every experiment ran (a refuted claim is an answer, not a failure); 1 when
 //! an experiment failed with an error; 2 on usage errors (an unknown claim number).
@@ -43,6 +44,10 @@ pub(crate) struct LabArgs {
     /// network namespace (DIR itself is created if missing, not its parents).
     #[arg(long, value_name = "DIR", global = true)]
     pcap: Option<PathBuf>,
+    /// Also write a self-contained HTML report (summary, every part, packet ladders as SVG,
+    /// evidence) to FILE; with --pcap its wire lines name their pcap file and frame.
+    #[arg(long, value_name = "FILE", global = true)]
+    html: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -98,12 +103,19 @@ pub(crate) fn run(a: LabArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    let html = match &a.html {
+        Some(file) => Some(
+            std::fs::File::create(file).with_context(|| format!("create {}", file.display()))?,
+        ),
+        None => None,
+    };
     let parameters = serde_json::json!({
         "command": if view == View::Show { "show" } else { "run" },
         "claims": chosen.iter().map(|e| e.claim()).collect::<Vec<_>>(),
         "json": a.json,
         "markdown": a.markdown,
         "pcap": a.pcap,
+        "html": a.html,
     });
     let lab = Lab::new();
     let mut meta = Meta::now(lab.is_root(), parameters);
@@ -125,6 +137,11 @@ pub(crate) fn run(a: LabArgs) -> anyhow::Result<ExitCode> {
     }
     if let (Some(mut file), Some(path)) = (markdown, &a.markdown) {
         file.write_all(report::markdown(&meta, &findings).as_bytes())
+            .with_context(|| format!("write {}", path.display()))?;
+    }
+    if let (Some(mut file), Some(path)) = (html, &a.html) {
+        let pcap = a.pcap.as_deref().map(|dir| link_from(path, dir));
+        file.write_all(lab::html::report(&meta, &findings, pcap.as_deref()).as_bytes())
             .with_context(|| format!("write {}", path.display()))?;
     }
     let mut out = output::Buffer::new();
@@ -325,6 +342,23 @@ fn panicked(e: &dyn Experiment, lab: &Lab) -> Finding {
         parts: vec![],
         duration_ms: 0,
         frames: lab.take_frames(),
+        ss_seen: lab.take_ss_seen(),
+    }
+}
+
+/// How a page written to `page` links to directory `dir`: relative when `dir` lies in the
+/// page's directory, else an absolute `file://` URL.
+fn link_from(page: &Path, dir: &Path) -> String {
+    let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let base = abs(page
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new(".")));
+    let dir = abs(dir);
+    match dir.strip_prefix(&base) {
+        Ok(rel) if rel.as_os_str().is_empty() => ".".into(),
+        Ok(rel) => rel.display().to_string(),
+        Err(_) => format!("file://{}", dir.display()),
     }
 }
 
@@ -340,7 +374,7 @@ fn create_last_component(dir: &Path) -> anyhow::Result<()> {
 
 fn write_pcaps(dir: &Path, findings: &[Finding]) -> anyhow::Result<()> {
     for f in findings {
-        let path = dir.join(format!("claim-{:02}.pcapng", f.claim));
+        let path = dir.join(capture::pcap_file_name(f.claim));
         capture::write_pcapng(&path, &f.frames)
             .with_context(|| format!("write {}", path.display()))?;
     }

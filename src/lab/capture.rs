@@ -211,6 +211,11 @@ pub fn describe(frame: &Frame, scales: &mut Scales) -> String {
     }
 }
 
+/// The name of the pcapng file of claim `claim`'s frames: `claim-13.pcapng`.
+pub fn pcap_file_name(claim: u8) -> String {
+    format!("claim-{claim:02}.pcapng")
+}
+
 /// Whether a frame is link-layer chatter no part is about: ARP (RFC 826), or ICMPv6 neighbour
 /// discovery (RFC 4861, types 133–137) and multicast listener messages (MLD, RFC 2710/3810,
 /// types 130–132 and 143) that an interface sends when it comes up. Kept in the pcap files,
@@ -231,25 +236,72 @@ pub fn is_link_chatter(frame: &Frame) -> bool {
     }
 }
 
-/// `frames` in timestamp order with every packet once: an outgoing frame is left out when a
-/// frame with the same bytes arrived in another namespace (the far end of a veth pair).
-pub fn dedup(frames: &[Frame]) -> Vec<&Frame> {
-    // The namespaces each frame's bytes arrived in.
-    let mut arrived: std::collections::HashMap<&[u8], Vec<&str>> = std::collections::HashMap::new();
-    for f in frames.iter().filter(|f| !f.outgoing) {
-        arrived.entry(&f.data).or_default().push(&f.host);
+/// For each frame of `frames`, the index of the copy of its packet that the pcapng file keeps:
+/// the frame itself, or for an outgoing frame whose bytes arrived in another namespace (the far
+/// end of a veth pair), the arriving copy nearest in time.
+pub fn kept_copies(frames: &[Frame]) -> Vec<usize> {
+    // The frames that arrived, by their bytes.
+    let mut arrived: std::collections::HashMap<&[u8], Vec<usize>> =
+        std::collections::HashMap::new();
+    for (i, f) in frames.iter().enumerate().filter(|(_, f)| !f.outgoing) {
+        arrived.entry(&f.data).or_default().push(i);
     }
-    let mut kept: Vec<&Frame> = frames
+    frames
         .iter()
-        .filter(|f| {
-            !f.outgoing
-                || !arrived
-                    .get(f.data.as_slice())
-                    .is_some_and(|hosts| hosts.iter().any(|h| *h != f.host))
+        .enumerate()
+        .map(|(i, f)| {
+            if !f.outgoing {
+                return i;
+            }
+            arrived
+                .get(f.data.as_slice())
+                .and_then(|copies| {
+                    copies
+                        .iter()
+                        .copied()
+                        .filter(|&k| frames[k].host != f.host)
+                        .min_by_key(|&k| frames[k].ts.abs_diff(f.ts))
+                })
+                .unwrap_or(i)
         })
-        .collect();
-    kept.sort_by_key(|f| f.ts);
-    kept
+        .collect()
+}
+
+/// The indices of the frames the pcapng file holds, in its order: each packet once
+/// ([`kept_copies`]), in timestamp order.
+pub fn pcap_order(frames: &[Frame]) -> Vec<usize> {
+    let copies = kept_copies(frames);
+    let mut order: Vec<usize> = (0..frames.len()).filter(|&i| copies[i] == i).collect();
+    order.sort_by_key(|&i| frames[i].ts);
+    order
+}
+
+/// `frames` in timestamp order with every packet once ([`pcap_order`]).
+pub fn dedup(frames: &[Frame]) -> Vec<&Frame> {
+    pcap_order(frames).into_iter().map(|i| &frames[i]).collect()
+}
+
+/// The frame number (from 1) in the pcapng file [`write_pcapng`] writes of each frame of
+/// `frames`: its own, or for a copy left out, the kept copy's ([`kept_copies`]).
+pub fn pcap_numbers(frames: &[Frame]) -> Vec<usize> {
+    let mut number = vec![0; frames.len()];
+    for (n, i) in pcap_order(frames).into_iter().enumerate() {
+        number[i] = n + 1;
+    }
+    kept_copies(frames).into_iter().map(|k| number[k]).collect()
+}
+
+/// The wire line of each frame of `frames` (in capture order) as the evidence lists it: TCP
+/// windows scaled by the SYNs seen before in the same namespace (one [`Scales`] per namespace,
+/// like each namespace's [`Capture`]), `None` for link-layer chatter ([`is_link_chatter`]).
+pub fn wire_lines(frames: &[Frame]) -> Vec<Option<String>> {
+    let mut scales: std::collections::HashMap<&str, Scales> = std::collections::HashMap::new();
+    frames
+        .iter()
+        .map(|f| {
+            (!is_link_chatter(f)).then(|| describe(f, scales.entry(f.host.as_str()).or_default()))
+        })
+        .collect()
 }
 
 /// The name a namespace's interface gets in a pcapng file: the namespace's tag without the
@@ -345,6 +397,9 @@ mod tests {
                 ("socklab-c01-a-9-0", &b"lost on the way"[..]),
             ]
         );
+        // The sender's copy of "syn" has the number of the arriving copy the file keeps.
+        assert_eq!(pcap_numbers(&frames), [2, 3, 1, 2]);
+        assert_eq!(kept_copies(&frames), [3, 1, 2, 3]);
         assert_eq!(interface_name("socklab-c01-a-9-0"), "c01-a");
         assert_eq!(interface_name(""), "host");
     }

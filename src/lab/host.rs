@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
+use std::time::SystemTime;
 
 use anyhow::Context;
 
@@ -13,6 +14,7 @@ use super::capture::{Capture, Frame};
 use super::counters::Snapshot;
 use super::{Part, Quote};
 use crate::netns::{self, Netns};
+use crate::trace::Span;
 
 /// The reason given for parts that need namespaces when not root.
 pub const NEEDS_ROOT: &str = "needs CAP_NET_ADMIN (run as root) to create network namespaces";
@@ -47,6 +49,7 @@ pub(crate) fn anchor(parts: Vec<Part>, statements: &[(&str, &str, Option<Quote>)
 pub struct Lab {
     root: bool,
     frames: Mutex<Vec<Frame>>,
+    ss_seen: Mutex<Vec<SsSeen>>,
     exe: Option<PathBuf>,
 }
 
@@ -64,6 +67,7 @@ impl Lab {
         Self {
             root,
             frames: Mutex::new(Vec::new()),
+            ss_seen: Mutex::new(Vec::new()),
             exe: None,
         }
     }
@@ -137,12 +141,21 @@ impl Lab {
         Ok((Host::isolated(self, center)?, leaves))
     }
 
-    /// Clears the frames of the previous experiment.
+    /// Clears the frames and `ss` observations of the previous experiment.
     pub(crate) fn begin(&self) {
         self.frames
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+        self.ss_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// Takes the `ss` observations made since the current experiment began, in order.
+    pub fn take_ss_seen(&self) -> Vec<SsSeen> {
+        std::mem::take(&mut *self.ss_seen.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Takes the frames captured since the current experiment began.
@@ -169,6 +182,17 @@ pub struct Link<'a> {
     pub leaf_if: &'a str,
     /// Its address with prefix length.
     pub leaf_cidr: &'a str,
+}
+
+/// One run of `ss` by [`Host::ss`]: when it ran and every line it printed, so that the
+/// socket states an experiment keeps as evidence can be put on the time axis of its calls and
+/// packets (the lab's packet ladders).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsSeen {
+    /// When `ss` ran: the states it printed held at some moment inside this span.
+    pub span: Span,
+    /// Its lines, as [`Host::ss`] returned them.
+    pub lines: Vec<String>,
 }
 
 /// A place to run socket code: a namespace of its own, or the host.
@@ -232,6 +256,7 @@ impl<'lab> Host<'lab> {
             Some(ns) => ns.command("ss"),
             None => Command::new("ss"),
         };
+        let start = SystemTime::now();
         let out = cmd
             .arg("-H")
             .args(args)
@@ -242,10 +267,19 @@ impl<'lab> Host<'lab> {
             "ss failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Ok(String::from_utf8_lossy(&out.stdout)
+        let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-            .collect())
+            .collect();
+        self.lab
+            .ss_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(SsSeen {
+                span: Span::since(start),
+                lines: lines.clone(),
+            });
+        Ok(lines)
     }
 
     /// Frames seen so far in this host, one line each but for link-layer chatter

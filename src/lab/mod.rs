@@ -41,6 +41,8 @@ pub mod capture;
 mod closed_port;
 pub mod counters;
 pub mod host;
+pub mod html;
+pub mod ladder;
 mod marker;
 mod observe;
 mod ports;
@@ -53,7 +55,7 @@ use serde::Serialize;
 
 use crate::trace::Event;
 pub use article::Quote;
-pub use host::{Host, Lab};
+pub use host::{Host, Lab, SsSeen};
 
 /// What the observation says about one statement of the article.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -259,6 +261,9 @@ pub struct Finding {
     /// Frames captured on the wire during the experiment (for `--pcap`).
     #[serde(skip)]
     pub frames: Vec<capture::Frame>,
+    /// Every `ss` run during the experiment, with when it ran (for the packet ladders).
+    #[serde(skip)]
+    pub ss_seen: Vec<SsSeen>,
 }
 
 impl Finding {
@@ -333,6 +338,7 @@ pub fn run_one(exp: &dyn Experiment, lab: &Lab) -> Finding {
         parts,
         duration_ms: start.elapsed().as_millis() as u64,
         frames: lab.take_frames(),
+        ss_seen: lab.take_ss_seen(),
     }
 }
 

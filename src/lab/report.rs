@@ -205,7 +205,7 @@ pub fn findings_table(findings: &[Finding]) -> String {
 /// What the kernel did, one line per voting part with its verdict's mark (✓ confirmed,
 /// ✗ refuted, ½ partly, – not run), then the asides marked `aside` (they do not count); a
 /// finding without parts gives its own line.
-fn kernel_lines(f: &Finding) -> String {
+pub(crate) fn kernel_lines(f: &Finding) -> String {
     if f.parts.is_empty() {
         return f.observed.clone();
     }
@@ -295,6 +295,7 @@ pub fn show(f: &Finding) -> String {
             &mut drawn,
             &format!("{}{}", f.claim, p.id),
         );
+        s.push_str(&super::ladder::ascii::section(f, p));
     }
     s
 }
@@ -338,7 +339,7 @@ impl<'a> Drawn<'a> {
     }
 }
 
-fn verdict_text(v: &Verdict) -> String {
+pub(crate) fn verdict_text(v: &Verdict) -> String {
     match v {
         Verdict::NotRun(reason) => format!("not run: {reason}"),
         v => v.word().into(),
@@ -394,7 +395,7 @@ fn show_evidence<'a>(s: &mut String, ev: &'a Evidence, drawn: &mut Drawn<'a>, pa
 }
 
 /// A fact value in one line: strings bare, anything else as compact JSON.
-fn compact(v: &Value) -> String {
+pub(crate) fn compact(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         v => v.to_string(),
@@ -402,7 +403,7 @@ fn compact(v: &Value) -> String {
 }
 
 /// A matrix fact: row labels, column labels, cells.
-struct Matrix {
+pub(crate) struct Matrix {
     title: String,
     rows: Vec<String>,
     cols: Vec<String>,
@@ -428,13 +429,13 @@ impl Matrix {
         })
     }
 
-    fn header(&self) -> Vec<&str> {
+    pub(crate) fn header(&self) -> Vec<&str> {
         std::iter::once(self.title.as_str())
             .chain(self.cols.iter().map(String::as_str))
             .collect()
     }
 
-    fn rows_text(&self) -> Vec<Vec<String>> {
+    pub(crate) fn rows_text(&self) -> Vec<Vec<String>> {
         self.rows
             .iter()
             .enumerate()
@@ -458,9 +459,9 @@ fn cell(v: &Value) -> String {
 
 /// Facts split into matrices (drawn as tables, kept with their value to tell repeats) and the
 /// rest (listed), each with its name.
-type Split<'a> = (Vec<(&'a str, &'a Value, Matrix)>, Vec<(&'a str, &'a Value)>);
+pub(crate) type Split<'a> = (Vec<(&'a str, &'a Value, Matrix)>, Vec<(&'a str, &'a Value)>);
 
-fn split_matrices(facts: &BTreeMap<String, Value>) -> Split<'_> {
+pub(crate) fn split_matrices(facts: &BTreeMap<String, Value>) -> Split<'_> {
     let mut matrices = Vec::new();
     let mut rest = Vec::new();
     for (k, v) in facts {
@@ -560,6 +561,7 @@ pub fn markdown(meta: &Meta, findings: &[Finding]) -> String {
         let mut drawn = Drawn::default();
         for p in &f.parts {
             markdown_part(&mut s, f.claim, p, &mut drawn);
+            s.push_str(&super::ladder::mermaid::section(f, p));
         }
     }
     s
@@ -690,6 +692,7 @@ mod tests {
             parts,
             duration_ms: 3,
             frames: vec![],
+            ss_seen: vec![],
         }
     }
 

@@ -21,14 +21,14 @@ use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
 pub use datagram::Datagram;
 pub use errno::StepError;
 
-use crate::trace::{Event, Outcome, Recorder};
+use crate::trace::{Event, Outcome, Recorder, Span};
 
 /// Transport protocol of a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -67,6 +67,7 @@ impl Sock {
             "AF_INET6"
         };
         let args = || format!("{fam}, {names}");
+        let start = rec.is_on().then(SystemTime::now);
         let result = Socket::new(domain, ty, Some(protocol));
         rec.record(|| Event {
             fd: -1,
@@ -78,6 +79,7 @@ impl Sock {
             },
             local: None,
             peer: None,
+            span: start.map(Span::since),
         });
         let socket = result.map_err(|source| StepError {
             call: "socket",
@@ -147,6 +149,7 @@ impl Sock {
         ret: impl FnOnce(&T) -> i64,
         f: impl FnOnce(&Socket) -> io::Result<T>,
     ) -> Step<T> {
+        let start = self.rec.is_on().then(SystemTime::now);
         let result = f(&self.socket);
         if self.rec.is_on() {
             let outcome = match &result {
@@ -161,6 +164,7 @@ impl Sock {
                 result: outcome,
                 local,
                 peer,
+                span: start.map(Span::since),
             });
         }
         result.map_err(|source| StepError {
@@ -197,6 +201,7 @@ impl Sock {
     /// accept(2): the connected socket and the client's address. The event carries the new
     /// socket's local and peer addresses.
     pub fn accept(&self) -> Step<(Self, SocketAddr)> {
+        let start = self.rec.is_on().then(SystemTime::now);
         let result = self.socket.accept();
         let mut child = None;
         if let Ok((socket, _)) = &result {
@@ -213,6 +218,7 @@ impl Sock {
             },
             local: child.and_then(|c| c.1),
             peer: child.and_then(|c| c.2),
+            span: start.map(Span::since),
         });
         let (socket, from) = result.map_err(|source| StepError {
             call: "accept",
@@ -360,6 +366,8 @@ impl Sock {
             result: Outcome::Ok(0),
             local: None,
             peer: None,
+            // Recorded just before the socket is dropped (closed), so the FIN comes after.
+            span: Some(Span::now()),
         });
     }
 }

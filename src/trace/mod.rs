@@ -9,6 +9,7 @@ pub mod render;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use serde::Serialize;
 
@@ -44,6 +45,36 @@ pub struct Event {
     /// The peer address after the call, present only when the call changed it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<SocketAddr>,
+    /// When the call ran, on the wall clock, so that calls, captured packets and `ss`
+    /// observations share one time axis (the lab's packet ladders); `None` when not measured.
+    /// Left out of the JSON, whose lines stay the same from run to run.
+    #[serde(skip)]
+    pub span: Option<Span>,
+}
+
+/// When something ran: wall-clock times (CLOCK_REALTIME, the clock of the kernel's
+/// SO_TIMESTAMPNS on captured frames) at its start and at its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// Just before the call was made.
+    pub start: SystemTime,
+    /// Just after it returned.
+    pub end: SystemTime,
+}
+
+impl Span {
+    /// From `start` until now.
+    pub fn since(start: SystemTime) -> Self {
+        Self {
+            start,
+            end: SystemTime::now(),
+        }
+    }
+
+    /// An instant: starting and ending now.
+    pub fn now() -> Self {
+        Self::since(SystemTime::now())
+    }
 }
 
 impl Event {
