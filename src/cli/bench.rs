@@ -247,8 +247,8 @@ struct Plan {
 
 impl Plan {
     fn from_args(a: &TestArgs) -> anyhow::Result<Self> {
-        let o = a.sock.opts(Some(&a.tcp_opts), None);
-        if o.reuse_address
+        let o = a.sock.opts(None, Some(&a.tcp_opts), None);
+        if o.reuse_address.is_some()
             || o.reuse_port
             || o.device.is_some()
             || o.ttl.is_some()

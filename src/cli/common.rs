@@ -35,6 +35,12 @@ impl FamilyArgs {
         Ok(addr::resolve_one(text, self.family())?)
     }
 
+    /// Resolves a local address (`--bind`): a host without a port means port 0, the kernel
+    /// picks one at bind(2).
+    pub(crate) fn resolve_local(&self, text: &str) -> anyhow::Result<SocketAddr> {
+        Ok(addr::resolve_local(text, self.family())?)
+    }
+
     /// Resolves a destination (connect, sendto): like [`Self::resolve`], but port 0 is a usage
     /// error, as nothing can listen there (connect would be refused, sendto silently lost).
     pub(crate) fn resolve_dest(&self, text: &str) -> anyhow::Result<SocketAddr> {
@@ -109,12 +115,45 @@ impl OutputArgs {
     }
 }
 
+/// SO_REUSEADDR where it is off by default (clients, UDP).
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct ReuseAddrArgs {
+    /// SO_REUSEADDR: bind even though connections on this address are in TIME_WAIT (TCP), or
+    /// share the address with other sockets that set it too (UDP).
+    #[arg(long)]
+    reuseaddr: bool,
+}
+
+impl ReuseAddrArgs {
+    /// SO_REUSEADDR when asked for, else left alone.
+    pub(crate) fn reuseaddr(&self) -> Option<bool> {
+        self.reuseaddr.then_some(true)
+    }
+}
+
+/// SO_REUSEADDR on a TCP listener: on by default, as nc, ncat and iperf3 do, so a server can
+/// listen again at once while the last run's connections sit in TIME_WAIT.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct ListenReuseArgs {
+    /// Do not set SO_REUSEADDR (set by default): bind then fails with EADDRINUSE while a
+    /// connection on this port is in TIME_WAIT.
+    #[arg(long, conflicts_with = "reuseaddr")]
+    no_reuseaddr: bool,
+    /// SO_REUSEADDR (the default for listeners; accepted for scripts that ask for it).
+    #[arg(long, hide = true)]
+    reuseaddr: bool,
+}
+
+impl ListenReuseArgs {
+    /// SO_REUSEADDR as set on the listener: on, or explicitly off with `--no-reuseaddr`.
+    pub(crate) fn reuseaddr(&self) -> Option<bool> {
+        Some(!self.no_reuseaddr)
+    }
+}
+
 /// Options every endpoint accepts.
 #[derive(Args, Debug, Clone, Default)]
 pub(crate) struct SockArgs {
-    /// SO_REUSEADDR: bind even though connections on this address are in TIME_WAIT.
-    #[arg(long)]
-    reuseaddr: bool,
     /// SO_REUSEPORT: share the address with other sockets that set it too.
     #[arg(long)]
     reuseport: bool,
@@ -168,9 +207,15 @@ pub(crate) struct UdpArgs {
 
 impl SockArgs {
     /// The library's option set, with the TCP or UDP extras.
-    pub(crate) fn opts(&self, tcp: Option<&TcpArgs>, udp: Option<&UdpArgs>) -> SockOpts {
+    /// `reuseaddr` is SO_REUSEADDR as the command's flags decided it (`None`: not set).
+    pub(crate) fn opts(
+        &self,
+        reuseaddr: Option<bool>,
+        tcp: Option<&TcpArgs>,
+        udp: Option<&UdpArgs>,
+    ) -> SockOpts {
         let mut o = SockOpts {
-            reuse_address: self.reuseaddr,
+            reuse_address: reuseaddr,
             reuse_port: self.reuseport,
             recv_buffer: self.rcvbuf,
             send_buffer: self.sndbuf,

@@ -43,9 +43,22 @@ pub(crate) fn usage(e: clap::Error) -> ExitCode {
         .lines()
         .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
         .map(str::trim)
-        .filter(|l| !l.is_empty())
+        // clap's "to pass '-z' as a value, use '-- -z'" sends users the wrong way: an
+        // unknown flag is almost always a habit from another tool, not a value.
+        .filter(|l| !l.is_empty() && !l.starts_with("tip: to pass"))
         .collect::<Vec<_>>()
         .join(" ");
+    let pointer = match e.get(clap::error::ContextKind::InvalidArg) {
+        Some(clap::error::ContextValue::String(arg)) => {
+            super::habits::pointer(arg, &std::env::args().collect::<Vec<_>>())
+        }
+        _ => None,
+    };
+    if let Some(p) = pointer {
+        let message = message.strip_prefix("error: ").unwrap_or(&message);
+        eprintln!("socklab: {message}; {p}");
+        return ExitCode::from(2);
+    }
     let message = message.strip_prefix("error: ").unwrap_or(&message);
     let message = if message.is_empty() {
         "invalid usage"

@@ -7,6 +7,7 @@ mod common;
 mod demo;
 mod exit;
 mod generate;
+mod habits;
 mod lab;
 mod relay;
 mod show;

@@ -16,9 +16,12 @@ use std::sync::{Arc, Mutex};
 use clap::{Args, Subcommand};
 use socklab::sock::{Datagram, Sock, Step, StepError, udp};
 
-use super::common::{FamilyArgs, LimitArgs, OutputArgs, RecvArgs, SockArgs, UdpArgs};
+use super::common::{
+    FamilyArgs, LimitArgs, OutputArgs, RecvArgs, ReuseAddrArgs, SockArgs, UdpArgs,
+};
 use super::exit::{exit_now, finished_soon, on_signal_summary};
 use super::failure;
+use super::habits::host_port;
 use super::show::Shower;
 
 #[derive(Subcommand, Debug)]
@@ -77,19 +80,60 @@ pub(crate) struct SendOpts {
     framing: Framing,
 }
 
+/// The bound address of `udp recv` and `udp serve`: `ADDR [PORT]` as `tcp listen` takes it,
+/// or `--bind ADDR`.
+#[derive(Args, Debug)]
+pub(crate) struct BindAddr {
+    /// Address to bind: HOST:PORT, [V6]:PORT, :PORT or PORT; or HOST PORT as two words.
+    #[arg(value_name = "ADDR", required_unless_present = "bind")]
+    addr: Option<String>,
+    /// The port, when ADDR is only the host (nc's `HOST PORT`).
+    #[arg(value_name = "PORT", requires = "addr")]
+    port: Option<String>,
+    /// The address to bind, as a flag (same as ADDR).
+    #[arg(long, short = 'b', value_name = "ADDR", conflicts_with = "addr")]
+    bind: Option<String>,
+}
+
+impl BindAddr {
+    fn resolve(&self, family: &FamilyArgs) -> anyhow::Result<SocketAddr> {
+        match (&self.addr, &self.bind) {
+            (Some(a), _) => family.resolve(&host_port(a, self.port.as_deref())?),
+            (None, Some(b)) => family.resolve_local(b),
+            (None, None) => anyhow::bail!("no address to bind (give ADDR or --bind ADDR)"),
+        }
+    }
+}
+
+/// A destination: `HOST:PORT`, or nc's `HOST PORT`.
+#[derive(Args, Debug)]
+pub(crate) struct DestAddr {
+    /// Destination: HOST:PORT or [V6]:PORT; or HOST PORT as two words.
+    #[arg(value_name = "ADDR")]
+    to: String,
+    /// The port, when ADDR is only the host (nc's `HOST PORT`).
+    #[arg(value_name = "PORT")]
+    port: Option<String>,
+}
+
+impl DestAddr {
+    fn resolve(&self, family: &FamilyArgs) -> anyhow::Result<SocketAddr> {
+        family.resolve_dest(&host_port(&self.to, self.port.as_deref())?)
+    }
+}
+
 #[derive(Args, Debug)]
 pub(crate) struct RecvCmd {
-    /// Address to bind: HOST:PORT, [V6]:PORT or :PORT.
-    #[arg(long, short = 'b', value_name = "ADDR")]
-    bind: String,
+    #[command(flatten)]
+    at: BindAddr,
     #[command(flatten)]
     common: Common,
 }
 
 #[derive(Args, Debug)]
 pub(crate) struct SendCmd {
-    /// Destination: HOST:PORT or [V6]:PORT.
-    to: String,
+    #[command(flatten)]
+    to: DestAddr,
     #[command(flatten)]
     send: SendOpts,
     #[command(flatten)]
@@ -112,9 +156,9 @@ pub(crate) struct PeerCmd {
 
 #[derive(Args, Debug)]
 pub(crate) struct ConnectCmd {
-    /// Peer to connect to.
-    to: String,
-    /// Bind the local end first.
+    #[command(flatten)]
+    to: DestAddr,
+    /// Bind the local end first (HOST alone or HOST:0 lets the kernel pick the port).
     #[arg(long, value_name = "ADDR")]
     bind: Option<String>,
     #[command(flatten)]
@@ -125,9 +169,8 @@ pub(crate) struct ConnectCmd {
 
 #[derive(Args, Debug)]
 pub(crate) struct ServeCmd {
-    /// Address to bind.
-    #[arg(long, short = 'b', value_name = "ADDR")]
-    bind: String,
+    #[command(flatten)]
+    at: BindAddr,
     /// Send each datagram back to its source (sendto) instead of printing it.
     #[arg(long)]
     echo: bool,
@@ -142,6 +185,8 @@ pub(crate) struct ServeCmd {
 pub(crate) struct Common {
     #[command(flatten)]
     family: FamilyArgs,
+    #[command(flatten)]
+    reuse: ReuseAddrArgs,
     #[command(flatten)]
     sock: SockArgs,
     #[command(flatten)]
@@ -179,7 +224,7 @@ impl Counters {
 pub(crate) fn run(cmd: UdpCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         UdpCommand::Recv(c) => {
-            let addr = c.common.family.resolve(&c.bind)?;
+            let addr = c.at.resolve(&c.common.family)?;
             let env = Env::new(&c.common);
             let (sock, applied) = udp::bound(addr, &env.opts(&c.common), &env.rec)?;
             env.start(&c.common, &sock, &applied);
@@ -187,7 +232,7 @@ pub(crate) fn run(cmd: UdpCommand) -> anyhow::Result<ExitCode> {
             env.done(&c.common)
         }
         UdpCommand::Send(c) => {
-            let to = c.common.family.resolve_dest(&c.to)?;
+            let to = c.to.resolve(&c.common.family)?;
             let env = Env::new(&c.common);
             let (sock, applied) = udp::unbound(&to, &env.opts(&c.common), &env.rec)?;
             c.common.out.applied(&applied);
@@ -201,7 +246,7 @@ pub(crate) fn run(cmd: UdpCommand) -> anyhow::Result<ExitCode> {
             env.done(&c.common)
         }
         UdpCommand::Peer(c) => {
-            let addr = c.common.family.resolve(&c.bind)?;
+            let addr = c.common.family.resolve_local(&c.bind)?;
             let to = c.common.family.resolve_dest(&c.to)?;
             let env = Env::new(&c.common);
             let (sock, applied) = udp::bound(addr, &env.opts(&c.common), &env.rec)?;
@@ -210,11 +255,11 @@ pub(crate) fn run(cmd: UdpCommand) -> anyhow::Result<ExitCode> {
             env.done(&c.common)
         }
         UdpCommand::Connect(c) => {
-            let to = c.common.family.resolve_dest(&c.to)?;
+            let to = c.to.resolve(&c.common.family)?;
             let local = c
                 .bind
                 .as_deref()
-                .map(|b| c.common.family.resolve(b))
+                .map(|b| c.common.family.resolve_local(b))
                 .transpose()?;
             let env = Env::new(&c.common);
             let (sock, applied) = udp::connected(to, local, &env.opts(&c.common), &env.rec)?;
@@ -223,7 +268,7 @@ pub(crate) fn run(cmd: UdpCommand) -> anyhow::Result<ExitCode> {
             env.done(&c.common)
         }
         UdpCommand::Serve(c) => {
-            let addr = c.common.family.resolve(&c.bind)?;
+            let addr = c.at.resolve(&c.common.family)?;
             let env = Env::new(&c.common);
             let (sock, applied) = udp::bound(addr, &env.opts(&c.common), &env.rec)?;
             env.start(&c.common, &sock, &applied);
@@ -253,7 +298,7 @@ impl Env {
     }
 
     fn opts(&self, c: &Common) -> socklab::sock::options::SockOpts {
-        c.sock.opts(None, Some(&c.udp))
+        c.sock.opts(c.reuse.reuseaddr(), None, Some(&c.udp))
     }
 
     fn start(&self, c: &Common, sock: &Sock, applied: &[socklab::sock::options::Applied]) {

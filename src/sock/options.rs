@@ -16,8 +16,9 @@ use super::{Sock, Step, StepError};
 /// The options a user can ask for on an endpoint; `None`/`false` leaves the kernel default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SockOpts {
-    /// SO_REUSEADDR.
-    pub reuse_address: bool,
+    /// SO_REUSEADDR: `Some(false)` sets it off explicitly (the kernel default, but the trace
+    /// then shows the choice, as for a listener run with `--no-reuseaddr`).
+    pub reuse_address: Option<bool>,
     /// SO_REUSEPORT.
     pub reuse_port: bool,
     /// SO_RCVBUF, in bytes as asked (the kernel doubles it).
@@ -61,8 +62,8 @@ impl SockOpts {
     /// Sets every option named, in a fixed order; returns the buffer sizes as applied.
     pub fn apply(&self, sock: &Sock) -> Step<Vec<Applied>> {
         let mut applied = Vec::new();
-        if self.reuse_address {
-            sock.set_reuse_address(true)?;
+        if let Some(on) = self.reuse_address {
+            sock.set_reuse_address(on)?;
         }
         if self.reuse_port {
             sock.set_reuse_port(true)?;

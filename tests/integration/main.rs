@@ -2,6 +2,7 @@
 
 mod bad_inputs;
 mod bench;
+mod habits;
 mod interop;
 mod lab_c01_c05;
 mod lab_c06_c08;
