@@ -16,6 +16,7 @@ use socklab::bench::{BenchError, TestOutcome, plot};
 use socklab::units;
 
 use super::common::{FamilyArgs, SockArgs, TcpArgs};
+use super::output;
 
 /// Benchmark TCP and UDP side by side: throughput, packet rate, loss, latency.
 #[derive(Subcommand, Debug)]
@@ -330,10 +331,11 @@ impl Plan {
     }
 }
 
-fn emit(line: serde_json::Value) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
+/// One line to stdout while the test runs; a failed write ends the run (see `output`).
+fn emit(line: impl std::fmt::Display) {
+    if let Err(e) = output::line(line) {
+        super::exit::exit_now(Err(e.into()));
+    }
 }
 
 fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow::Result<ExitCode> {
@@ -354,7 +356,7 @@ fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow
             if a.json_stream {
                 emit(serde_json::json!({"type": "interval", "data": line}));
             } else if text_intervals {
-                bar.suspend(|| println!("{}", line.text()));
+                bar.suspend(|| emit(line.text()));
             }
         };
         match client::run_test(cfg, p, &mut on_sample) {
@@ -375,7 +377,7 @@ fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow
     bar.finish_and_clear();
     let rows: Vec<report::Row> = outcomes.iter().flat_map(report::rows).collect();
     let summary = report::summary(&rows);
-    let mut out = std::io::stdout().lock();
+    let mut out = output::Buffer::new();
     if a.json {
         let doc = serde_json::json!({"meta": meta, "results": rows, "summary": summary});
         writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
@@ -398,6 +400,7 @@ fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow
             writeln!(out, "{summary}")?;
         }
     }
+    out.finish()?;
     if let Some(path) = &a.svg {
         std::fs::write(path, plot::svg(&outcomes))
             .with_context(|| format!("write {}", path.display()))?;

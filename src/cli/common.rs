@@ -100,6 +100,23 @@ impl OutputArgs {
         }
     }
 
+    /// The end-of-run summary on stderr, shown with `-v`: `text` as a line, or with `--json`
+    /// the `data` object (its figures as numbers, the text as `message`).
+    pub(crate) fn summary(
+        &self,
+        text: impl FnOnce() -> String,
+        data: impl FnOnce() -> serde_json::Value,
+    ) {
+        if !self.verbose {
+            return;
+        }
+        if self.json {
+            eprintln!("{}", serde_json::json!({"type": "summary", "data": data()}));
+        } else {
+            eprintln!("socklab: {}", text());
+        }
+    }
+
     /// Reports buffer sizes as the kernel applied them (always: the user asked for them).
     pub(crate) fn applied(&self, applied: &[Applied]) {
         for a in applied {

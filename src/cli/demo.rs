@@ -10,6 +10,8 @@ use socklab::sock::options::SockOpts;
 use socklab::sock::{tcp, udp};
 use socklab::trace::{Recorder, render::StderrSink};
 
+use super::output;
+
 #[derive(Args, Debug)]
 pub(crate) struct DemoArgs {
     /// Print the trace as JSON lines.
@@ -39,7 +41,9 @@ pub(crate) fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         }
         reads.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
-    println!("TCP: two sends of 5 bytes, recv(3) until 0 gave {reads:?}, then 0 = end of stream");
+    output::line(format_args!(
+        "TCP: two sends of 5 bytes, recv(3) until 0 gave {reads:?}, then 0 = end of stream"
+    ))?;
 
     eprintln!("== UDP: receiver socket, bind; sender socket, sendto (implicit bind); datagrams");
     let (rx, _) = udp::bound(any, &opts, &rec)?;
@@ -58,7 +62,8 @@ pub(crate) fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
             if d.truncated { ", truncated" } else { "" }
         ));
     }
-    println!("UDP: three datagrams (5, 5 and 0 bytes), recvmsg(3) each gave {got:?}");
-    println!("     a zero-length datagram is data, not an end of file");
+    output::line(format_args!(
+        "UDP: three datagrams (5, 5 and 0 bytes), recvmsg(3) each gave {got:?}\n     a zero-length datagram is data, not an end of file"
+    ))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -10,10 +10,14 @@
 
 use std::io::{self, Write};
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, Signal};
 use socklab::sock::StepError;
+
+use super::output::{self, StdoutError};
 
 /// An error from the data phase, after setup worked: exits 1 instead of 2.
 #[derive(Debug, thiserror::Error)]
@@ -29,8 +33,13 @@ pub(crate) fn failure(e: impl Into<anyhow::Error>) -> anyhow::Error {
 pub(crate) fn usage(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-        let _ = e.print();
-        return ExitCode::SUCCESS;
+        // Help and version are the run's output: stdout, through the one output path.
+        let text = e.render().to_string();
+        return finish(
+            output::write(text.as_bytes())
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(Into::into),
+        );
     }
     if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
         let _ = e.print();
@@ -81,12 +90,12 @@ pub(crate) fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
 /// direction of a relay still runs, this lets a thread that has just made its last call
 /// finish recording it, so the trace does not lose a call that did happen.
 pub(crate) fn finished_soon<T>(t: &std::thread::ScopedJoinHandle<'_, T>) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(250);
+    let deadline = Instant::now() + Duration::from_millis(250);
     while !t.is_finished() {
-        if std::time::Instant::now() >= deadline {
+        if Instant::now() >= deadline {
             return false;
         }
-        std::thread::sleep(std::time::Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(2));
     }
     true
 }
@@ -103,14 +112,18 @@ pub(crate) fn exit_now(result: anyhow::Result<()>) -> ! {
         Ok(()) => 0,
         Err(e) => report(&e),
     };
-    let _ = io::stdout().flush();
     std::process::exit(code.into())
 }
 
-/// Prints `e` as one line (nothing for a closed stdout) and returns its exit code.
+/// Prints `e` as one line (nothing for a closed stdout) and returns its exit code: 0 for a
+/// closed stdout, 1 for a failed write to stdout or a data-phase [`Failure`], 2 otherwise.
 fn report(e: &anyhow::Error) -> u8 {
-    if is_stdout_closed(e) {
-        return 0;
+    if let Some(out) = stdout_error(e) {
+        if out.is_closed() {
+            return 0;
+        }
+        let _ = writeln!(io::stderr(), "socklab: {out}");
+        return 1;
     }
     let _ = writeln!(io::stderr(), "socklab: {}", one_line(e));
     if e.is::<Failure>() { 1 } else { 2 }
@@ -137,24 +150,39 @@ fn is_step(c: &(dyn std::error::Error + 'static)) -> bool {
             .is_some_and(|f| f.0.is::<StepError>())
 }
 
-/// Whether the error is a broken pipe on stdout (not on a socket: those are StepErrors, and
-/// a socket's EPIPE is a peer that went away, which must be reported).
-pub(crate) fn is_stdout_closed(e: &anyhow::Error) -> bool {
-    for c in e.chain() {
-        if is_step(c) {
-            return false;
-        }
-        if c.downcast_ref::<io::Error>()
-            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
-        {
-            return true;
-        }
-    }
-    false
+/// The failed write to stdout behind `e`, if that is what ended the run.
+pub(crate) fn stdout_error(e: &anyhow::Error) -> Option<&StdoutError> {
+    e.chain().find_map(|c| c.downcast_ref::<StdoutError>())
 }
 
 type Summary = Box<dyn Fn() -> String + Send>;
 static SUMMARY: Mutex<Option<Summary>> = Mutex::new(None);
+
+/// Held for reading around each transfer that the summary counts (a write to stdout or a
+/// socket together with the update of its counter), and taken for writing by the signal
+/// thread before it reads the counters: so the summary never counts a write that did not
+/// happen, nor misses one that did, and no write happens after it.
+static GATE: RwLock<()> = RwLock::new(());
+/// Set when SIGINT/SIGTERM arrived: no new counted transfer starts.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+/// How long the signal thread waits for a transfer in progress (a write blocked on a full
+/// pipe, say) before it prints the summary anyway, saying so.
+const GATE_WAIT: Duration = Duration::from_secs(2);
+
+/// Runs `f`, one transfer and the update of its counter, as one unit for the SIGINT/SIGTERM
+/// summary (see [`GATE`]). `f` must not wait for input (poll for it first): the signal
+/// thread waits for it to end. Once a signal has arrived, the calling thread stops here until
+/// the process exits.
+pub(crate) fn counted<T>(f: impl FnOnce() -> T) -> T {
+    let gate = GATE.read().unwrap_or_else(|e| e.into_inner());
+    if STOPPING.load(Ordering::Acquire) {
+        drop(gate);
+        loop {
+            std::thread::park();
+        }
+    }
+    f()
+}
 
 /// Registers what to print on stderr when SIGINT/SIGTERM arrives (the byte/datagram counts).
 pub(crate) fn on_signal_summary(f: impl Fn() -> String + Send + 'static) {
@@ -162,8 +190,9 @@ pub(crate) fn on_signal_summary(f: impl Fn() -> String + Send + 'static) {
 }
 
 /// Blocks SIGINT and SIGTERM in every thread and waits for them on a dedicated one, which
-/// prints the summary and exits 130/143. Exiting closes every socket through the kernel, so
-/// connected TCP peers see a FIN (a RST only where unread data was pending, tcp(7)).
+/// stops the counted transfers ([`counted`]), prints the summary and exits 130/143. Exiting
+/// closes every socket through the kernel, so connected TCP peers see a FIN (a RST only where
+/// unread data was pending, tcp(7)).
 pub(crate) fn install_signal_handler() {
     let mut set = SigSet::empty();
     set.add(Signal::SIGINT);
@@ -173,10 +202,22 @@ pub(crate) fn install_signal_handler() {
     }
     std::thread::spawn(move || {
         if let Ok(sig) = set.wait() {
+            STOPPING.store(true, Ordering::Release);
+            let deadline = Instant::now() + GATE_WAIT;
+            let gate = loop {
+                match GATE.try_write() {
+                    Ok(g) => break Some(g),
+                    Err(_) if Instant::now() >= deadline => break None,
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            };
             if let Some(f) = SUMMARY.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-                let _ = writeln!(io::stderr(), "socklab: {}", f());
+                let note = match gate {
+                    Some(_) => "",
+                    None => " (a write was still blocked: it may be missing from these counts)",
+                };
+                let _ = writeln!(io::stderr(), "socklab: {}{note}", f());
             }
-            let _ = io::stdout().flush();
             std::process::exit(if sig == Signal::SIGINT { 130 } else { 143 });
         }
     });

@@ -20,6 +20,7 @@ use socklab::lab::report::{self, Meta, Summary};
 use socklab::lab::{self, Experiment, Finding, Lab, Verdict, capture};
 
 use super::exit::on_signal_summary;
+use super::output;
 
 #[derive(Args, Debug)]
 pub(crate) struct LabArgs {
@@ -110,7 +111,7 @@ pub(crate) fn run(a: LabArgs) -> anyhow::Result<ExitCode> {
         file.write_all(report::markdown(&meta, &findings).as_bytes())
             .with_context(|| format!("write {}", path.display()))?;
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = output::Buffer::new();
     if a.json {
         serde_json::to_writer(&mut out, &report::json(&meta, &findings))?;
         writeln!(out)?;
@@ -125,7 +126,7 @@ pub(crate) fn run(a: LabArgs) -> anyhow::Result<ExitCode> {
     } else {
         write!(out, "{}", report::findings_table(&findings))?;
     }
-    out.flush()?;
+    out.finish()?;
     let errored: Vec<String> = findings
         .iter()
         .filter(|f| f.errored())
@@ -170,7 +171,7 @@ fn choose(
 }
 
 fn list(registry: &[&'static dyn Experiment], json: bool) -> anyhow::Result<ExitCode> {
-    let mut out = std::io::stdout().lock();
+    let mut out = output::Buffer::new();
     if json {
         let v: Vec<_> = registry
             .iter()
@@ -183,6 +184,7 @@ fn list(registry: &[&'static dyn Experiment], json: bool) -> anyhow::Result<Exit
     } else {
         write!(out, "{}", report::list(registry))?;
     }
+    out.finish()?;
     Ok(ExitCode::SUCCESS)
 }
 

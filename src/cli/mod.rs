@@ -9,6 +9,7 @@ mod exit;
 mod generate;
 mod habits;
 mod lab;
+mod output;
 mod relay;
 mod show;
 mod tcp;

@@ -6,57 +6,120 @@
 //!   private pipe; anything else (a terminal, an O_APPEND file) or `--show`: recv + write.
 //!
 //! With `--show`, each recv(2) is printed so the user sees how the stream was cut.
+//!
+//! Counting: `sent` is what reached the socket (send buffer), `received` what was read from
+//! it, `written` what reached stdout. Each transfer runs with its counter update as one unit
+//! for the SIGINT/SIGTERM summary (`exit::counted`), after poll(2) said its input is ready,
+//! so an interrupted run's summary says exactly what reached stdout (the private pipe of the
+//! file path may hold bytes read but not yet written: then received > written, and both are
+//! printed).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::Shutdown;
-use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use socklab::sock::{Sock, sys};
 
+use super::exit::counted;
 use super::failure;
+use super::output::{self, StdoutError};
 use super::show::Shower;
 
 /// Bytes moved in each direction, for the summary.
 #[derive(Default, Debug)]
 pub(crate) struct Counters {
+    /// Bytes that reached the socket (its send buffer).
     pub(crate) sent: AtomicU64,
+    /// Bytes read from the socket.
     pub(crate) received: AtomicU64,
+    /// Bytes that reached stdout.
+    pub(crate) written: AtomicU64,
+    /// Whether received bytes go to stdout (not echoed back).
+    pub(crate) to_stdout: AtomicBool,
 }
 
 impl Counters {
+    /// `sent S bytes, received R bytes[, wrote W bytes to stdout]`.
     pub(crate) fn summary(&self) -> String {
-        format!(
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut s = format!(
             "sent {} bytes, received {} bytes",
-            self.sent.load(Ordering::Relaxed),
-            self.received.load(Ordering::Relaxed)
-        )
+            l(&self.sent),
+            l(&self.received)
+        );
+        if self.to_stdout.load(Ordering::Relaxed) {
+            s.push_str(&format!(", wrote {} bytes to stdout", l(&self.written)));
+        }
+        s
+    }
+
+    /// The same figures for `--json`.
+    pub(crate) fn json(&self) -> serde_json::Value {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut v = serde_json::json!({
+            "message": self.summary(),
+            "sent_bytes": l(&self.sent),
+            "received_bytes": l(&self.received),
+        });
+        if self.to_stdout.load(Ordering::Relaxed) {
+            v["written_to_stdout_bytes"] = l(&self.written).into();
+        }
+        v
+    }
+
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
 const CHUNK: usize = 1 << 20;
 const BUF: usize = 256 << 10;
 
+/// Waits until `fd` is readable (data, end of file, or an error to collect): poll(2) with no
+/// timeout, retried on EINTR.
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>) -> io::Result<()> {
+    loop {
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Copies stdin into the socket until stdin ends, then half-closes (shutdown SHUT_WR, a FIN)
 /// so the peer sees the end while the reply path stays open.
 pub(crate) fn stdin_to_socket(sock: &Sock, counters: &Counters) -> anyhow::Result<()> {
     let stdin = io::stdin();
-    if sys::is_pipe(stdin.as_fd()) {
-        grow_pipe(stdin.as_fd());
+    let input = stdin.as_fd();
+    if sys::is_pipe(input) {
+        grow_pipe(input);
         loop {
-            let n = sock.splice_in(stdin.as_fd(), CHUNK).map_err(failure)?;
+            wait_readable(input).map_err(|e| anyhow::Error::new(e).context("poll stdin"))?;
+            let n = counted(|| {
+                let n = sock.splice_in(input, CHUNK)?;
+                Counters::add(&counters.sent, n);
+                Ok::<_, socklab::sock::StepError>(n)
+            })
+            .map_err(failure)?;
             if n == 0 {
                 break;
             }
-            counters.sent.fetch_add(n as u64, Ordering::Relaxed);
         }
-    } else if sys::is_regular_file(stdin.as_fd()) {
+    } else if sys::is_regular_file(input) {
         loop {
-            let n = sock.sendfile_in(stdin.as_fd(), CHUNK).map_err(failure)?;
+            let n = counted(|| {
+                let n = sock.sendfile_in(input, CHUNK)?;
+                Counters::add(&counters.sent, n);
+                Ok::<_, socklab::sock::StepError>(n)
+            })
+            .map_err(failure)?;
             if n == 0 {
                 break;
             }
-            counters.sent.fetch_add(n as u64, Ordering::Relaxed);
         }
     } else {
         let mut buf = vec![0u8; BUF];
@@ -68,21 +131,36 @@ pub(crate) fn stdin_to_socket(sock: &Sock, counters: &Counters) -> anyhow::Resul
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(anyhow::Error::new(e).context("read stdin")),
             };
-            send_all(sock, &buf[..n])?;
-            counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+            send_counted(sock, &buf[..n], counters)?;
         }
     }
     sock.shutdown(Shutdown::Write).map_err(failure)?;
     Ok(())
 }
 
-/// Sends all of `buf` with as many send(2) calls as it takes.
-pub(crate) fn send_all(sock: &Sock, mut buf: &[u8]) -> anyhow::Result<()> {
+/// Sends all of `buf` with as many send(2) calls as it takes, each counted in `sent`.
+pub(crate) fn send_counted(sock: &Sock, mut buf: &[u8], counters: &Counters) -> anyhow::Result<()> {
     while !buf.is_empty() {
-        let n = sock.send(buf).map_err(failure)?;
+        let n = counted(|| {
+            let n = sock.send(buf)?;
+            Counters::add(&counters.sent, n);
+            Ok::<_, socklab::sock::StepError>(n)
+        })
+        .map_err(failure)?;
         buf = &buf[n..];
     }
     Ok(())
+}
+
+/// Reads the socket once it is readable: recv(2) and the `received` count as one unit.
+fn recv_counted(sock: &Sock, buf: &mut [u8], counters: &Counters) -> anyhow::Result<usize> {
+    wait_readable(sock.as_fd()).map_err(|e| anyhow::Error::new(e).context("poll the socket"))?;
+    counted(|| {
+        let n = sock.recv(buf)?;
+        Counters::add(&counters.received, n);
+        Ok::<_, socklab::sock::StepError>(n)
+    })
+    .map_err(failure)
 }
 
 /// Copies the socket to stdout until the peer closes (recv returns 0). With `show`, one line
@@ -98,34 +176,52 @@ pub(crate) fn socket_to_stdout(
     recv_size: usize,
     shared: bool,
 ) -> anyhow::Result<()> {
+    counters.to_stdout.store(true, Ordering::Relaxed);
     let stdout = io::stdout();
-    if show.is_none() && sys::is_pipe(stdout.as_fd()) {
-        grow_pipe(stdout.as_fd());
+    let out = stdout.as_fd();
+    if show.is_none() && sys::is_pipe(out) {
+        grow_pipe(out);
         loop {
-            match sock.splice_out(stdout.as_fd(), CHUNK) {
+            wait_readable(sock.as_fd())
+                .map_err(|e| anyhow::Error::new(e).context("poll the socket"))?;
+            // One call reads the socket and fills stdout's pipe: received and written at once.
+            let moved = counted(|| {
+                let n = sock.splice_out(out, CHUNK)?;
+                Counters::add(&counters.received, n);
+                Counters::add(&counters.written, n);
+                Ok::<_, socklab::sock::StepError>(n)
+            });
+            match moved {
                 Ok(0) => return Ok(()),
-                Ok(n) => counters.received.fetch_add(n as u64, Ordering::Relaxed),
+                Ok(_) => {}
                 // EPIPE from splice(2) here is the stdout pipe's reader gone (`| head`).
-                Err(e) if e.errno() == Some(libc::EPIPE) => return Err(stdout_closed()),
+                Err(e) if e.errno() == Some(libc::EPIPE) => {
+                    return Err(StdoutError(e.source).into());
+                }
                 Err(e) => return Err(failure(e)),
-            };
+            }
         }
     }
-    if show.is_none() && !shared && sys::splice_sink(stdout.as_fd()) {
-        return socket_to_file(sock, counters, stdout.as_fd());
+    if show.is_none() && !shared && sys::splice_sink(out) {
+        return socket_to_file(sock, counters, out);
     }
     let mut buf = vec![0u8; recv_size];
+    let mut text = Vec::new();
     loop {
-        let n = sock.recv(&mut buf).map_err(failure)?;
-        counters.received.fetch_add(n as u64, Ordering::Relaxed);
-        // Locked per read, not per connection: with -k, other clients' threads write too.
-        let mut out = stdout.lock();
-        match show {
-            Some(s) => s.stream_read(&mut out, &buf[..n])?,
-            None if n > 0 => out.write_all(&buf[..n])?,
-            None => {}
-        }
-        out.flush()?;
+        let n = recv_counted(sock, &mut buf, counters)?;
+        let data = match show {
+            Some(s) => {
+                text.clear();
+                s.stream_read(&mut text, &buf[..n])?;
+                &text[..]
+            }
+            None => &buf[..n],
+        };
+        counted(|| {
+            output::write(data)?;
+            Counters::add(&counters.written, n);
+            Ok::<_, StdoutError>(())
+        })?;
         if n == 0 {
             return Ok(());
         }
@@ -135,23 +231,28 @@ pub(crate) fn socket_to_stdout(
 /// Socket → stdout when stdout is a file or /dev/null: splice(2) into a private pipe, then
 /// splice(2) from it into stdout, so the bytes never pass through user space (splice needs a
 /// pipe on one side of each call).
-fn socket_to_file(
-    sock: &Sock,
-    counters: &Counters,
-    out: std::os::fd::BorrowedFd<'_>,
-) -> anyhow::Result<()> {
+fn socket_to_file(sock: &Sock, counters: &Counters, out: BorrowedFd<'_>) -> anyhow::Result<()> {
     let (pipe_r, pipe_w) = nix::unistd::pipe().map_err(io::Error::from)?;
     grow_pipe(pipe_w.as_fd());
     loop {
-        let n = sock.splice_out(pipe_w.as_fd(), CHUNK).map_err(failure)?;
+        wait_readable(sock.as_fd())
+            .map_err(|e| anyhow::Error::new(e).context("poll the socket"))?;
+        let n = counted(|| {
+            let n = sock.splice_out(pipe_w.as_fd(), CHUNK)?;
+            Counters::add(&counters.received, n);
+            Ok::<_, socklab::sock::StepError>(n)
+        })
+        .map_err(failure)?;
         if n == 0 {
             return Ok(());
         }
-        counters.received.fetch_add(n as u64, Ordering::Relaxed);
         let mut left = n;
         while left > 0 {
-            let moved = sys::splice(pipe_r.as_fd(), out, left, false)
-                .map_err(|e| anyhow::Error::new(e).context("splice to stdout"))?;
+            let moved = counted(|| {
+                let m = sys::splice(pipe_r.as_fd(), out, left, false).map_err(StdoutError)?;
+                Counters::add(&counters.written, m);
+                Ok::<_, StdoutError>(m)
+            })?;
             if moved == 0 {
                 anyhow::bail!("splice to stdout: no progress");
             }
@@ -163,25 +264,19 @@ fn socket_to_file(
 /// Makes a stdin/stdout pipe as large as an unprivileged process may (1 MiB by default,
 /// /proc/sys/fs/pipe-max-size), so each splice(2) moves up to that much instead of the default
 /// 64 KiB. A refusal (a lower limit, a pipe over the user's quota) just keeps the default size.
-fn grow_pipe(fd: std::os::fd::BorrowedFd<'_>) {
+fn grow_pipe(fd: BorrowedFd<'_>) {
     let _ = sys::set_pipe_size(fd, CHUNK);
-}
-
-fn stdout_closed() -> anyhow::Error {
-    io::Error::from(io::ErrorKind::BrokenPipe).into()
 }
 
 /// Echoes everything the peer sends back to it until the peer closes, then half-closes.
 pub(crate) fn echo(sock: &Sock, counters: &Counters) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 64 << 10];
     loop {
-        let n = sock.recv(&mut buf).map_err(failure)?;
+        let n = recv_counted(sock, &mut buf, counters)?;
         if n == 0 {
             sock.shutdown(Shutdown::Write).map_err(failure)?;
             return Ok(());
         }
-        counters.received.fetch_add(n as u64, Ordering::Relaxed);
-        send_all(sock, &buf[..n])?;
-        counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+        send_counted(sock, &buf[..n], counters)?;
     }
 }

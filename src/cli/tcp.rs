@@ -1,7 +1,6 @@
 //! `socklab tcp listen` and `socklab tcp connect`: netcat-class TCP endpoints.
 
 use std::io::IsTerminal;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -15,9 +14,10 @@ use socklab::{addr, jsonl};
 use super::common::{
     FamilyArgs, LimitArgs, ListenReuseArgs, OutputArgs, RecvArgs, ReuseAddrArgs, SockArgs, TcpArgs,
 };
-use super::exit::{Failure, exit_now, finished_soon, is_stdout_closed, on_signal_summary};
+use super::exit::{Failure, exit_now, finished_soon, on_signal_summary, stdout_error};
 use super::failure;
 use super::habits::{host_port, scan_targets};
+use super::output;
 use super::relay::{self, Counters};
 use super::show::Shower;
 
@@ -149,7 +149,7 @@ fn listen(a: ListenArgs) -> anyhow::Result<ExitCode> {
     } else {
         a.out.note("idle", idle_note);
     }
-    a.out.note("summary", || counters.summary());
+    a.out.summary(|| counters.summary(), || counters.json());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -199,7 +199,7 @@ fn serve_many(a: &ListenArgs, listener: &Sock, counters: &Arc<Counters>) -> anyh
                     }
                 };
                 if let Err(e) = result {
-                    if is_stdout_closed(&e) {
+                    if stdout_error(&e).is_some() {
                         exit_now(Err(e));
                     }
                     a.out.note("client_error", || format!("{from}: {e:#}"));
@@ -258,7 +258,7 @@ fn connect(a: ConnectArgs) -> anyhow::Result<ExitCode> {
     let c = counters.clone();
     on_signal_summary(move || c.summary());
     serve_one(&a.out, &a.recv, false, a.quit.quit_after, &sock, &counters)?;
-    a.out.note("summary", || counters.summary());
+    a.out.summary(|| counters.summary(), || counters.json());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -319,7 +319,7 @@ fn port_check(a: &ConnectArgs) -> anyhow::Result<ExitCode> {
             (false, Ok(())) => format!("{to} open"),
             (false, Err(e)) => format!("{to} closed: {}", why_closed(e)),
         };
-        writeln!(std::io::stdout(), "{line}")?;
+        output::line(line)?;
     }
     Ok(match any_open {
         true => ExitCode::SUCCESS,
@@ -377,7 +377,11 @@ fn serve_one(
             false => interactive && !finished_soon(&sender),
         };
         if stop {
-            // A terminal may never reach EOF: the peer is gone, so are we (as nc does).
+            // A terminal may never reach EOF: the peer is gone, so are we (as nc does), with
+            // the summary the normal end would have printed.
+            if received.is_ok() {
+                out.summary(|| counters.summary(), || counters.json());
+            }
             exit_now(received);
         }
         sender

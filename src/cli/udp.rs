@@ -7,21 +7,23 @@
 //! Datagrams are never a stream here: one datagram per input line (or per `--framing`
 //! chunk), and each received datagram is one output unit, its truncation reported.
 
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Read};
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use clap::{Args, Subcommand};
-use socklab::sock::{Datagram, Sock, Step, StepError, udp};
+use socklab::sock::{Datagram, Sock, Step, StepError, sys, udp};
 
 use super::common::{
     FamilyArgs, LimitArgs, OutputArgs, RecvArgs, ReuseAddrArgs, SockArgs, UdpArgs,
 };
-use super::exit::{exit_now, finished_soon, on_signal_summary};
+use super::exit::{counted, exit_now, finished_soon, on_signal_summary};
 use super::failure;
 use super::habits::host_port;
+use super::output::{self, StdoutError};
 use super::show::Shower;
 
 #[derive(Subcommand, Debug)]
@@ -199,25 +201,59 @@ pub(crate) struct Common {
     out: OutputArgs,
 }
 
-/// Datagram and byte counts in each direction.
+/// Datagram and byte counts in each direction, and the kernel's drops at the receiving
+/// socket.
 #[derive(Default)]
 struct Counters {
+    /// Datagrams (and their bytes) that reached the socket: sendto/send returned.
     sent: AtomicU64,
     sent_bytes: AtomicU64,
+    /// Datagrams (and their real lengths) received and written to stdout.
     received: AtomicU64,
     received_bytes: AtomicU64,
+    /// The receiving socket's drop counter as the last datagram's SO_RXQ_OVFL message gave it.
+    dropped_seen: AtomicU64,
+    /// A duplicate of the receiving socket, to read its drop counter at the end (SO_MEMINFO's
+    /// sk_drops, the counter SO_RXQ_OVFL reports): drops after the last datagram count too.
+    receiver: OnceLock<socket2::Socket>,
 }
 
 impl Counters {
+    /// Datagrams the kernel dropped at the receiving socket for lack of buffer space, if
+    /// this run receives.
+    fn dropped(&self) -> Option<u64> {
+        let sock = self.receiver.get()?;
+        let now = sys::mem_info(sock.as_fd()).map_or(0, |m| u64::from(m.drops));
+        Some(now.max(self.dropped_seen.load(Ordering::Relaxed)))
+    }
+
     fn summary(&self) -> String {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        format!(
+        let mut s = format!(
             "sent {} datagrams ({} bytes), received {} datagrams ({} bytes)",
             l(&self.sent),
             l(&self.sent_bytes),
             l(&self.received),
             l(&self.received_bytes)
-        )
+        );
+        if let Some(d) = self.dropped() {
+            s.push_str(&format!(
+                ", dropped {d} datagrams (receive buffer full: the socket's SO_RXQ_OVFL count)"
+            ));
+        }
+        s
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        serde_json::json!({
+            "message": self.summary(),
+            "sent_datagrams": l(&self.sent),
+            "sent_bytes": l(&self.sent_bytes),
+            "received_datagrams": l(&self.received),
+            "received_bytes": l(&self.received_bytes),
+            "dropped_datagrams": self.dropped(),
+        })
     }
 }
 
@@ -227,7 +263,7 @@ pub(crate) fn run(cmd: UdpCommand) -> anyhow::Result<ExitCode> {
             let addr = c.at.resolve(&c.common.family)?;
             let env = Env::new(&c.common);
             let (sock, applied) = udp::bound(addr, &env.opts(&c.common), &env.rec)?;
-            env.start(&c.common, &sock, &applied);
+            env.start(&c.common, &sock, &applied)?;
             receive(&c.common, &env, &sock, |_, _| Ok(()))?;
             env.done(&c.common)
         }
@@ -250,7 +286,7 @@ pub(crate) fn run(cmd: UdpCommand) -> anyhow::Result<ExitCode> {
             let to = c.common.family.resolve_dest(&c.to)?;
             let env = Env::new(&c.common);
             let (sock, applied) = udp::bound(addr, &env.opts(&c.common), &env.rec)?;
-            env.start(&c.common, &sock, &applied);
+            env.start(&c.common, &sock, &applied)?;
             duplex(&c.send, &c.common, &env, &sock, |b| sock.send_to(b, to))?;
             env.done(&c.common)
         }
@@ -263,7 +299,7 @@ pub(crate) fn run(cmd: UdpCommand) -> anyhow::Result<ExitCode> {
                 .transpose()?;
             let env = Env::new(&c.common);
             let (sock, applied) = udp::connected(to, local, &env.opts(&c.common), &env.rec)?;
-            env.start(&c.common, &sock, &applied);
+            env.start(&c.common, &sock, &applied)?;
             duplex(&c.send, &c.common, &env, &sock, |b| sock.send(b))?;
             env.done(&c.common)
         }
@@ -271,7 +307,7 @@ pub(crate) fn run(cmd: UdpCommand) -> anyhow::Result<ExitCode> {
             let addr = c.at.resolve(&c.common.family)?;
             let env = Env::new(&c.common);
             let (sock, applied) = udp::bound(addr, &env.opts(&c.common), &env.rec)?;
-            env.start(&c.common, &sock, &applied);
+            env.start(&c.common, &sock, &applied)?;
             serve(&c, &env, &sock)?;
             env.done(&c.common)
         }
@@ -301,15 +337,28 @@ impl Env {
         c.sock.opts(c.reuse.reuseaddr(), None, Some(&c.udp))
     }
 
-    fn start(&self, c: &Common, sock: &Sock, applied: &[socklab::sock::options::Applied]) {
+    /// Reports the options as applied, turns on SO_RXQ_OVFL (the drop count) and says where
+    /// the socket is bound.
+    fn start(
+        &self,
+        c: &Common,
+        sock: &Sock,
+        applied: &[socklab::sock::options::Applied],
+    ) -> anyhow::Result<()> {
         c.out.applied(applied);
+        sock.set_rxq_ovfl(true)?;
+        if let Ok(dup) = sock.socket().try_clone() {
+            let _ = self.counters.receiver.set(dup);
+        }
         c.out.note("bound", || {
             format!("bound to {}", addr_or_q(sock.local_addr()))
         });
+        Ok(())
     }
 
     fn done(&self, c: &Common) -> anyhow::Result<ExitCode> {
-        c.out.note("summary", || self.counters.summary());
+        c.out
+            .summary(|| self.counters.summary(), || self.counters.json());
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -348,11 +397,15 @@ fn send_stdin(
         if n == 0 {
             break;
         }
-        let len = send(&buf).map_err(failure)?;
-        env.counters.sent.fetch_add(1, Ordering::Relaxed);
-        env.counters
-            .sent_bytes
-            .fetch_add(len as u64, Ordering::Relaxed);
+        counted(|| {
+            let len = send(&buf)?;
+            env.counters.sent.fetch_add(1, Ordering::Relaxed);
+            env.counters
+                .sent_bytes
+                .fetch_add(len as u64, Ordering::Relaxed);
+            Ok::<_, StepError>(())
+        })
+        .map_err(failure)?;
         sent += 1;
         if s.framing == Framing::Whole {
             break;
@@ -374,8 +427,8 @@ fn receive(
     }
     let mut buf = vec![0u8; c.recv.recv_size];
     let limit = c.limit.count.unwrap_or(u64::MAX);
-    let stdout = io::stdout();
     let mut n = 0u64;
+    let mut text = Vec::new();
     while n < limit {
         let d = match sock.recv_datagram(&mut buf, 0) {
             Ok(d) => d,
@@ -387,29 +440,36 @@ fn receive(
             Err(e) => return Err(failure(e)),
         };
         n += 1;
-        env.counters.received.fetch_add(1, Ordering::Relaxed);
-        env.counters
-            .received_bytes
-            .fetch_add(d.real_len as u64, Ordering::Relaxed);
-        let payload = &buf[..d.len];
-        let mut out = stdout.lock();
-        match &env.shower {
-            Some(s) => s.datagram(&mut out, &d, payload)?,
-            None => {
-                out.write_all(payload)?;
-                if d.truncated {
-                    out.flush()?;
-                    eprintln!(
-                        "socklab: datagram from {} truncated: real length {}, kept {} (raise --recv-size)",
-                        addr_or_q(d.from),
-                        d.real_len,
-                        d.len
-                    );
-                }
-            }
+        if let Some(dropped) = d.dropped {
+            env.counters
+                .dropped_seen
+                .fetch_max(u64::from(dropped), Ordering::Relaxed);
         }
-        out.flush()?;
-        drop(out);
+        let payload = &buf[..d.len];
+        let data = match &env.shower {
+            Some(s) => {
+                text.clear();
+                s.datagram(&mut text, &d, payload)?;
+                &text[..]
+            }
+            None => payload,
+        };
+        counted(|| {
+            output::write(data)?;
+            env.counters.received.fetch_add(1, Ordering::Relaxed);
+            env.counters
+                .received_bytes
+                .fetch_add(d.real_len as u64, Ordering::Relaxed);
+            Ok::<_, StdoutError>(())
+        })?;
+        if env.shower.is_none() && d.truncated {
+            eprintln!(
+                "socklab: datagram from {} truncated: real length {}, kept {} (raise --recv-size)",
+                addr_or_q(d.from),
+                d.real_len,
+                d.len
+            );
+        }
         each(&d, payload)?;
     }
     Ok(())
@@ -469,11 +529,15 @@ fn serve(c: &ServeCmd, env: &Env, sock: &Sock) -> anyhow::Result<()> {
             if let Some(from) = d.from {
                 *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(from);
                 if c.echo {
-                    let n = sock.send_to(payload, from).map_err(failure)?;
-                    env.counters.sent.fetch_add(1, Ordering::Relaxed);
-                    env.counters
-                        .sent_bytes
-                        .fetch_add(n as u64, Ordering::Relaxed);
+                    counted(|| {
+                        let n = sock.send_to(payload, from)?;
+                        env.counters.sent.fetch_add(1, Ordering::Relaxed);
+                        env.counters
+                            .sent_bytes
+                            .fetch_add(n as u64, Ordering::Relaxed);
+                        Ok::<_, StepError>(())
+                    })
+                    .map_err(failure)?;
                 }
             }
             Ok(())

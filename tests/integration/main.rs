@@ -10,6 +10,7 @@ mod lab_c09_c14;
 mod lab_cli;
 mod lab_util;
 mod netns_endpoints;
+mod stdout_errors;
 mod tcp;
 mod trace_snapshots;
 mod udp;

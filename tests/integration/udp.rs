@@ -381,3 +381,58 @@ fn serve_replies_to_the_latest_source() {
         );
     });
 }
+
+/// Issue 8, "silent kernel drops": 20 000 datagrams as fast as a loopback sender goes to
+/// `udp recv --rcvbuf 4K`. The summary's drop count (the socket's SO_RXQ_OVFL counter) is
+/// exactly sent − received, and the --json summary carries the same figures.
+#[test]
+fn kernel_drops_are_counted_in_the_summary() {
+    const SENT: u64 = 20_000;
+    for json in [false, true] {
+        let mut args = vec![
+            "udp",
+            "recv",
+            "--bind",
+            "127.0.0.1:0",
+            "--rcvbuf",
+            "4K",
+            "--idle-timeout",
+            "1s",
+        ];
+        if json {
+            args.push("--json");
+        }
+        let (mut r, addr) = server(&args, Input::Null, Output::Hash);
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for i in 0..SENT {
+            tx.send_to(format!("{i:>99}\n").as_bytes(), addr).unwrap();
+        }
+        let f = r.expect_code(0);
+        let line = f
+            .stderr
+            .lines()
+            .find(|l| l.contains("dropped"))
+            .unwrap_or_else(|| panic!("no summary with drops\n{}", f.shown));
+        let (received, dropped) = if json {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            let d = &v["data"];
+            (
+                d["received_datagrams"].as_u64().unwrap(),
+                d["dropped_datagrams"].as_u64().unwrap(),
+            )
+        } else {
+            let num = |key: &str| -> u64 {
+                let at = line.find(key).unwrap() + key.len();
+                line[at..].split(' ').next().unwrap().parse().unwrap()
+            };
+            (num("received "), num("dropped "))
+        };
+        f.check(
+            dropped > 0
+                && received + dropped == SENT
+                && (json || f.stdout_digest.len == received * 100),
+            &format!("sent {SENT}, received {received}, dropped {dropped}"),
+        );
+        eprintln!("json={json}: sent {SENT}, received {received}, dropped {dropped}");
+    }
+}

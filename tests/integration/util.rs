@@ -97,7 +97,17 @@ pub(crate) struct Proc {
 }
 
 /// Starts `cmd` with `input` on stdin and stdout handled as `output`.
-pub(crate) fn spawn(mut cmd: Command, input: Input, output: Output) -> Proc {
+pub(crate) fn spawn(cmd: Command, input: Input, output: Output) -> Proc {
+    spawn_to(cmd, input, output, None)
+}
+
+/// Like [`spawn`], but the child's stdout is `stdout` (a file such as /dev/full, a pipe whose
+/// reader is gone) instead of a pipe the harness reads; [`Finished::stdout`] is then empty.
+pub(crate) fn spawn_with_stdout(cmd: Command, input: Input, stdout: Stdio) -> Proc {
+    spawn_to(cmd, input, Output::Keep, Some(stdout))
+}
+
+fn spawn_to(mut cmd: Command, input: Input, output: Output, stdout_to: Option<Stdio>) -> Proc {
     let desc = format!("{cmd:?}");
     cmd.stdin(match &input {
         Input::Null => Stdio::null(),
@@ -116,16 +126,27 @@ pub(crate) fn spawn(mut cmd: Command, input: Input, output: Output) -> Proc {
             digest(&bytes)
         }));
     }
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdout(stdout_to.unwrap_or_else(Stdio::piped))
+        .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {desc}: {e}"));
+    // The parent's copy of a given stdout is closed now (the Command owned it): a pipe's
+    // reader sees EOF when the child is done.
+    drop(cmd);
     let stdout = Arc::new(Shared::default());
     let stderr = Arc::new(Shared::default());
-    let out = child.stdout.take().expect("piped stdout");
     let err = child.stderr.take().expect("piped stderr");
-    let so = stdout.clone();
-    let out_thread = std::thread::spawn(move || pump(out, &so, output == Output::Keep));
+    let out_thread = match child.stdout.take() {
+        Some(out) => {
+            let so = stdout.clone();
+            std::thread::spawn(move || pump(out, &so, output == Output::Keep))
+        }
+        None => {
+            let so = stdout.clone();
+            std::thread::spawn(move || pump(std::io::empty(), &so, true))
+        }
+    };
     let se = stderr.clone();
     let err_thread = std::thread::spawn(move || pump(err, &se, true));
     let mut held_stdin = None;
