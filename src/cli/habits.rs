@@ -4,6 +4,8 @@
 use std::ops::RangeInclusive;
 
 use socklab::addr;
+use socklab::sock::holders::AddrInUse;
+use socklab::sock::{Proto, StepError};
 
 /// The address text of `ADDR [PORT]`: `ADDR` alone (`HOST:PORT`, `:PORT`, `PORT`), or nc's two
 /// words `HOST PORT` joined into one address.
@@ -47,6 +49,16 @@ fn port_range(spec: &str) -> anyhow::Result<RangeInclusive<u16>> {
         anyhow::bail!("port range '{spec}' runs backwards (LOW-HIGH, LOW <= HIGH)");
     }
     Ok(low..=high)
+}
+
+/// A failed step as the error to report: a bind that failed with EADDRINUSE says exactly who
+/// holds the port (a live socket, its state and process, or TIME_WAIT; UDP in its own words).
+/// `reuseaddr` is whether the socket had SO_REUSEADDR set.
+pub(crate) fn step_error(e: StepError, proto: Proto, reuseaddr: Option<bool>) -> anyhow::Error {
+    match AddrInUse::explain(e, proto, reuseaddr == Some(true)) {
+        Ok(in_use) => in_use.into(),
+        Err(e) => e.into(),
+    }
 }
 
 /// For an argument clap rejected, socklab's spelling of what an nc or iperf3 user meant, if

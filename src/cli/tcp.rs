@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use socklab::sock::{Sock, tcp};
+use socklab::sock::{Proto, Sock, tcp};
 use socklab::{addr, jsonl};
 
 use super::common::{
@@ -16,7 +16,7 @@ use super::common::{
 };
 use super::exit::{Failure, exit_now, finished_soon, on_signal_summary, stdout_error};
 use super::failure;
-use super::habits::{host_port, scan_targets};
+use super::habits::{host_port, scan_targets, step_error};
 use super::output;
 use super::relay::{self, Counters};
 use super::show::Shower;
@@ -129,7 +129,8 @@ fn listen(a: ListenArgs) -> anyhow::Result<ExitCode> {
     let opts = a.sock.opts(a.reuse.reuseaddr(), Some(&a.tcp), None);
     let rec = a.out.recorder();
     let backlog = i32::try_from(a.max_clients.min(4096)).unwrap_or(4096);
-    let (listener, applied) = tcp::listen(addr, &opts, backlog, &rec)?;
+    let (listener, applied) = tcp::listen(addr, &opts, backlog, &rec)
+        .map_err(|e| step_error(e, Proto::Tcp, opts.reuse_address))?;
     a.out.applied(&applied);
     if let Some(t) = a.limit.idle_timeout {
         // accept(2) honours SO_RCVTIMEO: it fails with EAGAIN when no client came in time.
@@ -418,14 +419,14 @@ fn connect_any(
         }
     }
     match last {
-        Some(e) => Err(connect_error(e)),
+        Some(e) => Err(connect_error(e, opts.reuse_address)),
         None => anyhow::bail!("the destination has no address of the --bind address's family"),
     }
 }
 
 /// A connect(2) the network answered (refused, unreachable, timed out) is a finding of the
 /// run, exit 1 as with nc; anything else (a bad option, bind) is a setup error, exit 2.
-fn connect_error(e: socklab::sock::StepError) -> anyhow::Error {
+fn connect_error(e: socklab::sock::StepError, reuseaddr: Option<bool>) -> anyhow::Error {
     let answered = matches!(
         e.errno(),
         Some(
@@ -439,7 +440,7 @@ fn connect_error(e: socklab::sock::StepError) -> anyhow::Error {
     if e.call == "connect" && answered {
         failure(e)
     } else {
-        e.into()
+        step_error(e, Proto::Tcp, reuseaddr)
     }
 }
 

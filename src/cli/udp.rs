@@ -15,14 +15,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use clap::{Args, Subcommand};
-use socklab::sock::{Datagram, Sock, Step, StepError, sys, udp};
+use socklab::sock::{Datagram, Proto, Sock, Step, StepError, sys, udp};
 
 use super::common::{
     FamilyArgs, LimitArgs, OutputArgs, RecvArgs, ReuseAddrArgs, SockArgs, UdpArgs,
 };
 use super::exit::{counted, exit_now, finished_soon, on_signal_summary};
 use super::failure;
-use super::habits::host_port;
+use super::habits::{host_port, step_error};
 use super::output::{self, StdoutError};
 use super::show::Shower;
 
@@ -262,7 +262,8 @@ pub(crate) fn run(cmd: UdpCommand) -> anyhow::Result<ExitCode> {
         UdpCommand::Recv(c) => {
             let addr = c.at.resolve(&c.common.family)?;
             let env = Env::new(&c.common);
-            let (sock, applied) = udp::bound(addr, &env.opts(&c.common), &env.rec)?;
+            let (sock, applied) = udp::bound(addr, &env.opts(&c.common), &env.rec)
+                .map_err(|e| step_error(e, Proto::Udp, c.common.reuse.reuseaddr()))?;
             env.start(&c.common, &sock, &applied)?;
             receive(&c.common, &env, &sock, |_, _| Ok(()))?;
             env.done(&c.common)
@@ -270,7 +271,8 @@ pub(crate) fn run(cmd: UdpCommand) -> anyhow::Result<ExitCode> {
         UdpCommand::Send(c) => {
             let to = c.to.resolve(&c.common.family)?;
             let env = Env::new(&c.common);
-            let (sock, applied) = udp::unbound(&to, &env.opts(&c.common), &env.rec)?;
+            let (sock, applied) = udp::unbound(&to, &env.opts(&c.common), &env.rec)
+                .map_err(|e| step_error(e, Proto::Udp, c.common.reuse.reuseaddr()))?;
             c.common.out.applied(&applied);
             send_stdin(&c.send, &c.common, &env, |b| sock.send_to(b, to))?;
             c.common.out.note("local", || {
@@ -285,7 +287,8 @@ pub(crate) fn run(cmd: UdpCommand) -> anyhow::Result<ExitCode> {
             let addr = c.common.family.resolve_local(&c.bind)?;
             let to = c.common.family.resolve_dest(&c.to)?;
             let env = Env::new(&c.common);
-            let (sock, applied) = udp::bound(addr, &env.opts(&c.common), &env.rec)?;
+            let (sock, applied) = udp::bound(addr, &env.opts(&c.common), &env.rec)
+                .map_err(|e| step_error(e, Proto::Udp, c.common.reuse.reuseaddr()))?;
             env.start(&c.common, &sock, &applied)?;
             duplex(&c.send, &c.common, &env, &sock, |b| sock.send_to(b, to))?;
             env.done(&c.common)
@@ -298,7 +301,8 @@ pub(crate) fn run(cmd: UdpCommand) -> anyhow::Result<ExitCode> {
                 .map(|b| c.common.family.resolve_local(b))
                 .transpose()?;
             let env = Env::new(&c.common);
-            let (sock, applied) = udp::connected(to, local, &env.opts(&c.common), &env.rec)?;
+            let (sock, applied) = udp::connected(to, local, &env.opts(&c.common), &env.rec)
+                .map_err(|e| step_error(e, Proto::Udp, c.common.reuse.reuseaddr()))?;
             env.start(&c.common, &sock, &applied)?;
             duplex(&c.send, &c.common, &env, &sock, |b| sock.send(b))?;
             env.done(&c.common)
@@ -306,7 +310,8 @@ pub(crate) fn run(cmd: UdpCommand) -> anyhow::Result<ExitCode> {
         UdpCommand::Serve(c) => {
             let addr = c.at.resolve(&c.common.family)?;
             let env = Env::new(&c.common);
-            let (sock, applied) = udp::bound(addr, &env.opts(&c.common), &env.rec)?;
+            let (sock, applied) = udp::bound(addr, &env.opts(&c.common), &env.rec)
+                .map_err(|e| step_error(e, Proto::Udp, c.common.reuse.reuseaddr()))?;
             env.start(&c.common, &sock, &applied)?;
             serve(&c, &env, &sock)?;
             env.done(&c.common)

@@ -12,6 +12,7 @@
 
 pub mod datagram;
 pub mod errno;
+pub mod holders;
 pub mod options;
 pub mod sys;
 pub mod tcp;

@@ -221,7 +221,11 @@ fn relisten_right_after_a_transfer() {
         "the trace shows SO_REUSEADDR set off",
     );
     f.check(f.stderr.contains("EADDRINUSE"), "bind fails over TIME_WAIT");
-    f.check(f.stderr.contains("TIME_WAIT"), "the hint names TIME_WAIT");
+    f.check(
+        f.stderr.contains("in TIME_WAIT") && f.stderr.contains("drop --no-reuseaddr"),
+        "the hint names TIME_WAIT and the way out",
+    );
+    f.check(!f.stderr.contains("live"), "no live socket is blamed");
 
     let mut again = spawn(
         socklab(&[
@@ -261,4 +265,38 @@ fn foreign_flags_point_to_socklab_spelling() {
         f.check(f.stderr.contains(needle), needle);
         f.check(!f.stderr.contains("-- -"), "no '-- -x' tip");
     }
+}
+
+/// EADDRINUSE says what holds the port: a live TCP listener (its state and our process), a
+/// bound UDP socket (in UDP's words: no TIME_WAIT), each created here on loopback.
+#[test]
+fn in_use_hints_name_the_holder() {
+    let me = format!("pid {}", std::process::id());
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = l.local_addr().unwrap().to_string();
+    let mut p = spawn(socklab(&["tcp", "listen", &at]), Input::Null, Output::Keep);
+    let f = p.expect_code(2);
+    f.check(f.stderr.lines().count() == 1, "one line");
+    f.check(
+        f.stderr
+            .contains(&format!("a live socket listens on it: LISTEN {at}")),
+        "names the live listener and its state",
+    );
+    f.check(f.stderr.contains(&me), "names the process holding it");
+    f.check(
+        !f.stderr.contains("TIME_WAIT"),
+        "no TIME_WAIT talk for a live socket",
+    );
+
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let at = u.local_addr().unwrap().to_string();
+    let mut p = spawn(socklab(&["udp", "recv", &at]), Input::Null, Output::Keep);
+    let f = p.expect_code(2);
+    f.check(
+        f.stderr
+            .contains(&format!("a UDP socket is bound to it: {at}"))
+            && f.stderr.contains(&me),
+        "names the UDP socket and its process",
+    );
+    f.check(!f.stderr.contains("TIME_WAIT"), "UDP has no TIME_WAIT");
 }
