@@ -13,7 +13,7 @@ use socklab::bench::protocol::{Dir, TestKind, TestParams, Transport};
 use socklab::bench::report::{self, IntervalLine, Meta};
 use socklab::bench::server::{Server, ServerCfg};
 use socklab::bench::{BenchError, TestOutcome, plot};
-use socklab::units;
+use socklab::{jsonl, units};
 
 use super::common::{FamilyArgs, SockArgs, TcpArgs};
 use super::output;
@@ -341,7 +341,7 @@ fn emit(line: impl std::fmt::Display) {
 fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow::Result<ExitCode> {
     let meta = Meta::new(target, plan.params_json.clone());
     if a.json_stream {
-        emit(serde_json::json!({"type": "start", "data": meta}));
+        emit(jsonl::line("start", &meta));
     }
     let bar = indicatif::ProgressBar::with_draw_target(
         Some(plan.tests.len() as u64),
@@ -354,7 +354,7 @@ fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow
         let mut on_sample = |dir: Dir, s: &socklab::bench::protocol::IntervalSample| {
             let line = IntervalLine::new(p, dir, s);
             if a.json_stream {
-                emit(serde_json::json!({"type": "interval", "data": line}));
+                emit(jsonl::line("interval", &line));
             } else if text_intervals {
                 bar.suspend(|| emit(line.text()));
             }
@@ -385,7 +385,10 @@ fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow
         writeln!(
             out,
             "{}",
-            serde_json::json!({"type": "end", "data": {"results": rows, "summary": summary}})
+            jsonl::line(
+                "end",
+                serde_json::json!({"results": rows, "summary": summary})
+            )
         )?;
     } else if a.csv {
         write!(out, "{}", report::csv(&rows))?;

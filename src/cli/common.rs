@@ -2,13 +2,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use socklab::addr::{self, Family};
 use socklab::sock::options::{Applied, SockOpts};
 use socklab::trace::{Recorder, render::StderrSink};
-use socklab::units;
+use socklab::{jsonl, units};
 
 /// `-4`/`-6`.
 #[derive(Args, Debug, Clone, Default)]
@@ -60,6 +60,23 @@ impl FamilyArgs {
     }
 }
 
+/// When a run started, for the summary's `duration_ms` (monotonic clock).
+#[derive(Debug)]
+pub(crate) struct Started(Instant);
+
+impl Default for Started {
+    fn default() -> Self {
+        Self(Instant::now())
+    }
+}
+
+impl Started {
+    /// Milliseconds since the start.
+    pub(crate) fn ms(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
 /// How the run reports itself.
 #[derive(Args, Debug, Clone, Default)]
 pub(crate) struct OutputArgs {
@@ -93,7 +110,7 @@ impl OutputArgs {
         if self.json {
             eprintln!(
                 "{}",
-                serde_json::json!({"type": kind, "data": {"message": text()}})
+                jsonl::line(kind, serde_json::json!({"message": text()}))
             );
         } else {
             eprintln!("socklab: {}", text());
@@ -111,7 +128,7 @@ impl OutputArgs {
             return;
         }
         if self.json {
-            eprintln!("{}", serde_json::json!({"type": "summary", "data": data()}));
+            eprintln!("{}", jsonl::line("summary", data()));
         } else {
             eprintln!("socklab: {}", text());
         }
@@ -121,7 +138,7 @@ impl OutputArgs {
     pub(crate) fn applied(&self, applied: &[Applied]) {
         for a in applied {
             if self.json {
-                eprintln!("{}", serde_json::json!({"type": "sockopt", "data": a}));
+                eprintln!("{}", jsonl::line("sockopt", a));
             } else {
                 eprintln!(
                     "socklab: {} asked {} bytes, kernel applied {} (socket(7): doubled for bookkeeping, capped by net.core.*mem_max)",

@@ -18,7 +18,7 @@ use clap::{Args, Subcommand};
 use socklab::sock::{Datagram, Proto, Sock, Step, StepError, sys, udp};
 
 use super::common::{
-    FamilyArgs, LimitArgs, OutputArgs, RecvArgs, ReuseAddrArgs, SockArgs, UdpArgs,
+    FamilyArgs, LimitArgs, OutputArgs, RecvArgs, ReuseAddrArgs, SockArgs, Started, UdpArgs,
 };
 use super::exit::{counted, exit_now, finished_soon, on_signal_summary};
 use super::failure;
@@ -216,6 +216,8 @@ struct Counters {
     /// A duplicate of the receiving socket, to read its drop counter at the end (SO_MEMINFO's
     /// sk_drops, the counter SO_RXQ_OVFL reports): drops after the last datagram count too.
     receiver: OnceLock<socket2::Socket>,
+    /// When the counting started (the socket was ready).
+    started: Started,
 }
 
 impl Counters {
@@ -248,11 +250,12 @@ impl Counters {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         serde_json::json!({
             "message": self.summary(),
-            "sent_datagrams": l(&self.sent),
-            "sent_bytes": l(&self.sent_bytes),
-            "received_datagrams": l(&self.received),
-            "received_bytes": l(&self.received_bytes),
-            "dropped_datagrams": self.dropped(),
+            "datagrams_sent": l(&self.sent),
+            "bytes_sent": l(&self.sent_bytes),
+            "datagrams_received": l(&self.received),
+            "bytes_received": l(&self.received_bytes),
+            "kernel_drops": self.dropped(),
+            "duration_ms": self.started.ms(),
         })
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use socket2::{InterfaceIndexOrAddress, Socket};
 
 use super::{Sock, Step, StepError};
+use crate::trace::Args;
 
 /// The options a user can ask for on an endpoint; `None`/`false` leaves the kernel default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -108,6 +109,15 @@ impl SockOpts {
     }
 }
 
+/// The trace arguments of a socket option call: `text`, and `level` and `option` as fields
+/// from `level_name` (`SOL_SOCKET, SO_RCVBUF`).
+fn option_args(text: String, level_name: &str) -> Args {
+    let (level, option) = level_name.split_once(", ").unwrap_or(("", level_name));
+    Args::new(text)
+        .field("level", level)
+        .field("option", option)
+}
+
 impl Sock {
     fn setopt(
         &self,
@@ -117,7 +127,13 @@ impl Sock {
     ) -> Step<()> {
         self.step(
             "setsockopt",
-            || format!("{level_name}, {value}"),
+            || {
+                // A number stays a number in JSON; `50ms` or `"eth0"` stay text.
+                let v = value
+                    .parse::<i64>()
+                    .map_or_else(|_| serde_json::Value::from(value.as_str()), Into::into);
+                option_args(format!("{level_name}, {value}"), level_name).field("value", v)
+            },
             |_| 0,
             set,
         )
@@ -128,7 +144,12 @@ impl Sock {
         level_name: &str,
         get: impl FnOnce(&Socket) -> std::io::Result<usize>,
     ) -> Step<usize> {
-        self.step("getsockopt", || level_name.to_string(), |n| *n as i64, get)
+        self.step(
+            "getsockopt",
+            || option_args(level_name.to_string(), level_name),
+            |n| *n as i64,
+            get,
+        )
     }
 
     /// SO_REUSEADDR (socket(7)): for TCP, bind over connections in TIME_WAIT; for UDP, share

@@ -4,6 +4,7 @@ mod bad_inputs;
 mod bench;
 mod habits;
 mod interop;
+mod json;
 mod lab_c01_c05;
 mod lab_c06_c08;
 mod lab_c09_c14;
