@@ -314,7 +314,7 @@ fn parse_recv_size(s: &str) -> Result<usize, String> {
     Ok(n as usize)
 }
 
-fn parse_dur(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_dur(s: &str) -> Result<Duration, String> {
     let d = units::parse_duration(s).map_err(|e| e.to_string())?;
     if d.is_zero() {
         return Err("duration must be above zero".into());

@@ -42,7 +42,7 @@ pub(crate) fn usage(e: clap::Error) -> ExitCode {
         );
     }
     if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-        let _ = e.print();
+        eprintln!("socklab: {}", missing_subcommand(&e.render().to_string()));
         return ExitCode::from(2);
     }
     // clap's message may continue on the next lines (the missing arguments' names): keep
@@ -76,6 +76,32 @@ pub(crate) fn usage(e: clap::Error) -> ExitCode {
     };
     eprintln!("socklab: {message} (see --help)");
     ExitCode::from(2)
+}
+
+/// One line for a command given without its subcommand (`socklab tcp`), from the help clap
+/// rendered: `socklab tcp needs a subcommand: listen or connect (see socklab tcp --help)`.
+fn missing_subcommand(help: &str) -> String {
+    let command = help
+        .lines()
+        .find_map(|l| l.strip_prefix("Usage: "))
+        .map_or("socklab", |u| {
+            u.split(" <").next().unwrap_or("socklab").trim()
+        });
+    let subcommands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    let choices = match subcommands.split_last() {
+        Some((last, [])) => (*last).to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => "see the list".to_string(),
+    };
+    format!("`{command}` needs a subcommand: {choices} (see `{command} --help`)")
 }
 
 /// Turns a command's result into the exit code, printing a failure as one line.

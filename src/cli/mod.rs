@@ -8,6 +8,7 @@ mod demo;
 mod exit;
 mod generate;
 mod habits;
+mod keep_open;
 mod lab;
 mod output;
 mod relay;

@@ -18,6 +18,7 @@ use std::io::{self, Read};
 use std::net::Shutdown;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use socklab::sock::{Sock, sys};
@@ -81,15 +82,44 @@ impl Counters {
 const CHUNK: usize = 1 << 20;
 const BUF: usize = 256 << 10;
 
-/// Waits until `fd` is readable (data, end of file, or an error to collect): poll(2) with no
-/// timeout, retried on EINTR.
-pub(crate) fn wait_readable(fd: BorrowedFd<'_>) -> io::Result<()> {
+/// How a copy from the socket ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    /// The peer closed its side (recv returned 0).
+    Closed,
+    /// Nothing was sent or received for the idle timeout (nc -w).
+    Idle,
+}
+
+/// Waits until `fd` is readable (data, end of file, or an error to collect), at most
+/// `timeout` (none: no limit): poll(2), retried on EINTR. `false` when the time ran out.
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    let timeout = match timeout {
+        None => PollTimeout::NONE,
+        Some(t) => PollTimeout::try_from(t).unwrap_or(PollTimeout::MAX),
+    };
     loop {
         let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => return Ok(()),
+        match poll(&mut fds, timeout) {
+            Ok(n) => return Ok(n > 0),
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits until the socket is readable; `false` when `idle` passed with nothing received and
+/// nothing sent meanwhile (the other direction counts as activity, as with nc -w).
+fn wait_socket(sock: &Sock, idle: Option<Duration>, counters: &Counters) -> anyhow::Result<bool> {
+    loop {
+        let sent = counters.sent.load(Ordering::Relaxed);
+        if wait_readable(sock.as_fd(), idle)
+            .map_err(|e| anyhow::Error::new(e).context("poll the socket"))?
+        {
+            return Ok(true);
+        }
+        if counters.sent.load(Ordering::Relaxed) == sent {
+            return Ok(false);
         }
     }
 }
@@ -102,7 +132,7 @@ pub(crate) fn stdin_to_socket(sock: &Sock, counters: &Counters) -> anyhow::Resul
     if sys::is_pipe(input) {
         grow_pipe(input);
         loop {
-            wait_readable(input).map_err(|e| anyhow::Error::new(e).context("poll stdin"))?;
+            wait_readable(input, None).map_err(|e| anyhow::Error::new(e).context("poll stdin"))?;
             let n = counted(|| {
                 let n = sock.splice_in(input, CHUNK)?;
                 Counters::add(&counters.sent, n);
@@ -157,37 +187,43 @@ pub(crate) fn send_counted(sock: &Sock, mut buf: &[u8], counters: &Counters) -> 
 }
 
 /// Reads the socket once it is readable: recv(2) and the `received` count as one unit.
-fn recv_counted(sock: &Sock, buf: &mut [u8], counters: &Counters) -> anyhow::Result<usize> {
-    wait_readable(sock.as_fd()).map_err(|e| anyhow::Error::new(e).context("poll the socket"))?;
+/// `None` when `idle` passed first.
+fn recv_counted(
+    sock: &Sock,
+    buf: &mut [u8],
+    counters: &Counters,
+    idle: Option<Duration>,
+) -> anyhow::Result<Option<usize>> {
+    if !wait_socket(sock, idle, counters)? {
+        return Ok(None);
+    }
     counted(|| {
         let n = sock.recv(buf)?;
         Counters::add(&counters.received, n);
-        Ok::<_, socklab::sock::StepError>(n)
+        Ok::<_, socklab::sock::StepError>(Some(n))
     })
     .map_err(failure)
 }
 
 /// Copies the socket to stdout until the peer closes (recv returns 0). With `show`, one line
-/// per recv call instead of the raw bytes, each recv at most `recv_size` bytes.
-///
-/// `shared` says other threads write to the same stdout at the same time (`tcp listen -k`):
-/// then a file is written with write(2), whose file offset is locked, not with splice(2),
-/// whose offset is not (concurrent splices to one file could overwrite each other).
+/// per recv call instead of the raw bytes, each recv at most `recv_size` bytes. With `idle`,
+/// it also ends when nothing was sent or received for that long.
 pub(crate) fn socket_to_stdout(
     sock: &Sock,
     counters: &Counters,
     show: Option<&Shower>,
     recv_size: usize,
-    shared: bool,
-) -> anyhow::Result<()> {
+    idle: Option<Duration>,
+) -> anyhow::Result<End> {
     counters.to_stdout.store(true, Ordering::Relaxed);
     let stdout = io::stdout();
     let out = stdout.as_fd();
     if show.is_none() && sys::is_pipe(out) {
         grow_pipe(out);
         loop {
-            wait_readable(sock.as_fd())
-                .map_err(|e| anyhow::Error::new(e).context("poll the socket"))?;
+            if !wait_socket(sock, idle, counters)? {
+                return Ok(End::Idle);
+            }
             // One call reads the socket and fills stdout's pipe: received and written at once.
             let moved = counted(|| {
                 let n = sock.splice_out(out, CHUNK)?;
@@ -196,7 +232,7 @@ pub(crate) fn socket_to_stdout(
                 Ok::<_, socklab::sock::StepError>(n)
             });
             match moved {
-                Ok(0) => return Ok(()),
+                Ok(0) => return Ok(End::Closed),
                 Ok(_) => {}
                 // EPIPE from splice(2) here is the stdout pipe's reader gone (`| head`).
                 Err(e) if e.errno() == Some(libc::EPIPE) => {
@@ -206,13 +242,15 @@ pub(crate) fn socket_to_stdout(
             }
         }
     }
-    if show.is_none() && !shared && sys::splice_sink(out) {
-        return socket_to_file(sock, counters, out);
+    if show.is_none() && sys::splice_sink(out) {
+        return socket_to_file(sock, counters, out, idle);
     }
     let mut buf = vec![0u8; recv_size];
     let mut text = Vec::new();
     loop {
-        let n = recv_counted(sock, &mut buf, counters)?;
+        let Some(n) = recv_counted(sock, &mut buf, counters, idle)? else {
+            return Ok(End::Idle);
+        };
         let data = match show {
             Some(s) => {
                 text.clear();
@@ -227,7 +265,7 @@ pub(crate) fn socket_to_stdout(
             Ok::<_, StdoutError>(())
         })?;
         if n == 0 {
-            return Ok(());
+            return Ok(End::Closed);
         }
     }
 }
@@ -235,12 +273,18 @@ pub(crate) fn socket_to_stdout(
 /// Socket → stdout when stdout is a file or /dev/null: splice(2) into a private pipe, then
 /// splice(2) from it into stdout, so the bytes never pass through user space (splice needs a
 /// pipe on one side of each call).
-fn socket_to_file(sock: &Sock, counters: &Counters, out: BorrowedFd<'_>) -> anyhow::Result<()> {
+fn socket_to_file(
+    sock: &Sock,
+    counters: &Counters,
+    out: BorrowedFd<'_>,
+    idle: Option<Duration>,
+) -> anyhow::Result<End> {
     let (pipe_r, pipe_w) = nix::unistd::pipe().map_err(io::Error::from)?;
     grow_pipe(pipe_w.as_fd());
     loop {
-        wait_readable(sock.as_fd())
-            .map_err(|e| anyhow::Error::new(e).context("poll the socket"))?;
+        if !wait_socket(sock, idle, counters)? {
+            return Ok(End::Idle);
+        }
         let n = counted(|| {
             let n = sock.splice_out(pipe_w.as_fd(), CHUNK)?;
             Counters::add(&counters.received, n);
@@ -248,7 +292,7 @@ fn socket_to_file(sock: &Sock, counters: &Counters, out: BorrowedFd<'_>) -> anyh
         })
         .map_err(failure)?;
         if n == 0 {
-            return Ok(());
+            return Ok(End::Closed);
         }
         let mut left = n;
         while left > 0 {
@@ -276,7 +320,7 @@ fn grow_pipe(fd: BorrowedFd<'_>) {
 pub(crate) fn echo(sock: &Sock, counters: &Counters) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 64 << 10];
     loop {
-        let n = recv_counted(sock, &mut buf, counters)?;
+        let n = recv_counted(sock, &mut buf, counters, None)?.unwrap_or(0);
         if n == 0 {
             sock.shutdown(Shutdown::Write).map_err(failure)?;
             return Ok(());

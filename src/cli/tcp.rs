@@ -3,7 +3,6 @@
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -13,10 +12,12 @@ use socklab::{addr, jsonl};
 
 use super::common::{
     FamilyArgs, LimitArgs, ListenReuseArgs, OutputArgs, RecvArgs, ReuseAddrArgs, SockArgs, TcpArgs,
+    parse_dur,
 };
-use super::exit::{Failure, exit_now, finished_soon, on_signal_summary, stdout_error};
+use super::exit::{Failure, exit_now, finished_soon, on_signal_summary};
 use super::failure;
 use super::habits::{host_port, scan_targets, step_error};
+use super::keep_open;
 use super::output;
 use super::relay::{self, Counters};
 use super::show::Shower;
@@ -88,6 +89,17 @@ pub(crate) struct ConnectArgs {
     quit: QuitArgs,
     #[command(flatten)]
     reuse: ReuseAddrArgs,
+    /// Give up connecting after DUR (500ms, 5s): one line, exit 1. Without it the kernel
+    /// decides (net.ipv4.tcp_syn_retries: about two minutes when SYNs go unanswered).
+    #[arg(long, value_name = "DUR", value_parser = parse_dur)]
+    connect_timeout: Option<Duration>,
+    /// End the connection (exit 0) when nothing was sent or received for DUR.
+    #[arg(long, value_name = "DUR", value_parser = parse_dur)]
+    idle_timeout: Option<Duration>,
+    /// As nc -w: both --connect-timeout DUR and --idle-timeout DUR (either flag, given too,
+    /// takes precedence over -w for its half).
+    #[arg(short = 'w', value_name = "DUR", value_parser = parse_dur)]
+    wait: Option<Duration>,
     #[command(flatten)]
     family: FamilyArgs,
     #[command(flatten)]
@@ -146,7 +158,15 @@ fn listen(a: ListenArgs) -> anyhow::Result<ExitCode> {
     } else if let Some((conn, from)) = accept(&listener, a.limit.idle_timeout)? {
         a.out.note("accepted", || format!("connection from {from}"));
         drop(listener);
-        serve_one(&a.out, &a.recv, a.echo, a.quit.quit_after, &conn, &counters)?;
+        serve_one(
+            &a.out,
+            &a.recv,
+            a.echo,
+            a.quit.quit_after,
+            &conn,
+            &counters,
+            None,
+        )?;
     } else {
         a.out.note("idle", idle_note);
     }
@@ -154,63 +174,17 @@ fn listen(a: ListenArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve_many(a: &ListenArgs, listener: &Sock, counters: &Arc<Counters>) -> anyhow::Result<()> {
-    let active = Arc::new(AtomicUsize::new(0));
-    let served = AtomicU64::new(0);
-    let max = a.max_clients as usize;
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        loop {
-            if a.limit
-                .count
-                .is_some_and(|n| served.load(Ordering::Relaxed) >= n)
-            {
-                return Ok(());
-            }
-            let Some((conn, from)) = accept(listener, a.limit.idle_timeout)? else {
-                if active.load(Ordering::Acquire) == 0 {
-                    a.out.note("idle", idle_note);
-                    return Ok(());
-                }
-                continue;
-            };
-            if active.load(Ordering::Acquire) >= max {
-                a.out.note("refused", || {
-                    format!("{from}: over --max-clients {max}, closed")
-                });
-                conn.close();
-                continue;
-            }
-            served.fetch_add(1, Ordering::Relaxed);
-            active.fetch_add(1, Ordering::AcqRel);
-            a.out.note("accepted", || format!("connection from {from}"));
-            let active = active.clone();
-            let counters = counters.clone();
-            scope.spawn(move || {
-                let result = match a.echo {
-                    true => relay::echo(&conn, &counters),
-                    false => {
-                        let shower = show_mode(&a.out, &a.recv);
-                        relay::socket_to_stdout(
-                            &conn,
-                            &counters,
-                            shower.as_ref(),
-                            a.recv.recv_size,
-                            true,
-                        )
-                    }
-                };
-                if let Err(e) = result {
-                    if stdout_error(&e).is_some() {
-                        exit_now(Err(e));
-                    }
-                    a.out.note("client_error", || format!("{from}: {e:#}"));
-                }
-                // Free the slot before saying so: whoever reads "closed" may connect again.
-                active.fetch_sub(1, Ordering::AcqRel);
-                a.out.note("closed", || format!("{from} closed"));
-            });
-        }
-    })
+fn serve_many(a: &ListenArgs, listener: &Sock, counters: &Counters) -> anyhow::Result<()> {
+    let cfg = keep_open::Config {
+        out: &a.out,
+        echo: a.echo,
+        show: show_mode(&a.out, &a.recv),
+        recv_size: a.recv.recv_size,
+        max_clients: usize::try_from(a.max_clients).unwrap_or(usize::MAX),
+        count: a.limit.count,
+        idle: a.limit.idle_timeout,
+    };
+    keep_open::serve(&cfg, listener, counters)
 }
 
 fn idle_note() -> String {
@@ -247,7 +221,9 @@ fn connect(a: ConnectArgs) -> anyhow::Result<ExitCode> {
         .transpose()?;
     let opts = a.sock.opts(a.reuse.reuseaddr(), Some(&a.tcp), None);
     let rec = a.out.recorder();
-    let (to, (sock, applied)) = connect_any(&a.out, &dests, local, &opts, &rec)?;
+    let connect_timeout = a.connect_timeout.or(a.wait);
+    let idle = a.idle_timeout.or(a.wait);
+    let (to, (sock, applied)) = connect_any(&a.out, &dests, local, &opts, connect_timeout, &rec)?;
     a.out.applied(&applied);
     a.out.note("connected", || {
         format!(
@@ -258,7 +234,15 @@ fn connect(a: ConnectArgs) -> anyhow::Result<ExitCode> {
     let counters = Arc::new(Counters::default());
     let c = counters.clone();
     on_signal_summary(move || c.summary());
-    serve_one(&a.out, &a.recv, false, a.quit.quit_after, &sock, &counters)?;
+    serve_one(
+        &a.out,
+        &a.recv,
+        false,
+        a.quit.quit_after,
+        &sock,
+        &counters,
+        idle,
+    )?;
     a.out.summary(|| counters.summary(), || counters.json());
     Ok(ExitCode::SUCCESS)
 }
@@ -300,9 +284,10 @@ fn port_check(a: &ConnectArgs) -> anyhow::Result<ExitCode> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let opts = a.sock.opts(a.reuse.reuseaddr(), Some(&a.tcp), None);
     let rec = a.out.recorder();
+    let timeout = a.connect_timeout.or(a.wait);
     let mut any_open = false;
     for dests in targets {
-        let (to, result) = match connect_any(&a.out, &dests, local, &opts, &rec) {
+        let (to, result) = match connect_any(&a.out, &dests, local, &opts, timeout, &rec) {
             Ok((to, (sock, _))) => {
                 sock.close();
                 (to, Ok(()))
@@ -329,7 +314,8 @@ fn port_check(a: &ConnectArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The relay of one connection: stdin → socket on a thread, socket → stdout here (or echo).
-/// Ends when the peer has closed and, if stdin is not a terminal, stdin is sent too.
+/// Ends when the peer has closed and, if stdin is not a terminal, stdin is sent too; or when
+/// nothing was sent or received for `idle`.
 /// With `quit_after` (-q), once stdin has ended the peer gets that long to close; then the
 /// receive side is shut down (shutdown SHUT_RD wakes the blocked recv with 0) and the run ends.
 fn serve_one(
@@ -339,6 +325,7 @@ fn serve_one(
     quit_after: Option<Duration>,
     sock: &Sock,
     counters: &Counters,
+    idle: Option<Duration>,
 ) -> anyhow::Result<()> {
     if echo {
         return relay::echo(sock, counters);
@@ -365,18 +352,26 @@ fn serve_one(
             }
         });
         let received =
-            relay::socket_to_stdout(sock, counters, shower.as_ref(), recv.recv_size, false);
+            relay::socket_to_stdout(sock, counters, shower.as_ref(), recv.recv_size, idle);
         *receiving_done.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
         receiving_done.1.notify_all();
+        let idled = matches!(received, Ok(relay::End::Idle));
+        if let (true, Some(t)) = (idled, idle) {
+            out.note("idle", || {
+                format!("idle timeout: nothing sent or received for {t:?}")
+            });
+        }
         // A failed receive ends the run (after the grace period that lets the sender record
-        // its last call); a terminal may never reach EOF, so the peer's end ends it too.
+        // its last call); a terminal may never reach EOF, so the peer's end ends it too, and
+        // so does the idle timeout.
         let stop = match received.is_err() {
             true => {
                 finished_soon(&sender);
                 true
             }
-            false => interactive && !finished_soon(&sender),
+            false => idled || (interactive && !finished_soon(&sender)),
         };
+        let received = received.map(|_| ());
         if stop {
             // A terminal may never reach EOF: the peer is gone, so are we (as nc does), with
             // the summary the normal end would have printed.
@@ -399,6 +394,7 @@ fn connect_any(
     dests: &[SocketAddr],
     local: Option<SocketAddr>,
     opts: &socklab::sock::options::SockOpts,
+    timeout: Option<Duration>,
     rec: &socklab::trace::Recorder,
 ) -> anyhow::Result<(SocketAddr, (Sock, Vec<socklab::sock::options::Applied>))> {
     let dests: Vec<SocketAddr> = dests
@@ -408,7 +404,7 @@ fn connect_any(
         .collect();
     let mut last = None;
     for (i, to) in dests.iter().enumerate() {
-        match tcp::connect(*to, local, opts, rec) {
+        match tcp::connect_within(*to, local, opts, timeout, rec) {
             Ok(ok) => return Ok((*to, ok)),
             Err(e) => {
                 if i + 1 < dests.len() {
@@ -419,14 +415,28 @@ fn connect_any(
         }
     }
     match last {
-        Some(e) => Err(connect_error(e, opts.reuse_address)),
+        Some(e) => Err(connect_error(e, timeout, opts.reuse_address)),
         None => anyhow::bail!("the destination has no address of the --bind address's family"),
     }
 }
 
-/// A connect(2) the network answered (refused, unreachable, timed out) is a finding of the
-/// run, exit 1 as with nc; anything else (a bad option, bind) is a setup error, exit 2.
-fn connect_error(e: socklab::sock::StepError, reuseaddr: Option<bool>) -> anyhow::Error {
+/// A connect(2) the network answered (refused, unreachable, timed out) or that
+/// `--connect-timeout` gave up on is a finding of the run, exit 1 as with nc; anything else
+/// (a bad option, bind) is a setup error, exit 2.
+fn connect_error(
+    e: socklab::sock::StepError,
+    timeout: Option<Duration>,
+    reuseaddr: Option<bool>,
+) -> anyhow::Error {
+    if let (true, Some(t)) = (
+        e.call == "connect" && e.errno() == Some(libc::ETIMEDOUT),
+        timeout,
+    ) {
+        return failure(anyhow::anyhow!(
+            "connect {}: no answer within {t:?} (--connect-timeout/-w): the SYNs went unanswered; check the address, or allow more time",
+            e.target
+        ));
+    }
     let answered = matches!(
         e.errno(),
         Some(

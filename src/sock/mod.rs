@@ -254,7 +254,8 @@ impl Sock {
         )
     }
 
-    /// connect(2) with a timeout (nonblocking connect, then poll).
+    /// connect(2) with a timeout (nonblocking connect, then poll(2)). When the time runs out
+    /// the error is ETIMEDOUT, as when the kernel itself gives up on the SYNs.
     pub fn connect_timeout(&self, addr: SocketAddr, timeout: Duration) -> Step<()> {
         self.step(
             "connect",
@@ -264,7 +265,16 @@ impl Sock {
                     .field("timeout_ms", timeout.as_millis() as u64)
             },
             |_| 0,
-            |s| s.connect_timeout(&addr.into(), timeout),
+            |s| {
+                s.connect_timeout(&addr.into(), timeout).map_err(|e| {
+                    match (e.kind(), e.raw_os_error()) {
+                        (io::ErrorKind::TimedOut, None) => {
+                            io::Error::from_raw_os_error(libc::ETIMEDOUT)
+                        }
+                        _ => e,
+                    }
+                })
+            },
         )
     }
 

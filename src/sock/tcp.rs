@@ -30,11 +30,28 @@ pub fn connect(
     opts: &SockOpts,
     rec: &Recorder,
 ) -> Step<(Sock, Vec<Applied>)> {
+    connect_within(to, local, opts, None, rec)
+}
+
+/// [`connect`], giving up after `timeout` (none: when the kernel gives up, after
+/// net.ipv4.tcp_syn_retries retransmissions, about two minutes). The expiry is a
+/// [`StepError`](super::StepError) of kind `TimedOut`, with no errno (socket2's
+/// nonblocking connect + poll, not the kernel, decided).
+pub fn connect_within(
+    to: SocketAddr,
+    local: Option<SocketAddr>,
+    opts: &SockOpts,
+    timeout: Option<std::time::Duration>,
+    rec: &Recorder,
+) -> Step<(Sock, Vec<Applied>)> {
     let sock = Sock::open(&to, Proto::Tcp, rec)?;
     let applied = opts.apply(&sock)?;
     if let Some(l) = local {
         sock.bind(l)?;
     }
-    sock.connect(to)?;
+    match timeout {
+        Some(t) => sock.connect_timeout(to, t)?,
+        None => sock.connect(to)?,
+    }
     Ok((sock, applied))
 }

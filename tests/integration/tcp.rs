@@ -591,3 +591,40 @@ fn interrupted_transfer_summary_matches_the_pipe() {
         );
     }
 }
+
+/// `tcp listen -v` with a terminal on stdin (a pseudo-terminal from script(1)): when the
+/// client closes, the listener ends (the terminal may never reach EOF) and still prints the
+/// byte summary, as it does without a terminal.
+#[test]
+fn listen_with_a_terminal_on_stdin_prints_the_summary() {
+    if !util::have("script") {
+        eprintln!("skipping: no script(1) to give the listener a terminal");
+        return;
+    }
+    let port = util::free_tcp_port(util::V4);
+    let mut cmd = std::process::Command::new("script");
+    cmd.args([
+        "-qec",
+        &format!("{} tcp listen 127.0.0.1:{port} -v", util::BIN),
+        "/dev/null",
+    ]);
+    // script(1) copies its stdin (held open here) to the terminal and the terminal (the
+    // listener's stdout and stderr) to its stdout.
+    let mut l = spawn(cmd, Input::Open, Output::Keep);
+    let deadline = std::time::Instant::now() + WAIT;
+    while !l.stdout_text().contains("listening on") {
+        if std::time::Instant::now() >= deadline {
+            l.fail("the listener never said it listens");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    c.write_all(b"hi\n").unwrap();
+    drop(c);
+    let f = l.expect_code(0);
+    f.check(
+        f.out()
+            .contains("sent 0 bytes, received 3 bytes, wrote 3 bytes to stdout"),
+        "the summary, with a terminal on stdin",
+    );
+}

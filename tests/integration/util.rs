@@ -380,6 +380,11 @@ impl Proc {
         self.held_stdin = None;
     }
 
+    /// The child's process id (for /proc/PID/status).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGINT (Ctrl-C).
     pub(crate) fn interrupt(&self) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
