@@ -197,8 +197,10 @@ pub(crate) struct SockArgs {
     /// SO_SNDBUF in bytes; the value the kernel applied is printed.
     #[arg(long, value_name = "SIZE", value_parser = parse_buf)]
     sndbuf: Option<usize>,
-    /// SO_BINDTODEVICE: use only this interface.
-    #[arg(long, value_name = "IFACE")]
+    /// SO_BINDTODEVICE: use only this interface (a name from `ip link`).
+    // Interfaces are known only where the command runs, not when the completion script is
+    // generated: the hint keeps shells from offering file names instead.
+    #[arg(long, value_name = "IFACE", value_hint = clap::ValueHint::Other)]
     device: Option<String>,
     /// IP_TTL / IPV6_UNICAST_HOPS (1-255).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=255))]
@@ -234,8 +236,8 @@ pub(crate) struct UdpArgs {
     /// IP_MULTICAST_TTL / IPV6_MULTICAST_HOPS (0-255).
     #[arg(long, value_name = "TTL", value_parser = clap::value_parser!(u32).range(0..=255))]
     multicast_ttl: Option<u32>,
-    /// IP_MULTICAST_LOOP: whether our own multicast comes back to this host (on|off).
-    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    /// IP_MULTICAST_LOOP: whether our own multicast comes back to this host.
+    #[arg(long, value_name = "on|off", value_parser = Hinted::new(parse_on_off, ["on", "off"]))]
     multicast_loop: Option<bool>,
 }
 
@@ -296,6 +298,48 @@ pub(crate) struct RecvArgs {
     /// instead of the raw payload.
     #[arg(long)]
     pub(crate) show: bool,
+}
+
+/// A value parser that offers `values` to shell completion and help while `parser` decides
+/// what is valid: for values that are not a closed list (`raw:SIZE`), or whose list is known
+/// only at run time (the lab's claim numbers).
+#[derive(Clone)]
+pub(crate) struct Hinted<P> {
+    parser: P,
+    values: Vec<String>,
+}
+
+impl<P> Hinted<P> {
+    /// `parser`, offering `values` to completion.
+    pub(crate) fn new(parser: P, values: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self {
+            parser,
+            values: values.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl<P: clap::builder::TypedValueParser> clap::builder::TypedValueParser for Hinted<P> {
+    type Value = P::Value;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        self.parser.parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            self.values
+                .iter()
+                .map(|v| clap::builder::PossibleValue::new(v.clone())),
+        ))
+    }
 }
 
 fn parse_buf(s: &str) -> Result<usize, String> {

@@ -18,7 +18,7 @@ use clap::{Args, Subcommand};
 use socklab::sock::{Datagram, Proto, Sock, Step, StepError, sys, udp};
 
 use super::common::{
-    FamilyArgs, LimitArgs, OutputArgs, RecvArgs, ReuseAddrArgs, SockArgs, Started, UdpArgs,
+    FamilyArgs, Hinted, LimitArgs, OutputArgs, RecvArgs, ReuseAddrArgs, SockArgs, Started, UdpArgs,
 };
 use super::exit::{counted, exit_now, finished_soon, on_signal_summary};
 use super::failure;
@@ -78,7 +78,8 @@ fn parse_framing(s: &str) -> Result<Framing, String> {
 #[derive(Args, Debug, Clone)]
 pub(crate) struct SendOpts {
     /// How stdin becomes datagrams: line (default), raw:SIZE, or whole.
-    #[arg(long, value_name = "line|raw:SIZE|whole", default_value = "line", value_parser = parse_framing)]
+    #[arg(long, value_name = "line|raw:SIZE|whole", default_value = "line",
+          value_parser = Hinted::new(parse_framing, ["line", "whole", "raw:"]))]
     framing: Framing,
 }
 
