@@ -3,6 +3,7 @@
 mod bad_inputs;
 mod bench;
 mod habits;
+mod help_docs;
 mod interop;
 mod json;
 mod keep_open_load;
