@@ -15,7 +15,7 @@ use socklab::bench::server::{Server, ServerCfg};
 use socklab::bench::{BenchError, TestOutcome, plot};
 use socklab::{jsonl, units};
 
-use super::common::{FamilyArgs, SockArgs, TcpArgs};
+use super::common::{BenchSockArgs, FamilyArgs};
 use super::output;
 
 /// Benchmark TCP and UDP side by side: throughput, packet rate, loss, latency.
@@ -138,9 +138,7 @@ pub(crate) struct TestArgs {
     #[arg(long)]
     no_gro: bool,
     #[command(flatten)]
-    sock: SockArgs,
-    #[command(flatten)]
-    tcp_opts: TcpArgs,
+    sock: BenchSockArgs,
     #[command(flatten)]
     family: FamilyArgs,
     /// One JSON document: meta, results (units in field names), summary.
@@ -248,19 +246,7 @@ struct Plan {
 
 impl Plan {
     fn from_args(a: &TestArgs) -> anyhow::Result<Self> {
-        let o = a.sock.opts(None, Some(&a.tcp_opts), None);
-        if o.reuse_address.is_some()
-            || o.reuse_port
-            || o.device.is_some()
-            || o.ttl.is_some()
-            || o.tos.is_some()
-            || o.linger.is_some()
-            || o.only_v6.is_some()
-        {
-            bail!(
-                "bench applies --rcvbuf, --sndbuf and --nodelay to its data sockets; the other socket options are for the tcp/udp endpoints"
-            );
-        }
+        let o = a.sock.opts();
         let kind = match a.test {
             TestArg::Stream | TestArg::Compare => TestKind::Stream,
             TestArg::Rate => TestKind::Rate,

@@ -87,8 +87,8 @@ pub(crate) struct OutputArgs {
     /// Make all output JSON lines (`{"type": …, "data": {…}}`), the trace included.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Say what happens on stderr: listening address, connections, applied buffer sizes, and a
-    /// byte/datagram summary at the end.
+    /// Say what happens on stderr: where the socket is bound or listening, its peers, applied
+    /// buffer sizes, and a summary of what was sent and received at the end.
     #[arg(short, long)]
     pub(crate) verbose: bool,
 }
@@ -275,29 +275,82 @@ impl SockArgs {
     }
 }
 
-/// `--count` and `--idle-timeout`.
+// The receive and limit flags come in a TCP and a UDP variant: the same fields, each
+// documented in its own protocol's words, so `tcp listen --help` never talks of datagrams
+// and `udp recv --help` never of clients or streams.
+
+/// `tcp listen`'s `--count` and `--idle-timeout`.
 #[derive(Args, Debug, Clone, Default)]
-pub(crate) struct LimitArgs {
-    /// Stop after N datagrams (UDP) or N clients (TCP with -k).
+pub(crate) struct ListenLimitArgs {
+    /// With -k, stop after serving N clients.
     #[arg(long, short = 'c', value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) count: Option<u64>,
-    /// Stop when nothing arrives for this long (500ms, 5s, 2m): no datagram (UDP), no new
-    /// client while none is connected (TCP listen).
+    /// Stop when no new client came for this long (500ms, 5s, 2m) while none is connected
+    /// (accept(2) with SO_RCVTIMEO).
     #[arg(long, value_name = "DUR", value_parser = parse_dur)]
     pub(crate) idle_timeout: Option<Duration>,
 }
 
-/// `--recv-size` and `--show`.
+/// The UDP commands' `--count` and `--idle-timeout`.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct UdpLimitArgs {
+    /// Stop after receiving N datagrams, or sending N.
+    #[arg(long, short = 'c', value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) count: Option<u64>,
+    /// Stop when no datagram arrived for this long (500ms, 5s, 2m; SO_RCVTIMEO).
+    #[arg(long, value_name = "DUR", value_parser = parse_dur)]
+    pub(crate) idle_timeout: Option<Duration>,
+}
+
+/// The TCP commands' `--recv-size` and `--show`.
 #[derive(Args, Debug, Clone)]
-pub(crate) struct RecvArgs {
-    /// Buffer size of each receive call. A larger UDP datagram is reported as truncated with its
-    /// real length; on TCP, --show then shows how the stream was cut into reads.
+pub(crate) struct TcpRecvArgs {
+    /// Buffer size of each recv(2) call; with --show, each read is one line, so this shows
+    /// how the stream was cut into reads.
     #[arg(long, value_name = "SIZE", value_parser = parse_recv_size, default_value = "65536")]
     pub(crate) recv_size: usize,
-    /// Print one line per receive call: source, length, real length, flags and payload,
-    /// instead of the raw payload.
+    /// Print one line per recv(2) call (its length and bytes) instead of the raw stream.
     #[arg(long)]
     pub(crate) show: bool,
+}
+
+/// The UDP commands' `--recv-size` and `--show`.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct UdpRecvArgs {
+    /// Buffer size of each recvmsg(2) call. A larger datagram is reported as truncated with
+    /// its real length (MSG_TRUNC).
+    #[arg(long, value_name = "SIZE", value_parser = parse_recv_size, default_value = "65536")]
+    pub(crate) recv_size: usize,
+    /// Print one line per datagram (source, length, real length, flags, payload) instead of
+    /// the raw payload.
+    #[arg(long)]
+    pub(crate) show: bool,
+}
+
+/// The socket options the bench applies to its data sockets (and no others).
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct BenchSockArgs {
+    /// SO_RCVBUF in bytes (64K, 1M …) on the data sockets.
+    #[arg(long, value_name = "SIZE", value_parser = parse_buf)]
+    rcvbuf: Option<usize>,
+    /// SO_SNDBUF in bytes on the data sockets.
+    #[arg(long, value_name = "SIZE", value_parser = parse_buf)]
+    sndbuf: Option<usize>,
+    /// TCP_NODELAY on TCP data sockets.
+    #[arg(long)]
+    nodelay: bool,
+}
+
+impl BenchSockArgs {
+    /// The library's option set with these three options.
+    pub(crate) fn opts(&self) -> SockOpts {
+        SockOpts {
+            recv_buffer: self.rcvbuf,
+            send_buffer: self.sndbuf,
+            nodelay: self.nodelay,
+            ..SockOpts::default()
+        }
+    }
 }
 
 /// A value parser that offers `values` to shell completion and help while `parser` decides

@@ -11,8 +11,8 @@ use socklab::sock::{Proto, Sock, tcp};
 use socklab::{addr, jsonl};
 
 use super::common::{
-    FamilyArgs, LimitArgs, ListenReuseArgs, OutputArgs, RecvArgs, ReuseAddrArgs, SockArgs, TcpArgs,
-    parse_dur,
+    FamilyArgs, ListenLimitArgs, ListenReuseArgs, OutputArgs, ReuseAddrArgs, SockArgs, TcpArgs,
+    TcpRecvArgs, parse_dur,
 };
 use super::exit::{Failure, exit_now, finished_soon, on_signal_summary};
 use super::failure;
@@ -61,9 +61,9 @@ pub(crate) struct ListenArgs {
     #[command(flatten)]
     tcp: TcpArgs,
     #[command(flatten)]
-    recv: RecvArgs,
+    recv: TcpRecvArgs,
     #[command(flatten)]
-    limit: LimitArgs,
+    limit: ListenLimitArgs,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -107,7 +107,7 @@ pub(crate) struct ConnectArgs {
     #[command(flatten)]
     tcp: TcpArgs,
     #[command(flatten)]
-    recv: RecvArgs,
+    recv: TcpRecvArgs,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -320,7 +320,7 @@ fn port_check(a: &ConnectArgs) -> anyhow::Result<ExitCode> {
 /// receive side is shut down (shutdown SHUT_RD wakes the blocked recv with 0) and the run ends.
 fn serve_one(
     out: &OutputArgs,
-    recv: &RecvArgs,
+    recv: &TcpRecvArgs,
     echo: bool,
     quit_after: Option<Duration>,
     sock: &Sock,
@@ -454,6 +454,6 @@ fn connect_error(
     }
 }
 
-fn show_mode(out: &OutputArgs, recv: &RecvArgs) -> Option<Shower> {
+fn show_mode(out: &OutputArgs, recv: &TcpRecvArgs) -> Option<Shower> {
     (recv.show || out.json).then(|| Shower::new(out.json))
 }

@@ -18,7 +18,8 @@ use clap::{Args, Subcommand};
 use socklab::sock::{Datagram, Proto, Sock, Step, StepError, sys, udp};
 
 use super::common::{
-    FamilyArgs, Hinted, LimitArgs, OutputArgs, RecvArgs, ReuseAddrArgs, SockArgs, Started, UdpArgs,
+    FamilyArgs, Hinted, OutputArgs, ReuseAddrArgs, SockArgs, Started, UdpArgs, UdpLimitArgs,
+    UdpRecvArgs,
 };
 use super::exit::{counted, exit_now, finished_soon, on_signal_summary};
 use super::failure;
@@ -195,9 +196,9 @@ pub(crate) struct Common {
     #[command(flatten)]
     udp: UdpArgs,
     #[command(flatten)]
-    recv: RecvArgs,
+    recv: UdpRecvArgs,
     #[command(flatten)]
-    limit: LimitArgs,
+    limit: UdpLimitArgs,
     #[command(flatten)]
     out: OutputArgs,
 }

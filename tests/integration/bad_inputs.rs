@@ -262,7 +262,10 @@ const MORE: &[(&str, &str)] = &[
     ("empty brackets", "tcp connect []:80"),
     ("garbage after the port", "tcp connect 127.0.0.1:80x"),
     ("space in the port", "udp send 127.0.0.1:8_0"),
-    ("udp recv: no port", "udp recv --bind 127.0.0.1"),
+    (
+        "udp recv: ADDR without a port (only --bind HOST means port 0)",
+        "udp recv 127.0.0.1",
+    ),
     (
         "udp recv: port above 65535",
         "udp recv --bind 127.0.0.1:70000",
