@@ -10,6 +10,8 @@ use socklab::sock::options::{Applied, SockOpts};
 use socklab::trace::{Recorder, render::StderrSink};
 use socklab::{jsonl, units};
 
+use super::output::diag;
+
 /// `-4`/`-6`.
 #[derive(Args, Debug, Clone, Default)]
 pub(crate) struct FamilyArgs {
@@ -108,12 +110,12 @@ impl OutputArgs {
             return;
         }
         if self.json {
-            eprintln!(
+            diag!(
                 "{}",
                 jsonl::line(kind, serde_json::json!({"message": text()}))
             );
         } else {
-            eprintln!("socklab: {}", text());
+            diag!("socklab: {}", text());
         }
     }
 
@@ -128,9 +130,9 @@ impl OutputArgs {
             return;
         }
         if self.json {
-            eprintln!("{}", jsonl::line("summary", data()));
+            diag!("{}", jsonl::line("summary", data()));
         } else {
-            eprintln!("socklab: {}", text());
+            diag!("socklab: {}", text());
         }
     }
 
@@ -138,11 +140,13 @@ impl OutputArgs {
     pub(crate) fn applied(&self, applied: &[Applied]) {
         for a in applied {
             if self.json {
-                eprintln!("{}", jsonl::line("sockopt", a));
+                diag!("{}", jsonl::line("sockopt", a));
             } else {
-                eprintln!(
+                diag!(
                     "socklab: {} asked {} bytes, kernel applied {} (socket(7): doubled for bookkeeping, capped by net.core.*mem_max)",
-                    a.option, a.asked, a.applied
+                    a.option,
+                    a.asked,
+                    a.applied
                 );
             }
         }

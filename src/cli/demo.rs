@@ -11,7 +11,7 @@ use socklab::sock::options::SockOpts;
 use socklab::sock::{tcp, udp};
 use socklab::trace::{Recorder, render::StderrSink};
 
-use super::output;
+use super::output::{self, diag};
 
 #[derive(Args, Debug)]
 pub(crate) struct DemoArgs {
@@ -24,11 +24,11 @@ pub(crate) struct DemoArgs {
 /// A section title on stderr, as text or as a JSON line.
 fn section(json: bool, title: &str) {
     match json {
-        true => eprintln!(
+        true => diag!(
             "{}",
             jsonl::line("section", serde_json::json!({"title": title}))
         ),
-        false => eprintln!("== {title}"),
+        false => diag!("== {title}"),
     }
 }
 

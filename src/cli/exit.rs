@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{SigSet, Signal};
 use socklab::sock::StepError;
 
-use super::output::{self, StdoutError};
+use super::output::{self, StdoutError, diag};
 
 /// An error from the data phase, after setup worked: exits 1 instead of 2.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +42,7 @@ pub(crate) fn usage(e: clap::Error) -> ExitCode {
         );
     }
     if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-        eprintln!("socklab: {}", missing_subcommand(&e.render().to_string()));
+        diag!("socklab: {}", missing_subcommand(&e.render().to_string()));
         return ExitCode::from(2);
     }
     // clap's message may continue on the next lines (the missing arguments' names): keep
@@ -65,7 +65,7 @@ pub(crate) fn usage(e: clap::Error) -> ExitCode {
     };
     if let Some(p) = pointer {
         let message = message.strip_prefix("error: ").unwrap_or(&message);
-        eprintln!("socklab: {message}; {p}");
+        diag!("socklab: {message}; {p}");
         return ExitCode::from(2);
     }
     let message = message.strip_prefix("error: ").unwrap_or(&message);
@@ -74,7 +74,7 @@ pub(crate) fn usage(e: clap::Error) -> ExitCode {
     } else {
         message
     };
-    eprintln!("socklab: {message} (see --help)");
+    diag!("socklab: {message} (see --help)");
     ExitCode::from(2)
 }
 

@@ -77,3 +77,13 @@ impl Write for Buffer {
         Ok(())
     }
 }
+
+/// `eprintln!` that never panics: a diagnostic line on stderr, dropped if stderr itself fails
+/// (closed, full), which must not end a run that is otherwise working.
+macro_rules! diag {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+pub(crate) use diag;

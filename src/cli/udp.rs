@@ -24,7 +24,7 @@ use super::common::{
 use super::exit::{counted, exit_now, finished_soon, on_signal_summary};
 use super::failure;
 use super::habits::{host_port, step_error};
-use super::output::{self, StdoutError};
+use super::output::{self, StdoutError, diag};
 use super::show::Shower;
 
 #[derive(Subcommand, Debug)]
@@ -425,7 +425,7 @@ fn send_stdin(
 }
 
 /// Receives datagrams until `--count`, `--idle-timeout` or an error, printing each; `each`
-/// is called with every datagram and its payload (for replies).
+/// is called with every datagram and its payload (for replies), before it is printed.
 fn receive(
     c: &Common,
     env: &Env,
@@ -456,6 +456,9 @@ fn receive(
                 .fetch_max(u64::from(dropped), Ordering::Relaxed);
         }
         let payload = &buf[..d.len];
+        // Before the datagram shows on stdout: whoever reads it there may answer at once
+        // (`udp serve` replies to the latest source, which must be known by then).
+        each(&d, payload)?;
         let data = match &env.shower {
             Some(s) => {
                 text.clear();
@@ -473,14 +476,13 @@ fn receive(
             Ok::<_, StdoutError>(())
         })?;
         if env.shower.is_none() && d.truncated {
-            eprintln!(
+            diag!(
                 "socklab: datagram from {} truncated: real length {}, kept {} (raise --recv-size)",
                 addr_or_q(d.from),
                 d.real_len,
                 d.len
             );
         }
-        each(&d, payload)?;
     }
     Ok(())
 }
@@ -525,7 +527,7 @@ fn serve(c: &ServeCmd, env: &Env, sock: &Sock) -> anyhow::Result<()> {
                     match to {
                         Some(to) => sock.send_to(b, to),
                         None => {
-                            eprintln!("socklab: no datagram received yet, so no peer to send to: input dropped");
+                            diag!("socklab: no datagram received yet, so no peer to send to: input dropped");
                             Ok(0)
                         }
                     }

@@ -33,6 +33,21 @@ fn raise_nofile(want: u64) -> bool {
     hard >= want && setrlimit(Resource::RLIMIT_NOFILE, want, hard).is_ok()
 }
 
+/// A client connected to `addr` from 127.0.0.2: 10 000 ephemeral ports taken on 127.0.0.1
+/// could collide with tests running at the same time that close and rebind a 127.0.0.1 port
+/// (a bind conflicts only with sockets on the same address, or the wildcard); and closed with
+/// a reset, leaving no TIME_WAIT behind.
+fn connect_from_127_0_0_2(addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    // SO_LINGER 0: closing resets, so no TIME_WAIT is left for tests that list sockets.
+    s.set_linger(Some(Duration::ZERO)).expect("SO_LINGER");
+    s.bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into())
+        .expect("bind 127.0.0.2:0");
+    s.connect(&addr.into()).expect("connect an idle client");
+    s.into()
+}
+
 /// Waits (bounded poll of the child's stderr) until `needle` occurs `n` times.
 fn wait_count(p: &Proc, needle: &str, n: usize) {
     let deadline = Instant::now() + WAIT;
@@ -95,7 +110,7 @@ fn ten_thousand_idle_connections_then_echo_and_max_clients() {
     let mut idle = Vec::with_capacity(IDLE);
     for _ in 0..IDLE {
         assert!(start.elapsed() < WAIT, "connecting took too long");
-        idle.push(TcpStream::connect(addr).expect("connect an idle client"));
+        idle.push(connect_from_127_0_0_2(addr));
     }
     wait_count(&l, "connection from", IDLE);
     let rss_after = status(pid, "VmRSS");

@@ -153,3 +153,30 @@ fn udp_recv_on_closed_or_full_stdout() {
         }
     }
 }
+
+/// Diagnostics on a stderr that fails (/dev/full) are dropped, not a panic: the run's own
+/// result decides the exit code (0 for demo, 2 for a usage error).
+#[test]
+fn failing_stderr_is_not_a_panic() {
+    for (args, code) in [
+        (&["demo"][..], 0),
+        (&["tcp"], 2),
+        (&["tcp", "listen", "x"], 2),
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("open /dev/full");
+        let status = socklab(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(full)
+            .status()
+            .expect("run socklab");
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "socklab {args:?} with stderr on /dev/full"
+        );
+    }
+}
