@@ -3,7 +3,7 @@
 //! `datagram`, `summary` …); `data` holds its fields. docs/json.md lists every kind.
 //!
 //! A bottom-layer module: `trace`, `sock` users, the lab, the bench and the CLI all emit
-//! through [`line`], so the envelope is spelled in one place.
+//! through [`line()`], so the envelope is spelled in one place.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
