@@ -1,16 +1,19 @@
 //! `bench client`: connects to a server's control port, negotiates one test, opens the data
 //! connections, runs its side and merges both sides' figures into a [`TestOutcome`].
 
+use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
 
 use super::protocol::{
-    self, Dir, Message, SentCount, StreamResult, TestKind, TestParams, Transport,
+    self, Dir, FrameError, Message, PROBE_LEN, Probe, SentCount, StreamResult, TestKind,
+    TestParams, Transport,
 };
 use super::session::{self, Job};
 use super::wire::{HEADER_LEN, Repr};
 use super::{BenchError, RrSummary, TestOutcome, data_socket, tune};
-use crate::sock::Proto;
+use crate::sock::{Proto, Sock};
 
 /// Client configuration.
 #[derive(Debug, Clone)]
@@ -21,8 +24,68 @@ pub struct ClientCfg {
     pub token: Option<String>,
     /// CPUs to pin worker threads to, round-robin.
     pub cpus: Vec<usize>,
-    /// Connect and control-read timeout before the test.
+    /// The connect timeout of the control connection (`--connect-timeout`), and the deadline
+    /// for the whole handshake after it (Hello to Accepted, and the UDP return-address check):
+    /// a silent server is an error after this long, never a hang.
     pub timeout: Duration,
+}
+
+/// `5s`, `1.5s`, `200ms`: a timeout as the user wrote it.
+fn human(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+/// connect(2) of the control connection, bounded by `cfg.timeout`, with the failure in words.
+fn connect(cfg: &ClientCfg) -> Result<TcpStream, BenchError> {
+    TcpStream::connect_timeout(&cfg.server, cfg.timeout).map_err(|e| {
+        let why = match e.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => format!(
+                "no answer within {} (--connect-timeout); is the host up and the port open?",
+                human(cfg.timeout)
+            ),
+            io::ErrorKind::ConnectionRefused => {
+                "connection refused: nothing listens on that port".to_string()
+            }
+            _ => e
+                .raw_os_error()
+                .map_or_else(|| e.to_string(), crate::sock::errno::describe),
+        };
+        BenchError::Connect(cfg.server, io::Error::new(e.kind(), why))
+    })
+}
+
+/// Reads one handshake message before `deadline`; a failure is said in the user's terms.
+fn read_handshake(
+    conn: &mut TcpStream,
+    cfg: &ClientCfg,
+    deadline: Instant,
+) -> Result<Message, BenchError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    conn.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+    protocol::read_message(conn).map_err(|e| handshake_error(&e, cfg))
+}
+
+fn handshake_error(e: &FrameError, cfg: &ClientCfg) -> BenchError {
+    let server = cfg.server;
+    BenchError::Control(match e {
+        FrameError::Short(0) | FrameError::Truncated { .. } | FrameError::Short(_) => {
+            "the server closed the control connection during the handshake (wrong token? server busy or flooded? see the server's log)".to_string()
+        }
+        FrameError::Io(io) if matches!(io.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => format!(
+            "the server at {server} said nothing for {} during the handshake (is it a socklab bench server? --connect-timeout sets this wait)",
+            human(cfg.timeout)
+        ),
+        FrameError::BadMagic => format!(
+            "{server} is not a socklab bench server (it answered in another protocol)"
+        ),
+        other => format!("{} during the handshake", other.in_words("the server")),
+    })
 }
 
 /// Runs one test against a server. `on_sample(received_here, sample)` sees interval samples
@@ -35,22 +98,20 @@ pub fn run_test(
     let started_unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let mut conn = TcpStream::connect_timeout(&cfg.server, cfg.timeout)
-        .map_err(|e| BenchError::Connect(cfg.server, e))?;
-    conn.set_read_timeout(Some(cfg.timeout))?;
+    let mut conn = connect(cfg)?;
+    let deadline = Instant::now() + cfg.timeout;
     conn.set_write_timeout(Some(cfg.timeout))?;
     conn.set_nodelay(true)?;
-    let (nonce, auth_required) = match protocol::read_message(&mut conn)? {
-        Message::Hello {
-            nonce,
-            auth_required,
-            ..
-        } => (nonce, auth_required),
-        other => {
-            return Err(BenchError::Protocol(format!(
-                "expected hello, got {other:?}"
-            )));
-        }
+    let Message::Hello {
+        nonce,
+        auth_required,
+        ..
+    } = read_handshake(&mut conn, cfg, deadline)?
+    else {
+        return Err(BenchError::Control(format!(
+            "{} is not a socklab bench server (no greeting)",
+            cfg.server
+        )));
     };
     let auth = match (&cfg.token, auth_required) {
         (Some(t), _) => Some(protocol::auth_tag(t, &nonce)),
@@ -65,45 +126,32 @@ pub fn run_test(
     let streams = session::streams(params);
     let local_ip = conn.local_addr()?.ip();
     let server_ip = cfg.server.ip();
-    // UDP streams the client receives: bind now, tell the server the ports.
-    let mut down_socks = Vec::new();
-    if params.transport == Transport::Udp {
-        for &(id, dir) in &streams {
-            if dir == Dir::Down {
-                let s = data_socket(SocketAddr::new(local_ip, 0), params)?;
-                s.bind(SocketAddr::new(local_ip, 0))?;
-                down_socks.push((id, s));
-            }
-        }
-    }
-    let client_udp_ports = down_socks
-        .iter()
-        .map(|(_, s)| s.local_addr().map_or(0, |a| a.port()))
-        .collect();
     protocol::write_message(
         &mut conn,
         &Message::Start {
             auth,
             params: params.clone(),
-            client_udp_ports,
         },
-    )?;
-    let (tcp_port, udp_ports) = match protocol::read_message(&mut conn) {
-        Ok(Message::Accepted {
-            tcp_port,
-            udp_ports,
-            ..
-        }) => (tcp_port, udp_ports),
-        Ok(Message::Refused { reason, retry }) => {
-            return Err(BenchError::Refused { reason, retry });
-        }
-        Ok(other) => {
-            return Err(BenchError::Protocol(format!(
-                "expected accepted, got {other:?}"
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    )
+    .map_err(|e| handshake_error(&e, cfg))?;
+    let (tcp_port, udp_ports, down_udp_ports, cookie) =
+        match read_handshake(&mut conn, cfg, deadline)? {
+            Message::Accepted {
+                tcp_port,
+                udp_ports,
+                down_udp_ports,
+                cookie,
+                ..
+            } => (tcp_port, udp_ports, down_udp_ports, cookie),
+            Message::Refused { reason, retry } => {
+                return Err(BenchError::Refused { reason, retry });
+            }
+            other => {
+                return Err(BenchError::Protocol(format!(
+                    "expected accepted, got {other:?}"
+                )));
+            }
+        };
     let mut jobs = Vec::new();
     match params.transport {
         Transport::Tcp => {
@@ -134,24 +182,52 @@ pub fn run_test(
             }
         }
         Transport::Udp => {
-            let mut up_ports = udp_ports.iter();
+            let (mut up_ports, mut down_ports) = (udp_ports.iter(), down_udp_ports.iter());
+            let too_few = || BenchError::Protocol("the server named too few UDP ports".into());
+            // Streams the server will send UDP on: each proves its address with a probe.
+            let mut proofs = Vec::new();
             for &(id, dir) in &streams {
+                let port = match dir {
+                    Dir::Up => up_ports.next(),
+                    Dir::Down => down_ports.next(),
+                };
+                let to = SocketAddr::new(server_ip, *port.ok_or_else(too_few)?);
+                let s = data_socket(to, params)?;
                 if dir == Dir::Up {
-                    let port = *up_ports
-                        .next()
-                        .ok_or_else(|| BenchError::Protocol("too few UDP ports".into()))?;
-                    let to = SocketAddr::new(server_ip, port);
-                    let s = data_socket(to, params)?;
                     s.connect(to)?;
-                    jobs.push((id, Job::Send(s)));
+                } else {
+                    s.bind(SocketAddr::new(local_ip, 0))?;
                 }
+                if dir == Dir::Down || params.kind == TestKind::Rr {
+                    proofs.push((id, jobs.len(), to));
+                }
+                let job = match dir {
+                    Dir::Up => Job::Send(s),
+                    Dir::Down => Job::Recv(s),
+                };
+                jobs.push((id, job));
             }
-            for (id, s) in down_socks {
-                jobs.push((id, Job::Recv(s)));
+            if !proofs.is_empty() {
+                let cookie = cookie
+                    .as_deref()
+                    .and_then(protocol::parse_cookie)
+                    .ok_or_else(|| {
+                        BenchError::Protocol("the server sent no UDP return-address cookie".into())
+                    })?;
+                let socks: Vec<(u16, &Sock, SocketAddr)> = proofs
+                    .iter()
+                    .map(|&(id, i, to)| {
+                        let (Job::Send(s) | Job::Recv(s)) = &jobs[i].1;
+                        (id, s, to)
+                    })
+                    .collect();
+                prove_return_addresses(&mut conn, cfg, &socks, cookie, deadline)?;
+                session::drain_probes(&jobs);
             }
         }
     }
-    protocol::write_message(&mut conn, &Message::Go)?;
+    protocol::write_message(&mut conn, &Message::Go).map_err(|e| handshake_error(&e, cfg))?;
+    session::watch_peer(&conn, cfg.timeout)?;
     let mut relay = |here: bool, s: &protocol::IntervalSample| {
         let dir = if here { Dir::Down } else { Dir::Up };
         on_sample(dir, s);
@@ -212,6 +288,66 @@ pub fn run_test(
         rr,
         samples,
     })
+}
+
+/// Sends a [`Probe`] from each socket the server will send to, every 100 ms until the
+/// server acknowledges it (UDP may lose either), or until `deadline`. The server sends a
+/// stream's data only to the address its probe came from (see [`Probe`]).
+fn prove_return_addresses(
+    conn: &mut TcpStream,
+    cfg: &ClientCfg,
+    socks: &[(u16, &Sock, SocketAddr)],
+    cookie: [u8; 16],
+    deadline: Instant,
+) -> Result<(), BenchError> {
+    let mut acked = vec![false; socks.len()];
+    let mut resend = Instant::now();
+    let mut buf = [0u8; PROBE_LEN + 1];
+    while acked.iter().any(|a| !a) {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(BenchError::Control(format!(
+                "the server did not acknowledge the UDP return-address check within {} (does a firewall drop UDP between here and {}?)",
+                human(cfg.timeout),
+                cfg.server.ip()
+            )));
+        }
+        if now >= resend {
+            for ((stream, s, to), done) in socks.iter().zip(&acked) {
+                if !done {
+                    let probe = Probe {
+                        ack: false,
+                        stream: *stream,
+                        cookie,
+                    };
+                    let _ = s.send_to(&probe.emit(), *to);
+                }
+            }
+            resend = now + Duration::from_millis(100);
+        }
+        let fds: Vec<BorrowedFd<'_>> = socks.iter().map(|(_, s, _)| s.as_fd()).collect();
+        let ready = session::wait(&fds, conn, true, resend.min(deadline))?;
+        if ready.ctrl {
+            // The server refuses (its deadline passed) or went away.
+            return Err(match read_handshake(conn, cfg, deadline)? {
+                Message::Refused { reason, retry } => BenchError::Refused { reason, retry },
+                other => BenchError::Protocol(format!("expected accepted, got {other:?}")),
+            });
+        }
+        for (i, (stream, s, _)) in socks.iter().enumerate() {
+            if !ready.fds[i] {
+                continue;
+            }
+            if let Ok(d) = s.recv_datagram(&mut buf, libc::MSG_DONTWAIT) {
+                if Probe::parse(&buf[..d.len])
+                    .is_some_and(|p| p.ack && p.stream == *stream && p.cookie == cookie)
+                {
+                    acked[i] = true;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The protocol a data socket of this test uses.

@@ -52,18 +52,41 @@ pub enum BenchError {
     /// The peer broke the protocol.
     #[error("bench protocol: {0}")]
     Protocol(String),
+    /// The control connection failed or the peer went silent, said in the user's terms.
+    #[error("{0}")]
+    Control(String),
     /// The test started but did not finish.
     #[error("test failed: {0}")]
     Test(String),
     /// A control frame could not be read or written.
     #[error("{0}")]
-    Frame(#[from] FrameError),
+    Frame(FrameError),
     /// A socket step failed.
     #[error("{0}")]
-    Step(#[from] StepError),
+    Step(StepError),
     /// Another I/O error.
     #[error("{0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+// The wrapped errors are the Display, not a `source()`: printing the chain ("a: b") would
+// otherwise say the same thing twice.
+impl From<FrameError> for BenchError {
+    fn from(e: FrameError) -> Self {
+        Self::Frame(e)
+    }
+}
+
+impl From<StepError> for BenchError {
+    fn from(e: StepError) -> Self {
+        Self::Step(e)
+    }
+}
+
+impl From<io::Error> for BenchError {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
 }
 
 /// Opens a data socket for `params` of the family of `like`. UDP sockets get large buffers

@@ -25,6 +25,9 @@ pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 8;
 /// Largest body accepted, in bytes.
 pub const MAX_BODY: usize = 256 * 1024;
+/// Largest body a server reads before a client has been admitted (a Start message is a few
+/// hundred bytes): what an unauthenticated peer can make the server buffer, per connection.
+pub const HANDSHAKE_MAX_BODY: usize = 16 * 1024;
 
 /// Why bytes are not a control frame.
 #[derive(Debug, thiserror::Error)]
@@ -38,9 +41,14 @@ pub enum FrameError {
     /// Another protocol version.
     #[error("the peer speaks bench protocol version {0}, this socklab speaks {VERSION}")]
     BadVersion(u8),
-    /// A body length above [`MAX_BODY`].
-    #[error("control message of {0} bytes exceeds the {MAX_BODY}-byte limit")]
-    TooLong(u64),
+    /// A body length above the limit (announced, refused before anything is allocated).
+    #[error("control message of {len} bytes exceeds the {limit}-byte limit")]
+    TooLong {
+        /// Bytes announced.
+        len: u64,
+        /// The limit that applied.
+        limit: usize,
+    },
     /// Fewer body bytes than the header announced.
     #[error("control message truncated: {got} of {want} bytes")]
     Truncated {
@@ -51,10 +59,23 @@ pub enum FrameError {
     },
     /// The body is not a valid message.
     #[error("malformed control message: {0}")]
-    Body(#[from] serde_json::Error),
+    Body(serde_json::Error),
     /// Reading or writing the connection failed (including a timeout).
     #[error("control connection: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+// No `source()`: the Display already says it, and an error chain must not say it twice.
+impl From<serde_json::Error> for FrameError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Body(e)
+    }
+}
+
+impl From<io::Error> for FrameError {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
 }
 
 /// The test a client asks for.
@@ -246,8 +267,6 @@ pub enum Message {
         auth: Option<String>,
         /// The test.
         params: TestParams,
-        /// UDP ports the client bound for streams it receives (Down), in stream order.
-        client_udp_ports: Vec<u16>,
     },
     /// Server → client: test accepted.
     Accepted {
@@ -257,6 +276,14 @@ pub enum Message {
         tcp_port: Option<u16>,
         /// UDP ports bound by the server for the streams it receives (Up), in stream order.
         udp_ports: Vec<u16>,
+        /// UDP ports of the server's sockets for the streams it sends (Down), in stream order:
+        /// the client sends its [`Probe`] for such a stream to this port.
+        #[serde(default)]
+        down_udp_ports: Vec<u16>,
+        /// Per-test random cookie (hex, 16 bytes) for the UDP return-address check, when the
+        /// server will send UDP to the client (`-R`, `--bidir`, `rr`).
+        #[serde(default)]
+        cookie: Option<String>,
     },
     /// Server → client: test refused.
     Refused {
@@ -293,7 +320,10 @@ pub enum Message {
 pub fn encode(msg: &Message) -> Result<Vec<u8>, FrameError> {
     let body = serde_json::to_vec(msg)?;
     if body.len() > MAX_BODY {
-        return Err(FrameError::TooLong(body.len() as u64));
+        return Err(FrameError::TooLong {
+            len: body.len() as u64,
+            limit: MAX_BODY,
+        });
     }
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(&MAGIC);
@@ -306,6 +336,12 @@ pub fn encode(msg: &Message) -> Result<Vec<u8>, FrameError> {
 
 /// Validates a frame header and returns the body length it announces.
 pub fn parse_header(h: &[u8]) -> Result<usize, FrameError> {
+    parse_header_within(h, MAX_BODY)
+}
+
+/// [`parse_header`] with a smaller body limit (a server's handshake uses
+/// [`HANDSHAKE_MAX_BODY`]): a longer frame is refused from its header alone.
+pub fn parse_header_within(h: &[u8], limit: usize) -> Result<usize, FrameError> {
     if h.len() < HEADER_LEN {
         return Err(FrameError::Short(h.len()));
     }
@@ -316,13 +352,15 @@ pub fn parse_header(h: &[u8]) -> Result<usize, FrameError> {
         return Err(FrameError::BadVersion(h[2]));
     }
     let len = u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as u64;
-    if len > MAX_BODY as u64 {
-        return Err(FrameError::TooLong(len));
+    let limit = limit.min(MAX_BODY);
+    if len > limit as u64 {
+        return Err(FrameError::TooLong { len, limit });
     }
     Ok(len as usize)
 }
 
-/// Decodes one complete frame from `bytes` (header and body; trailing bytes are an error).
+/// Decodes the frame at the start of `bytes` (header and body); bytes after the announced
+/// body, such as the next frame, are not part of it.
 pub fn decode(bytes: &[u8]) -> Result<Message, FrameError> {
     let len = parse_header(bytes)?;
     let body = &bytes[HEADER_LEN..];
@@ -371,6 +409,111 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<(), (usize, Option<io:
     Ok(())
 }
 
+impl FrameError {
+    /// What a failed read of the control connection means for the user, in words (no errno
+    /// numbers): `peer` names the other side ("the server", "the client").
+    pub fn in_words(&self, peer: &str) -> String {
+        match self {
+            Self::Short(0) => format!("{peer} closed the control connection"),
+            Self::Short(_) | Self::Truncated { .. } => {
+                format!("{peer} closed the control connection in the middle of a message")
+            }
+            Self::Io(e) => match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                    format!("{peer} stopped answering on the control connection")
+                }
+                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+                    format!("{peer} reset the control connection")
+                }
+                io::ErrorKind::UnexpectedEof => format!("{peer} closed the control connection"),
+                io::ErrorKind::BrokenPipe => format!("{peer} closed the control connection"),
+                _ => format!(
+                    "the control connection to {peer} failed: {}",
+                    e.raw_os_error()
+                        .map_or_else(|| e.to_string(), crate::sock::errno::describe)
+                ),
+            },
+            other => format!("{peer} sent something unexpected: {other}"),
+        }
+    }
+}
+
+/// Length of a UDP return-address [`Probe`] (and of its acknowledgement: the server never
+/// answers with more bytes than it received).
+pub const PROBE_LEN: usize = 24;
+/// Magic bytes of a probe: `SLBV`, "socklab bench validate".
+pub const PROBE_MAGIC: [u8; 4] = *b"SLBV";
+
+/// The datagram that proves a client receives on a UDP address before the server sends it
+/// anything there (the bench's answer to iperf3 #1072, UDP reflection). As QUIC validates a
+/// peer's address (RFC 9000 §8) before sending it more than it received, the server sends a
+/// stream's data only to the source address:port a probe carrying the test's secret cookie
+/// came from; the cookie crossed the authenticated control connection only.
+///
+/// ```text
+///  0      4   5   6       8                               24
+///  +------+---+---+-------+-------------------------------+
+///  | SLBV |ver|ack|stream |          cookie (16 B)        |
+///  +------+---+---+-------+-------------------------------+
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// False: client → server; true: the server's acknowledgement.
+    pub ack: bool,
+    /// The stream whose return address this proves.
+    pub stream: u16,
+    /// The test's cookie.
+    pub cookie: [u8; 16],
+}
+
+impl Probe {
+    /// The datagram's bytes.
+    pub fn emit(&self) -> [u8; PROBE_LEN] {
+        let mut b = [0u8; PROBE_LEN];
+        b[0..4].copy_from_slice(&PROBE_MAGIC);
+        b[4] = VERSION;
+        b[5] = u8::from(self.ack);
+        b[6..8].copy_from_slice(&self.stream.to_be_bytes());
+        b[8..24].copy_from_slice(&self.cookie);
+        b
+    }
+
+    /// Parses a datagram; None if it is not exactly a probe of this version.
+    pub fn parse(b: &[u8]) -> Option<Self> {
+        if b.len() != PROBE_LEN || b[0..4] != PROBE_MAGIC || b[4] != VERSION || b[5] > 1 {
+            return None;
+        }
+        let mut cookie = [0u8; 16];
+        cookie.copy_from_slice(&b[8..24]);
+        Some(Self {
+            ack: b[5] == 1,
+            stream: u16::from_be_bytes([b[6], b[7]]),
+            cookie,
+        })
+    }
+}
+
+/// A fresh random 16-byte cookie (getrandom(2) through /dev/urandom).
+pub fn cookie() -> io::Result<[u8; 16]> {
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b)
+}
+
+/// Parses 32 hex digits (a cookie from [`Message::Accepted`]).
+pub fn parse_cookie(s: &str) -> Option<[u8; 16]> {
+    let s = s.as_bytes();
+    if s.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in s.chunks_exact(2).enumerate() {
+        let digits = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(digits, 16).ok()?;
+    }
+    Some(out)
+}
+
 /// HMAC-SHA-256 (RFC 2104) of `msg` under `key`.
 pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
     const BLOCK: usize = 64;
@@ -417,11 +560,9 @@ pub fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// A fresh 16-byte random nonce (getrandom(2)) as hex.
+/// A fresh 16-byte random nonce as hex.
 pub fn nonce() -> io::Result<String> {
-    let mut b = [0u8; 16];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-    Ok(hex(&b))
+    Ok(hex(&cookie()?))
 }
 
 #[cfg(test)]
@@ -473,10 +614,16 @@ mod tests {
         let b = [b'S', b'C', 1, 0, 0xff, 0xff, 0xff, 0xff];
         assert!(matches!(
             read_message(&mut &b[..]),
-            Err(FrameError::TooLong(0xffff_ffff))
+            Err(FrameError::TooLong {
+                len: 0xffff_ffff,
+                ..
+            })
         ));
         let b = [b'S', b'C', 1, 0, 0, 4, 0, 1];
-        assert!(matches!(decode(&b), Err(FrameError::TooLong(262_145))));
+        assert!(matches!(
+            decode(&b),
+            Err(FrameError::TooLong { len: 262_145, .. })
+        ));
         // Truncated body.
         let b = frame([b'S', b'C', 1, 0, 0, 0, 0, 13], &go[..5]);
         assert!(matches!(
@@ -509,6 +656,36 @@ mod tests {
             )),
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
         );
+    }
+
+    #[test]
+    fn probe_literal_bytes_and_malformed() {
+        let p = Probe {
+            ack: false,
+            stream: 0x0102,
+            cookie: [0xab; 16],
+        };
+        let b = p.emit();
+        assert_eq!(&b[..8], &[b'S', b'L', b'B', b'V', 1, 0, 0x01, 0x02]);
+        assert_eq!(&b[8..], &[0xab; 16]);
+        assert_eq!(Probe::parse(&b), Some(p));
+        let ack = Probe { ack: true, ..p }.emit();
+        assert_eq!(
+            ack.len(),
+            b.len(),
+            "the answer is never larger than the probe"
+        );
+        assert_eq!(Probe::parse(&ack).map(|p| p.ack), Some(true));
+        assert_eq!(Probe::parse(&b[..23]), None);
+        let mut bad = b;
+        bad[5] = 7;
+        assert_eq!(Probe::parse(&bad), None);
+        let mut data = b;
+        data[3] = b'D';
+        assert_eq!(Probe::parse(&data), None, "a data header is not a probe");
+        assert_eq!(parse_cookie(&hex(&[0xab; 16])), Some([0xab; 16]));
+        assert_eq!(parse_cookie("zz"), None);
+        assert_eq!(parse_cookie(&"g".repeat(32)), None);
     }
 
     #[test]

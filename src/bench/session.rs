@@ -5,13 +5,15 @@
 
 use std::io;
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::protocol::{
     self, Dir, IntervalSample, Message, SentCount, SideReport, StreamResult, TestKind, TestParams,
@@ -94,7 +96,8 @@ pub fn run(
     let until = t0 + duration.as_nanos() as u64;
     let hard = until + OVERRUN.as_nanos() as u64;
     let before = Snapshot::read().ok();
-    spawn_reader(ctrl, duration + OVERRUN, tx.clone())?;
+    let peer = if client { "the server" } else { "the client" };
+    spawn_reader(ctrl, duration + OVERRUN, peer, tx.clone())?;
     let abort = Arc::new(AtomicBool::new(false));
     let pin = Arc::new(AtomicUsize::new(usize::from(!client)));
     let mut ctls = Vec::new();
@@ -193,7 +196,7 @@ pub fn run(
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => {
-                failure = Some("control connection lost".into());
+                failure = Some(format!("{peer} closed the control connection"));
                 break;
             }
         };
@@ -220,7 +223,7 @@ pub fn run(
             }
             Ev::Peer(Message::Results { report }) if client => out.peer = Some(report),
             Ev::Peer(Message::Error { message }) => {
-                failure = Some(format!("peer: {message}"));
+                failure = Some(format!("{peer} reported: {message}"));
                 break;
             }
             Ev::Peer(other) => {
@@ -306,7 +309,12 @@ fn spawn(cpu: Option<usize>, f: impl FnOnce() + Send + 'static) -> io::Result<Jo
 }
 
 /// A thread that turns control frames into events; it ends at EOF, an error or `idle`.
-fn spawn_reader(ctrl: &TcpStream, idle: Duration, tx: Sender<Ev>) -> io::Result<()> {
+fn spawn_reader(
+    ctrl: &TcpStream,
+    idle: Duration,
+    peer: &'static str,
+    tx: Sender<Ev>,
+) -> io::Result<()> {
     let mut r = ctrl.try_clone()?;
     r.set_read_timeout(Some(idle))?;
     std::thread::Builder::new()
@@ -320,7 +328,7 @@ fn spawn_reader(ctrl: &TcpStream, idle: Duration, tx: Sender<Ev>) -> io::Result<
                         }
                     }
                     Err(e) => {
-                        let _ = tx.send(Ev::PeerGone(format!("peer gone: {e}")));
+                        let _ = tx.send(Ev::PeerGone(e.in_words(peer)));
                         return;
                     }
                 }
@@ -332,6 +340,105 @@ fn spawn_reader(ctrl: &TcpStream, idle: Duration, tx: Sender<Ev>) -> io::Result<
 /// Closes the control connection both ways (ends the reader thread).
 pub fn close(ctrl: &TcpStream) {
     let _ = ctrl.shutdown(Shutdown::Both);
+}
+
+/// Discards [`Probe`](protocol::Probe)s still queued on a test's UDP sockets (a probe or its
+/// acknowledgement may be sent twice before the other side sees it), so an `rr` requester or
+/// echo does not take one for a message of the test.
+pub fn drain_probes(jobs: &[(u16, Job)]) {
+    let mut buf = [0u8; protocol::PROBE_LEN + 1];
+    for (_, job) in jobs {
+        let (Job::Recv(s) | Job::Send(s)) = job;
+        if s.proto() != crate::sock::Proto::Udp {
+            continue;
+        }
+        while let Ok(d) = s.recv_datagram(&mut buf, libc::MSG_DONTWAIT | libc::MSG_PEEK) {
+            if protocol::Probe::parse(&buf[..d.len]).is_none() {
+                break;
+            }
+            let _ = s.recv_datagram(&mut buf, libc::MSG_DONTWAIT);
+        }
+    }
+}
+
+/// What [`wait`] saw.
+#[derive(Debug, Default)]
+pub struct Ready {
+    /// Which of the data fds are readable (or in error).
+    pub fds: Vec<bool>,
+    /// The control connection has data (`ctrl_data`), or the peer closed or reset it.
+    pub ctrl: bool,
+    /// The deadline passed with nothing ready.
+    pub timed_out: bool,
+}
+
+/// poll(2) on `fds` (POLLIN) and the control connection until one is ready or `deadline`.
+/// On the control connection only a hang-up counts (POLLRDHUP: the peer's FIN; POLLHUP and
+/// POLLERR: a reset), unless `ctrl_data`, when a readable message counts too. This is how a
+/// setup step notices at once that the peer went away, instead of waiting for its timeout.
+pub fn wait(
+    fds: &[BorrowedFd<'_>],
+    ctrl: &TcpStream,
+    ctrl_data: bool,
+    deadline: Instant,
+) -> io::Result<Ready> {
+    // nix does not name POLLRDHUP (Linux, since 2.6.17); the bit is libc's.
+    let rdhup = PollFlags::from_bits_retain(libc::POLLRDHUP);
+    let ctrl_events = if ctrl_data {
+        PollFlags::POLLIN | rdhup
+    } else {
+        rdhup
+    };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(Ready {
+                fds: vec![false; fds.len()],
+                ctrl: false,
+                timed_out: true,
+            });
+        }
+        let mut pfds: Vec<PollFd<'_>> = fds
+            .iter()
+            .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+            .collect();
+        pfds.push(PollFd::new(ctrl.as_fd(), ctrl_events));
+        let ms = PollTimeout::try_from(left.as_millis().clamp(1, 60_000) as u32)
+            .unwrap_or(PollTimeout::MAX);
+        match poll(&mut pfds, ms) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let any = PollFlags::POLLIN | PollFlags::POLLERR | PollFlags::POLLHUP;
+        // revents() is None when a bit nix does not name is set: POLLRDHUP, the only one
+        // asked for beyond nix's set, i.e. a hang-up.
+        let hit = |p: &PollFd<'_>, f: PollFlags| p.revents().is_none_or(|r| r.intersects(f));
+        let (last, data) = pfds.split_last().expect("the control fd is always there");
+        return Ok(Ready {
+            fds: data.iter().map(|p| hit(p, any)).collect(),
+            ctrl: hit(last, ctrl_events | PollFlags::POLLERR | PollFlags::POLLHUP),
+            timed_out: false,
+        });
+    }
+}
+
+/// Makes a silent peer an error on the control connection within about `idle`: TCP
+/// keepalive probes after `idle / 2` of silence, one a second (tcp(7) TCP_KEEPIDLE,
+/// TCP_KEEPINTVL), and TCP_USER_TIMEOUT = `idle` (RFC 5482), so unanswered probes or unacked
+/// data end the connection with ETIMEDOUT. A peer that vanished without a FIN or a reset (a
+/// dropped link, a firewall) then ends the test like one that closed.
+pub fn watch_peer(conn: &TcpStream, idle: Duration) -> io::Result<()> {
+    let s = socket2::SockRef::from(conn);
+    let probe_after = (idle / 2).max(Duration::from_secs(1));
+    s.set_tcp_keepalive(
+        &socket2::TcpKeepalive::new()
+            .with_time(probe_after)
+            .with_interval(Duration::from_secs(1))
+            .with_retries(idle.as_secs().clamp(1, 10) as u32),
+    )?;
+    s.set_tcp_user_timeout(Some(idle.max(Duration::from_millis(500))))
 }
 
 /// SO_RCVLOWAT for a TCP stream receiver: 1 MiB, or a quarter of a buffer the user fixed with

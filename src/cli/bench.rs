@@ -12,7 +12,7 @@ use socklab::bench::client::{self, ClientCfg};
 use socklab::bench::protocol::{Dir, TestKind, TestParams, Transport};
 use socklab::bench::report::{self, IntervalLine, Meta};
 use socklab::bench::server::{Server, ServerCfg};
-use socklab::bench::{BenchError, TestOutcome, plot};
+use socklab::bench::{TestOutcome, plot};
 use socklab::{jsonl, units};
 
 use super::common::{BenchSockArgs, FamilyArgs};
@@ -47,9 +47,18 @@ pub(crate) struct ServerArgs {
     /// Highest per-stream rate accepted (bits/s, 100M, 1G); clients must then pace with -b.
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     max_rate: Option<u64>,
-    /// Drop control peers silent this long before their test starts.
+    /// Give up on an admitted client silent this long during setup, or unanswering mid-test.
     #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_dur)]
     idle_timeout: Duration,
+    /// Close a connection that has not sent a complete, authenticated start within DUR.
+    #[arg(long, value_name = "DUR", default_value = "2s", value_parser = parse_dur)]
+    handshake_timeout: Duration,
+    /// Connections held in the handshake at once; beyond, the oldest is closed.
+    #[arg(long, value_name = "N", default_value = "4096", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_pending: u32,
+    /// Connections held in the handshake per source address; beyond, its oldest is closed.
+    #[arg(long, value_name = "N", default_value = "1024", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_pending_per_source: u32,
     /// Exit after serving N clients (default: serve until killed).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
@@ -68,6 +77,9 @@ pub(crate) struct ClientArgs {
     /// Shared token the server requires.
     #[arg(long, value_name = "T")]
     token: Option<String>,
+    /// Give up connecting to the server after DUR, and on a handshake silent that long.
+    #[arg(short = 'w', long, value_name = "DUR", default_value = "5s", value_parser = parse_dur)]
+    connect_timeout: Duration,
     #[command(flatten)]
     test: TestArgs,
 }
@@ -169,7 +181,7 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 server,
                 token: a.token.clone(),
                 cpus: a.test.cpu.clone().map(|c| c.0).unwrap_or_default(),
-                timeout: Duration::from_secs(5),
+                timeout: a.connect_timeout,
             };
             execute(&plan, &a.test, &cfg, server.to_string())
         }
@@ -227,6 +239,9 @@ fn serve(a: ServerArgs) -> anyhow::Result<ExitCode> {
         max_duration: a.max_duration,
         max_rate_bps: a.max_rate.unwrap_or(0),
         idle_timeout: a.idle_timeout,
+        handshake_timeout: a.handshake_timeout,
+        max_pending: a.max_pending as usize,
+        max_pending_per_source: a.max_pending_per_source as usize,
         cpus: a.cpu.map(|c| c.0).unwrap_or_default(),
     })
     .with_context(|| format!("bench server: bind {bind}"))?;
@@ -349,13 +364,9 @@ fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow
             Ok(o) => outcomes.push(o),
             Err(e) => {
                 bar.finish_and_clear();
-                let refused = matches!(e, BenchError::Refused { .. });
-                let e = anyhow::Error::new(e);
-                return Err(if refused || outcomes.is_empty() {
-                    e
-                } else {
-                    super::failure(e)
-                });
+                // A refused test, an unreachable or silent server, a peer gone: all runtime
+                // failures (exit 1), whatever test of the plan it was.
+                return Err(super::failure(anyhow::Error::new(e)));
             }
         }
         bar.inc(1);

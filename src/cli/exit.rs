@@ -3,8 +3,8 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0    | success (also when stdout was closed early, as with `| head`); for lab, every experiment ran: a refuted claim is an answer |
-//! | 1    | the run worked but found a failure: a refused or unreachable connect, a reset, a peer gone, lost data; for lab, an experiment that failed with an error |
-//! | 2    | usage or setup error: bad flags or addresses, a failed socket/setsockopt/bind/listen, a bench server that is busy or refuses the test |
+//! | 1    | the run worked but found a failure: a refused or unreachable connect, a reset, a peer gone, lost data, a bench server that is busy or refuses the test; for lab, an experiment that failed with an error |
+//! | 2    | usage or setup error: bad flags or addresses, a failed socket/setsockopt/bind/listen |
 //! | 130  | interrupted by SIGINT (Ctrl-C) |
 //! | 143  | terminated by SIGTERM |
 

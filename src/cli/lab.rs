@@ -7,6 +7,12 @@
 //!
 //! Exit codes: 0 when every experiment ran (a refuted claim is an answer, not a failure); 1 when
 //! an experiment failed with an error; 2 on usage errors (an unknown claim number).
+//!
+//! Without root, the run re-executes itself inside a new user, network and mount namespace
+//! (unshare(1): `--user --map-root-user --net --mount`, user_namespaces(7)), where it is root of
+//! namespaces it owns: `ip netns` gets a private tmpfs on /run, and every experiment runs as
+//! it does for root. Where the kernel refuses user namespaces, the run says so once on stderr
+//! and runs what it can on the host's loopback.
 
 use std::io::{IsTerminal, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -33,8 +39,8 @@ pub(crate) struct LabArgs {
     /// Also write a Markdown report (table, every part, evidence, matrices) to FILE.
     #[arg(long, value_name = "FILE", global = true)]
     markdown: Option<PathBuf>,
-    /// Write the packets each experiment captured to DIR/claim-NN.pcap (needs root to
-    /// capture; without root the files are empty).
+    /// Write the packets each experiment captured to DIR/claim-NN.pcapng, one interface per
+    /// network namespace (DIR itself is created if missing, not its parents).
     #[arg(long, value_name = "DIR", global = true)]
     pcap: Option<PathBuf>,
 }
@@ -79,8 +85,11 @@ pub(crate) fn run(a: LabArgs) -> anyhow::Result<ExitCode> {
         None => (View::Table, vec![]),
     };
     let chosen = choose(&registry, &claims)?;
+    if let Some(code) = reexec_in_user_namespace()? {
+        return Ok(code);
+    }
     if let Some(dir) = &a.pcap {
-        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        create_last_component(dir)?;
     }
     // Open the report file now, so a bad path is a usage error before anything runs.
     let markdown = match &a.markdown {
@@ -97,7 +106,14 @@ pub(crate) fn run(a: LabArgs) -> anyhow::Result<ExitCode> {
         "pcap": a.pcap,
     });
     let lab = Lab::new();
-    let meta = Meta::now(lab.is_root(), parameters);
+    let mut meta = Meta::now(lab.is_root(), parameters);
+    meta.isolation = isolation(lab.is_root()).into();
+    meta.sysctls = match lab.is_root() {
+        // Read where the experiments run: a fresh namespace has the kernel's defaults for the
+        // per-namespace settings.
+        true => lab.loopback("meta")?.run(report::sysctls)?,
+        false => report::sysctls(),
+    };
     let pid = std::process::id();
     on_signal_summary(move || {
         let removed = remove_namespaces_of(pid);
@@ -144,6 +160,88 @@ pub(crate) fn run(a: LabArgs) -> anyhow::Result<ExitCode> {
             errored.join("; ")
         )))
     }
+}
+
+/// Set in the environment of the run re-executed inside a user namespace.
+const IN_USERNS: &str = "SOCKLAB_LAB_IN_USERNS";
+/// Set (to anything) to run without root on the host's loopback, without a user namespace.
+const NO_USERNS: &str = "SOCKLAB_LAB_NO_USERNS";
+/// The shell script run inside the new namespaces before the lab: `ip netns` keeps its
+/// namespaces under /run/netns, which only the real root may create, so a private tmpfs goes
+/// on /run (in this mount namespace only), then the arguments are executed.
+const MOUNT_RUN: &str = "mount -t tmpfs socklab-run /run && exec \"$@\"";
+
+/// How this run is isolated, for the report's meta.
+fn isolation(root: bool) -> &'static str {
+    match (root, std::env::var_os(IN_USERNS).is_some()) {
+        (true, true) => "user namespace",
+        (true, false) => "root",
+        (false, _) => "none",
+    }
+}
+
+/// Without root, runs this same command line again inside a new user + network + mount
+/// namespace (`unshare -Urnm`, a tmpfs on /run for `ip netns`) and returns its exit code.
+/// `None` when the run should go on here: as root, already inside, asked not to
+/// ([`NO_USERNS`]), or when the kernel refuses user namespaces (said once on stderr).
+fn reexec_in_user_namespace() -> anyhow::Result<Option<ExitCode>> {
+    if socklab::netns::have_net_admin()
+        || std::env::var_os(IN_USERNS).is_some()
+        || std::env::var_os(NO_USERNS).is_some()
+    {
+        return Ok(None);
+    }
+    // The probe does what the run will: the namespaces and the tmpfs on /run.
+    let probe = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--net",
+            "--mount",
+            "--propagation",
+            "private",
+        ])
+        .args(["sh", "-c", MOUNT_RUN, "sh", "true"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            eprintln!(
+                "socklab: lab: user namespaces are not available here ({}): parts that need namespaces are not run",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return Ok(None);
+        }
+        Err(e) => {
+            eprintln!(
+                "socklab: lab: cannot run unshare(1) for a user namespace ({e}): parts that need namespaces are not run"
+            );
+            return Ok(None);
+        }
+    }
+    let exe = std::env::current_exe().context("find this program to run it in a user namespace")?;
+    let status = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--net",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            MOUNT_RUN,
+            "sh",
+        ])
+        .arg(exe)
+        .args(std::env::args_os().skip(1))
+        .env(IN_USERNS, "1")
+        .status()
+        .context("run the lab in a user namespace (unshare)")?;
+    let code = status.code().unwrap_or(1);
+    Ok(Some(ExitCode::from(u8::try_from(code).unwrap_or(1))))
 }
 
 /// The experiments for `claims` (all for none); an unknown number is a usage error.
@@ -230,10 +328,20 @@ fn panicked(e: &dyn Experiment, lab: &Lab) -> Finding {
     }
 }
 
+/// Creates `dir` if it does not exist — its last component only: a missing parent is a usage
+/// error, never a chain of directories made from a typo.
+fn create_last_component(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("create {}", dir.display()))),
+    }
+}
+
 fn write_pcaps(dir: &Path, findings: &[Finding]) -> anyhow::Result<()> {
     for f in findings {
-        let path = dir.join(format!("claim-{:02}.pcap", f.claim));
-        capture::write_pcap(&path, &f.frames)
+        let path = dir.join(format!("claim-{:02}.pcapng", f.claim));
+        capture::write_pcapng(&path, &f.frames)
             .with_context(|| format!("write {}", path.display()))?;
     }
     Ok(())

@@ -27,9 +27,9 @@ pub(crate) use exit::failure;
 /// Exit codes: 0 success (also when stdout closed early, as with `| head`; for lab, every
 /// experiment ran: a refuted claim is an answer); 1 the run worked but found a failure (a
 /// refused, reset or timed-out connection, lost data, no open port for -z, a failed write to
-/// stdout; for lab, an experiment that failed with an error); 2 usage or setup error (bad flags
-/// or addresses, a failed socket/setsockopt/bind/listen, a bench server that is busy or
-/// refuses the test); 130/143 interrupted by SIGINT/SIGTERM.
+/// stdout, a bench server that is busy or refuses the test; for lab, an experiment that failed
+/// with an error); 2 usage or setup error (bad flags or addresses, a failed
+/// socket/setsockopt/bind/listen); 130/143 interrupted by SIGINT/SIGTERM.
 #[derive(Parser, Debug)]
 #[command(name = "socklab", version, about, long_about, propagate_version = true)]
 pub(crate) struct Cli {

@@ -2,8 +2,10 @@
 //! socket, connect), and sendto() with an address on a connected TCP socket is accepted but the
 //! address is ignored.
 //!
-//! Observed on a private loopback: the pattern's calls and an exchange; connect() to a port that
-//! is bound but not listening (and, as an aside, a socket connecting to itself); sendto() with
+//! Observed on a private loopback: the pattern's calls and an exchange; between two hosts, a
+//! TCP simultaneous open (two bound sockets connect to each other, neither listens: the case
+//! the article's "one end must connect first" misses); as asides, connect() to a port that is
+//! bound but not listening and a socket connecting to itself; sendto() with
 //! the address of another listener on a connected socket (where do the bytes go, does the other
 //! listener see a connection?); sendto() with an address on a socket that is not connected.
 
@@ -11,7 +13,9 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use super::observe::{Res, Trial, errno, lo, res, show_res, show_unit, with_facts};
+use super::article::{TCP_CONNECT_FIRST, TCP_PATTERN, TCP_SENDTO_IGNORED};
+use super::host::NEEDS_ROOT;
+use super::observe::{Res, TIMEOUT, Trial, errno, lo, res, show_res, show_unit, with_facts};
 use super::{Evidence, Experiment, Host, Lab, Part};
 use crate::sock::{Proto, Sock};
 use crate::trace::{Event, Outcome};
@@ -20,9 +24,12 @@ use crate::trace::{Event, Outcome};
 pub(crate) struct TcpOnePattern;
 
 const A: &str = "TCP has one pattern: the server calls socket, setsockopt, bind, listen, accept; the client socket, connect; then both send/recv";
-const B: &str = "TCP has no peer pattern: without a side that listens there is no connection (connect() to a port that is bound but not listening fails)";
+const B: &str = "Both sides bound is still client/server: one end must connect first to a side that listens (two bound sockets connecting to each other at once, neither listening, get no connection)";
+const B_ASIDE: &str = "connect() to a port that is bound but not listening fails (and a socket bound to A connecting to A)";
 const C: &str = "On a connected TCP socket sendto() with an address is accepted and the address is ignored: the bytes go to the connected peer";
 const D: &str = "sendto() with an address does not make an unconnected TCP socket connect: the call fails and nothing reaches that address";
+/// The ports of the simultaneous open, one per host.
+const SIM_PORTS: (u16, u16) = (40_001, 40_002);
 const PAYLOAD: &[u8] = b"via-sendto";
 
 #[derive(Debug, Clone, Serialize)]
@@ -47,6 +54,44 @@ struct NoListener {
     self_connect: Res<()>,
     #[serde(skip)]
     ev: Evidence,
+}
+
+/// Two bound sockets on two hosts connect to each other at once; neither calls listen().
+#[derive(Debug, Clone, Serialize)]
+struct SimultaneousOpen {
+    /// Host a's socket, bound.
+    a: SocketAddr,
+    /// Host b's socket, bound.
+    b: SocketAddr,
+    /// a's connect() to b (made first; its SYN waits for ARP, which b ignores until b's own
+    /// SYN is under way).
+    a_connect: Res<()>,
+    /// b's connect() to a, made while a is in SYN-SENT.
+    b_connect: Res<()>,
+    /// Every call both sockets made: no listen(), no accept().
+    calls: Vec<String>,
+    /// What a read of b's "from-b".
+    a_got: String,
+    /// What b read of a's "from-a".
+    b_got: String,
+    /// TCP segments with SYN and no ACK seen at b (a simultaneous open has two: one each way).
+    bare_syns: usize,
+    #[serde(skip)]
+    ev: Evidence,
+}
+
+impl SimultaneousOpen {
+    /// A connection came up from two connect() calls, no listener, and carried data both ways.
+    fn connected(&self) -> bool {
+        self.a_connect.is_ok()
+            && self.b_connect.is_ok()
+            && self.a_got == "from-b"
+            && self.b_got == "from-a"
+            && !self
+                .calls
+                .iter()
+                .any(|c| c.starts_with("listen") || c.starts_with("accept"))
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -82,6 +127,8 @@ struct SendtoUnconnected {
 #[derive(Debug, Clone)]
 struct Observation {
     pattern: Pattern,
+    /// `None` without namespaces.
+    simultaneous: Option<SimultaneousOpen>,
     no_listener: NoListener,
     connected: SendtoConnected,
     unconnected: SendtoUnconnected,
@@ -102,13 +149,20 @@ impl Experiment for TcpOnePattern {
     }
     fn run(&self, lab: &Lab) -> anyhow::Result<Vec<Part>> {
         let host = lab.loopback("c01")?;
-        Ok(judge(&observe(&host)?))
+        let simultaneous = if lab.is_root() {
+            let (a, b) = lab.pair("c01")?;
+            Some(simultaneous_open(&a, &b)?)
+        } else {
+            None
+        };
+        Ok(judge(&observe(&host, simultaneous)?))
     }
 }
 
-fn observe(host: &Host<'_>) -> anyhow::Result<Observation> {
+fn observe(host: &Host<'_>, simultaneous: Option<SimultaneousOpen>) -> anyhow::Result<Observation> {
     Ok(Observation {
         pattern: pattern(host)?,
+        simultaneous,
         no_listener: no_listener(host)?,
         connected: sendto_connected(host)?,
         unconnected: sendto_unconnected(host)?,
@@ -186,6 +240,63 @@ fn pattern(host: &Host<'_>) -> anyhow::Result<Pattern> {
         client_calls: calls(&trace, &[c.fd()]),
         server_got,
         client_got,
+        ev,
+    })
+}
+
+/// TCP simultaneous open (RFC 793 §3.4, figure 8): a and b bind, then each connects to the
+/// other; neither listens. So that both SYNs are in flight at once, b ignores ARP requests
+/// (arp_ignore=8, ip-sysctl) until its own connect() makes b ask for a's address: a's SYN
+/// waits in a's neighbour queue, is released when b's ARP request teaches a where b is, and
+/// crosses b's SYN.
+fn simultaneous_open(ha: &Host<'_>, hb: &Host<'_>) -> anyhow::Result<SimultaneousOpen> {
+    let t = Trial::new();
+    hb.run(|| {
+        std::fs::write("/proc/sys/net/ipv4/conf/all/arp_ignore", "8")
+            .and_then(|()| std::fs::write("/proc/sys/net/ipv4/conf/veth-b/arp_ignore", "8"))
+    })??;
+    let addr_a: SocketAddr = ([198, 51, 100, 1], SIM_PORTS.0).into();
+    let addr_b: SocketAddr = ([198, 51, 100, 2], SIM_PORTS.1).into();
+    let sa = t.sock(ha, Proto::Tcp)?;
+    sa.bind(addr_a)?;
+    let sb = t.sock(hb, Proto::Tcp)?;
+    sb.bind(addr_b)?;
+    let _ = hb.wire();
+    let (a_connect, b_connect) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| res(sa.connect_timeout(addr_b, TIMEOUT)));
+        // b connects once a is in SYN-SENT (its SYN waiting for ARP).
+        let filter = format!("sport = :{}", SIM_PORTS.0);
+        super::observe::wait_until(|| {
+            ha.ss(&["-tn", "state", "syn-sent", &filter])
+                .is_ok_and(|l| !l.is_empty())
+        });
+        let b = res(sb.connect_timeout(addr_a, TIMEOUT));
+        (a.join().unwrap_or_else(|_| Err("panicked".into())), b)
+    });
+    let mut a_got = String::new();
+    let mut b_got = String::new();
+    if a_connect.is_ok() && b_connect.is_ok() {
+        sa.send(b"from-a")?;
+        sb.send(b"from-b")?;
+        a_got = read_upto(&sa, 6);
+        b_got = read_upto(&sb, 6);
+    }
+    let ev = t.evidence(hb);
+    let bare_syns = ev
+        .wire
+        .iter()
+        .filter(|w| w.starts_with("TCP ") && w.contains("[SYN]"))
+        .count();
+    let calls = calls(&ev.trace, &[sa.fd(), sb.fd()]);
+    Ok(SimultaneousOpen {
+        a: addr_a,
+        b: addr_b,
+        a_connect,
+        b_connect,
+        calls,
+        a_got,
+        b_got,
+        bare_syns,
         ev,
     })
 }
@@ -270,12 +381,32 @@ fn judge(o: &Observation) -> Vec<Part> {
         ),
         server_ok && client_ok && exchanged,
         with_facts(&p.ev, p),
-    );
+    )
+    .votes_on(TCP_PATTERN);
+
+    let b = match &o.simultaneous {
+        Some(sim) => Part::judged(
+            "b",
+            B,
+            format!(
+                "two bound sockets, neither listening, connect to each other: connect() {} and {}; {} bare SYN(s) crossed; read {:?} and {:?}",
+                show_unit(&sim.a_connect),
+                show_unit(&sim.b_connect),
+                sim.bare_syns,
+                sim.a_got,
+                sim.b_got,
+            ),
+            !sim.connected(),
+            with_facts(&sim.ev, sim),
+        ),
+        None => Part::not_run("b", B, NEEDS_ROOT),
+    }
+    .votes_on(TCP_CONNECT_FIRST);
 
     let n = &o.no_listener;
-    let b = Part::judged(
-        "b",
-        B,
+    let b_aside = Part::judged(
+        "e",
+        B_ASIDE,
         format!(
             "connect() to a bound, non-listening port: {}; (aside: a socket connecting to its own address: {})",
             show_unit(&n.connect_to_bound_not_listening),
@@ -301,7 +432,8 @@ fn judge(o: &Observation) -> Vec<Part> {
         ),
         ignored,
         with_facts(&c.ev, c),
-    );
+    )
+    .votes_on(TCP_SENDTO_IGNORED);
 
     let u = &o.unconnected;
     let d = Part::judged(
@@ -315,7 +447,7 @@ fn judge(o: &Observation) -> Vec<Part> {
         u.sendto.is_err() && errno(&u.target_accept) == Some("EAGAIN"),
         with_facts(&u.ev, u),
     );
-    vec![a, b, c_part, d]
+    vec![a, b, c_part, d, b_aside]
 }
 
 #[cfg(test)]
@@ -334,6 +466,17 @@ mod tests {
                 client_got: "world".into(),
                 ev: Evidence::default(),
             },
+            simultaneous: Some(SimultaneousOpen {
+                a: lo(40_001),
+                b: lo(40_002),
+                a_connect: Ok(()),
+                b_connect: Ok(()),
+                calls: ok(&["socket", "bind", "connect", "send", "recv"]),
+                a_got: "from-b".into(),
+                b_got: "from-a".into(),
+                bare_syns: 2,
+                ev: Evidence::default(),
+            }),
             no_listener: NoListener {
                 connect_to_bound_not_listening: Err("ECONNREFUSED".into()),
                 self_connect: Ok(()),
@@ -358,8 +501,15 @@ mod tests {
     }
 
     #[test]
-    fn all_hold_on_linux_like_observation() {
-        assert_eq!(verdicts(judge(&linux_like())), vec![Verdict::Confirmed; 4]);
+    fn linux_like_observation() {
+        use Verdict::{Confirmed, Refuted};
+        // A simultaneous open connects two sockets without a listener: 1b is refuted.
+        assert_eq!(
+            verdicts(judge(&linux_like())),
+            vec![Confirmed, Refuted, Confirmed, Confirmed, Confirmed]
+        );
+        let parts = judge(&linux_like());
+        assert!(parts[1].votes() && !parts[3].votes() && !parts[4].votes());
     }
 
     #[test]
@@ -368,9 +518,16 @@ mod tests {
         o.pattern.server_calls[3] = "listen=EADDRINUSE".into();
         assert_eq!(verdicts(judge(&o))[0], Verdict::Refuted);
 
+        // The two connects fail (one RST each): no connection without a listener.
+        let mut o = linux_like();
+        if let Some(sim) = o.simultaneous.as_mut() {
+            sim.a_connect = Err("ECONNREFUSED".into());
+        }
+        assert_eq!(verdicts(judge(&o))[1], Verdict::Confirmed);
+
         let mut o = linux_like();
         o.no_listener.connect_to_bound_not_listening = Ok(());
-        assert_eq!(verdicts(judge(&o))[1], Verdict::Refuted);
+        assert_eq!(verdicts(judge(&o))[4], Verdict::Refuted);
 
         // The address is honoured: the other listener gets the connection.
         let mut o = linux_like();

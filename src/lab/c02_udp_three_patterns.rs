@@ -5,12 +5,16 @@
 //! Observed on a private loopback: each pattern carrying a datagram each way it is meant to;
 //! send() on an unconnected socket; and what connect() changes about what the socket receives:
 //! a third socket sends to a connected socket, then the connected peer does, and a nonblocking
-//! receive after the peer's datagram tells whether the stranger's was queued.
+//! receive after the peer's datagram tells whether the stranger's was queued (an aside: the
+//! article says connect() does operations "such as" choosing the source and recording the
+//! destination, not "only" those); and send() on pattern 3's bound side, which the article
+//! lists among its calls.
 
 use std::net::SocketAddr;
 
 use serde::Serialize;
 
+use super::article::{UDP_PATTERN_1, UDP_PATTERN_2, UDP_PATTERN_3, UDP_SEND_ONLY_CONNECTED};
 use super::marker::read_through;
 use super::observe::{Got, Res, Trial, lo, recv_text, res, show_addr, show_res, with_facts};
 use super::{Evidence, Experiment, Host, Lab, Part};
@@ -23,7 +27,8 @@ const A: &str =
 const B: &str = "Pattern (b) works: both sides bind and each sends to the other with sendto()";
 const C: &str = "Pattern (c) works: one side connects and uses send()/recv(), the other binds and answers with sendto()";
 const D: &str = "Only a connected UDP socket can use send() without an address";
-const E: &str = "connect() only records the destination: a connected UDP socket still receives datagrams from any source";
+const E: &str = "connect() also filters what arrives: a connected UDP socket receives only from the address it connected to";
+const F: &str = "Pattern 3's bound side can call send() (the article lists send among its calls)";
 
 /// One datagram exchange: what was sent where, and what arrived from whom.
 #[derive(Debug, Clone, Serialize)]
@@ -72,6 +77,19 @@ struct SendUnconnected {
     ev: Evidence,
 }
 
+/// send() on pattern 3's bound side, after it has received the connected side's datagram.
+#[derive(Debug, Clone, Serialize)]
+struct BoundSideSend {
+    /// The bound side's address.
+    bound: Option<SocketAddr>,
+    /// Whom it last received from (send() has no address: it would need a connected peer).
+    last_from: Option<SocketAddr>,
+    /// send() on the bound, unconnected socket (EDESTADDRREQ: no destination).
+    send: Res<usize>,
+    #[serde(skip)]
+    ev: Evidence,
+}
+
 #[derive(Debug, Clone, Serialize)]
 struct Filter {
     /// Whether the receiving socket was connected (to the peer) or only bound (the control).
@@ -97,6 +115,7 @@ struct Observation {
     a: Exchange,
     b: Exchange,
     c: Exchange,
+    bound_send: BoundSideSend,
     d: SendUnconnected,
     connected: Filter,
     bound: Filter,
@@ -126,6 +145,7 @@ fn observe(host: &Host<'_>) -> anyhow::Result<Observation> {
         a: pattern_a(host)?,
         b: pattern_b(host)?,
         c: pattern_c(host)?,
+        bound_send: bound_side_send(host)?,
         d: send_unconnected(host)?,
         connected: filter(host, true)?,
         bound: filter(host, false)?,
@@ -197,6 +217,24 @@ fn pattern_c(host: &Host<'_>) -> anyhow::Result<Exchange> {
     })
 }
 
+/// Pattern 3: the connected side sends, the bound side receives it and calls send(2).
+fn bound_side_send(host: &Host<'_>) -> anyhow::Result<BoundSideSend> {
+    let t = Trial::new();
+    let srv = t.udp_bound(host, lo(0))?;
+    let to = srv.local_addr().unwrap_or(lo(0));
+    let cli = t.udp(host)?;
+    cli.connect(to)?;
+    cli.send(b"f1")?;
+    let last_from = recv_text(&srv, 0).ok().and_then(|(_, from)| from);
+    let send = res(srv.send(b"f2"));
+    Ok(BoundSideSend {
+        bound: Some(to),
+        last_from,
+        send,
+        ev: t.evidence(host),
+    })
+}
+
 fn send_unconnected(host: &Host<'_>) -> anyhow::Result<SendUnconnected> {
     let t = Trial::new();
     let rx = t.udp_bound(host, lo(0))?;
@@ -244,6 +282,19 @@ fn judge(o: &Observation) -> Vec<Part> {
     let pattern = |id: &str, statement: &str, x: &Exchange| {
         Part::judged(id, statement, x.line(), x.worked(), with_facts(&x.ev, x))
     };
+    let bs = &o.bound_send;
+    let f_part = Part::judged(
+        "f",
+        F,
+        format!(
+            "the bound side received from {}, then send() returned {}",
+            show_addr(bs.last_from),
+            show_res(&bs.send)
+        ),
+        bs.send.is_ok(),
+        with_facts(&bs.ev, bs),
+    )
+    .votes_on(UDP_PATTERN_3);
     let d = &o.d;
     let d_part = Part::judged(
         "d",
@@ -255,7 +306,8 @@ fn judge(o: &Observation) -> Vec<Part> {
         ),
         d.unconnected_send.is_err() && d.connected_send.is_ok(),
         with_facts(&d.ev, d),
-    );
+    )
+    .votes_on(UDP_SEND_ONLY_CONNECTED);
     let (c, b) = (&o.connected, &o.bound);
     let mut ev = with_facts(&c.ev, c);
     ev.fact("control_bound_socket", b);
@@ -289,7 +341,7 @@ fn judge(o: &Observation) -> Vec<Part> {
                 },
                 b.received,
             ),
-            c.got_stranger(),
+            !c.got_stranger(),
             ev,
         )
     } else {
@@ -300,10 +352,11 @@ fn judge(o: &Observation) -> Vec<Part> {
         )
     };
     vec![
-        pattern("a", A, &o.a),
-        pattern("b", B, &o.b),
-        pattern("c", C, &o.c),
+        pattern("a", A, &o.a).votes_on(UDP_PATTERN_1),
+        pattern("b", B, &o.b).votes_on(UDP_PATTERN_2),
+        pattern("c", C, &o.c).votes_on(UDP_PATTERN_3),
         d_part,
+        f_part,
         e_part,
     ]
 }
@@ -340,6 +393,12 @@ mod tests {
             a: exchange(&["a"]),
             b: exchange(&["b1", "b2"]),
             c: exchange(&["c1", "c2"]),
+            bound_send: BoundSideSend {
+                bound: Some(lo(2)),
+                last_from: Some(lo(1)),
+                send: Err("EDESTADDRREQ".into()),
+                ev: Evidence::default(),
+            },
             d: SendUnconnected {
                 unconnected_send: Err("EDESTADDRREQ".into()),
                 connected_send: Ok(1),
@@ -355,8 +414,13 @@ mod tests {
         use Verdict::*;
         assert_eq!(
             verdicts(judge(&linux_like())),
-            vec![Confirmed, Confirmed, Confirmed, Confirmed, Refuted]
+            vec![
+                Confirmed, Confirmed, Confirmed, Confirmed, Refuted, Confirmed
+            ]
         );
+        let parts = judge(&linux_like());
+        assert!(parts[..5].iter().all(Part::votes), "a-d and f vote");
+        assert!(!parts[5].votes(), "e is an aside");
     }
 
     #[test]
@@ -366,6 +430,7 @@ mod tests {
         o.b.sent[1].1 = Err("ECONNREFUSED".into());
         o.c.received[1] = Ok(("other".into(), None));
         o.d.unconnected_send = Ok(1);
+        o.bound_send.send = Ok(2);
         o.connected = filter(true, &["stranger", "peer"]);
         assert_eq!(
             verdicts(judge(&o)),
@@ -374,16 +439,17 @@ mod tests {
                 Verdict::Refuted,
                 Verdict::Refuted,
                 Verdict::Refuted,
-                Verdict::Confirmed
+                Verdict::Confirmed,
+                Verdict::Refuted
             ]
         );
         // Without the control seeing the stranger, or the connected socket its peer, part e is
         // not judged at all.
         let mut o = linux_like();
         o.bound = filter(false, &["peer"]);
-        assert!(matches!(verdicts(judge(&o))[4], Verdict::NotRun(_)));
+        assert!(matches!(verdicts(judge(&o))[5], Verdict::NotRun(_)));
         let mut o = linux_like();
         o.connected = filter(true, &[]);
-        assert!(matches!(verdicts(judge(&o))[4], Verdict::NotRun(_)));
+        assert!(matches!(verdicts(judge(&o))[5], Verdict::NotRun(_)));
     }
 }

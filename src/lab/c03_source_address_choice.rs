@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde::Serialize;
 
+use super::article::{SOURCE_PICKED, SOURCE_UNWANTED};
 use super::host::NEEDS_ROOT;
 use super::observe::{Res, Trial, lo, recv_text, res, show_addr, with_facts, with_facts_only};
 use super::{Evidence, Experiment, Host, Lab, Part};
@@ -266,12 +267,15 @@ fn judge(o: &Observation) -> Vec<Part> {
         connected_ok,
         with_facts_only(&h.ev, h, &["dest", "connected_local", "connected_seen"]),
     );
+    // One fact, one vote: the two-host case (the article's LAN) votes; the same question on
+    // one host's loopback is an aside.
     let c = wanted_part("c", C, h);
     let d = match &o.two_hosts {
         Some(p) => wanted_part("d", D, p),
         None => Part::not_run("d", D, NEEDS_ROOT),
-    };
-    vec![a, b, c, d]
+    }
+    .votes_on(SOURCE_UNWANTED);
+    vec![a.votes_on(SOURCE_PICKED), b.votes_on(SOURCE_PICKED), c, d]
 }
 
 #[cfg(test)]

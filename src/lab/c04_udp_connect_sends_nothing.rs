@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
+use super::article::UDP_CONNECT_NOT_REAL;
 use super::closed_port::{ClosedPortSends, Sender, closed_port, closed_port_sends};
 use super::host::NEEDS_ROOT;
 use super::observe::{
@@ -25,7 +26,7 @@ pub(crate) struct UdpConnectSendsNothing;
 const A: &str = "UDP connect() sends no packet";
 const B: &str = "connect() to a UDP port nobody listens on succeeds: it only selects the source address and records the destination";
 const C: &str = "connect() establishes nothing: the first send() after it succeeds although nobody has the port open";
-const D: &str = "connect() does nothing else: later calls behave as on an unconnected socket (an ICMP error is not reported)";
+const D: &str = "connect() does more than the article's \"such as\" names: a connected socket reports the ICMP port unreachable (ECONNREFUSED) that an unconnected one does not (claim 5c counts this fact)";
 const PING: usize = 4;
 
 /// What a connect() to a closed UDP port did.
@@ -182,10 +183,16 @@ fn judge(o: &Observation) -> Vec<Part> {
             k.line(),
             u.line()
         ),
-        k.sends == u.sends && k.recv_after == u.recv_after,
+        k.sends != u.sends || k.recv_after != u.recv_after,
         ev,
     );
-    vec![a, b, c_part, d]
+    // 4c's fact (the first send succeeds) is claim 5's ground, and 4d's is 5c's: asides here.
+    vec![
+        a.votes_on(UDP_CONNECT_NOT_REAL),
+        b.votes_on(UDP_CONNECT_NOT_REAL),
+        c_part,
+        d,
+    ]
 }
 
 #[cfg(test)]
@@ -222,7 +229,13 @@ mod tests {
         use Verdict::*;
         assert_eq!(
             verdicts(judge(&linux_like())),
-            vec![Confirmed, Confirmed, Confirmed, Refuted]
+            vec![Confirmed, Confirmed, Confirmed, Confirmed]
+        );
+        let parts = judge(&linux_like());
+        assert!(parts[0].votes() && parts[1].votes());
+        assert!(
+            !parts[2].votes() && !parts[3].votes(),
+            "4c and 4d are asides"
         );
     }
 
@@ -240,7 +253,7 @@ mod tests {
                 Verdict::Refuted,
                 Verdict::Refuted,
                 Verdict::Refuted,
-                Verdict::Confirmed
+                Verdict::Refuted
             ]
         );
         // A capture that saw nothing at all cannot say "no packet".

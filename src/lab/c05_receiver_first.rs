@@ -8,6 +8,7 @@
 
 use serde::Serialize;
 
+use super::article::{NO_ERROR_CLOSED_PORT, RECEIVER_FIRST};
 use super::closed_port::{ClosedPortSends, Sender, closed_port, closed_port_sends};
 use super::marker::read_through;
 use super::observe::{Got, Res, Trial, lo, res, show_res, with_facts};
@@ -136,7 +137,11 @@ fn judge(o: &Observation) -> Vec<Part> {
     ));
     a.evidence.fact("with_ip_recverr", &o.recverr);
     a.evidence.trace.extend(o.recverr.ev.trace.iter().cloned());
-    vec![a, b, closed_port_part("c", C, &o.connected)]
+    vec![
+        a.votes_on(NO_ERROR_CLOSED_PORT),
+        b.votes_on(RECEIVER_FIRST),
+        closed_port_part("c", C, &o.connected).votes_on(NO_ERROR_CLOSED_PORT),
+    ]
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 
+use super::article::{BIND_FIRST, SEND_BINDS, SEND_THEN_BIND_FAILS};
 use super::observe::{Trial, lo, ok_or_errno, res, show_addr, socket, udp_bound};
 use super::{Evidence, Experiment, Lab, Part};
 use crate::sock::{Proto, Sock};
@@ -20,8 +21,7 @@ pub struct BindBeforeSend;
 const STMT_IMPLICIT: &str = "Sending first binds the UDP socket implicitly";
 const STMT_REBIND: &str = "After that implicit bind, a bind() fails";
 const STMT_BIND_FIRST: &str = "Bind, then send: works, and data flows both ways";
-const STMT_MUST: &str =
-    "A socket that sends and receives must bind before sending (sending first, it cannot receive)";
+const STMT_MUST: &str = "Sending first, the socket can still receive: the peer's reply to the port the send bound implicitly arrives (the lab's own question; the article's reason is the failing bind of 6b)";
 
 /// One bind(2) attempt after the implicit bind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,10 +214,15 @@ pub fn judge(o: &Observation) -> Vec<Part> {
                 "did not arrive"
             }
         ),
-        !o.reply_reached_implicit,
+        o.reply_reached_implicit,
         ev_d,
     );
-    vec![a, b, c, d]
+    vec![
+        a.votes_on(SEND_BINDS),
+        b.votes_on(SEND_THEN_BIND_FAILS),
+        c.votes_on(BIND_FIRST),
+        d,
+    ]
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -252,7 +257,12 @@ mod tests {
         use Verdict::*;
         assert_eq!(
             verdicts(judge(&linux_like())),
-            [Confirmed, Confirmed, Confirmed, Refuted]
+            [Confirmed, Confirmed, Confirmed, Confirmed]
+        );
+        let parts = judge(&linux_like());
+        assert!(
+            parts[..3].iter().all(Part::votes) && !parts[3].votes(),
+            "6d is an aside"
         );
     }
 
@@ -264,7 +274,7 @@ mod tests {
         o.rebinds[0].errno = None; // bind succeeded
         o.bound_local.1 = "127.0.0.1:5001".parse().ok(); // sendto moved the address
         o.reply_reached_implicit = false;
-        assert_eq!(verdicts(judge(&o)), [Refuted, Refuted, Refuted, Confirmed]);
+        assert_eq!(verdicts(judge(&o)), [Refuted, Refuted, Refuted, Refuted]);
         let mut o = linux_like();
         o.back = false;
         assert_eq!(verdicts(judge(&o))[2], Refuted);

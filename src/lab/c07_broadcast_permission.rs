@@ -14,10 +14,12 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 
+use super::article::{CONNECT_BROADCAST, NO_BIND_BROADCAST, SO_BROADCAST_NEEDED};
+use super::host::anchor;
 use super::host::{Host, needs_root};
 use super::marker::{self, read_until_marker};
 use super::observe::{Got, Trial, any, drain, lo, ok_or_errno, res, show_addr, socket, udp_bound};
-use super::{Evidence, Experiment, Lab, Part};
+use super::{Evidence, Experiment, Lab, Part, Quote};
 use crate::sock::{Proto, Sock};
 use crate::trace::{Event, Recorder};
 
@@ -137,11 +139,13 @@ impl Experiment for BroadcastPermission {
     }
 }
 
-const STATEMENTS: [(&str, &str); 4] = [
-    ("a", STMT_SO_BROADCAST),
-    ("b", STMT_BIND),
-    ("c", STMT_PEER),
-    ("d", STMT_CONNECT),
+/// The parts: id, statement, and the article's sentence a vote tests (7c is the lab's reading
+/// of "cannot bind" as "cannot work as a peer": an aside).
+const STATEMENTS: [(&str, &str, Option<Quote>); 4] = [
+    ("a", STMT_SO_BROADCAST, Some(SO_BROADCAST_NEEDED)),
+    ("b", STMT_BIND, Some(NO_BIND_BROADCAST)),
+    ("c", STMT_PEER, None),
+    ("d", STMT_CONNECT, Some(CONNECT_BROADCAST)),
 ];
 
 /// Gives `a` a default route on `veth-a`, makes the calls in `a` (sender) and `b` (receiver)
@@ -398,7 +402,7 @@ pub fn judge(o: &Observation) -> Vec<Part> {
     let mut ev = base;
     ev.fact("connects", &connects);
     let d = Part::judged("d", STMT_CONNECT, connects.join("; "), can, ev);
-    vec![a, b, c, d]
+    anchor(vec![a, b, c, d], &STATEMENTS)
 }
 
 #[cfg(test)]

@@ -22,10 +22,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde_json::json;
 
+use super::article::{BCAST_ONLY_ANY, BCAST_TEST_1, BCAST_TEST_2, BCAST_TEST_3, BCAST_TEST_4};
+use super::host::anchor;
 use super::host::{Link, needs_root};
 use super::marker::{self, read_until_marker};
 use super::observe::{Trial, any, drain, errno_name, lo, ok_or_errno, res, show_addr, udp_bound};
-use super::{Evidence, Experiment, Lab, Part};
+use super::{Evidence, Experiment, Lab, Part, Quote};
 use crate::sock::{Proto, Sock, StepError};
 use crate::trace::{Event, Recorder};
 
@@ -49,8 +51,8 @@ const STMT_LOOPBACK: &str =
 const STMT_ANY: &str = "A receiver bound to 0.0.0.0 gets the subnet broadcast and 255.255.255.255 but not 127.255.255.255";
 const STMT_ONLY_ANY: &str =
     "Only a receiver bound to 0.0.0.0 gets broadcasts, and Linux behaves the same";
-const STMT_DEVICE: &str = "SO_BINDTODEVICE is the way out: bound to 0.0.0.0 with SO_BINDTODEVICE, a receiver gets the broadcasts of its interface and only those";
-const STMT_EGRESS: &str = "The sender does not choose where a 255.255.255.255 broadcast goes: the system picks one interface (it does not go out of every interface)";
+const STMT_DEVICE: &str = "Bound to 0.0.0.0 with SO_BINDTODEVICE, a receiver gets the broadcasts of its interface and only those (the suggestion the author reports and doubts, \"我没看出有什么道理可言\", tested on its own)";
+const STMT_EGRESS: &str = "A 255.255.255.255 broadcast leaves by one interface, chosen by the route lookup: unbound it follows the default route, and the sender chooses another by binding that interface's address or with SO_BINDTODEVICE";
 
 /// What a receiver is bound to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,6 +277,10 @@ pub struct Observation {
     pub cols: Vec<Col>,
     /// `cells[row][col]`.
     pub cells: Vec<Vec<Cell>>,
+    /// The control of each column: did its datagrams reach the receivers' host at all (sent
+    /// there, or seen arriving in its capture)? A cell of a column that did not is no evidence
+    /// about the receiver and never counts.
+    pub reached: Vec<bool>,
     /// Each delivery: `row ← col: from F to T`.
     pub deliveries: Vec<String>,
     /// The matrix's senders.
@@ -305,7 +311,17 @@ impl Observation {
         self.cells.get(r)?.get(c)
     }
 
-    /// Whether every named cell exists and is `want` (Yes or No).
+    /// Whether the datagrams to `dst` sent `from` reached the receivers' host.
+    pub fn reached(&self, dst: Dst, from: Origin) -> bool {
+        self.cols
+            .iter()
+            .position(|c| c.dst == dst && c.from == from)
+            .and_then(|c| self.reached.get(c).copied())
+            .unwrap_or(false)
+    }
+
+    /// Whether every named cell whose datagram reached the receivers' host exists and is `want`
+    /// (Yes or No), and at least one did: cells no packet could reach are left out.
     fn all(
         &self,
         bound: Bound,
@@ -314,21 +330,50 @@ impl Observation {
         froms: &[Origin],
         want: &Cell,
     ) -> bool {
-        dsts.iter().all(|&d| {
-            froms
-                .iter()
-                .all(|&f| self.cell(bound, device, d, f) == Some(want))
-        })
+        let mut counted = 0;
+        let held = dsts.iter().all(|&d| {
+            froms.iter().all(|&f| {
+                if !self.reached(d, f) {
+                    return true;
+                }
+                counted += 1;
+                self.cell(bound, device, d, f) == Some(want)
+            })
+        });
+        held && counted > 0
     }
 
-    /// The matrix as the report renders it.
+    /// The text of cell (`r`, `c`): `yes`, `no`, a failure, or `unreached` when the column's
+    /// datagrams never reached the receivers' host.
+    fn cell_text(&self, r: usize, c: usize) -> String {
+        match self.cells.get(r).and_then(|row| row.get(c)) {
+            Some(Cell::No) if !self.reached.get(c).copied().unwrap_or(false) => "unreached".into(),
+            Some(cell) => cell.text(),
+            None => "?".into(),
+        }
+    }
+
+    /// The matrix as the report renders it: a first row, the control, says whether each
+    /// column's datagrams reached the receivers' host.
     pub fn matrix(&self) -> serde_json::Value {
-        json!({
-            "rows": self.rows.iter().map(|r| r.label()).collect::<Vec<_>>(),
-            "cols": self.cols.iter().map(|c| c.label()).collect::<Vec<_>>(),
-            "cells": self.cells.iter()
-                .map(|row| row.iter().map(Cell::text).collect::<Vec<_>>())
+        let mut rows = vec!["(control) reached the receivers' host".to_string()];
+        rows.extend(self.rows.iter().map(|r| r.label()));
+        let mut cells = vec![
+            self.reached
+                .iter()
+                .map(|&r| if r { "yes" } else { "no" }.to_string())
                 .collect::<Vec<_>>(),
+        ];
+        cells.extend((0..self.rows.len()).map(|r| {
+            (0..self.cols.len())
+                .map(|c| self.cell_text(r, c))
+                .collect::<Vec<_>>()
+        }));
+        json!({
+            "title": "receiver bound to",
+            "rows": rows,
+            "cols": self.cols.iter().map(|c| c.label()).collect::<Vec<_>>(),
+            "cells": cells,
         })
     }
 
@@ -350,9 +395,9 @@ impl Observation {
             let cells: Vec<String> = self
                 .cols
                 .iter()
-                .zip(&self.cells[r])
-                .filter(|(c, _)| c.from == origin)
-                .map(|(c, cell)| format!("{} {}", c.dst.addr(), cell.text()))
+                .enumerate()
+                .filter(|(_, c)| c.from == origin)
+                .map(|(ci, c)| format!("{} {}", c.dst.addr(), self.cell_text(r, ci)))
                 .collect();
             format!("{name}: {}", cells.join(", "))
         })
@@ -399,14 +444,15 @@ impl Experiment for BroadcastReception {
     }
 }
 
-const STATEMENTS: [(&str, &str); 7] = [
-    ("a", STMT_UNBOUND),
-    ("b", STMT_OWN_IP),
-    ("c", STMT_LOOPBACK),
-    ("d", STMT_ANY),
-    ("e", STMT_ONLY_ANY),
-    ("f", STMT_DEVICE),
-    ("g", STMT_EGRESS),
+/// The parts: id, statement, the article's sentence a vote tests (f and g are asides).
+const STATEMENTS: [(&str, &str, Option<Quote>); 7] = [
+    ("a", STMT_UNBOUND, Some(BCAST_TEST_1)),
+    ("b", STMT_OWN_IP, Some(BCAST_TEST_2)),
+    ("c", STMT_LOOPBACK, Some(BCAST_TEST_3)),
+    ("d", STMT_ANY, Some(BCAST_TEST_4)),
+    ("e", STMT_ONLY_ANY, Some(BCAST_ONLY_ANY)),
+    ("f", STMT_DEVICE, None),
+    ("g", STMT_EGRESS, None),
 ];
 
 fn port(row: usize) -> u16 {
@@ -454,6 +500,7 @@ fn matrix(lab: &Lab) -> anyhow::Result<Observation> {
                 vec![c; cols.len()]
             })
             .collect(),
+        reached: vec![false; cols.len()],
         rows,
         cols: cols.clone(),
         ..Observation::default()
@@ -499,10 +546,18 @@ fn matrix(lab: &Lab) -> anyhow::Result<Observation> {
         }
         seen_from.sort();
         seen_from.dedup();
-        let wire = local.map_or_else(Vec::new, |l| {
+        let from_sender: Vec<String> = local.map_or_else(Vec::new, |l| {
             let pat = format!(":{} >", l.port());
-            one_per_destination(b.wire().into_iter().filter(|w| w.contains(&pat)))
+            b.wire().into_iter().filter(|w| w.contains(&pat)).collect()
         });
+        // The control: a datagram sent on the receivers' host is there; one from the other
+        // host must be seen arriving in the receivers' host's capture.
+        for (ci, c) in &round {
+            let to = format!("> {}:", c.dst.addr());
+            o.reached[*ci] =
+                from == Origin::SameHost || from_sender.iter().any(|w| w.contains(&to));
+        }
+        let wire = one_per_destination(from_sender.into_iter());
         o.senders.push(Sender {
             from,
             local,
@@ -820,7 +875,7 @@ pub fn judge(o: &Observation) -> Vec<Part> {
         &[(Any, D::Link), (Any, D::Lo), (OwnIp, D::Link)],
     );
 
-    // g: which interface 255.255.255.255 leaves by.
+    // g (aside): which interface 255.255.255.255 leaves by.
     let lines: Vec<String> = o
         .egress
         .iter()
@@ -837,17 +892,27 @@ pub fn judge(o: &Observation) -> Vec<Part> {
             )
         })
         .collect();
-    let picked_one = o
+    let interfaces = |e: &Egress| {
+        let mut ifs = e.captured.clone();
+        ifs.extend(e.reached.iter().cloned());
+        ifs.sort();
+        ifs.dedup();
+        ifs
+    };
+    let plain_one = o
         .egress
         .iter()
         .find(|e| e.default_route && e.plain)
-        .is_some_and(|e| {
-            let mut ifs = e.captured.clone();
-            ifs.extend(e.reached.iter().cloned());
-            ifs.sort();
-            ifs.dedup();
-            e.errno.is_none() && ifs.len() == 1
-        });
+        .is_some_and(|e| e.errno.is_none() && interfaces(e).len() == 1);
+    // Every case where the sender named an interface (its address or SO_BINDTODEVICE) and
+    // the send went out left by that interface alone.
+    let chosen: Vec<&Egress> = o
+        .egress
+        .iter()
+        .filter(|e| !e.plain && e.errno.is_none())
+        .collect();
+    let sender_chose = !chosen.is_empty() && chosen.iter().all(|e| interfaces(e) == ["veth-c"]);
+    let picked_one = plain_one && sender_chose;
     let mut ev = Evidence {
         trace: o.egress_trace.clone(),
         wire: o.egress_wire.clone(),
@@ -855,7 +920,7 @@ pub fn judge(o: &Observation) -> Vec<Part> {
     };
     ev.fact("cases", &lines);
     let g = Part::judged("g", STMT_EGRESS, lines.join("; "), picked_one, ev);
-    vec![a, b, c, d, e, f, g]
+    anchor(vec![a, b, c, d, e, f, g], &STATEMENTS)
 }
 
 #[cfg(test)]
@@ -882,23 +947,42 @@ mod tests {
             seen_from: vec![format!("{ip}:40000").parse().unwrap()],
             wire: vec![],
         };
+        // A datagram to 127.255.255.255 sent on the other host never leaves it.
+        let reached = cols
+            .iter()
+            .map(|c| c.from == Origin::SameHost || c.dst != Dst::LoopbackBcast)
+            .collect();
+        let chosen = |case: &str, default_route| Egress {
+            case: case.into(),
+            default_route,
+            plain: false,
+            errno: None,
+            local: "198.51.100.129:40002".parse().ok(),
+            reached: vec!["veth-c".into()],
+            captured: vec!["veth-c".into()],
+        };
         Observation {
             rows,
             cols,
             cells,
+            reached,
             senders: vec![
                 sender(Origin::SameHost, "198.51.100.2"),
                 sender(Origin::OtherHost, "198.51.100.1"),
             ],
-            egress: vec![Egress {
-                case: "default route via veth-b, unbound".into(),
-                default_route: true,
-                plain: true,
-                errno: None,
-                local: "0.0.0.0:40001".parse().ok(),
-                reached: vec!["veth-b".into()],
-                captured: vec!["veth-b".into()],
-            }],
+            egress: vec![
+                Egress {
+                    case: "default route via veth-b, unbound".into(),
+                    default_route: true,
+                    plain: true,
+                    errno: None,
+                    local: "0.0.0.0:40001".parse().ok(),
+                    reached: vec!["veth-b".into()],
+                    captured: vec!["veth-b".into()],
+                },
+                chosen("bound to veth-c's address", true),
+                chosen("SO_BINDTODEVICE veth-c", false),
+            ],
             ..Observation::default()
         }
     }
@@ -971,17 +1055,57 @@ mod tests {
         let mut o = observation(linux);
         o.egress[0].errno = Some("ENETUNREACH".into());
         assert_eq!(verdicts(judge(&o))[6], Refuted);
+        // The sender's choice ignored: bound to veth-c's address, it left by veth-b.
+        let mut o = observation(linux);
+        o.egress[1].captured = vec!["veth-b".into()];
+        o.egress[1].reached = vec!["veth-b".into()];
+        assert_eq!(verdicts(judge(&o))[6], Refuted);
+    }
+
+    #[test]
+    fn cells_no_packet_reached_do_not_vote() {
+        use Verdict::Refuted;
+        // Bound to 127.0.0.1, the receiver gets nothing; the 127.255.255.255 sent on the other
+        // host never reached its host. Were that cell counted as support, 8c would hold on it
+        // alone: with the same-host cells "yes", 8c is refuted whatever that cell says.
+        let mut o = observation(linux);
+        assert!(!o.reached(Dst::LoopbackBcast, Origin::OtherHost));
+        let r = o
+            .rows
+            .iter()
+            .position(|r| r.bound == Bound::Loopback && r.device == Device::None)
+            .unwrap();
+        for c in 0..o.cols.len() {
+            if o.cols[c].from == Origin::SameHost {
+                o.cells[r][c] = Cell::Yes;
+            }
+        }
+        assert_eq!(verdicts(judge(&o))[2], Refuted);
+        // No column reached: nothing to judge "gets neither" on.
+        let mut o = observation(|_, _| false);
+        o.reached = vec![false; o.cols.len()];
+        assert_eq!(verdicts(judge(&o))[1], Refuted);
+        let m = observation(linux).matrix();
+        assert_eq!(m["rows"][0], "(control) reached the receivers' host");
+        assert_eq!(m["cells"][0][5], "no");
+        assert_eq!(m["cells"][3][5], "unreached", "{m}");
+        let parts = judge(&observation(linux));
+        assert_eq!(
+            parts.iter().filter(|p| p.votes()).count(),
+            5,
+            "f and g are asides"
+        );
     }
 
     #[test]
     fn matrix_has_the_report_shape() {
         let m = observation(linux).matrix();
-        assert_eq!(m["rows"].as_array().unwrap().len(), 18);
+        assert_eq!(m["rows"].as_array().unwrap().len(), 19);
         assert_eq!(m["cols"].as_array().unwrap().len(), 6);
-        assert_eq!(m["cells"][0].as_array().unwrap().len(), 6);
-        assert_eq!(m["rows"][0], "0.0.0.0");
+        assert_eq!(m["cells"][1].as_array().unwrap().len(), 6);
+        assert_eq!(m["rows"][1], "0.0.0.0");
         assert_eq!(m["cols"][0], "255.255.255.255 (same host)");
-        assert_eq!(m["cells"][0][0], "yes");
+        assert_eq!(m["cells"][1][0], "yes");
     }
 
     #[test]

@@ -1,16 +1,19 @@
 //! Claim 9: TCP's receive buffer is a byte stream, UDP's a queue of datagrams. "01234" and
 //! "56789" are sent as two messages and read with recv(3) until the socket has nothing more:
-//! UDP (read timeout) and TCP (the sender half-closes once both are sent, and the reads start
-//! only when its FIN has arrived, so all ten bytes are queued and the cut cannot depend on
-//! timing). A third receiver reads each datagram with recvmsg(MSG_TRUNC) into 3 bytes to see
-//! the real length and where the next read starts.
+//! UDP (read timeout) and TCP over a connection that stays open (the reads start once a
+//! recv(MSG_PEEK|MSG_WAITALL) of ten bytes says all are queued, so the cut cannot depend on
+//! timing; the fifth recv blocks — poll(2) says not readable and the recv returns only at its
+//! timeout — until the peer closes, when it returns 0). A third receiver reads each datagram
+//! with recvmsg(MSG_TRUNC) into 3 bytes to see the real length and where the next read starts.
+//! A fourth, with the smallest SO_RCVBUF (2304 B on Linux), is sent two 60 000 B datagrams
+//! and then a marker: is a datagram larger than the receive buffer dropped?
 
-use std::net::Shutdown;
 use std::time::Duration;
 
 use nix::poll::PollFlags;
 use serde::Serialize;
 
+use super::article::{BIGGER_THAN_BUFFER, ONE_DATAGRAM_PER_RECV, TCP_READS, UDP_READS};
 use super::observe::{Read, TIMEOUT, Trial, lo, poll_ready, recv_once, tcp_pair, udp_bound};
 use super::ports::of_port;
 use super::{Evidence, Experiment, Host, Lab, Part};
@@ -37,6 +40,25 @@ pub(crate) struct Cut {
     pub(crate) truncated: bool,
 }
 
+/// Two datagrams larger than the receive buffer, then a marker.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct Oversized {
+    /// SO_RCVBUF as read back after asking for 1 byte.
+    pub(crate) rcvbuf: usize,
+    /// The size of each datagram sent.
+    pub(crate) datagram: usize,
+    /// The sends' results (bytes or errno).
+    pub(crate) sends: Vec<Result<usize, String>>,
+    /// The length of each datagram read, in order, until the marker (its length is
+    /// [`MARKER`]'s) or an error.
+    pub(crate) read: Vec<Result<usize, String>>,
+}
+
+/// The marker sent after the oversized datagrams.
+const MARKER: &[u8] = b"marker";
+/// The size of each oversized datagram (fits loopback's 65 536 B MTU: no fragments).
+const OVERSIZED: usize = 60_000;
+
 /// What was observed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Observation {
@@ -44,10 +66,15 @@ pub(crate) struct Observation {
     pub(crate) udp: Vec<Read>,
     /// recv(3) results on TCP, in order, up to the first non-data result.
     pub(crate) tcp: Vec<Read>,
+    /// Whether the TCP reads blocked after "9": poll(POLLIN) said nothing to read for
+    /// [`QUIET`] while the connection was open.
+    pub(crate) tcp_blocked: bool,
     /// The two datagrams read with recvmsg(MSG_TRUNC) into 3 bytes each.
     pub(crate) cuts: Vec<Cut>,
-    /// Evidence of the UDP, TCP and truncation parts.
-    pub(crate) ev: [Evidence; 3],
+    /// Datagrams larger than the receive buffer.
+    pub(crate) oversized: Oversized,
+    /// Evidence of the UDP, TCP, truncation and oversized parts.
+    pub(crate) ev: [Evidence; 4],
 }
 
 impl Experiment for StreamVsDatagram {
@@ -98,21 +125,79 @@ fn observe_udp(ev: &mut Evidence) -> Step<(Vec<Read>, u16)> {
     Ok((reads, to.port()))
 }
 
-fn observe_tcp(ev: &mut Evidence) -> Step<(Vec<Read>, u16)> {
+/// TCP: both messages sent on a connection that stays open; the reads start once all ten
+/// bytes are queued (recv with MSG_PEEK|MSG_WAITALL, bounded by SO_RCVTIMEO), read until a
+/// recv blocks (observed: poll says not readable for [`QUIET`], and the recv, bounded by a
+/// [`QUIET`] SO_RCVTIMEO, returns EAGAIN); then the client closes and the blocked read returns 0.
+fn observe_tcp(ev: &mut Evidence) -> Step<(Vec<Read>, bool, u16)> {
     let t = Trial::new();
     let (listener, client, server) = tcp_pair(t.rec(), |_| Ok(()), |c| c.set_nodelay(true))?;
     for m in MESSAGES {
         client.send(m)?;
     }
-    client.shutdown(Shutdown::Write)?;
-    // Readiness, not a sleep: POLLRDHUP says the FIN has arrived, and TCP delivers in order,
-    // so both messages are queued before the first read.
-    let rdhup = PollFlags::from_bits_retain(libc::POLLRDHUP);
-    let ready = poll_ready(&server, rdhup, TIMEOUT).is_some();
-    ev.fact("fin_arrived_before_reading", ready);
-    let reads = read_until_empty(&server);
+    let mut all = [0u8; 10];
+    let peeked = server
+        .recv_datagram(&mut all, libc::MSG_PEEK | libc::MSG_WAITALL)
+        .map_or(0, |d| d.len);
+    ev.fact("queued_before_reading", peeked);
+    server.set_read_timeout(Some(QUIET))?;
+    let mut reads = read_until_empty(&server);
+    let blocked = matches!(reads.last(), Some(Read::WouldBlock))
+        && poll_ready(&server, PollFlags::POLLIN, QUIET).is_none();
+    ev.fact("blocked_while_open", blocked);
+    client.close();
+    if poll_ready(&server, PollFlags::POLLIN, TIMEOUT).is_some() {
+        reads.push(recv_once(&server, RECV));
+    }
     ev.trace = t.take();
-    Ok((reads, listener.local_addr().map_or(0, |a| a.port())))
+    Ok((
+        reads,
+        blocked,
+        listener.local_addr().map_or(0, |a| a.port()),
+    ))
+}
+
+/// Two [`OVERSIZED`] datagrams to a receiver whose SO_RCVBUF is the smallest the kernel
+/// allows, then [`MARKER`]: reading until the marker shows which datagrams were queued (UDP
+/// keeps one sender's order on loopback). udp(7)/socket(7): the receive buffer limit is
+/// checked against what is already queued, so an empty queue takes a datagram of any size.
+fn observe_oversized(ev: &mut Evidence) -> Step<(Oversized, u16)> {
+    let t = Trial::new();
+    let rx = udp_bound(t.rec(), lo(0))?;
+    rx.set_recv_buffer_size(1)?;
+    let rcvbuf = rx.recv_buffer_size()?;
+    let to = rx.local_addr().unwrap_or(lo(0));
+    let tx = Sock::open(&to, Proto::Udp, t.rec())?;
+    tx.set_send_buffer_size(4 * OVERSIZED)?;
+    let big = vec![b'x'; OVERSIZED];
+    let sends = (0..2)
+        .map(|_| {
+            tx.send_to(&big, to)
+                .map_err(|e| super::observe::errno_name(&e))
+        })
+        .collect();
+    let mut read = Vec::new();
+    let mut buf = vec![0u8; 65_536];
+    let name = |e: crate::sock::StepError| super::observe::errno_name(&e);
+    // What is queued now (nonblocking), then the marker — sent only once the queue is empty,
+    // since a full queue would drop it too — read blocking (bounded by SO_RCVTIMEO).
+    while let Ok(d) = rx.recv_datagram(&mut buf, libc::MSG_DONTWAIT) {
+        read.push(Ok(d.len));
+        if read.len() > 2 {
+            break;
+        }
+    }
+    tx.send_to(MARKER, to)?;
+    read.push(rx.recv_datagram(&mut buf, 0).map(|d| d.len).map_err(name));
+    let o = Oversized {
+        rcvbuf,
+        datagram: OVERSIZED,
+        sends,
+        read,
+    };
+    ev.fact("oversized", &o);
+    ev.trace = t.take();
+    Ok((o, to.port()))
 }
 
 fn observe_cut(ev: &mut Evidence) -> Step<(Vec<Cut>, u16)> {
@@ -140,19 +225,21 @@ fn observe_cut(ev: &mut Evidence) -> Step<(Vec<Cut>, u16)> {
 
 fn observe(host: &Host) -> anyhow::Result<Observation> {
     let mut o = Observation::default();
-    let [ev_udp, ev_tcp, ev_cut] = &mut o.ev;
-    let ((udp, p_udp), (tcp, p_tcp), (cuts, p_cut)) = host.run(|| -> Step<_> {
-        Ok((
-            observe_udp(ev_udp)?,
-            observe_tcp(ev_tcp)?,
-            observe_cut(ev_cut)?,
-        ))
-    })??;
+    let [ev_udp, ev_tcp, ev_cut, ev_big] = &mut o.ev;
+    let ((udp, p_udp), (tcp, blocked, p_tcp), (cuts, p_cut), (big, p_big)) =
+        host.run(|| -> Step<_> {
+            Ok((
+                observe_udp(ev_udp)?,
+                observe_tcp(ev_tcp)?,
+                observe_cut(ev_cut)?,
+                observe_oversized(ev_big)?,
+            ))
+        })??;
     let wire = host.wire();
-    for (ev, port) in o.ev.iter_mut().zip([p_udp, p_tcp, p_cut]) {
+    for (ev, port) in o.ev.iter_mut().zip([p_udp, p_tcp, p_cut, p_big]) {
         ev.wire = of_port(&wire, port);
     }
-    (o.udp, o.tcp, o.cuts) = (udp, tcp, cuts);
+    (o.udp, o.tcp, o.tcp_blocked, o.cuts, o.oversized) = (udp, tcp, blocked, cuts, big);
     Ok(o)
 }
 
@@ -190,11 +277,21 @@ fn segments(wire: &[String]) -> String {
 
 fn judge(o: &Observation) -> Vec<Part> {
     let mut ev = o.ev.clone();
-    let [ev_udp, ev_tcp, ev_cut] = &mut ev;
+    let [ev_udp, ev_tcp, ev_cut, ev_big] = &mut ev;
     ev_udp.fact("reads", &o.udp);
     ev_tcp.fact("reads", &o.tcp);
     let udp_held = data(&o.udp) == ["012", "567"] && o.udp.last() == Some(&Read::WouldBlock);
-    let tcp_held = data(&o.tcp) == ["012", "345", "678", "9"];
+    // "then blocks": the fifth read blocked while the connection was open (and returned 0 only
+    // once the peer closed).
+    let tcp_held = data(&o.tcp) == ["012", "345", "678", "9"]
+        && o.tcp.get(4) == Some(&Read::WouldBlock)
+        && o.tcp_blocked;
+    let big = &o.oversized;
+    // The article: a datagram larger than the buffer is simply dropped. Held if no oversized
+    // datagram was read before the marker.
+    let oversized_read = big.read.iter().filter(|r| **r == Ok(big.datagram)).count();
+    let marker_read = big.read.last() == Some(&Ok(MARKER.len()));
+    let big_held = marker_read && oversized_read == 0;
     let cut_held = match o.cuts.as_slice() {
         [a, b] => a.truncated && a.real_len == 5 && a.bytes == "012" && b.bytes == "567",
         _ => false,
@@ -223,25 +320,56 @@ fn judge(o: &Observation) -> Vec<Part> {
             ),
             udp_held,
             std::mem::take(ev_udp),
-        ),
+        )
+        .votes_on(UDP_READS),
         Part::judged(
             "b",
-            "TCP: recv(3) returns \"012\", \"345\", \"678\", \"9\"",
+            "TCP: recv(3) returns \"012\", \"345\", \"678\", \"9\", then blocks (the connection stays open)",
             format!(
-                "TCP recv(3): {} (0 = the sender's FIN after the ten bytes){}",
+                "TCP recv(3): {} (EAGAIN = blocked {} ms with the connection open, poll not readable: {}; 0 = after the peer's close){}",
                 shown(&o.tcp),
+                QUIET.as_millis(),
+                o.tcp_blocked,
                 segments(&ev_tcp.wire)
             ),
             tcp_held,
             std::mem::take(ev_tcp),
-        ),
+        )
+        .votes_on(TCP_READS),
         Part::judged(
             "c",
-            "UDP: when the buffer is smaller than the datagram, the rest of the datagram is discarded",
+            "UDP: each recv consumes one datagram: read into 3 bytes, the rest of the datagram is discarded and the next read starts at the next datagram",
             format!("recvmsg into 3 bytes: {cut_seen}"),
             cut_held,
             std::mem::take(ev_cut),
-        ),
+        )
+        .votes_on(ONE_DATAGRAM_PER_RECV),
+        Part::judged(
+            "d",
+            "UDP: a datagram larger than the socket's receive buffer (SO_RCVBUF) is dropped",
+            format!(
+                "SO_RCVBUF {} B; two {} B datagrams sent ({}), then a marker: read {}",
+                big.rcvbuf,
+                big.datagram,
+                big.sends
+                    .iter()
+                    .map(|r| r.as_ref().map_or_else(Clone::clone, ToString::to_string))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                big.read
+                    .iter()
+                    .map(|r| match r {
+                        Ok(n) if *n == MARKER.len() => "the marker".to_string(),
+                        Ok(n) => format!("{n} B"),
+                        Err(e) => e.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", then ")
+            ),
+            big_held,
+            std::mem::take(ev_big),
+        )
+        .votes_on(BIGGER_THAN_BUFFER),
     ]
 }
 
@@ -266,15 +394,46 @@ mod tests {
     fn linux_like() -> Observation {
         Observation {
             udp: vec![d("012"), d("567"), Read::WouldBlock],
-            tcp: vec![d("012"), d("345"), d("678"), d("9"), Read::Eof],
+            tcp: vec![
+                d("012"),
+                d("345"),
+                d("678"),
+                d("9"),
+                Read::WouldBlock,
+                Read::Eof,
+            ],
+            tcp_blocked: true,
             cuts: vec![cut("012", 5), cut("567", 5)],
+            oversized: Oversized {
+                rcvbuf: 2304,
+                datagram: OVERSIZED,
+                sends: vec![Ok(OVERSIZED), Ok(OVERSIZED)],
+                read: vec![Ok(OVERSIZED), Ok(MARKER.len())],
+            },
             ev: Default::default(),
         }
     }
 
     #[test]
-    fn article_behaviour_is_confirmed() {
-        assert_eq!(verdicts(judge(&linux_like())), vec![Verdict::Confirmed; 3]);
+    fn linux_like_observation() {
+        use Verdict::*;
+        // The first oversized datagram is queued (the queue was empty): 9d is refuted.
+        assert_eq!(
+            verdicts(judge(&linux_like())),
+            vec![Confirmed, Confirmed, Confirmed, Refuted]
+        );
+        let mut o = linux_like();
+        o.oversized.read = vec![Ok(MARKER.len())];
+        assert_eq!(verdicts(judge(&o))[3], Confirmed);
+    }
+
+    #[test]
+    fn tcp_that_does_not_block_is_refuted() {
+        // The reads end in 0 with nothing observed blocking (a half-close before reading).
+        let mut o = linux_like();
+        o.tcp = vec![d("012"), d("345"), d("678"), d("9"), Read::Eof];
+        o.tcp_blocked = false;
+        assert_eq!(verdicts(judge(&o))[1], Verdict::Refuted);
     }
 
     #[test]
@@ -282,11 +441,13 @@ mod tests {
         let o = Observation {
             // A kernel that streamed datagrams, and one that kept the rest for the next read.
             udp: vec![d("012"), d("345"), d("678"), d("9"), Read::WouldBlock],
-            tcp: vec![d("012"), d("34"), d("567"), d("89"), Read::Eof],
+            tcp: vec![d("012"), d("34"), d("567"), d("89"), Read::WouldBlock],
+            tcp_blocked: true,
             cuts: vec![cut("012", 5), cut("34", 2)],
+            oversized: Oversized::default(),
             ev: Default::default(),
         };
-        assert_eq!(verdicts(judge(&o)), vec![Verdict::Refuted; 3]);
+        assert_eq!(verdicts(judge(&o)), vec![Verdict::Refuted; 4]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::os::fd::AsFd;
 
 use serde::Serialize;
 
+use super::article::{BUFFER_BOOKKEEPING, BUFFER_SETTABLE};
 use super::observe::{Trial, lo, udp_bound};
 use super::{Evidence, Experiment, Host, Lab, Part};
 use crate::sock::options::Applied;
@@ -239,7 +240,8 @@ fn judge(o: &Observation) -> Vec<Part> {
             ),
             settable,
             ev_set.clone(),
-        ),
+        )
+        .votes_on(BUFFER_SETTABLE),
         Part::judged(
             "b",
             "the size set is not the payload room: getsockopt returns more than was asked, the rest is for bookkeeping",
@@ -249,7 +251,8 @@ fn judge(o: &Observation) -> Vec<Part> {
             ),
             grown,
             ev_set,
-        ),
+        )
+        .votes_on(BUFFER_BOOKKEEPING),
         Part::judged(
             "c",
             "a full receive buffer holds fewer payload bytes than its size (bookkeeping takes the rest)",
@@ -260,7 +263,8 @@ fn judge(o: &Observation) -> Vec<Part> {
             },
             below,
             ev_fill,
-        ),
+        )
+        .votes_on(BUFFER_BOOKKEEPING),
     ]
 }
 

@@ -10,6 +10,7 @@ use std::net::Shutdown;
 
 use serde::Serialize;
 
+use super::article::{FULL_BUFFER_DROPS, NO_FLOW_CONTROL_ON_LO, TCP_FLOW_CONTROL};
 use super::c10_buffer_bookkeeping::{FILL_RCVBUF, Fill, fill};
 use super::counters::Snapshot;
 use super::observe::{SETTLE, Trial, poll_until, tcp_pair};
@@ -220,7 +221,8 @@ fn judge(o: &Observation) -> Vec<Part> {
         ),
         lost > 0 && agree,
         ev_udp,
-    );
+    )
+    .votes_on(FULL_BUFFER_DROPS);
 
     let t = &o.tcp;
     ev_tcp.fact("stream", t);
@@ -270,8 +272,10 @@ fn judge(o: &Observation) -> Vec<Part> {
             stopped_line.clone(),
             t.stopped,
             ev_tcp.clone(),
-        ),
+        )
+        .votes_on(TCP_FLOW_CONTROL),
     ];
+    // 11c (aside): the zero window, how flow control shows on the wire.
     parts.push(match &window {
         Some((seen, line)) => Part::judged(
             "c",
@@ -286,13 +290,17 @@ fn judge(o: &Observation) -> Vec<Part> {
             NEEDS_ROOT,
         ),
     });
-    parts.push(Part::judged(
-        "d",
-        "TCP on lo: no flow control, data is only dropped",
-        format!("{stopped_line}; {arrival}"),
-        !t.stopped || !t.intact(),
-        ev_tcp,
-    ));
+    // 11b counts "the sender stopped"; 11d rests on its own fact: was data dropped?
+    parts.push(
+        Part::judged(
+            "d",
+            "TCP on lo: a full receiver's data is only dropped (no flow control)",
+            format!("{stopped_line}; {arrival}"),
+            !t.intact(),
+            ev_tcp,
+        )
+        .votes_on(NO_FLOW_CONTROL_ON_LO),
+    );
     parts
 }
 
@@ -333,6 +341,8 @@ mod tests {
             verdicts(judge(&linux_like())),
             vec![Confirmed, Confirmed, Confirmed, Refuted]
         );
+        let parts = judge(&linux_like());
+        assert!(!parts[2].votes(), "the zero window is the lab's aside");
     }
 
     #[test]

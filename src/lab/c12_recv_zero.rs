@@ -10,6 +10,7 @@ use std::time::Duration;
 use nix::poll::PollFlags;
 use serde::Serialize;
 
+use super::article::{TCP_RECV_ZERO, UDP_RECV_ZERO};
 use super::observe::{Read, Trial, lo, outcome, poll_ready, recv_once, tcp_pair, udp_bound};
 use super::ports::of_port;
 use super::{Evidence, Experiment, Host, Lab, Part};
@@ -236,7 +237,8 @@ fn judge(o: &Observation) -> Vec<Part> {
             ),
             tcp_held,
             ev_tcp,
-        ),
+        )
+        .votes_on(TCP_RECV_ZERO),
         Part::judged(
             "b",
             "UDP: recv() returns 0 for a datagram with an empty payload, and the socket keeps working",
@@ -254,12 +256,13 @@ fn judge(o: &Observation) -> Vec<Part> {
             ),
             udp_held,
             ev_udp,
-        ),
+        )
+        .votes_on(UDP_RECV_ZERO),
         Part::judged(
             "c",
-            "UDP: recv() == 0 means an empty datagram arrived (nothing else makes it return 0)",
+            "The program's own shutdown(SHUT_RD) also makes recv() on a UDP socket return 0 with no datagram (as TCP's SHUT_RD does on a live connection: a case the article's sentence on neither protocol is about)",
             shut_line,
-            !zero_without_datagram,
+            zero_without_datagram,
             ev_shut,
         ),
     ]
@@ -310,15 +313,18 @@ mod tests {
     fn article_behaviour_confirms() {
         assert_eq!(
             verdicts(judge(&article_like())),
-            vec![Verdict::Confirmed; 3]
+            vec![Verdict::Confirmed, Verdict::Confirmed, Verdict::Refuted]
         );
     }
 
     #[test]
-    fn zero_after_shut_rd_refutes_only_meaning() {
+    fn zero_after_shut_rd_is_an_aside() {
         let mut o = article_like();
         o.shut[1].reads[1] = Read::Eof;
-        assert_eq!(verdicts(judge(&o))[2], Verdict::Refuted);
+        let parts = judge(&o);
+        assert_eq!(parts[2].verdict, Verdict::Confirmed);
+        assert!(!parts[2].votes(), "12c never votes");
+        assert!(parts[0].votes() && parts[1].votes());
     }
 
     #[test]

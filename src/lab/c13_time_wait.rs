@@ -2,12 +2,15 @@
 //! server closes first (the active closer), the socket that will hold TIME_WAIT has
 //! SO_REUSEADDR or not, and so has the new socket that then binds the active closer's exact
 //! local address (a client rebinding its port; a server restarting its listener). The states
-//! come from `ss -tan` once the close handshakes have settled; nothing waits out the 60 s.
+//! come from `ss -tan` once the close handshakes have settled; nothing waits out the 60 s: the
+//! TIME-WAIT timer `ss -o` shows says how long it lasts. The side that closed second binds its
+//! own address again too: the server's port after its client closed first.
 
 use std::net::SocketAddr;
 
 use serde::Serialize;
 
+use super::article::TIME_WAIT_BIND;
 use super::observe::{self, lo, outcome, tcp_pair};
 use super::ports::{bind_again, settled_tcp, state_of};
 use super::{Evidence, Experiment, Host, Lab, Part};
@@ -34,6 +37,12 @@ pub(crate) struct Trial {
     pub(crate) passive_state: Option<String>,
     /// bind (then listen, for a server) of the new socket: `ok` or the errno.
     pub(crate) rebind: String,
+    /// The side that closed second: its local address (the server's listening port when the
+    /// client closed first).
+    pub(crate) passive_addr: Option<SocketAddr>,
+    /// bind (then listen, for a server) of the passive side's address, without SO_REUSEADDR,
+    /// once its socket has closed: `ok` or the errno.
+    pub(crate) passive_rebind: String,
 }
 
 impl Trial {
@@ -53,6 +62,9 @@ pub(crate) struct Observation {
     pub(crate) trials: Vec<Trial>,
     /// `ss -tan` lines of the trials, after the closes.
     pub(crate) states: Vec<String>,
+    /// The TIME-WAIT timers `ss -tano state time-wait` showed right after the closes
+    /// (`timewait,59sec,0`): how long the state lasts.
+    pub(crate) timers: Vec<String>,
     /// Counters that moved (private namespace only).
     pub(crate) counters: Option<std::collections::BTreeMap<String, i64>>,
     /// The trace of all trials.
@@ -115,6 +127,7 @@ fn close_one(
         server_closed_first,
         old_reuse,
         addr,
+        passive_addr: peer,
         ..Trial::default()
     };
     Ok((trial, peer.unwrap_or(lo(0))))
@@ -138,6 +151,14 @@ fn observe(host: &Host) -> anyhow::Result<Observation> {
                 // A new socket binds the active closer's address (and listens, for a server).
                 let (reuse, listen) = (t.new_reuse, t.server_closed_first);
                 t.rebind = outcome(&host.run(|| bind_again(rec, Proto::Tcp, addr, reuse, listen))?);
+                // The side that closed second binds its own address again (the server restarts
+                // its listener when the client closed first).
+                let server = !t.server_closed_first;
+                t.passive_rebind =
+                    outcome(&host.run(|| bind_again(rec, Proto::Tcp, passive, false, server))?);
+                if o.timers.is_empty() {
+                    o.timers = timewait_timers(host)?;
+                }
                 o.states.extend(lines);
                 o.trials.push(t);
             }
@@ -148,6 +169,19 @@ fn observe(host: &Host) -> anyhow::Result<Observation> {
     }
     o.ev.trace = traced.take();
     Ok(o)
+}
+
+/// The timers of the TIME-WAIT sockets (`ss -tano state time-wait`): `timewait,59sec,0`.
+fn timewait_timers(host: &Host) -> anyhow::Result<Vec<String>> {
+    Ok(host
+        .ss(&["-tano", "state", "time-wait"])?
+        .iter()
+        .filter_map(|l| {
+            let start = l.find("timer:(")? + "timer:(".len();
+            let end = l[start..].find(')')? + start;
+            Some(l[start..end].to_string())
+        })
+        .collect())
 }
 
 fn judge(o: &Observation) -> Vec<Part> {
@@ -165,7 +199,35 @@ fn judge(o: &Observation) -> Vec<Part> {
     let plain: Vec<&Trial> = ts.iter().filter(|t| !t.new_reuse).collect();
     let in_use = !plain.is_empty() && plain.iter().all(|t| t.rebind == "EADDRINUSE");
     let both: Vec<&Trial> = ts.iter().filter(|t| t.new_reuse && t.old_reuse).collect();
-    let reuse_ok = !both.is_empty() && both.iter().all(|t| t.rebind == "ok");
+    let new_only: Vec<&Trial> = ts.iter().filter(|t| t.new_reuse && !t.old_reuse).collect();
+    let reuse_both_only = !both.is_empty()
+        && both.iter().all(|t| t.rebind == "ok")
+        && new_only.iter().all(|t| t.rebind == "EADDRINUSE");
+    // The server's port after its client closed first.
+    let servers: Vec<&Trial> = ts.iter().filter(|t| !t.server_closed_first).collect();
+    let server_in_use =
+        !servers.is_empty() && servers.iter().all(|t| t.passive_rebind == "EADDRINUSE");
+    let mut server_rebinds: Vec<String> = servers
+        .iter()
+        .map(|t| {
+            format!(
+                "{} → {}",
+                t.passive_addr.map_or_else(|| "?".into(), |a| a.to_string()),
+                t.passive_rebind
+            )
+        })
+        .collect();
+    server_rebinds.sort();
+    server_rebinds.dedup();
+    let timers = {
+        let mut v: Vec<String> = o
+            .timers
+            .iter()
+            .map(|t| t.split(',').take(2).collect::<Vec<_>>().join(" "))
+            .collect();
+        v.dedup();
+        v
+    };
     let joined = |mut v: Vec<String>| {
         v.dedup();
         v.join(", ")
@@ -188,17 +250,25 @@ fn judge(o: &Observation) -> Vec<Part> {
                 .collect(),
         )
     };
+    let mut ev_a = ev.clone();
+    ev_a.fact("time_wait_timers", &o.timers);
     vec![
         Part::judged(
             "a",
-            "after a normal close the address stays in TIME_WAIT",
+            "after a normal close the address stays in TIME_WAIT for a while",
             format!(
-                "the side that closed first, once both closed: {}",
-                states(&|t| t.closer_state.clone())
+                "the side that closed first, once both closed: {}; ss timer: {}",
+                states(&|t| t.closer_state.clone()),
+                if timers.is_empty() {
+                    "none shown".into()
+                } else {
+                    timers.join(", ")
+                }
             ),
             closer_tw,
-            ev.clone(),
-        ),
+            ev_a,
+        )
+        .votes_on(TIME_WAIT_BIND),
         Part::judged(
             "b",
             "TIME_WAIT is held by the side that closed first; the side that closed second has none",
@@ -211,25 +281,37 @@ fn judge(o: &Observation) -> Vec<Part> {
         ),
         Part::judged(
             "c",
-            "binding that address again gives \"Address already in use\"",
+            "binding the address of the side that closed first again gives \"Address already in use\"",
             format!(
                 "bind without SO_REUSEADDR on the new socket: {}",
                 summary(&|t| !t.new_reuse)
             ),
             in_use,
             ev.clone(),
-        ),
+        )
+        .votes_on(TIME_WAIT_BIND),
         Part::judged(
             "d",
-            "SO_REUSEADDR lets a new socket bind over TIME_WAIT",
+            "Over TIME_WAIT, SO_REUSEADDR lets a new socket bind only when the old socket had it too (on the new socket alone: EADDRINUSE)",
             format!(
                 "SO_REUSEADDR on the old and the new socket: {}; on the new one only: {}",
                 summary(&|t| t.new_reuse && t.old_reuse),
                 summary(&|t| t.new_reuse && !t.old_reuse)
             ),
-            reuse_ok,
-            ev,
+            reuse_both_only,
+            ev.clone(),
         ),
+        Part::judged(
+            "e",
+            "binding again gives \"Address already in use\" on the server too: its listening port, after its client closed first",
+            format!(
+                "the server's port once its client closed first, bind + listen without SO_REUSEADDR: {}",
+                server_rebinds.join(", ")
+            ),
+            server_in_use,
+            ev,
+        )
+        .votes_on(TIME_WAIT_BIND),
     ]
 }
 
@@ -248,6 +330,8 @@ mod tests {
             closer_state: Some("TIME-WAIT".into()),
             passive_state: None,
             rebind: rebind.into(),
+            passive_addr: Some("127.0.0.1:6000".parse().unwrap()),
+            passive_rebind: "ok".into(),
         }
     }
 
@@ -273,8 +357,26 @@ mod tests {
     }
 
     #[test]
-    fn time_wait_on_the_closer_confirms() {
-        assert_eq!(verdicts(judge(&linux_like())), vec![Verdict::Confirmed; 4]);
+    fn time_wait_on_the_closer_but_the_server_rebinds() {
+        use Verdict::*;
+        let parts = judge(&linux_like());
+        assert_eq!(
+            verdicts(parts.clone()),
+            vec![Confirmed, Confirmed, Confirmed, Confirmed, Refuted]
+        );
+        let votes: Vec<&str> = parts
+            .iter()
+            .filter(|p| p.votes())
+            .map(|p| p.id.as_str())
+            .collect();
+        assert_eq!(votes, ["a", "c", "e"], "13b and 13d are asides");
+        assert_eq!(crate::lab::verdict_of(&parts), Partly);
+        // A server whose port stayed taken would confirm 13e.
+        let mut o = linux_like();
+        for t in &mut o.trials {
+            t.passive_rebind = "EADDRINUSE".into();
+        }
+        assert_eq!(verdicts(judge(&o))[4], Confirmed);
     }
 
     #[test]
@@ -287,7 +389,8 @@ mod tests {
         o.trials[0].passive_state = Some("TIME-WAIT".into());
         let v = verdicts(judge(&o));
         assert_eq!(v[..3].to_vec(), vec![Verdict::Refuted; 3]);
-        assert_eq!(v[3], Verdict::Confirmed);
+        // SO_REUSEADDR on the new socket alone got through: not "only when both have it".
+        assert_eq!(v[3], Verdict::Refuted);
     }
 
     #[test]
@@ -295,6 +398,14 @@ mod tests {
         let mut o = linux_like();
         for t in &mut o.trials {
             t.rebind = "EADDRINUSE".into();
+        }
+        assert_eq!(verdicts(judge(&o))[3], Verdict::Refuted);
+        // Nor does SO_REUSEADDR on the new socket alone letting it through hold 13d.
+        let mut o = linux_like();
+        for t in &mut o.trials {
+            if t.new_reuse {
+                t.rebind = "ok".into();
+            }
         }
         assert_eq!(verdicts(judge(&o))[3], Verdict::Refuted);
     }

@@ -5,6 +5,13 @@
 //! arrives). It is killed with SIGKILL and reaped with waitpid; then the wire (FIN or RST from
 //! the victim's port), what the peer's recv returns, `ss`, and bind(2) of the victim's port
 //! with and without SO_REUSEADDR show whether the kernel closed its sockets.
+//!
+//! Beside them, the real ways to meet "Address already in use" after a kill -9, each an aside
+//! with its evidence: a worker that inherited the socket (a forked child holding a UDP socket,
+//! a daemonised grandchild holding a listener) keeps the port after its parent is killed,
+//! SO_REUSEADDR or not; a killed process not yet reaped (a zombie) holds nothing; and a
+//! normal-exit control (SIGTERM, the program's own exit path) leaves the same TIME-WAIT as
+//! kill -9.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -20,9 +27,10 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use serde::Serialize;
 
+use super::article::{KILL9_ERROR, KILL9_REUSEADDR, KILL9_SKIPS_CLOSE};
 use super::observe::{Read, SETTLE, TIMEOUT, Trial, outcome, poll_until, recv_once, socket};
 use super::ports::{bind_again, of_port, settled_tcp, ss_of};
-use super::{Evidence, Experiment, Host, Lab, Part};
+use super::{Evidence, Experiment, Host, Lab, Part, Verdict};
 use crate::sock::{Proto, Sock, Step};
 use crate::trace::Recorder;
 
@@ -84,6 +92,42 @@ pub(crate) struct Case {
     pub(crate) bind_plain: String,
     /// The same with SO_REUSEADDR.
     pub(crate) bind_reuse: String,
+    /// Ended by SIGKILL (else by SIGTERM: the normal-exit control).
+    pub(crate) by_kill9: bool,
+}
+
+/// A socket inherited by a worker process: the killed process held it, so did its worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Inherited {
+    /// `forked child` or `daemonised grandchild`.
+    pub(crate) worker: String,
+    /// What the socket was.
+    pub(crate) held: Held,
+    /// Its address.
+    pub(crate) addr: SocketAddr,
+    /// How the parent ended (waitpid).
+    pub(crate) parent_ended: String,
+    /// `ss` lines of the port after the parent was killed and reaped.
+    pub(crate) after_kill: Vec<String>,
+    /// bind (listen for TCP) without SO_REUSEADDR while the worker lives.
+    pub(crate) bind_plain: String,
+    /// The same with SO_REUSEADDR.
+    pub(crate) bind_reuse: String,
+    /// bind without SO_REUSEADDR once the worker is killed too (polled, bounded).
+    pub(crate) bind_after_worker: String,
+}
+
+/// A victim killed and left unreaped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Zombie {
+    /// Its UDP address.
+    pub(crate) addr: SocketAddr,
+    /// Its state in /proc/PID/stat when the port was bound again (`Z`: a zombie, not reaped).
+    pub(crate) state: String,
+    /// `ss -uan` lines of its port then.
+    pub(crate) ss: Vec<String>,
+    /// bind without SO_REUSEADDR then.
+    pub(crate) bind_plain: String,
 }
 
 impl Case {
@@ -105,7 +149,21 @@ impl Case {
         } else {
             ""
         };
-        format!("{}{reuse}", self.held.label())
+        let how = if self.by_kill9 {
+            ""
+        } else {
+            " (normal exit: SIGTERM)"
+        };
+        format!("{}{reuse}{how}", self.held.label())
+    }
+}
+
+/// A TCP state as the verdict uses it: FIN-WAIT-1 and FIN-WAIT-2 are one state (`FIN-WAIT`),
+/// since which one `ss` catches depends on when the peer's ACK was processed.
+fn state_word(line: &str) -> &str {
+    match line.split_whitespace().next().unwrap_or("") {
+        "FIN-WAIT-1" | "FIN-WAIT-2" => "FIN-WAIT",
+        s => s,
     }
 }
 
@@ -114,6 +172,10 @@ impl Case {
 pub(crate) struct Observation {
     /// The victims, in order.
     pub(crate) cases: Vec<Case>,
+    /// Sockets inherited by workers.
+    pub(crate) inherited: Vec<Inherited>,
+    /// The killed, unreaped victim.
+    pub(crate) zombie: Option<Zombie>,
     /// Counters that moved over all cases (private namespace only).
     pub(crate) counters: Option<std::collections::BTreeMap<String, i64>>,
     /// The trace of the lab's own calls (peer and binds).
@@ -131,7 +193,7 @@ impl Experiment for Kill9 {
         "UDP has no TIME_WAIT, but kill -9 also leaves the port giving \"Address already in use\", and SO_REUSEADDR does not help, because a violent kill makes the kernel skip closing the program's sockets."
     }
     fn explanation(&self) -> &'static str {
-        "When a process dies, by SIGKILL or otherwise, the kernel closes all its file descriptors in do_exit (exit(2), signal(7): SIGKILL cannot be caught but the process still exits); closing the last reference to a socket is an ordinary close(2). TCP then sends a FIN and the socket goes FIN-WAIT → TIME-WAIT like any active close (RFC 9293 §3.6), or, if unread data was pending, sends a RST and is gone at once (RFC 1122 §4.2.2.13, RFC 2525 §2.17; TcpExt TCPAbortOnClose); the peer sees recv() == 0 or ECONNRESET (tcp(7)). A UDP socket has no closing state (udp(7), RFC 768): its port is free as soon as it is closed. EADDRINUSE after a kill is the TIME-WAIT of the killed side's connections, which SO_REUSEADDR (socket(7)) gets past when both the old and the new socket set it."
+        "When a process dies, by SIGKILL or otherwise, the kernel closes all its file descriptors in do_exit (exit(2), signal(7): SIGKILL cannot be caught but the process still exits); closing the last reference to a socket is an ordinary close(2). TCP then sends a FIN and the socket goes FIN-WAIT → TIME-WAIT like any active close (RFC 9293 §3.6), or, if unread data was pending, sends a RST and is gone at once (RFC 1122 §4.2.2.13, RFC 2525 §2.17; TcpExt TCPAbortOnClose); the peer sees recv() == 0 or ECONNRESET (tcp(7)). A UDP socket has no closing state (udp(7), RFC 768): its port is free as soon as it is closed. EADDRINUSE after a kill is the TIME-WAIT of the killed side's connections, which SO_REUSEADDR (socket(7)) gets past when both the old and the new socket set it, or a process that inherited the socket (fork(2) copies the descriptor table: a forked child, a daemonised worker) and still holds it open: the socket is closed only with its last descriptor, and SO_REUSEADDR does not pass a live socket that did not set it. A killed process closes its files in do_exit before it becomes a zombie, so waiting to reap it changes nothing."
     }
     fn run(&self, lab: &Lab) -> anyhow::Result<Vec<Part>> {
         let exe = lab.exe().context("find the socklab executable")?;
@@ -161,14 +223,14 @@ fn check_exe(exe: &Path) -> anyhow::Result<()> {
 struct Victim {
     child: Child,
     lines: Receiver<String>,
-    _stdin: ChildStdin,
+    _stdin: Option<ChildStdin>,
 }
 
 impl Victim {
     /// Spawns `exe ARGS…` inside `host` (the child inherits the thread's namespace), stdin a
     /// pipe kept open (so it never half-closes), stderr read line by line.
     fn spawn(host: &Host, exe: &Path, args: &[&str]) -> anyhow::Result<Self> {
-        let mut child = host.run(|| {
+        let child = host.run(|| {
             Command::new(exe)
                 .args(args)
                 .stdin(Stdio::piped())
@@ -176,10 +238,15 @@ impl Victim {
                 .stderr(Stdio::piped())
                 .spawn()
         })??;
-        let (Some(stdin), Some(stderr)) = (child.stdin.take(), child.stderr.take()) else {
+        Self::adopt(child)
+    }
+
+    /// A victim of a spawned child whose stderr is a pipe (stdin a pipe too, or not).
+    fn adopt(mut child: Child) -> anyhow::Result<Self> {
+        let (stdin, Some(stderr)) = (child.stdin.take(), child.stderr.take()) else {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("victim without pipes");
+            bail!("victim without a stderr pipe");
         };
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -228,14 +295,40 @@ impl Victim {
     }
 
     /// SIGKILL, then waitpid: how it ended.
-    fn kill9(mut self) -> anyhow::Result<String> {
-        kill(self.pid(), Signal::SIGKILL)?;
+    fn kill9(self) -> anyhow::Result<String> {
+        self.end(Signal::SIGKILL)
+    }
+
+    /// Sends `sig`, then waitpid: how it ended (`SIGKILL`, `exit 143` …).
+    fn end(mut self, sig: Signal) -> anyhow::Result<String> {
+        kill(self.pid(), sig)?;
         let status = self.child.wait()?;
         Ok(match status.signal() {
             Some(9) => "SIGKILL".to_string(),
             Some(n) => format!("signal {n}"),
             None => format!("exit {}", status.code().unwrap_or(-1)),
         })
+    }
+
+    /// The process's state letter from /proc/PID/stat (`S`, `Z` …), `gone` when it has none.
+    fn state(&self) -> String {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                let after = s.rsplit_once(')')?.1;
+                after.split_whitespace().next().map(str::to_string)
+            })
+            .unwrap_or_else(|| "gone".into())
+    }
+}
+
+/// A process the lab started that is not its child any more (a worker whose parent was
+/// killed): SIGKILLed by pid on drop.
+struct Worker(Pid);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = kill(self.0, Signal::SIGKILL);
     }
 }
 
@@ -264,13 +357,15 @@ fn await_unread(host: &Host, addr: SocketAddr) -> anyhow::Result<Vec<String>> {
     )
 }
 
-/// Runs one victim through spawn, (connect), kill, and the checks.
+/// Runs one victim through spawn, (connect), kill (SIGKILL, or SIGTERM when not `by_kill9`),
+/// and the checks.
 fn one(
     host: &Host,
     exe: &Path,
     rec: &Recorder,
     held: Held,
     victim_reuse: bool,
+    by_kill9: bool,
 ) -> anyhow::Result<Case> {
     let proto = if held == Held::Udp {
         Proto::Udp
@@ -313,8 +408,18 @@ fn one(
         }
         _ => ss_of(host, proto, addr.port())?,
     };
-    let ended = victim.kill9()?;
-    let after_kill = ss_of(host, proto, addr.port())?;
+    let ended = victim.end(if by_kill9 {
+        Signal::SIGKILL
+    } else {
+        Signal::SIGTERM
+    })?;
+    // A connection closed with a FIN leaves both ends listed (CLOSE-WAIT and FIN-WAIT); read
+    // once both are (bounded by SETTLE), as one ss snapshot can fall mid-transition.
+    let after_kill = if held == Held::Established {
+        poll_until(SETTLE, || ss_of(host, proto, addr.port()), |l| l.len() >= 2)?
+    } else {
+        ss_of(host, proto, addr.port())?
+    };
     let (peer_saw, after_peer_close) = match peer {
         Some(p) => {
             let saw = recv_once(&p, 64);
@@ -345,6 +450,96 @@ fn one(
         wire,
         bind_plain,
         bind_reuse,
+        by_kill9,
+    })
+}
+
+/// A worker inherits a socket: the lab binds it, hands it as stdin to `sh`, whose script
+/// starts a `sleep` that inherits it on fd 3 (a forked child, or with `daemon` a grandchild whose
+/// parent subshell exits at once) and then becomes a `sleep` itself; the lab closes its copy.
+/// The parent is killed with SIGKILL and reaped; the port is bound again while the worker
+/// lives, then once it is killed too.
+fn inherited(host: &Host, rec: &Recorder, held: Held, daemon: bool) -> anyhow::Result<Inherited> {
+    let proto = if held == Held::Udp {
+        Proto::Udp
+    } else {
+        Proto::Tcp
+    };
+    let sock = host.run(|| -> Step<Sock> {
+        let s = socket(rec, proto)?;
+        s.bind(super::observe::lo(0))?;
+        if proto == Proto::Tcp {
+            s.listen(8)?;
+        }
+        Ok(s)
+    })??;
+    let addr = sock
+        .local_addr()
+        .context("the inherited socket has no address")?;
+    let fd = std::os::fd::OwnedFd::from(sock.socket().try_clone()?);
+    sock.close();
+    // The socket arrives as fd 0; `exec 3<&0` keeps a copy on fd 3 for the worker (sh gives
+    // a background job /dev/null as its stdin). Bounded: every sleep ends by itself after 30 s
+    // even if the lab is killed.
+    let script = if daemon {
+        "exec 3<&0; (sleep 30 & echo \"socklab: worker $!\" >&2); exec sleep 30"
+    } else {
+        "exec 3<&0; sleep 30 & echo \"socklab: worker $!\" >&2; exec sleep 30"
+    };
+    let victim = host.run(|| {
+        Command::new("sh")
+            .args(["-c", script])
+            .stdin(Stdio::from(fd))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+    })??;
+    let victim = Victim::adopt(victim)?;
+    let worker = Worker(Pid::from_raw(victim.await_line("worker ")?.parse()?));
+    let parent_ended = victim.kill9()?;
+    let after_kill = ss_of(host, proto, addr.port())?;
+    let listen = proto == Proto::Tcp;
+    let bind_plain = outcome(&host.run(|| bind_again(rec, proto, addr, false, listen))?);
+    let bind_reuse = outcome(&host.run(|| bind_again(rec, proto, addr, true, listen))?);
+    drop(worker);
+    let bind_after_worker = poll_until(
+        TIMEOUT,
+        || host.run(|| outcome(&bind_again(rec, proto, addr, false, listen))),
+        |r| r == "ok",
+    )?;
+    Ok(Inherited {
+        worker: if daemon {
+            "daemonised grandchild"
+        } else {
+            "forked child"
+        }
+        .into(),
+        held,
+        addr,
+        parent_ended,
+        after_kill,
+        bind_plain,
+        bind_reuse,
+        bind_after_worker,
+    })
+}
+
+/// A UDP victim killed with SIGKILL and not reaped: once /proc says it is a zombie (polled,
+/// bounded), its port is bound again; then it is reaped.
+fn zombie(host: &Host, exe: &Path, rec: &Recorder) -> anyhow::Result<Zombie> {
+    let victim = Victim::spawn(host, exe, &["udp", "recv", "--bind", "127.0.0.1:0", "-v"])?;
+    let addr: SocketAddr = victim.await_line("bound to ")?.parse()?;
+    kill(victim.pid(), Signal::SIGKILL)?;
+    let state = poll_until(TIMEOUT, || Ok::<_, ()>(victim.state()), |s| s == "Z")
+        .unwrap_or_else(|()| "?".into());
+    let ss = ss_of(host, Proto::Udp, addr.port())?;
+    let bind_plain = outcome(&host.run(|| bind_again(rec, Proto::Udp, addr, false, false))?);
+    drop(victim);
+    Ok(Zombie {
+        addr,
+        state,
+        ss,
+        bind_plain,
     })
 }
 
@@ -352,15 +547,21 @@ fn observe(host: &Host, exe: &Path) -> anyhow::Result<Observation> {
     let t = Trial::new();
     let mut o = Observation::default();
     let before = host.is_isolated().then(|| host.counters()).transpose()?;
-    for (held, reuse) in [
-        (Held::Udp, false),
-        (Held::Listener, false),
-        (Held::Established, false),
-        (Held::Established, true),
-        (Held::Unread, false),
+    for (held, reuse, by_kill9) in [
+        (Held::Udp, false, true),
+        (Held::Listener, false, true),
+        (Held::Established, false, true),
+        (Held::Established, true, true),
+        (Held::Unread, false, true),
+        (Held::Established, false, false),
     ] {
-        o.cases.push(one(host, exe, t.rec(), held, reuse)?);
+        o.cases
+            .push(one(host, exe, t.rec(), held, reuse, by_kill9)?);
     }
+    for (held, daemon) in [(Held::Udp, false), (Held::Listener, true)] {
+        o.inherited.push(inherited(host, t.rec(), held, daemon)?);
+    }
+    o.zombie = Some(zombie(host, exe, t.rec())?);
     if let Some(b) = before {
         o.counters = Some(b.delta(&host.counters()?));
     }
@@ -375,6 +576,60 @@ fn peer_word(r: &Read) -> String {
     }
 }
 
+/// The states of `ss` lines, sorted (ss lists them in no fixed order), joined with `+`
+/// (FIN-WAIT-1/2 as one, [`state_word`]), or `no socket`.
+fn states(v: &[String]) -> String {
+    if v.is_empty() {
+        return "no socket".to_string();
+    }
+    let mut words: Vec<&str> = v.iter().map(|l| state_word(l)).collect();
+    words.sort_unstable();
+    words.join("+")
+}
+
+/// How one case went, in one line.
+fn case_line(c: &Case) -> String {
+    let mut s = format!(
+        "{}: {} → once it ended {}",
+        c.name(),
+        states(&c.before),
+        states(&c.after_kill)
+    );
+    if let Some(r) = &c.peer_saw {
+        s.push_str(&format!(
+            ", peer recv {}, after peer close {}",
+            peer_word(r),
+            states(&c.after_peer_close)
+        ));
+    }
+    let flags: Vec<&str> = c
+        .wire
+        .iter()
+        .filter_map(|l| {
+            if l.contains("RST") {
+                Some("RST")
+            } else if l.contains("FIN") {
+                Some("FIN")
+            } else {
+                None
+            }
+        })
+        .collect();
+    if !flags.is_empty() {
+        s.push_str(&format!(", wire {}", flags.join("+")));
+    }
+    s
+}
+
+/// `Confirmed` when every one of `n` cases held, `Refuted` when none did, `Partly` between.
+fn mixed(held: usize, n: usize) -> Verdict {
+    match held {
+        0 => Verdict::Refuted,
+        h if h == n => Verdict::Confirmed,
+        _ => Verdict::Partly,
+    }
+}
+
 fn judge(o: &Observation) -> Vec<Part> {
     let mut ev = o.ev.clone();
     ev.fact("cases", &o.cases);
@@ -385,71 +640,27 @@ fn judge(o: &Observation) -> Vec<Part> {
         ev.states.extend(c.after_kill.iter().cloned());
         ev.wire.extend(c.wire.iter().cloned());
     }
-    let udp: Vec<&Case> = o.cases.iter().filter(|c| c.held == Held::Udp).collect();
+    let killed: Vec<&Case> = o.cases.iter().filter(|c| c.by_kill9).collect();
+    let udp: Vec<&&Case> = killed.iter().filter(|c| c.held == Held::Udp).collect();
     let udp_free = !udp.is_empty()
         && udp
             .iter()
             .all(|c| c.after_kill.is_empty() && c.bind_plain == "ok");
-    let left_open: Vec<&Case> = o.cases.iter().filter(|c| c.left_open()).collect();
-    let closing = o
-        .cases
-        .iter()
-        .map(|c| {
-            let states = |v: &[String]| {
-                if v.is_empty() {
-                    "no socket".to_string()
-                } else {
-                    v.iter()
-                        .filter_map(|l| l.split_whitespace().next())
-                        .collect::<Vec<_>>()
-                        .join("+")
-                }
-            };
-            let mut s = format!(
-                "{}: {} → after kill {}",
-                c.name(),
-                states(&c.before),
-                states(&c.after_kill)
-            );
-            if let Some(r) = &c.peer_saw {
-                s.push_str(&format!(
-                    ", peer recv {}, after peer close {}",
-                    peer_word(r),
-                    states(&c.after_peer_close)
-                ));
-            }
-            if !c.wire.is_empty() {
-                let flags: Vec<&str> = c
-                    .wire
-                    .iter()
-                    .filter_map(|l| {
-                        if l.contains("RST") {
-                            Some("RST")
-                        } else if l.contains("FIN") {
-                            Some("FIN")
-                        } else {
-                            None
-                        }
-                    })
-                    .collect();
-                s.push_str(&format!(", wire {}", flags.join("+")));
-            }
-            s
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
-    let binds = |pick: &dyn Fn(&Case) -> bool, which: &dyn Fn(&Case) -> &str| {
-        o.cases
+    let left_open = killed.iter().filter(|c| c.left_open()).count();
+    let binds = |cases: &[&Case], which: &dyn Fn(&Case) -> &str| {
+        cases
             .iter()
-            .filter(|c| pick(c))
             .map(|c| format!("{} {}", c.name(), which(c)))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let all_in_use = !o.cases.is_empty() && o.cases.iter().all(|c| c.bind_plain == "EADDRINUSE");
-    let blocked: Vec<&Case> = o
-        .cases
+    let in_use = killed
         .iter()
+        .filter(|c| c.bind_plain == "EADDRINUSE")
+        .count();
+    let blocked: Vec<&Case> = killed
+        .iter()
+        .copied()
         .filter(|c| c.bind_plain == "EADDRINUSE")
         .collect();
     let d_statement = "after kill -9, SO_REUSEADDR does not help";
@@ -460,25 +671,43 @@ fn judge(o: &Observation) -> Vec<Part> {
             "no victim's port gave EADDRINUSE, so there was nothing for SO_REUSEADDR to help with",
         )
     } else {
-        Part::judged(
+        let mut d = Part::judged(
             "d",
             d_statement,
             format!(
                 "where the plain bind failed, with SO_REUSEADDR: {}",
-                binds(&|c| c.bind_plain == "EADDRINUSE", &|c| &c.bind_reuse)
+                binds(&blocked, &|c| &c.bind_reuse)
             ),
-            blocked.iter().all(|c| c.bind_reuse == "EADDRINUSE"),
+            true,
             ev.clone(),
-        )
+        );
+        let still = blocked
+            .iter()
+            .filter(|c| c.bind_reuse == "EADDRINUSE")
+            .count();
+        d.verdict = mixed(still, blocked.len());
+        d
     };
-    vec![
+    let mut c = Part::judged(
+        "c",
+        "after kill -9 binding the port gives \"Address already in use\"",
+        format!(
+            "bind without SO_REUSEADDR right after the kill: {}",
+            binds(&killed, &|c| &c.bind_plain)
+        ),
+        true,
+        ev.clone(),
+    );
+    c.verdict = mixed(in_use, killed.len());
+    let mut parts = vec![
         Part::judged(
             "a",
-            "UDP has no TIME_WAIT: a killed holder's UDP port is free at once",
+            "UDP has no TIME_WAIT: a killed holder's UDP port is free at once (the author's premise, and the evidence against his thesis)",
             format!(
                 "after the UDP holder was killed: ss lists {} socket(s) on its port; bind {}",
                 udp.iter().map(|c| c.after_kill.len()).sum::<usize>(),
-                binds(&|c| c.held == Held::Udp, &|c| &c.bind_plain)
+                binds(&udp.iter().map(|c| **c).collect::<Vec<_>>(), &|c| &c
+                    .bind_plain)
             ),
             udp_free,
             ev.clone(),
@@ -486,22 +715,87 @@ fn judge(o: &Observation) -> Vec<Part> {
         Part::judged(
             "b",
             "kill -9 makes the kernel skip closing the program's sockets",
-            closing,
-            !left_open.is_empty(),
+            killed
+                .iter()
+                .map(|c| case_line(c))
+                .collect::<Vec<_>>()
+                .join("; "),
+            left_open > 0,
             ev.clone(),
-        ),
+        )
+        .votes_on(KILL9_SKIPS_CLOSE),
+        c.votes_on(KILL9_ERROR),
+        d.votes_on(KILL9_REUSEADDR),
+    ];
+    parts.extend(o.inherited.iter().zip(['e', 'f']).map(|(w, id)| {
+        let mut ev = Evidence::default();
+        ev.fact("inherited", w);
+        ev.states = w.after_kill.clone();
         Part::judged(
-            "c",
-            "after kill -9 binding the port gives \"Address already in use\"",
-            format!(
-                "bind without SO_REUSEADDR right after the kill: {}",
-                binds(&|_| true, &|c| &c.bind_plain)
+            &id.to_string(),
+            &format!(
+                "A {} that inherited the killed process's {} keeps its port: bind gives EADDRINUSE, with SO_REUSEADDR too, until the worker ends",
+                w.worker,
+                w.held.label()
             ),
-            all_in_use,
-            ev.clone(),
-        ),
-        d,
-    ]
+            format!(
+                "parent {}; its port then: {}; bind {}, with SO_REUSEADDR {}; once the worker was killed too: {}",
+                w.parent_ended,
+                states(&w.after_kill),
+                w.bind_plain,
+                w.bind_reuse,
+                w.bind_after_worker
+            ),
+            w.bind_plain == "EADDRINUSE"
+                && w.bind_reuse == "EADDRINUSE"
+                && w.bind_after_worker == "ok",
+            ev,
+        )
+    }));
+    if let Some(z) = &o.zombie {
+        let mut ev = Evidence::default();
+        ev.fact("zombie", z);
+        ev.states = z.ss.clone();
+        parts.push(Part::judged(
+            "g",
+            "A killed process not yet reaped (a zombie) holds no socket: its UDP port binds before waitpid",
+            format!(
+                "killed, not reaped: /proc state {}; its port: {}; bind {}",
+                z.state,
+                states(&z.ss),
+                z.bind_plain
+            ),
+            z.state == "Z" && z.ss.is_empty() && z.bind_plain == "ok",
+            ev,
+        ));
+    }
+    let control = o.cases.iter().find(|c| !c.by_kill9);
+    let same = o
+        .cases
+        .iter()
+        .find(|c| c.by_kill9 && c.held == Held::Established && !c.victim_reuse);
+    if let (Some(n), Some(k)) = (control, same) {
+        let mut ev = Evidence::default();
+        ev.fact("normal_exit", n);
+        ev.fact("kill9", k);
+        ev.wire = n.wire.clone();
+        parts.push(Part::judged(
+            "h",
+            "Control: a normal exit leaves the same as kill -9 (kill -9 is not special)",
+            format!(
+                "{} (ended {}); kill -9: {} (ended {})",
+                case_line(n),
+                n.ended,
+                case_line(k),
+                k.ended
+            ),
+            n.bind_plain == k.bind_plain
+                && states(&n.after_peer_close) == states(&k.after_peer_close)
+                && n.peer_saw == k.peer_saw,
+            ev,
+        ));
+    }
+    parts
 }
 
 #[cfg(test)]
@@ -535,6 +829,7 @@ mod tests {
             wire: vec![],
             bind_plain: plain.into(),
             bind_reuse: with.into(),
+            by_kill9: true,
         }
     }
 
@@ -569,6 +864,8 @@ mod tests {
                     "ok",
                 ),
             ],
+            inherited: vec![],
+            zombie: None,
             counters: None,
             ev: Evidence::default(),
         }
@@ -577,16 +874,66 @@ mod tests {
     #[test]
     fn kernel_closes_sockets_of_killed_processes() {
         use Verdict::*;
+        // Some ports in use (TIME-WAIT), some free: 14c partly; SO_REUSEADDR helped where the
+        // victim had it too: 14d partly; 14a is an aside.
+        let parts = judge(&linux_like());
         assert_eq!(
-            verdicts(judge(&linux_like())),
-            vec![Confirmed, Refuted, Refuted, Refuted]
+            verdicts(parts.clone()),
+            vec![Confirmed, Refuted, Partly, Partly]
         );
+        assert!(!parts[0].votes() && parts[1..].iter().all(Part::votes));
+        assert_eq!(crate::lab::verdict_of(&parts), Partly);
+    }
+
+    #[test]
+    fn fin_wait_1_and_2_read_the_same() {
+        let mut a = linux_like();
+        let mut b = linux_like();
+        a.cases[2].after_kill = vec!["FIN-WAIT-1 0 1 127.0.0.1:5000 127.0.0.1:40000".into()];
+        b.cases[2].after_kill = vec!["FIN-WAIT-2 0 0 127.0.0.1:5000 127.0.0.1:40000".into()];
+        assert_eq!(judge(&a)[1].observed, judge(&b)[1].observed);
+    }
+
+    #[test]
+    fn workers_zombies_and_the_control_are_asides() {
+        let mut o = linux_like();
+        o.inherited.push(Inherited {
+            worker: "forked child".into(),
+            held: Held::Udp,
+            addr: "127.0.0.1:6000".parse().unwrap(),
+            parent_ended: "SIGKILL".into(),
+            after_kill: vec!["UNCONN 0 0 127.0.0.1:6000 0.0.0.0:*".into()],
+            bind_plain: "EADDRINUSE".into(),
+            bind_reuse: "EADDRINUSE".into(),
+            bind_after_worker: "ok".into(),
+        });
+        o.zombie = Some(Zombie {
+            addr: "127.0.0.1:6001".parse().unwrap(),
+            state: "Z".into(),
+            ss: vec![],
+            bind_plain: "ok".into(),
+        });
+        let mut control = o.cases[2].clone();
+        control.by_kill9 = false;
+        o.cases.push(control);
+        let parts = judge(&o);
+        let ids: Vec<&str> = parts.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c", "d", "e", "g", "h"]);
+        assert!(
+            parts[4..]
+                .iter()
+                .all(|p| !p.votes() && p.verdict == Verdict::Confirmed)
+        );
+        // The control does not count among the kill -9 cases.
+        assert_eq!(verdicts(parts)[2], Verdict::Partly);
     }
 
     #[test]
     fn sockets_left_open_confirm_the_article() {
         use Verdict::*;
         let o = Observation {
+            inherited: vec![],
+            zombie: None,
             cases: vec![
                 case(
                     Held::Udp,

@@ -1,10 +1,11 @@
 //! What went on the wire: an AF_PACKET socket (packet(7)) opened inside an experiment's
 //! namespace sees every frame of every interface there. Frames are drained after the
-//! experiment, described in one line each (etherparse), and written as pcap files for
-//! Wireshark (pcap-file).
+//! experiment, described in one line each (etherparse), and written as pcapng files for
+//! Wireshark (pcap-file): one interface per namespace, frames in timestamp order.
 //!
 //! On `lo` each packet passes twice (PACKET_OUTGOING, then PACKET_HOST); the outgoing copy is
-//! dropped so each packet is listed once.
+//! dropped so each packet is listed once. Across a veth pair a packet is seen leaving one
+//! namespace and arriving in the other: the file keeps the arriving copy only ([`dedup`]).
 
 use std::io::{self, IoSliceMut};
 use std::os::fd::AsRawFd;
@@ -28,6 +29,8 @@ pub struct Frame {
     pub data: Vec<u8>,
     /// The frame's real length.
     pub len: usize,
+    /// The namespace it was captured in (its `ip netns` name; empty for the machine's own).
+    pub host: String,
 }
 
 /// Bytes kept of each frame.
@@ -40,6 +43,22 @@ const LOOPBACK_IFINDEX: u32 = 1;
 /// A running capture of every interface in the calling thread's namespace.
 pub struct Capture {
     sock: Socket,
+    /// The window-scale shifts seen so far in this namespace ([`Scales`]).
+    scales: std::sync::Mutex<Scales>,
+}
+
+/// TCP window-scale shifts announced in SYN segments, by sending endpoint (`addr:port`), so
+/// that later segments' windows can be shown as the receiver's real window: RFC 7323 §2.2–2.3,
+/// scaling applies only when both SYNs carried the option, never to a SYN's own window.
+#[derive(Debug, Default)]
+pub struct Scales(std::collections::HashMap<String, u8>);
+
+impl Scales {
+    /// The shift for segments from `src` to `dst`, if both announced one.
+    fn shift(&self, src: &str, dst: &str) -> Option<u8> {
+        self.0.get(dst)?;
+        self.0.get(src).copied()
+    }
 }
 
 impl Capture {
@@ -51,7 +70,16 @@ impl Capture {
         sock.set_nonblocking(true)?;
         sock.set_recv_buffer_size(4 << 20)?;
         setsockopt(&sock, sockopt::ReceiveTimestampns, &true)?;
-        Ok(Self { sock })
+        Ok(Self {
+            sock,
+            scales: std::sync::Mutex::new(Scales::default()),
+        })
+    }
+
+    /// [`describe`] with TCP windows scaled by what this capture's SYNs announced.
+    pub fn describe(&self, frame: &Frame) -> String {
+        let mut scales = self.scales.lock().unwrap_or_else(|e| e.into_inner());
+        describe(frame, &mut scales)
     }
 
     /// Takes every frame queued so far.
@@ -90,6 +118,7 @@ impl Capture {
                 outgoing,
                 data: buf[..len.min(SNAPLEN)].to_vec(),
                 len,
+                host: String::new(),
             });
         }
         frames
@@ -97,8 +126,10 @@ impl Capture {
 }
 
 /// One line about a frame: `UDP 198.51.100.1:40000 > 198.51.100.255:9 len 5`,
-/// `TCP 127.0.0.1:80 > 127.0.0.1:5000 [SYN,ACK] len 0`, `ICMP 127.0.0.1 > 127.0.0.1 type 3 code 3`.
-pub fn describe(frame: &Frame) -> String {
+/// `TCP 127.0.0.1:80 > 127.0.0.1:5000 [SYN,ACK] seq 1 win 65495 wscale 7 len 0`,
+/// `ICMP 127.0.0.1 > 127.0.0.1 type 3 code 3`. A TCP window is shown scaled (the window field
+/// shifted by the sender's announced scale, as [`Scales`] knows it); a SYN shows its `wscale`.
+pub fn describe(frame: &Frame, scales: &mut Scales) -> String {
     let Ok(p) = SlicedPacket::from_ethernet(&frame.data) else {
         return format!("unparsed frame of {} bytes", frame.len);
     };
@@ -139,13 +170,30 @@ pub fn describe(frame: &Frame) -> String {
             .into_iter()
             .filter_map(|(on, n)| on.then_some(n))
             .collect();
+            let (from, to) = (hp(&src, t.source_port()), hp(&dst, t.destination_port()));
+            let announced = t.options_iterator().find_map(|o| match o {
+                Ok(etherparse::TcpOptionElement::WindowScale(s)) => Some(s),
+                _ => None,
+            });
+            let win = u32::from(t.window_size());
+            let (win, wscale) = if t.syn() {
+                if let Some(s) = announced {
+                    scales.0.insert(from.clone(), s);
+                }
+                (
+                    win,
+                    announced
+                        .map(|s| format!(" wscale {s}"))
+                        .unwrap_or_default(),
+                )
+            } else {
+                let shift = scales.shift(&from, &to).unwrap_or(0);
+                (win << shift, String::new())
+            };
             format!(
-                "TCP {} > {} [{}] seq {} win {} len {}",
-                hp(&src, t.source_port()),
-                hp(&dst, t.destination_port()),
+                "TCP {from} > {to} [{}] seq {} win {win}{wscale} len {}",
                 flags.join(","),
                 t.sequence_number(),
-                t.window_size(),
                 t.payload().len()
             )
         }
@@ -163,20 +211,141 @@ pub fn describe(frame: &Frame) -> String {
     }
 }
 
-/// Writes `frames` as a classic pcap file (LINKTYPE_ETHERNET), readable by Wireshark/tcpdump.
-pub fn write_pcap(path: &Path, frames: &[Frame]) -> io::Result<()> {
+/// Whether a frame is link-layer chatter no part is about: ARP (RFC 826), or ICMPv6 neighbour
+/// discovery (RFC 4861, types 133–137) and multicast listener messages (MLD, RFC 2710/3810,
+/// types 130–132 and 143) that an interface sends when it comes up. Kept in the pcap files,
+/// left out of the evidence's wire lines.
+pub fn is_link_chatter(frame: &Frame) -> bool {
+    const ETH_P_ARP: [u8; 2] = [0x08, 0x06];
+    if frame.data.get(12..14) == Some(&ETH_P_ARP[..]) {
+        return true;
+    }
+    match SlicedPacket::from_ethernet(&frame.data) {
+        Ok(p) => match &p.transport {
+            Some(TransportSlice::Icmpv6(i)) => {
+                matches!(i.type_u8(), 130..=137 | 143)
+            }
+            _ => false,
+        },
+        Err(_) => false,
+    }
+}
+
+/// `frames` in timestamp order with every packet once: an outgoing frame is left out when a
+/// frame with the same bytes arrived in another namespace (the far end of a veth pair).
+pub fn dedup(frames: &[Frame]) -> Vec<&Frame> {
+    // The namespaces each frame's bytes arrived in.
+    let mut arrived: std::collections::HashMap<&[u8], Vec<&str>> = std::collections::HashMap::new();
+    for f in frames.iter().filter(|f| !f.outgoing) {
+        arrived.entry(&f.data).or_default().push(&f.host);
+    }
+    let mut kept: Vec<&Frame> = frames
+        .iter()
+        .filter(|f| {
+            !f.outgoing
+                || !arrived
+                    .get(f.data.as_slice())
+                    .is_some_and(|hosts| hosts.iter().any(|h| *h != f.host))
+        })
+        .collect();
+    kept.sort_by_key(|f| f.ts);
+    kept
+}
+
+/// The name a namespace's interface gets in a pcapng file: the namespace's tag without the
+/// `socklab-` prefix and the pid/counter suffix (`c01-a`), or `host`.
+fn interface_name(host: &str) -> String {
+    let tag = host.strip_prefix("socklab-").unwrap_or(host);
+    let parts: Vec<&str> = tag.rsplitn(3, '-').collect();
+    match parts.as_slice() {
+        [_, _, tag] => (*tag).to_string(),
+        _ if tag.is_empty() => "host".into(),
+        _ => tag.to_string(),
+    }
+}
+
+/// Writes `frames` as a pcapng file (LINKTYPE_ETHERNET, nanosecond timestamps): one interface
+/// per namespace (named for it), each packet once ([`dedup`]), in timestamp order.
+pub fn write_pcapng(path: &Path, frames: &[Frame]) -> io::Result<()> {
     use pcap_file::DataLink;
-    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
-    let file = std::fs::File::create(path)?;
-    let header = PcapHeader {
-        datalink: DataLink::ETHERNET,
-        snaplen: SNAPLEN as u32,
-        ..PcapHeader::default()
+    use pcap_file::pcapng::PcapNgWriter;
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+    use pcap_file::pcapng::blocks::interface_description::{
+        InterfaceDescriptionBlock, InterfaceDescriptionOption,
     };
-    let mut w = PcapWriter::with_header(file, header).map_err(io::Error::other)?;
-    for f in frames {
-        let pkt = PcapPacket::new(f.ts, f.len as u32, &f.data);
-        w.write_packet(&pkt).map_err(io::Error::other)?;
+    let file = std::fs::File::create(path)?;
+    let mut w = PcapNgWriter::new(file).map_err(io::Error::other)?;
+    let kept = dedup(frames);
+    let mut hosts: Vec<&str> = Vec::new();
+    for f in &kept {
+        if !hosts.contains(&f.host.as_str()) {
+            hosts.push(&f.host);
+        }
+    }
+    for h in &hosts {
+        let idb = InterfaceDescriptionBlock {
+            linktype: DataLink::ETHERNET,
+            snaplen: SNAPLEN as u32,
+            options: vec![
+                InterfaceDescriptionOption::IfName(interface_name(h).into()),
+                InterfaceDescriptionOption::IfDescription(
+                    format!("every interface of network namespace {h}").into(),
+                ),
+                InterfaceDescriptionOption::IfTsResol(9),
+            ],
+        };
+        w.write_pcapng_block(idb).map_err(io::Error::other)?;
+    }
+    for f in kept {
+        let id = hosts.iter().position(|h| *h == f.host).unwrap_or(0);
+        let epb = EnhancedPacketBlock {
+            interface_id: id as u32,
+            timestamp: f.ts,
+            original_len: f.len as u32,
+            data: std::borrow::Cow::Borrowed(&f.data),
+            options: vec![],
+        };
+        w.write_pcapng_block(epb).map_err(io::Error::other)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(host: &str, ts: u64, outgoing: bool, data: &[u8]) -> Frame {
+        Frame {
+            ts: Duration::from_millis(ts),
+            ifindex: 2,
+            outgoing,
+            data: data.to_vec(),
+            len: data.len(),
+            host: host.into(),
+        }
+    }
+
+    #[test]
+    fn a_packet_across_a_veth_is_kept_once_and_frames_are_in_time_order() {
+        let frames = [
+            frame("socklab-c01-a-9-0", 5, true, b"syn"),
+            frame("socklab-c01-a-9-0", 9, true, b"lost on the way"),
+            frame("socklab-c01-b-9-1", 3, false, b"earlier"),
+            frame("socklab-c01-b-9-1", 6, false, b"syn"),
+        ];
+        let kept: Vec<(&str, &[u8])> = dedup(&frames)
+            .iter()
+            .map(|f| (f.host.as_str(), f.data.as_slice()))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("socklab-c01-b-9-1", &b"earlier"[..]),
+                ("socklab-c01-b-9-1", &b"syn"[..]),
+                ("socklab-c01-a-9-0", &b"lost on the way"[..]),
+            ]
+        );
+        assert_eq!(interface_name("socklab-c01-a-9-0"), "c01-a");
+        assert_eq!(interface_name(""), "host");
+    }
 }

@@ -9,20 +9,37 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 
-use super::Part;
 use super::capture::{Capture, Frame};
 use super::counters::Snapshot;
+use super::{Part, Quote};
 use crate::netns::{self, Netns};
 
 /// The reason given for parts that need namespaces when not root.
 pub const NEEDS_ROOT: &str = "needs CAP_NET_ADMIN (run as root) to create network namespaces";
 
-/// Every part of an experiment that runs only in namespaces, given as (id, statement), as
-/// `not run` for [`NEEDS_ROOT`].
-pub(crate) fn needs_root(statements: &[(&str, &str)]) -> Vec<Part> {
+/// Every part of an experiment that runs only in namespaces, given as (id, statement, the
+/// article's sentence for a vote or `None` for an aside), as `not run` for [`NEEDS_ROOT`].
+pub(crate) fn needs_root(statements: &[(&str, &str, Option<Quote>)]) -> Vec<Part> {
     statements
         .iter()
-        .map(|(id, s)| Part::not_run(id, s, NEEDS_ROOT))
+        .map(|(id, s, q)| {
+            let p = Part::not_run(id, s, NEEDS_ROOT);
+            match q {
+                Some(q) => p.votes_on(*q),
+                None => p,
+            }
+        })
+        .collect()
+}
+
+/// `parts` with each one whose id `statements` lists with a sentence made a vote on it.
+pub(crate) fn anchor(parts: Vec<Part>, statements: &[(&str, &str, Option<Quote>)]) -> Vec<Part> {
+    parts
+        .into_iter()
+        .map(|p| match statements.iter().find(|(id, _, _)| *id == p.id) {
+            Some((_, _, Some(q))) => p.votes_on(*q),
+            _ => p,
+        })
         .collect()
 }
 
@@ -231,13 +248,23 @@ impl<'lab> Host<'lab> {
             .collect())
     }
 
-    /// Frames seen so far in this host, one line each (kept for the pcap too).
+    /// Frames seen so far in this host, one line each but for link-layer chatter
+    /// ([`is_link_chatter`](super::capture::is_link_chatter)); every frame is kept for the pcap.
     pub fn wire(&self) -> Vec<String> {
         let Some(c) = &self.capture else {
             return Vec::new();
         };
-        let frames = c.drain();
-        let lines = frames.iter().map(super::capture::describe).collect();
+        let mut frames = c.drain();
+        let name = self.ns.as_ref().map_or("", |n| n.name());
+        for f in &mut frames {
+            f.host = name.to_string();
+        }
+        // Link-layer chatter (ARP, IPv6 ND/MLD) stays in the pcap, out of the evidence.
+        let lines = frames
+            .iter()
+            .filter(|f| !super::capture::is_link_chatter(f))
+            .map(|f| c.describe(f))
+            .collect();
         self.lab
             .frames
             .lock()

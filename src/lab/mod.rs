@@ -8,6 +8,11 @@
 //! facts) and *judge* (a pure function from facts to [`Part`]s), so the verdict rules are unit
 //! tested on recorded observations that make them go each way.
 //!
+//! Anchoring: a part *votes* on its claim's verdict only when it carries the article's own
+//! sentence it tests ([`article::Quote`], verbatim Chinese with a translation, attached by
+//! [`Part::votes_on`]). Everything else the lab observes around a claim is an *aside*: shown
+//! with its own result, never counted.
+//!
 //! Isolation: with root, work happens in network namespaces the experiment creates ([`Lab`]
 //! hands out [`Host`]s) and removes on drop; without root, loopback experiments run on the
 //! host's `lo` and parts that need namespaces say `not run: needs CAP_NET_ADMIN`.
@@ -17,6 +22,7 @@
 //! datagram did not arrive), `closed_port` (the sender to a closed UDP port of claims 4 and 5)
 //! and `ports` (what holds a port: `ss` lines, settled TCP states, binding it again).
 
+pub mod article;
 mod c01_tcp_one_pattern;
 mod c02_udp_three_patterns;
 mod c03_source_address_choice;
@@ -46,6 +52,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::trace::Event;
+pub use article::Quote;
 pub use host::{Host, Lab};
 
 /// What the observation says about one statement of the article.
@@ -56,7 +63,8 @@ pub enum Verdict {
     Confirmed,
     /// The kernel did otherwise.
     Refuted,
-    /// Some parts confirmed, some refuted (only for a whole claim).
+    /// Some parts confirmed, some refuted (a claim), or a part that held in some of its cases
+    /// and not in others (claim 14's 14c and 14d).
     Partly,
     /// Not observed, with the reason (needs root, kernel lacks a feature, setup failed).
     NotRun(String),
@@ -132,12 +140,30 @@ impl Evidence {
     }
 }
 
-/// One statement of the article, with its own verdict and evidence.
+/// Whether a part counts towards its claim's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Tests a sentence of the article (quoted in the part): its verdict counts.
+    Vote,
+    /// What the lab observes beyond the article's words: shown with its own result, never
+    /// counted.
+    Aside,
+}
+
+/// One statement, with its own verdict and evidence: a vote on the article's quoted sentence,
+/// or an aside.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Part {
     /// Its label within the claim: `a`, `b`, … (shown as `8a`).
     pub id: String,
-    /// What the article says, as one testable statement.
+    /// `vote` (counts towards the claim's verdict) or `aside` (shown, never counted).
+    pub role: Role,
+    /// The article's sentence a vote tests, verbatim, with a translation (votes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quote: Option<Quote>,
+    /// What is tested, as one statement: for a vote, the quoted sentence made testable; for
+    /// an aside, the lab's own statement.
     pub statement: String,
     /// What this kernel did, in one line.
     pub observed: String,
@@ -149,7 +175,8 @@ pub struct Part {
 }
 
 impl Part {
-    /// A part judged from observation: `held` is whether the statement held.
+    /// A part judged from observation: `held` is whether the statement held. It is an aside
+    /// until [`votes_on`](Self::votes_on) anchors it to the article's sentence.
     pub fn judged(
         id: &str,
         statement: &str,
@@ -159,6 +186,8 @@ impl Part {
     ) -> Self {
         Self {
             id: id.into(),
+            role: Role::Aside,
+            quote: None,
             statement: statement.into(),
             observed,
             verdict: Verdict::holds(held),
@@ -166,10 +195,25 @@ impl Part {
         }
     }
 
+    /// This part as a vote on the article's sentence `quote`.
+    #[must_use]
+    pub fn votes_on(mut self, quote: Quote) -> Self {
+        self.role = Role::Vote;
+        self.quote = Some(quote);
+        self
+    }
+
+    /// Whether this part counts towards its claim's verdict.
+    pub fn votes(&self) -> bool {
+        self.role == Role::Vote && self.quote.is_some()
+    }
+
     /// A part that could not be observed here, with the reason.
     pub fn not_run(id: &str, statement: &str, reason: &str) -> Self {
         Self {
             id: id.into(),
+            role: Role::Aside,
+            quote: None,
             statement: statement.into(),
             observed: format!("not run: {reason}"),
             verdict: Verdict::NotRun(reason.into()),
@@ -203,7 +247,7 @@ pub struct Finding {
     pub article: String,
     /// What this kernel did, one line (the parts' observations joined).
     pub observed: String,
-    /// The claim's verdict, from its parts.
+    /// The claim's verdict, from its voting parts only.
     #[serde(flatten)]
     pub verdict: Verdict,
     /// The man page or RFC behind the behaviour.
@@ -252,13 +296,21 @@ pub fn registry() -> Vec<&'static dyn Experiment> {
     all
 }
 
+/// A claim's verdict: [`Verdict::combine`] of its voting parts; asides never count.
+pub fn verdict_of(parts: &[Part]) -> Verdict {
+    if !parts.iter().any(Part::votes) {
+        return Verdict::NotRun("no part quotes the article".into());
+    }
+    Verdict::combine(parts.iter().filter(|p| p.votes()).map(|p| &p.verdict))
+}
+
 /// Runs one experiment, turning a setup error into a `not run` finding.
 pub fn run_one(exp: &dyn Experiment, lab: &Lab) -> Finding {
     let start = Instant::now();
     lab.begin();
     let (parts, verdict) = match exp.run(lab) {
         Ok(parts) => {
-            let v = Verdict::combine(parts.iter().map(|p| &p.verdict));
+            let v = verdict_of(&parts);
             (parts, v)
         }
         Err(e) => (vec![], Verdict::NotRun(format!("{ERROR_PREFIX}{e:#}"))),
@@ -316,5 +368,19 @@ mod tests {
         assert_eq!(Verdict::combine(&[Confirmed, nr.clone()]), Confirmed);
         assert_eq!(Verdict::combine(std::slice::from_ref(&nr)), nr);
         assert_eq!(Verdict::combine(&[Partly, Confirmed]), Partly);
+    }
+
+    #[test]
+    fn asides_never_count() {
+        let q = article::TCP_PATTERN;
+        let vote = Part::judged("a", "s", "o".into(), true, Evidence::default()).votes_on(q);
+        let aside = Part::judged("b", "s", "o".into(), false, Evidence::default());
+        assert_eq!(
+            verdict_of(&[vote.clone(), aside.clone()]),
+            Verdict::Confirmed
+        );
+        assert!(matches!(verdict_of(&[aside]), Verdict::NotRun(_)));
+        let refuted = Part::judged("c", "s", "o".into(), false, Evidence::default()).votes_on(q);
+        assert_eq!(verdict_of(&[vote, refuted]), Verdict::Partly);
     }
 }

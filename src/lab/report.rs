@@ -28,8 +28,15 @@ pub struct Meta {
     pub kernel: String,
     /// CPUs available to this process.
     pub cpus: usize,
-    /// Whether the run could create namespaces (root / CAP_NET_ADMIN).
+    /// Whether the run could create namespaces (root, or root of a user namespace).
     pub root: bool,
+    /// How the run was isolated: `root` (namespaces of the machine's root), `user namespace`
+    /// (an unprivileged run re-executed as root of its own user namespace), `none` (the host's
+    /// loopback; parts needing namespaces not run).
+    pub isolation: String,
+    /// The sysctls that shape the results, as read where the experiments run
+    /// (`net.ipv4.tcp_wmem` …; missing ones left out).
+    pub sysctls: BTreeMap<String, String>,
     /// When the run started, RFC 3339 in UTC (`2026-11-25T01:30:00Z`).
     pub started_at: String,
     /// The parameters of the run (which claims, which outputs).
@@ -46,10 +53,39 @@ impl Meta {
                 .unwrap_or_else(|_| "unknown".into()),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             root,
+            isolation: if root { "root" } else { "none" }.into(),
+            sysctls: BTreeMap::new(),
             started_at: rfc3339(SystemTime::now()),
             parameters,
         }
     }
+}
+
+/// The sysctls that shape the lab's results, read from /proc/sys in the calling thread's network
+/// namespace: buffer sizes and limits (claims 10, 11), TIME-WAIT reuse (13, 14), the
+/// ephemeral port range (ports the kernel picks), and the TIME-WAIT bucket limit.
+pub fn sysctls() -> BTreeMap<String, String> {
+    const NAMES: [&str; 8] = [
+        "net.ipv4.tcp_wmem",
+        "net.ipv4.tcp_rmem",
+        "net.core.rmem_max",
+        "net.core.wmem_max",
+        "net.core.rmem_default",
+        "net.ipv4.tcp_tw_reuse",
+        "net.ipv4.ip_local_port_range",
+        "net.ipv4.tcp_max_tw_buckets",
+    ];
+    NAMES
+        .iter()
+        .filter_map(|n| {
+            let path = format!("/proc/sys/{}", n.replace('.', "/"));
+            let v = std::fs::read_to_string(path).ok()?;
+            Some((
+                n.to_string(),
+                v.split_whitespace().collect::<Vec<_>>().join(" "),
+            ))
+        })
+        .collect()
 }
 
 /// `2026-11-25T01:30:00Z` for a time (whole seconds, UTC).
@@ -166,17 +202,46 @@ pub fn findings_table(findings: &[Finding]) -> String {
     format!("{t}\n{}\n", Summary::of(findings).line())
 }
 
-/// What the kernel did, one line per part with its verdict's mark (✓ confirmed, ✗ refuted,
-/// ½ partly, – not run); a finding without parts gives its own line.
+/// What the kernel did, one line per voting part with its verdict's mark (✓ confirmed,
+/// ✗ refuted, ½ partly, – not run), then the asides marked `aside` (they do not count); a
+/// finding without parts gives its own line.
 fn kernel_lines(f: &Finding) -> String {
     if f.parts.is_empty() {
         return f.observed.clone();
     }
-    f.parts
-        .iter()
-        .map(|p| format!("{}{} {} {}", f.claim, p.id, mark(&p.verdict), p.observed))
+    let votes = f.parts.iter().filter(|p| p.votes());
+    let asides = f.parts.iter().filter(|p| !p.votes());
+    votes
+        .chain(asides)
+        .map(|p| {
+            let role = if p.votes() { "" } else { " aside" };
+            format!(
+                "{}{}{role} {} {}",
+                f.claim,
+                p.id,
+                mark(&p.verdict),
+                p.observed
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The article's sentence of a vote, as shown: `「中文」 (English)`; an aside says so.
+fn quoted(p: &Part) -> String {
+    match &p.quote {
+        Some(q) if p.votes() => format!("「{}」 ({})", q.zh, q.en),
+        _ => "aside (the lab's own statement; not counted in the verdict)".into(),
+    }
+}
+
+/// A part's label with its role: `8a` for a vote, `8f (aside)`.
+fn label(claim: u8, p: &Part) -> String {
+    if p.votes() {
+        format!("{claim}{}", p.id)
+    } else {
+        format!("{claim}{} (aside)", p.id)
+    }
 }
 
 fn mark(v: &Verdict) -> &'static str {
@@ -217,12 +282,12 @@ pub fn show(f: &Finding) -> String {
     for p in &f.parts {
         let _ = writeln!(
             s,
-            "\n{}{} [{}] {}",
-            f.claim,
-            p.id,
+            "\n{} [{}] {}",
+            label(f.claim, p),
             verdict_text(&p.verdict),
             p.statement
         );
+        let _ = writeln!(s, "  the article: {}", quoted(p));
         let _ = writeln!(s, "  observed: {}", p.observed);
         show_evidence(
             &mut s,
@@ -234,10 +299,12 @@ pub fn show(f: &Finding) -> String {
     s
 }
 
-/// The matrices already drawn for one claim, each with the part (`8a`) where it was drawn.
+/// The matrices and evidence blocks (trace, states, wire) already drawn for one claim, each
+/// with the part (`8a`) where it was drawn, so that a repeat is drawn once.
 #[derive(Default)]
 struct Drawn<'a> {
     seen: Vec<(&'a str, &'a Value, String)>,
+    blocks: Vec<(&'static str, Vec<String>, String)>,
 }
 
 impl<'a> Drawn<'a> {
@@ -248,6 +315,25 @@ impl<'a> Drawn<'a> {
             return Some(at.clone());
         }
         self.seen.push((name, value, part.to_string()));
+        None
+    }
+
+    /// The part where the block `title` with these lines was drawn before, or `None` after
+    /// noting that `part` draws it now.
+    fn earlier_block(
+        &mut self,
+        title: &'static str,
+        lines: &[String],
+        part: &str,
+    ) -> Option<String> {
+        if let Some((_, _, at)) = self
+            .blocks
+            .iter()
+            .find(|(t, l, _)| *t == title && l == lines)
+        {
+            return Some(at.clone());
+        }
+        self.blocks.push((title, lines.to_vec(), part.to_string()));
         None
     }
 }
@@ -417,30 +503,48 @@ pub fn markdown(meta: &Meta, findings: &[Finding]) -> String {
         meta.kernel,
         meta.cpus,
         if meta.cpus == 1 { "" } else { "s" },
-        if meta.root {
-            "root (private network namespaces)"
-        } else {
-            "not root (host loopback; two-host parts not run)"
+        match meta.isolation.as_str() {
+            "root" => "root (private network namespaces)",
+            "user namespace" => "unprivileged, in a user namespace (private network namespaces)",
+            _ => "no namespaces (host loopback; two-host parts not run)",
         },
         meta.socklab_version,
         meta.started_at
     );
     let _ = writeln!(
         s,
-        "| claim | the article says | what this kernel did | verdict |"
+        "| claim | title | votes (the article's sentences) | asides (not counted) | verdict |"
     );
-    let _ = writeln!(s, "|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|");
     for f in findings {
+        let marks = |votes: bool| {
+            let m: Vec<String> = f
+                .parts
+                .iter()
+                .filter(|p| p.votes() == votes)
+                .map(|p| format!("{}{} {}", f.claim, p.id, mark(&p.verdict)))
+                .collect();
+            if m.is_empty() {
+                "–".to_string()
+            } else {
+                m.join(" ")
+            }
+        };
         let _ = writeln!(
             s,
-            "| [{}](#claim-{}) | {} | {} | **{}** |",
+            "| [{}](#claim-{}) | {} | {} | {} | **{}** |",
             f.claim,
             f.claim,
-            md_cell(&f.article),
-            md_cell(&kernel_lines(f)),
+            md_cell(&f.title),
+            marks(true),
+            marks(false),
             f.verdict.word()
         );
     }
+    let _ = writeln!(
+        s,
+        "\n✓ confirmed · ✗ refuted · ½ partly · – not run. A claim's verdict comes from its votes only."
+    );
     let _ = writeln!(s, "\n{}\n", Summary::of(findings).line());
     for f in findings {
         let _ = writeln!(
@@ -462,8 +566,21 @@ pub fn markdown(meta: &Meta, findings: &[Finding]) -> String {
 }
 
 fn markdown_part<'a>(s: &mut String, claim: u8, p: &'a Part, drawn: &mut Drawn<'a>) {
-    let _ = writeln!(s, "### {claim}{} — {}\n", p.id, verdict_text(&p.verdict));
-    let _ = writeln!(s, "*The article:* {}\n", p.statement);
+    let _ = writeln!(
+        s,
+        "### {} — {}\n",
+        label(claim, p),
+        verdict_text(&p.verdict)
+    );
+    match &p.quote {
+        Some(q) if p.votes() => {
+            let _ = writeln!(s, "> {}\n>\n> *{}*\n", q.zh, q.en);
+        }
+        _ => {
+            let _ = writeln!(s, "*Aside, not counted in the verdict.*\n");
+        }
+    }
+    let _ = writeln!(s, "*Tested:* {}\n", p.statement);
     let _ = writeln!(s, "*This kernel:* {}\n", p.observed);
     let ev = &p.evidence;
     let (matrices, facts) = split_matrices(&ev.facts);
@@ -507,11 +624,19 @@ fn markdown_part<'a>(s: &mut String, claim: u8, p: &'a Part, drawn: &mut Drawn<'
         return;
     }
     let _ = writeln!(s, "<details><summary>Evidence</summary>\n");
-    if !facts.is_empty() {
-        for (k, v) in facts {
-            let _ = writeln!(s, "- `{k}`: `{}`", compact(v).replace('`', "'"));
+    let fact_lines: Vec<String> = facts
+        .iter()
+        .map(|(k, v)| format!("- `{k}`: `{}`", compact(v).replace('`', "'")))
+        .collect();
+    if !fact_lines.is_empty() {
+        match drawn.earlier_block("Facts", &fact_lines, &here) {
+            Some(at) => {
+                let _ = writeln!(s, "Facts: the same as in {at} above.\n");
+            }
+            None => {
+                let _ = writeln!(s, "{}\n", fact_lines.join("\n"));
+            }
         }
-        let _ = writeln!(s);
     }
     if !ev.counters.is_empty() {
         let c: Vec<String> = ev
@@ -530,8 +655,16 @@ fn markdown_part<'a>(s: &mut String, claim: u8, p: &'a Part, drawn: &mut Drawn<'
         ("Wire", ev.wire.clone()),
     ];
     for (title, lines) in blocks {
-        if !lines.is_empty() {
-            let _ = writeln!(s, "{title}:\n\n```text\n{}\n```\n", lines.join("\n"));
+        if lines.is_empty() {
+            continue;
+        }
+        match drawn.earlier_block(title, &lines, &here) {
+            Some(at) => {
+                let _ = writeln!(s, "{title}: the same as in {at} above.\n");
+            }
+            None => {
+                let _ = writeln!(s, "{title}:\n\n```text\n{}\n```\n", lines.join("\n"));
+            }
         }
     }
     let _ = writeln!(s, "</details>\n");
@@ -549,10 +682,10 @@ mod tests {
     fn finding(claim: u8, parts: Vec<Part>) -> Finding {
         Finding {
             claim,
-            title: "title".into(),
-            article: "the | article".into(),
+            title: "the | title".into(),
+            article: "the article".into(),
             observed: "what happened".into(),
-            verdict: Verdict::combine(parts.iter().map(|p| &p.verdict)),
+            verdict: crate::lab::verdict_of(&parts),
             explanation: "udp(7)".into(),
             parts,
             duration_ms: 3,
@@ -570,6 +703,7 @@ mod tests {
         );
         ev.fact("port", 9000);
         Part::judged("a", "receivers", "some".into(), true, ev)
+            .votes_on(crate::lab::article::BCAST_TEST_4)
     }
 
     #[test]
@@ -608,7 +742,10 @@ mod tests {
         );
         assert!(md.contains("| 0.0.0.0 | yes | no |"), "{md}");
         assert!(md.contains("| 127.0.0.1 | no | yes |"), "{md}");
-        assert!(md.contains("the \\| article"), "{md}");
+        assert!(
+            md.contains("| [8](#claim-8) | the \\| title | 8a ✓ | – | **confirmed** |"),
+            "{md}"
+        );
         assert!(md.contains("- `port`: `9000`"), "{md}");
         assert!(
             !md.contains("`matrix`"),
@@ -629,7 +766,11 @@ mod tests {
         ));
         assert!(text.contains("8a [confirmed] receivers"), "{text}");
         assert!(
-            text.contains("8b [not run: needs root] two hosts"),
+            text.contains("the article: 「4. 接收端绑定0.0.0.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("8b (aside) [not run: needs root] two hosts"),
             "{text}"
         );
         assert!(text.contains("counters: Udp.NoPorts +2"), "{text}");
@@ -663,6 +804,9 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| x | no |"), "{md}");
+        // The same facts in three parts: listed once, then referred to.
+        assert_eq!(md.matches("- `port`: `9000`").count(), 1, "{md}");
+        assert!(md.contains("Facts: the same as in 8a above."), "{md}");
     }
 
     #[test]

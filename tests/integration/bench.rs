@@ -307,18 +307,27 @@ fn two_clients_at_once_get_separate_results_and_a_third_is_told_busy() {
         "the 16M client sent more than the 8M one: {sent:?}"
     );
 
-    // Occupy one slot with a silent control connection, and another with one more.
+    // Occupy both slots with clients admitted (a complete Start) that then go quiet during
+    // setup. (Connections that only connect no longer take a slot: see bench_hostile.rs.)
     let hold = |n: usize| -> Vec<std::net::TcpStream> {
         (0..n)
             .map(|_| {
-                let addr = addr.clone();
+                let addr: std::net::SocketAddr = addr.parse().expect("server address");
                 a.run(move || {
-                    let s = std::net::TcpStream::connect(&addr).expect("connect");
-                    s.set_read_timeout(Some(Duration::from_secs(5)))
-                        .expect("timeout");
-                    let mut r = &s;
-                    socklab::bench::protocol::read_message(&mut r)
-                        .expect("hello: the slot is taken");
+                    let (mut s, _) = crate::bench_hostile::hello(addr);
+                    let start = socklab::bench::protocol::Message::Start {
+                        auth: None,
+                        params: crate::bench_hostile::params(serde_json::json!({})),
+                    };
+                    socklab::bench::protocol::write_message(&mut s, &start).expect("start");
+                    let reply = socklab::bench::protocol::read_message(&mut s);
+                    assert!(
+                        matches!(
+                            reply,
+                            Ok(socklab::bench::protocol::Message::Accepted { .. })
+                        ),
+                        "admitted: {reply:?}"
+                    );
                     s
                 })
                 .expect("in namespace")

@@ -45,10 +45,13 @@ fn claim1_tcp_sendto_facts() {
     let f = run(1);
     assert_eq!(fact(&f, "a", "server_got"), "hello");
     assert_eq!(fact(&f, "a", "client_got"), "world");
+    // Aside 1e: connect() to a bound port that does not listen is refused; a socket can
+    // connect to itself.
     assert_eq!(
-        fact(&f, "b", "connect_to_bound_not_listening"),
+        fact(&f, "e", "connect_to_bound_not_listening"),
         &json!({"Err": "ECONNREFUSED"})
     );
+    assert_eq!(fact(&f, "e", "self_connect"), &json!({"Ok": null}));
     // sendto with an address on a connected TCP socket: accepted, delivered to the peer,
     // and nobody connected to the address given.
     assert_eq!(fact(&f, "c", "sendto"), &json!({"Ok": 10}));
@@ -58,6 +61,19 @@ fn claim1_tcp_sendto_facts() {
     assert_eq!(fact(&f, "d", "sendto"), &json!({"Err": "EPIPE"}));
     assert_eq!(fact(&f, "d", "target_accept"), &json!({"Err": "EAGAIN"}));
     if root() {
+        // 1b: two bound sockets on two hosts connect to each other, neither listens: a TCP
+        // simultaneous open (two bare SYNs cross) gives one connection carrying data both ways
+        // — the peer pattern the article says TCP cannot have.
+        assert_eq!(fact(&f, "b", "a_connect"), &json!({"Ok": null}));
+        assert_eq!(fact(&f, "b", "b_connect"), &json!({"Ok": null}));
+        assert_eq!(fact(&f, "b", "a_got"), "from-b");
+        assert_eq!(fact(&f, "b", "b_got"), "from-a");
+        assert_eq!(fact(&f, "b", "bare_syns"), 2);
+        let calls = fact(&f, "b", "calls").to_string();
+        assert!(
+            !calls.contains("listen") && !calls.contains("accept"),
+            "{calls}"
+        );
         assert_eq!(fact(&f, "c", "other_syns"), 0);
         let wire = &f.parts[0].evidence.wire;
         assert!(wire.iter().any(|w| w.contains("[SYN]")), "{wire:?}");
@@ -84,6 +100,10 @@ fn claim2_udp_pattern_facts() {
         &json!({"Err": "EDESTADDRREQ"})
     );
     assert_eq!(fact(&f, "d", "connected_send"), &json!({"Ok": 1}));
+    // 2f: pattern 3's bound side, which the article lists with send, gets EDESTADDRREQ from it
+    // after receiving from the connected side.
+    assert_eq!(fact(&f, "f", "send"), &json!({"Err": "EDESTADDRREQ"}));
+    assert!(fact(&f, "f", "last_from").is_string());
     // A connected UDP socket does not receive a third socket's datagram; an unconnected one does.
     assert_eq!(fact(&f, "e", "received"), &json!(["peer"]));
     assert_eq!(fact(&f, "e", "drain_end"), "EAGAIN");
@@ -91,9 +111,11 @@ fn claim2_udp_pattern_facts() {
         fact(&f, "e", "control_bound_socket")["received"],
         json!(["stranger", "peer"])
     );
+    // 2e, the filter, is an aside: the article says "such as", not "only".
+    assert!(!lab_util::part(&f, "e").votes());
     if root() {
         // The stranger's datagram found no socket: counted, and answered with ICMP.
-        let counters = &f.parts[4].evidence.counters;
+        let counters = &lab_util::part(&f, "e").evidence.counters;
         assert_eq!(counters.get("Udp.NoPorts"), Some(&1), "{counters:?}");
         assert_eq!(
             counters.get("Icmp.OutDestUnreachs"),
@@ -128,6 +150,11 @@ fn claim3_source_address_facts() {
 fn claim4_udp_connect_facts() {
     let f = run(4);
     assert_eq!(fact(&f, "b", "connect"), &json!({"Ok": null}));
+    // 4c and 4d are asides: their facts are claim 5's ground (4d is 5c's ECONNREFUSED), so
+    // they are not counted twice.
+    for id in ["c", "d"] {
+        assert!(!lab_util::part(&f, id).votes(), "4{id} is an aside");
+    }
     assert_eq!(fact(&f, "b", "peer"), fact(&f, "b", "dest"));
     assert_eq!(fact(&f, "c", "first_send"), &json!({"Ok": 4}));
     // The ICMP port unreachable of the 1st send is the 2nd send's error, once.
@@ -145,7 +172,7 @@ fn claim4_udp_connect_facts() {
         let after = fact(&f, "a", "wire_after_send").to_string();
         assert!(after.contains("len 4"), "{after}");
         assert!(after.contains("type 3 code 3"), "{after}");
-        let counters = &f.parts[3].evidence.counters;
+        let counters = &lab_util::part(&f, "d").evidence.counters;
         // The refused send sent nothing: two datagrams left and reached the closed port.
         assert_eq!(counters.get("Udp.OutDatagrams"), Some(&2), "{counters:?}");
         assert_eq!(counters.get("Udp.NoPorts"), Some(&2), "{counters:?}");

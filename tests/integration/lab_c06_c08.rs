@@ -39,6 +39,11 @@ fn c06_runs_in_the_lab_with_four_parts() {
     let f = lab_util::run(6, &Lab::new());
     assert_eq!(f.parts.len(), 4, "{f:?}");
     assert!(f.parts.iter().all(|p| !p.evidence.trace.is_empty()));
+    // 6d ("sending first, it cannot receive") is the lab's inference, not the article's: an
+    // aside, whose fact is that the reply to the autobound port arrives.
+    let d = lab_util::part(&f, "d");
+    assert!(!d.votes());
+    assert_eq!(lab_util::fact(d, "reply_to_autobound_port_delivered"), true);
 }
 
 /// Serialises the tests that build claim 8's namespaces, so the cleanup check sees only its own.
@@ -155,6 +160,19 @@ fn c08_matrix_cells_that_are_linux_facts() {
         ),
         Cell::No
     );
+    // The control: every column's datagrams reached the receivers' host except
+    // 127.255.255.255 sent on the other host, which never leaves it (lo's broadcast).
+    for c in &o.cols {
+        let reached = !(c.dst == Dst::LoopbackBcast && c.from == Origin::OtherHost);
+        assert_eq!(o.reached(c.dst, c.from), reached, "{}", c.label());
+    }
+    let parts = c08_broadcast_reception::judge(&o);
+    let votes: Vec<&str> = parts
+        .iter()
+        .filter(|p| p.votes())
+        .map(|p| p.id.as_str())
+        .collect();
+    assert_eq!(votes, ["a", "b", "c", "d", "e"], "8f and 8g are asides");
     // The unbound sender: 0.0.0.0:PORT locally, the interface address on the packet.
     for s in &o.senders {
         let l = s.local.expect("sender bound by sendto");
@@ -191,6 +209,14 @@ fn c08_matrix_cells_that_are_linux_facts() {
     );
     assert_eq!(e("default route via veth-b, unbound").captured, ["veth-b"]);
     assert_eq!(e("default route via veth-b, unbound").reached, ["veth-b"]);
+    // 8g: the sender does choose: bound to veth-c's address, or SO_BINDTODEVICE veth-c, the
+    // broadcast leaves by veth-c whatever the default route says.
+    for case in [
+        "default route via veth-b, bound to 198.51.100.129 (veth-c's address)",
+        "default route via veth-b, SO_BINDTODEVICE veth-c",
+    ] {
+        assert_eq!(e(case).captured, ["veth-c"], "{case}");
+    }
 }
 
 #[test]

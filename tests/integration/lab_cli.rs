@@ -81,10 +81,26 @@ fn json_document_has_every_claim_with_parts_and_meta() {
         assert!(meta[key].as_str().is_some_and(|s| !s.is_empty()), "{meta}");
     }
     assert!(meta["cpus"].as_u64().is_some_and(|n| n >= 1), "{meta}");
-    assert_eq!(
-        meta["root"].as_bool(),
-        Some(socklab::netns::have_net_admin())
-    );
+    // Root, or root of a user namespace the run made for itself; `none` only where the kernel
+    // refuses user namespaces.
+    let isolation = meta["isolation"].as_str().unwrap_or("");
+    if socklab::netns::have_net_admin() {
+        assert_eq!(isolation, "root", "{meta}");
+    } else {
+        assert!(["user namespace", "none"].contains(&isolation), "{meta}");
+    }
+    assert_eq!(meta["root"].as_bool(), Some(isolation != "none"), "{meta}");
+    for key in [
+        "net.ipv4.tcp_wmem",
+        "net.core.rmem_max",
+        "net.ipv4.tcp_tw_reuse",
+        "net.ipv4.ip_local_port_range",
+    ] {
+        assert!(
+            meta["sysctls"][key].as_str().is_some_and(|v| !v.is_empty()),
+            "{key}: {meta}"
+        );
+    }
     assert!(meta["started_at"].as_str().unwrap().ends_with('Z'));
     for e in doc["experiments"].as_array().unwrap() {
         assert!(e["verdict"].is_string(), "{e}");
@@ -97,6 +113,22 @@ fn json_document_has_every_claim_with_parts_and_meta() {
             );
             assert!(p["verdict"].is_string(), "{p}");
             assert!(p["evidence"].is_object(), "{p}");
+            // A vote carries the article's sentence, verbatim, and its translation.
+            match p["role"].as_str() {
+                Some("vote") => {
+                    let zh = p["quote"]["zh"].as_str().unwrap_or("");
+                    assert!(
+                        !zh.is_empty() && socklab::lab::article::TEXT.contains(zh),
+                        "{p}"
+                    );
+                    assert!(
+                        p["quote"]["en"].as_str().is_some_and(|s| !s.is_empty()),
+                        "{p}"
+                    );
+                }
+                Some("aside") => assert!(p.get("quote").is_none(), "{p}"),
+                other => panic!("role {other:?}: {p}"),
+            }
             if p["verdict"] == "not_run" {
                 assert!(p["reason"].as_str().is_some_and(|s| !s.is_empty()), "{p}");
             }
@@ -133,19 +165,12 @@ fn run_subset_writes_markdown_and_pcaps() {
         "{text}"
     );
     for c in [2, 4] {
-        let p = pcaps.join(format!("claim-0{c}.pcap"));
+        let p = pcaps.join(format!("claim-0{c}.pcapng"));
         let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        // The classic pcap magic (micro- or nanosecond), in either byte order.
-        let magic: [u8; 4] = bytes[..4].try_into().unwrap();
-        let known = [0xa1b2_c3d4, 0xa1b2_3c4d];
-        assert!(
-            known.contains(&u32::from_be_bytes(magic))
-                || known.contains(&u32::from_le_bytes(magic)),
-            "{}: {magic:x?}",
-            p.display()
-        );
-        if socklab::netns::have_net_admin() {
-            assert!(bytes.len() > 24, "{} has no packets", p.display());
+        // A pcapng Section Header Block (type 0x0A0D0D0A, a palindrome in both byte orders).
+        assert_eq!(bytes[..4], [0x0a, 0x0d, 0x0d, 0x0a], "{}", p.display());
+        if doc["meta"]["root"] == true {
+            assert!(bytes.len() > 200, "{} has no packets", p.display());
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -157,7 +182,14 @@ fn show_prints_parts_with_evidence() {
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("Claim 4: "), "{text}");
-    for needle in ["4a [", "4d [", "  trace:", "connect(", "  facts:"] {
+    for needle in [
+        "4a [",
+        "4d (aside) [",
+        "  the article: 「第3个模式里，connect并不是真的建立一个链接",
+        "  trace:",
+        "connect(",
+        "  facts:",
+    ] {
         assert!(text.contains(needle), "no {needle:?} in {text}");
     }
     if socklab::netns::have_net_admin() {
@@ -166,6 +198,26 @@ fn show_prints_parts_with_evidence() {
             "{text}"
         );
     }
+}
+
+#[test]
+fn pcap_dir_creates_only_its_last_component() {
+    let base = std::env::temp_dir().join(format!("socklab-lab-pcap-{}", std::process::id()));
+    let deep = base.join("missing").join("pcap");
+    let out = socklab(&["lab", "run", "4", "--pcap", deep.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().count(),
+        1,
+        "{out:?}"
+    );
+    assert!(!base.exists(), "a chain of parents was created");
+    std::fs::create_dir_all(&base).unwrap();
+    let last = base.join("pcap");
+    let out = socklab(&["lab", "run", "4", "--pcap", last.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(last.join("claim-04.pcapng").is_file());
+    let _ = std::fs::remove_dir_all(&base);
 }
 
 #[test]
@@ -211,38 +263,109 @@ fn two_runs_give_the_same_verdicts_and_leave_no_namespace() {
     assert_eq!(runs[0], runs[1]);
 }
 
-#[test]
-fn unprivileged_run_exits_0_with_not_run_reasons() {
+/// A copy of the binary uid 65534 can run, in a world-readable directory of its own (the build
+/// tree may sit in a directory other users cannot enter), removed on drop.
+struct NobodyCopy {
+    dir: std::path::PathBuf,
+}
+
+impl NobodyCopy {
+    fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("socklab-nobody-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create a directory for the unprivileged copy");
+        let exe = dir.join("socklab");
+        std::fs::copy(BIN, &exe).expect("copy the binary");
+        for p in [&dir, &exe] {
+            std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .expect("make it readable for uid 65534");
+        }
+        Self { dir }
+    }
+
+    /// `socklab lab --json` as uid 65534 with `env` set.
+    fn lab_json(&self, env: &[(&str, &str)]) -> Output {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(self.dir.join("socklab"))
+            .args(["lab", "--json"])
+            .envs(env.iter().copied())
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run setpriv")
+    }
+}
+
+impl Drop for NobodyCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Whether this test can switch to uid 65534 (root, with setpriv installed).
+fn can_be_nobody() -> bool {
     if !socklab::netns::have_net_admin() {
         eprintln!("skipped: needs root to switch to an unprivileged user with setpriv");
-        return;
+        return false;
     }
     if !Path::new("/usr/bin/setpriv").exists() && !Path::new("/bin/setpriv").exists() {
         eprintln!("skipped: setpriv (util-linux) is not installed");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn unprivileged_run_in_a_user_namespace_gives_roots_verdicts() {
+    if !can_be_nobody() {
         return;
     }
-    // The build tree may sit in a directory other users cannot enter (a clone under a 0700
-    // temporary directory): run a copy from a world-readable directory of its own.
-    let dir = std::env::temp_dir().join(format!("socklab-nobody-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create a directory for the unprivileged copy");
-    let exe = dir.join("socklab");
-    std::fs::copy(BIN, &exe).expect("copy the binary");
-    for p in [&dir, &exe] {
-        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .expect("make it readable for uid 65534");
-    }
-    let out = Command::new("setpriv")
+    let userns = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&exe)
-        .args(["lab", "--json"])
+        .args([
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--net",
+            "--mount",
+            "true",
+        ])
         .current_dir("/")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run setpriv");
-    let _ = std::fs::remove_dir_all(&dir);
+        .status()
+        .is_ok_and(|s| s.success());
+    if !userns {
+        eprintln!("skipped: this kernel refuses unprivileged user namespaces");
+        return;
+    }
+    let copy = NobodyCopy::new("userns");
+    let out = copy.lab_json(&[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        doc["meta"]["isolation"], "user namespace",
+        "{}",
+        doc["meta"]
+    );
+    assert_eq!(doc["summary"]["not_run"], 0, "{}", doc["summary"]);
+    let root = json(&["lab", "--json"]);
+    assert_eq!(
+        verdicts(&doc),
+        verdicts(&root),
+        "uid 65534 and root disagree"
+    );
+}
+
+#[test]
+fn unprivileged_run_without_user_namespace_exits_0_with_not_run_reasons() {
+    if !can_be_nobody() {
+        return;
+    }
+    let copy = NobodyCopy::new("plain");
+    let out = copy.lab_json(&[("SOCKLAB_LAB_NO_USERNS", "1")]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(doc["meta"]["root"], false);
+    assert_eq!(doc["meta"]["isolation"], "none");
     assert_eq!(claims(&doc), registered());
     let not_run: Vec<&Value> = doc["experiments"]
         .as_array()

@@ -2,6 +2,7 @@
 
 mod bad_inputs;
 mod bench;
+mod bench_hostile;
 mod habits;
 mod help_docs;
 mod interop;
