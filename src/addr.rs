@@ -74,6 +74,12 @@ pub enum AddrError {
         /// "IPv4" or "IPv6".
         family: &'static str,
     },
+    /// `HOST:PORT PORT`: a port given twice.
+    #[error("'{text}' already has a port; give either HOST:PORT or HOST PORT")]
+    PortTwice {
+        /// The address that already had a port.
+        text: String,
+    },
 }
 
 /// Parses and resolves `text` into one or more socket addresses of `family`, in resolver order.
@@ -131,6 +137,56 @@ pub fn resolve(text: &str, family: Family) -> Result<Vec<SocketAddr>, AddrError>
 /// Like [`resolve`], keeping only the first address.
 pub fn resolve_one(text: &str, family: Family) -> Result<SocketAddr, AddrError> {
     resolve(text, family).map(|v| v[0])
+}
+
+/// Joins nc's two arguments `HOST PORT` into the one address [`resolve`] takes, bracketing a
+/// bare IPv6 host (`::1 53` becomes `[::1]:53`). A host that already has a port is an error.
+///
+/// ```
+/// use socklab::addr::join_host_port;
+///
+/// assert_eq!(join_host_port("127.0.0.1", "9000")?, "127.0.0.1:9000");
+/// assert_eq!(join_host_port("::1", "53")?, "[::1]:53");
+/// assert!(join_host_port("127.0.0.1:80", "81").is_err());
+/// # Ok::<(), socklab::addr::AddrError>(())
+/// ```
+pub fn join_host_port(host: &str, port: &str) -> Result<String, AddrError> {
+    if !host.starts_with('[') && host.contains(':') && is_bare_v6(host) {
+        return Ok(format!("[{host}]:{port}"));
+    }
+    match split_host_port(host) {
+        Err(AddrError::MissingPort(_)) => Ok(format!("{host}:{port}")),
+        _ => Err(AddrError::PortTwice {
+            text: host.to_string(),
+        }),
+    }
+}
+
+/// Like [`resolve_one`] for a local address (`--bind`): a host without a port (`10.0.0.1`,
+/// `::1`, `[::1]`, `localhost`) means port 0, so the kernel picks the port at bind(2).
+///
+/// ```
+/// use socklab::addr::{Family, resolve_local};
+///
+/// assert_eq!(resolve_local("127.0.0.1", Family::Any)?.to_string(), "127.0.0.1:0");
+/// assert_eq!(resolve_local("::1", Family::Any)?.to_string(), "[::1]:0");
+/// assert_eq!(resolve_local("127.0.0.1:7", Family::Any)?.to_string(), "127.0.0.1:7");
+/// # Ok::<(), socklab::addr::AddrError>(())
+/// ```
+pub fn resolve_local(text: &str, family: Family) -> Result<SocketAddr, AddrError> {
+    if is_bare_v6(text) {
+        return resolve_one(&format!("[{text}]:0"), family);
+    }
+    match resolve_one(text, family) {
+        Err(AddrError::MissingPort(_)) => resolve_one(&format!("{text}:0"), family),
+        other => other,
+    }
+}
+
+/// Whether `text` is an IPv6 address without brackets (with an optional `%scope`).
+fn is_bare_v6(text: &str) -> bool {
+    let ip = text.split_once('%').map_or(text, |(ip, _)| ip);
+    ip.parse::<Ipv6Addr>().is_ok()
 }
 
 enum Host<'a> {

@@ -13,9 +13,9 @@ use socklab::bench::protocol::{Dir, TestKind, TestParams, Transport};
 use socklab::bench::report::{self, IntervalLine, Meta};
 use socklab::bench::server::{Server, ServerCfg};
 use socklab::bench::{TestOutcome, plot, search, underload};
-use socklab::units;
+use socklab::{jsonl, units};
 
-use super::common::{FamilyArgs, parse_buf};
+use super::common::{BenchSockArgs, FamilyArgs};
 use super::output;
 
 mod mesh;
@@ -164,16 +164,8 @@ pub(crate) struct TestArgs {
     /// Do not use UDP GRO on the receiver.
     #[arg(long)]
     no_gro: bool,
-    /// SO_RCVBUF of the data sockets in bytes (64K, 1M; Linux doubles it). Default: 4 MiB
-    /// for UDP, the kernel's autotuning for TCP.
-    #[arg(long, value_name = "SIZE", value_parser = parse_buf)]
-    rcvbuf: Option<usize>,
-    /// SO_SNDBUF of the data sockets in bytes. Default as --rcvbuf.
-    #[arg(long, value_name = "SIZE", value_parser = parse_buf)]
-    sndbuf: Option<usize>,
-    /// TCP_NODELAY on TCP data sockets (always on for rr and latency probes).
-    #[arg(long)]
-    nodelay: bool,
+    #[command(flatten)]
+    sock: BenchSockArgs,
     #[command(flatten)]
     family: FamilyArgs,
     /// Output format; --json, --json-stream, --csv and --markdown are its short forms.
@@ -296,6 +288,7 @@ struct Plan {
 
 impl Plan {
     fn from_args(a: &TestArgs) -> anyhow::Result<Self> {
+        let o = a.sock.opts();
         let kind = match a.test {
             TestArg::Stream | TestArg::Compare => TestKind::Stream,
             TestArg::Rate => TestKind::Rate,
@@ -358,9 +351,9 @@ impl Plan {
                     gso: !a.no_gso,
                     gro: !a.no_gro,
                     busy_poll: a.busy_poll,
-                    rcvbuf: a.rcvbuf,
-                    sndbuf: a.sndbuf,
-                    nodelay: a.nodelay,
+                    rcvbuf: o.recv_buffer,
+                    sndbuf: o.send_buffer,
+                    nodelay: o.nodelay,
                 };
                 if kind == TestKind::Probe {
                     let bulk = TestParams {
@@ -390,7 +383,7 @@ impl Plan {
             "parallel": a.parallel, "reverse": a.reverse, "bidir": a.bidir,
             "rate_bits_per_second": a.bitrate, "interval_ms": a.interval.map(|d| d.as_millis() as u64),
             "cpus": a.cpu.as_ref().map(|c| &c.0), "busy_poll": a.busy_poll, "gso": !a.no_gso, "gro": !a.no_gro,
-            "rcvbuf_bytes": a.rcvbuf, "sndbuf_bytes": a.sndbuf, "nodelay": a.nodelay,
+            "rcvbuf_bytes": o.recv_buffer, "sndbuf_bytes": o.send_buffer, "nodelay": o.nodelay,
             "transports": transports,
             "target_loss_percent": a.target_loss,
         });
@@ -526,7 +519,7 @@ fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow
     let meta = Meta::new(target, plan.params_json.clone());
     let format = Format::of(a);
     if format == Format::JsonStream {
-        emit(serde_json::json!({"type": "start", "data": meta}));
+        emit(jsonl::line("start", &meta));
     }
     // Live progress on a terminal only (indicatif draws nothing when stderr is not one),
     // one line cut to the terminal's width.
@@ -568,7 +561,7 @@ fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow
                 .intervals
                 .push(line.clone());
             if format == Format::JsonStream && user_intervals {
-                emit(serde_json::json!({"type": "interval", "data": line}));
+                emit(jsonl::line("interval", &line));
             } else if text_intervals {
                 bar.suspend(|| emit(line.text()));
             }
@@ -663,7 +656,10 @@ fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow
         Format::JsonStream => writeln!(
             out,
             "{}",
-            serde_json::json!({"type": "end", "data": {"results": rows, "summary": summary}})
+            jsonl::line(
+                "end",
+                serde_json::json!({"results": rows, "summary": summary})
+            )
         )?,
         Format::Csv => write!(out, "{}", report::csv(&rows))?,
         Format::Markdown => {

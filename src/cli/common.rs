@@ -2,13 +2,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use socklab::addr::{self, Family};
 use socklab::sock::options::{Applied, SockOpts};
 use socklab::trace::{Recorder, render::StderrSink};
-use socklab::units;
+use socklab::{jsonl, units};
 
 use super::output::diag;
 
@@ -37,6 +37,12 @@ impl FamilyArgs {
         Ok(addr::resolve_one(text, self.family())?)
     }
 
+    /// Resolves a local address (`--bind`): a host without a port means port 0, the kernel
+    /// picks one at bind(2).
+    pub(crate) fn resolve_local(&self, text: &str) -> anyhow::Result<SocketAddr> {
+        Ok(addr::resolve_local(text, self.family())?)
+    }
+
     /// Resolves a destination (connect, sendto): like [`Self::resolve`], but port 0 is a usage
     /// error, as nothing can listen there (connect would be refused, sendto silently lost).
     pub(crate) fn resolve_dest(&self, text: &str) -> anyhow::Result<SocketAddr> {
@@ -56,6 +62,23 @@ impl FamilyArgs {
     }
 }
 
+/// When a run started, for the summary's `duration_ms` (monotonic clock).
+#[derive(Debug)]
+pub(crate) struct Started(Instant);
+
+impl Default for Started {
+    fn default() -> Self {
+        Self(Instant::now())
+    }
+}
+
+impl Started {
+    /// Milliseconds since the start.
+    pub(crate) fn ms(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
 /// How the run reports itself.
 #[derive(Args, Debug, Clone, Default)]
 pub(crate) struct OutputArgs {
@@ -66,8 +89,8 @@ pub(crate) struct OutputArgs {
     /// Make all output JSON lines (`{"type": …, "data": {…}}`), the trace included.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Say what happens on stderr: listening address, connections, applied buffer sizes, and a
-    /// byte/datagram summary at the end.
+    /// Say what happens on stderr: where the socket is bound or listening, its peers, applied
+    /// buffer sizes, and a summary of what was sent and received at the end.
     #[arg(short, long)]
     pub(crate) verbose: bool,
 }
@@ -89,7 +112,7 @@ impl OutputArgs {
         if self.json {
             diag!(
                 "{}",
-                serde_json::json!({"type": kind, "data": {"message": text()}})
+                jsonl::line(kind, serde_json::json!({"message": text()}))
             );
         } else {
             diag!("socklab: {}", text());
@@ -107,7 +130,7 @@ impl OutputArgs {
             return;
         }
         if self.json {
-            diag!("{}", serde_json::json!({"type": "summary", "data": data()}));
+            diag!("{}", jsonl::line("summary", data()));
         } else {
             diag!("socklab: {}", text());
         }
@@ -117,7 +140,7 @@ impl OutputArgs {
     pub(crate) fn applied(&self, applied: &[Applied]) {
         for a in applied {
             if self.json {
-                diag!("{}", serde_json::json!({"type": "sockopt", "data": a}));
+                diag!("{}", jsonl::line("sockopt", a));
             } else {
                 diag!(
                     "socklab: {} asked {} bytes, kernel applied {} (socket(7): doubled for bookkeeping, capped by net.core.*mem_max)",
@@ -130,12 +153,45 @@ impl OutputArgs {
     }
 }
 
+/// SO_REUSEADDR where it is off by default (clients, UDP).
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct ReuseAddrArgs {
+    /// SO_REUSEADDR: bind even though connections on this address are in TIME_WAIT (TCP), or
+    /// share the address with other sockets that set it too (UDP).
+    #[arg(long)]
+    reuseaddr: bool,
+}
+
+impl ReuseAddrArgs {
+    /// SO_REUSEADDR when asked for, else left alone.
+    pub(crate) fn reuseaddr(&self) -> Option<bool> {
+        self.reuseaddr.then_some(true)
+    }
+}
+
+/// SO_REUSEADDR on a TCP listener: on by default, as nc, ncat and iperf3 do, so a server can
+/// listen again at once while the last run's connections sit in TIME_WAIT.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct ListenReuseArgs {
+    /// Do not set SO_REUSEADDR (set by default): bind then fails with EADDRINUSE while a
+    /// connection on this port is in TIME_WAIT.
+    #[arg(long, conflicts_with = "reuseaddr")]
+    no_reuseaddr: bool,
+    /// SO_REUSEADDR (the default for listeners; accepted for scripts that ask for it).
+    #[arg(long, hide = true)]
+    reuseaddr: bool,
+}
+
+impl ListenReuseArgs {
+    /// SO_REUSEADDR as set on the listener: on, or explicitly off with `--no-reuseaddr`.
+    pub(crate) fn reuseaddr(&self) -> Option<bool> {
+        Some(!self.no_reuseaddr)
+    }
+}
+
 /// Options every endpoint accepts.
 #[derive(Args, Debug, Clone, Default)]
 pub(crate) struct SockArgs {
-    /// SO_REUSEADDR: bind even though connections on this address are in TIME_WAIT.
-    #[arg(long)]
-    reuseaddr: bool,
     /// SO_REUSEPORT: share the address with other sockets that set it too.
     #[arg(long)]
     reuseport: bool,
@@ -145,8 +201,10 @@ pub(crate) struct SockArgs {
     /// SO_SNDBUF in bytes; the value the kernel applied is printed.
     #[arg(long, value_name = "SIZE", value_parser = parse_buf)]
     sndbuf: Option<usize>,
-    /// SO_BINDTODEVICE: use only this interface.
-    #[arg(long, value_name = "IFACE")]
+    /// SO_BINDTODEVICE: use only this interface (a name from `ip link`).
+    // Interfaces are known only where the command runs, not when the completion script is
+    // generated: the hint keeps shells from offering file names instead.
+    #[arg(long, value_name = "IFACE", value_hint = clap::ValueHint::Other)]
     device: Option<String>,
     /// IP_TTL / IPV6_UNICAST_HOPS (1-255).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=255))]
@@ -182,16 +240,22 @@ pub(crate) struct UdpArgs {
     /// IP_MULTICAST_TTL / IPV6_MULTICAST_HOPS (0-255).
     #[arg(long, value_name = "TTL", value_parser = clap::value_parser!(u32).range(0..=255))]
     multicast_ttl: Option<u32>,
-    /// IP_MULTICAST_LOOP: whether our own multicast comes back to this host (on|off).
-    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    /// IP_MULTICAST_LOOP: whether our own multicast comes back to this host.
+    #[arg(long, value_name = "on|off", value_parser = Hinted::new(parse_on_off, ["on", "off"]))]
     multicast_loop: Option<bool>,
 }
 
 impl SockArgs {
     /// The library's option set, with the TCP or UDP extras.
-    pub(crate) fn opts(&self, tcp: Option<&TcpArgs>, udp: Option<&UdpArgs>) -> SockOpts {
+    /// `reuseaddr` is SO_REUSEADDR as the command's flags decided it (`None`: not set).
+    pub(crate) fn opts(
+        &self,
+        reuseaddr: Option<bool>,
+        tcp: Option<&TcpArgs>,
+        udp: Option<&UdpArgs>,
+    ) -> SockOpts {
         let mut o = SockOpts {
-            reuse_address: self.reuseaddr,
+            reuse_address: reuseaddr,
             reuse_port: self.reuseport,
             recv_buffer: self.rcvbuf,
             send_buffer: self.sndbuf,
@@ -215,32 +279,128 @@ impl SockArgs {
     }
 }
 
-/// `--count` and `--idle-timeout`.
+// The receive and limit flags come in a TCP and a UDP variant: the same fields, each
+// documented in its own protocol's words, so `tcp listen --help` never talks of datagrams
+// and `udp recv --help` never of clients or streams.
+
+/// `tcp listen`'s `--count` and `--idle-timeout`.
 #[derive(Args, Debug, Clone, Default)]
-pub(crate) struct LimitArgs {
-    /// Stop after N datagrams (UDP) or N clients (TCP with -k).
+pub(crate) struct ListenLimitArgs {
+    /// With -k, stop after serving N clients.
     #[arg(long, short = 'c', value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) count: Option<u64>,
-    /// Stop when nothing arrives for this long (500ms, 5s, 2m): no datagram (UDP), no new
-    /// client while none is connected (TCP listen).
+    /// Stop when no new client came for this long (500ms, 5s, 2m) while none is connected
+    /// (accept(2) with SO_RCVTIMEO).
     #[arg(long, value_name = "DUR", value_parser = parse_dur)]
     pub(crate) idle_timeout: Option<Duration>,
 }
 
-/// `--recv-size` and `--show`.
+/// The UDP commands' `--count` and `--idle-timeout`.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct UdpLimitArgs {
+    /// Stop after receiving N datagrams, or sending N.
+    #[arg(long, short = 'c', value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) count: Option<u64>,
+    /// Stop when no datagram arrived for this long (500ms, 5s, 2m; SO_RCVTIMEO).
+    #[arg(long, value_name = "DUR", value_parser = parse_dur)]
+    pub(crate) idle_timeout: Option<Duration>,
+}
+
+/// The TCP commands' `--recv-size` and `--show`.
 #[derive(Args, Debug, Clone)]
-pub(crate) struct RecvArgs {
-    /// Buffer size of each receive call. A larger UDP datagram is reported as truncated with its
-    /// real length; on TCP, --show then shows how the stream was cut into reads.
+pub(crate) struct TcpRecvArgs {
+    /// Buffer size of each recv(2) call; with --show, each read is one line, so this shows
+    /// how the stream was cut into reads.
     #[arg(long, value_name = "SIZE", value_parser = parse_recv_size, default_value = "65536")]
     pub(crate) recv_size: usize,
-    /// Print one line per receive call: source, length, real length, flags and payload,
-    /// instead of the raw payload.
+    /// Print one line per recv(2) call (its length and bytes) instead of the raw stream.
     #[arg(long)]
     pub(crate) show: bool,
 }
 
-pub(crate) fn parse_buf(s: &str) -> Result<usize, String> {
+/// The UDP commands' `--recv-size` and `--show`.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct UdpRecvArgs {
+    /// Buffer size of each recvmsg(2) call. A larger datagram is reported as truncated with
+    /// its real length (MSG_TRUNC).
+    #[arg(long, value_name = "SIZE", value_parser = parse_recv_size, default_value = "65536")]
+    pub(crate) recv_size: usize,
+    /// Print one line per datagram (source, length, real length, flags, payload) instead of
+    /// the raw payload.
+    #[arg(long)]
+    pub(crate) show: bool,
+}
+
+/// The socket options the bench applies to its data sockets (and no others).
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct BenchSockArgs {
+    /// SO_RCVBUF of the data sockets in bytes (64K, 1M; Linux doubles it). Default: 4 MiB
+    /// for UDP, the kernel's autotuning for TCP.
+    #[arg(long, value_name = "SIZE", value_parser = parse_buf)]
+    rcvbuf: Option<usize>,
+    /// SO_SNDBUF of the data sockets in bytes. Default as --rcvbuf.
+    #[arg(long, value_name = "SIZE", value_parser = parse_buf)]
+    sndbuf: Option<usize>,
+    /// TCP_NODELAY on TCP data sockets (always on for rr and latency probes).
+    #[arg(long)]
+    nodelay: bool,
+}
+
+impl BenchSockArgs {
+    /// The library's option set with these three options.
+    pub(crate) fn opts(&self) -> SockOpts {
+        SockOpts {
+            recv_buffer: self.rcvbuf,
+            send_buffer: self.sndbuf,
+            nodelay: self.nodelay,
+            ..SockOpts::default()
+        }
+    }
+}
+
+/// A value parser that offers `values` to shell completion and help while `parser` decides
+/// what is valid: for values that are not a closed list (`raw:SIZE`), or whose list is known
+/// only at run time (the lab's claim numbers).
+#[derive(Clone)]
+pub(crate) struct Hinted<P> {
+    parser: P,
+    values: Vec<String>,
+}
+
+impl<P> Hinted<P> {
+    /// `parser`, offering `values` to completion.
+    pub(crate) fn new(parser: P, values: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self {
+            parser,
+            values: values.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl<P: clap::builder::TypedValueParser> clap::builder::TypedValueParser for Hinted<P> {
+    type Value = P::Value;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        self.parser.parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            self.values
+                .iter()
+                .map(|v| clap::builder::PossibleValue::new(v.clone())),
+        ))
+    }
+}
+
+fn parse_buf(s: &str) -> Result<usize, String> {
     let n = units::parse_size(s).map_err(|e| e.to_string())?;
     if n == 0 || n > i32::MAX as u64 / 2 {
         return Err(format!("buffer size {n} out of range (1 to 1G)"));

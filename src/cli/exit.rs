@@ -2,8 +2,8 @@
 //!
 //! | code | meaning |
 //! |------|---------|
-//! | 0    | success (also when stdout was closed early, as with `| head`) |
-//! | 1    | the run worked but found a failure: a refused or unreachable connect, a reset, a peer gone, lost data, a refuted claim |
+//! | 0    | success (also when stdout was closed early, as with `| head`); for lab, every experiment ran: a refuted claim is an answer |
+//! | 1    | the run worked but found a failure: a refused or unreachable connect, a reset, a peer gone, lost data, a bench server that is busy or refuses the test; for lab, an experiment that failed with an error |
 //! | 2    | usage or setup error: bad flags or addresses, a failed socket/setsockopt/bind/listen |
 //! | 130  | interrupted by SIGINT (Ctrl-C) |
 //! | 143  | terminated by SIGTERM |
@@ -52,9 +52,22 @@ pub(crate) fn usage(e: clap::Error) -> ExitCode {
         .lines()
         .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
         .map(str::trim)
-        .filter(|l| !l.is_empty())
+        // clap's "to pass '-z' as a value, use '-- -z'" sends users the wrong way: an
+        // unknown flag is almost always a habit from another tool, not a value.
+        .filter(|l| !l.is_empty() && !l.starts_with("tip: to pass"))
         .collect::<Vec<_>>()
         .join(" ");
+    let pointer = match e.get(clap::error::ContextKind::InvalidArg) {
+        Some(clap::error::ContextValue::String(arg)) => {
+            super::habits::pointer(arg, &std::env::args().collect::<Vec<_>>())
+        }
+        _ => None,
+    };
+    if let Some(p) = pointer {
+        let message = message.strip_prefix("error: ").unwrap_or(&message);
+        diag!("socklab: {message}; {p}");
+        return ExitCode::from(2);
+    }
     let message = message.strip_prefix("error: ").unwrap_or(&message);
     let message = if message.is_empty() {
         "invalid usage"

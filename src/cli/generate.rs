@@ -1,8 +1,10 @@
-//! `socklab completions SHELL` and `socklab man`, generated from the clap definitions into
-//! memory, then written to stdout at once (see `output`).
+//! `socklab completions SHELL` and `socklab man [--dir DIR]`, generated from the clap
+//! definitions, so they list exactly the flags each command takes.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
@@ -16,18 +18,54 @@ pub(crate) struct CompletionsArgs {
     shell: Shell,
 }
 
+/// Where the man pages go.
+#[derive(Args, Debug)]
+pub(crate) struct ManArgs {
+    /// Write the whole page set into DIR, one roff page per command: socklab.1,
+    /// socklab-tcp.1, socklab-tcp-listen.1 … (without it: the top page to stdout).
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+    dir: Option<PathBuf>,
+}
+
 pub(crate) fn completions(args: CompletionsArgs) -> anyhow::Result<ExitCode> {
     let mut cmd = Cli::command();
-    // Rendered in memory first: clap_complete's generate() panics when its writer fails.
-    let mut buf = Vec::new();
+    let mut buf = output::Buffer::new();
     clap_complete::generate(args.shell, &mut cmd, "socklab", &mut buf);
-    output::write(&buf)?;
+    buf.finish()?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn man() -> anyhow::Result<ExitCode> {
-    let mut buf = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut buf)?;
-    output::write(&buf)?;
+pub(crate) fn man(args: ManArgs) -> anyhow::Result<ExitCode> {
+    let mut cmd = Cli::command();
+    // Building names every subcommand `socklab-tcp-listen` (its display name), which is
+    // what its page is called and how the pages refer to each other.
+    cmd.build();
+    match args.dir {
+        None => {
+            let mut buf = output::Buffer::new();
+            clap_mangen::Man::new(cmd).render(&mut buf)?;
+            buf.finish()?;
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            write_pages(&cmd, &dir)?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Renders the page of `cmd` and of every subcommand below it (clap's own `help`
+/// subcommand aside) into DIR/NAME.1, each rendered in memory first, so a failed render
+/// leaves no half-written page.
+fn write_pages(cmd: &clap::Command, dir: &Path) -> anyhow::Result<()> {
+    let name = cmd.get_display_name().unwrap_or_else(|| cmd.get_name());
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+    let path = dir.join(format!("{name}.1"));
+    std::fs::write(&path, page).with_context(|| format!("cannot write {}", path.display()))?;
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        write_pages(sub, dir)?;
+    }
+    Ok(())
 }

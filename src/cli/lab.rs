@@ -57,14 +57,14 @@ enum LabCommand {
     /// Run the given claims (all when none is given) and print the table.
     Run {
         /// Claim numbers, e.g. `8 13`.
-        #[arg(value_name = "CLAIM", value_parser = clap::value_parser!(u8))]
+        #[arg(value_name = "CLAIM", value_parser = claim_numbers())]
         claims: Vec<u8>,
     },
     /// Run the given claims and print every part with its evidence: trace, facts, counters,
     /// socket states and the packets on the wire.
     Show {
         /// Claim numbers, e.g. `8`.
-        #[arg(value_name = "CLAIM", value_parser = clap::value_parser!(u8))]
+        #[arg(value_name = "CLAIM", value_parser = claim_numbers())]
         claims: Vec<u8>,
     },
 }
@@ -397,4 +397,13 @@ fn remove_namespaces_of(pid: u32) -> usize {
                 .is_ok_and(|s| s.success())
         })
         .count()
+}
+
+/// Claim numbers as u8, offered to shell completion from the registry.
+fn claim_numbers() -> super::common::Hinted<clap::builder::RangedI64ValueParser<u8>> {
+    let claims = lab::registry()
+        .iter()
+        .map(|e| e.claim().to_string())
+        .collect::<Vec<_>>();
+    super::common::Hinted::new(clap::value_parser!(u8), claims)
 }

@@ -7,6 +7,7 @@ mod common;
 mod demo;
 mod exit;
 mod generate;
+mod habits;
 mod keep_open;
 mod lab;
 mod output;
@@ -23,8 +24,12 @@ pub(crate) use exit::failure;
 
 /// TCP vs UDP, run, seen and measured.
 ///
-/// Exit codes: 0 success; 1 the run worked but found a failure (a refused connection, a lost
-/// byte, a refuted claim); 2 usage or setup error; 130/143 interrupted by SIGINT/SIGTERM.
+/// Exit codes: 0 success (also when stdout closed early, as with `| head`; for lab, every
+/// experiment ran: a refuted claim is an answer); 1 the run worked but found a failure (a
+/// refused, reset or timed-out connection, lost data, no open port for -z, a failed write to
+/// stdout, a bench server that is busy or refuses the test; for lab, an experiment that failed
+/// with an error); 2 usage or setup error (bad flags or addresses, a failed
+/// socket/setsockopt/bind/listen); 130/143 interrupted by SIGINT/SIGTERM.
 #[derive(Parser, Debug)]
 #[command(name = "socklab", version, about, long_about, propagate_version = true)]
 pub(crate) struct Cli {
@@ -47,12 +52,13 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Re-check the claims of the TCP-vs-UDP article on this kernel: run each experiment,
     /// observe what the kernel does, and give a verdict per claim (confirmed, refuted, partly,
-    /// not run). Exit 0 when every experiment ran, 1 if one failed with an error.
+    /// not run). Exit 0 when every experiment ran (a refuted claim is an answer), 1 if one
+    /// failed with an error, 2 for an unknown claim number.
     Lab(lab::LabArgs),
     /// Print shell completions for SHELL to stdout.
     Completions(generate::CompletionsArgs),
-    /// Print the man page (roff) to stdout.
-    Man,
+    /// Print the man page (roff) to stdout, or write the whole page set with --dir DIR.
+    Man(generate::ManArgs),
 }
 
 /// Parses the command line and runs it.
@@ -69,7 +75,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Demo(a) => demo::run(a),
         Command::Lab(a) => lab::run(a),
         Command::Completions(a) => generate::completions(a),
-        Command::Man => generate::man(),
+        Command::Man(a) => generate::man(a),
     };
     exit::finish(result)
 }

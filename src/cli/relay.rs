@@ -23,6 +23,7 @@ use std::time::Duration;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use socklab::sock::{Sock, sys};
 
+use super::common::Started;
 use super::exit::counted;
 use super::failure;
 use super::output::{self, StdoutError};
@@ -39,6 +40,8 @@ pub(crate) struct Counters {
     pub(crate) written: AtomicU64,
     /// Whether received bytes go to stdout (not echoed back).
     pub(crate) to_stdout: AtomicBool,
+    /// When the counting started (the socket was ready).
+    pub(crate) started: Started,
 }
 
 impl Counters {
@@ -61,12 +64,13 @@ impl Counters {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut v = serde_json::json!({
             "message": self.summary(),
-            "sent_bytes": l(&self.sent),
-            "received_bytes": l(&self.received),
+            "bytes_sent": l(&self.sent),
+            "bytes_received": l(&self.received),
         });
         if self.to_stdout.load(Ordering::Relaxed) {
-            v["written_to_stdout_bytes"] = l(&self.written).into();
+            v["bytes_written_to_stdout"] = l(&self.written).into();
         }
+        v["duration_ms"] = self.started.ms().into();
         v
     }
 

@@ -4,6 +4,7 @@
 
 use std::io::{self, Write};
 
+use socklab::jsonl;
 use socklab::sock::Datagram;
 
 /// Formats receive calls as text or JSON lines.
@@ -19,9 +20,11 @@ impl Shower {
     /// One TCP read of `data` (empty: the peer closed).
     pub(crate) fn stream_read(&self, out: &mut impl Write, data: &[u8]) -> io::Result<()> {
         if self.json {
-            let v = serde_json::json!({"type": "read", "data": {
-                "len": data.len(), "eof": data.is_empty(), "payload": escape(data)}});
-            writeln!(out, "{v}")
+            let mut v = serde_json::json!({"len": data.len(), "eof": data.is_empty()});
+            if let Some(o) = v.as_object_mut() {
+                o.extend(jsonl::payload(data));
+            }
+            writeln!(out, "{}", jsonl::line("read", v))
         } else if data.is_empty() {
             writeln!(
                 out,
@@ -40,10 +43,13 @@ impl Shower {
         payload: &[u8],
     ) -> io::Result<()> {
         if self.json {
-            let v = serde_json::json!({"type": "datagram", "data": {
+            let mut v = serde_json::json!({
                 "from": d.from, "to": d.to, "len": d.len, "real_len": d.real_len,
-                "truncated": d.truncated, "flags": d.flags, "payload": escape(payload)}});
-            return writeln!(out, "{v}");
+                "truncated": d.truncated, "flags": d.flags});
+            if let Some(o) = v.as_object_mut() {
+                o.extend(jsonl::payload(payload));
+            }
+            return writeln!(out, "{}", jsonl::line("datagram", v));
         }
         let from = d.from.map_or("?".to_string(), |a| a.to_string());
         write!(out, "from {from} len {}", d.len)?;

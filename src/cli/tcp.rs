@@ -3,16 +3,22 @@
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use socklab::sock::{Sock, tcp};
+use socklab::sock::{Proto, Sock, tcp};
+use socklab::{addr, jsonl};
 
-use super::common::{FamilyArgs, LimitArgs, OutputArgs, RecvArgs, SockArgs, TcpArgs, parse_dur};
-use super::exit::{exit_now, finished_soon, on_signal_summary};
+use super::common::{
+    FamilyArgs, ListenLimitArgs, ListenReuseArgs, OutputArgs, ReuseAddrArgs, SockArgs, TcpArgs,
+    TcpRecvArgs, parse_dur,
+};
+use super::exit::{Failure, exit_now, finished_soon, on_signal_summary};
 use super::failure;
+use super::habits::{host_port, scan_targets, step_error};
 use super::keep_open;
+use super::output;
 use super::relay::{self, Counters};
 use super::show::Shower;
 
@@ -28,8 +34,12 @@ pub(crate) enum TcpCommand {
 
 #[derive(Args, Debug)]
 pub(crate) struct ListenArgs {
-    /// Address to listen on: HOST:PORT, [V6]:PORT or :PORT.
+    /// Address to listen on: HOST:PORT, [V6]:PORT, :PORT or PORT; or HOST PORT as two words.
+    #[arg(value_name = "ADDR")]
     addr: String,
+    /// The port, when ADDR is only the host (nc's `HOST PORT`).
+    #[arg(value_name = "PORT")]
+    port: Option<String>,
     /// Keep listening after the first client and serve many at once (each client's data to
     /// stdout; stdin is not read).
     #[arg(short = 'k', long)]
@@ -41,26 +51,44 @@ pub(crate) struct ListenArgs {
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=65536))]
     max_clients: u64,
     #[command(flatten)]
+    quit: QuitArgs,
+    #[command(flatten)]
+    reuse: ListenReuseArgs,
+    #[command(flatten)]
     family: FamilyArgs,
     #[command(flatten)]
     sock: SockArgs,
     #[command(flatten)]
     tcp: TcpArgs,
     #[command(flatten)]
-    recv: RecvArgs,
+    recv: TcpRecvArgs,
     #[command(flatten)]
-    limit: LimitArgs,
+    limit: ListenLimitArgs,
     #[command(flatten)]
     out: OutputArgs,
 }
 
 #[derive(Args, Debug)]
 pub(crate) struct ConnectArgs {
-    /// Address to connect to: HOST:PORT or [V6]:PORT.
+    /// Address to connect to: HOST:PORT or [V6]:PORT; or HOST PORT as two words. With -z,
+    /// the port may be a range LOW-HIGH.
+    #[arg(value_name = "ADDR")]
     addr: String,
-    /// Bind the local end to this address first (fixes source address and port).
+    /// The port, when ADDR is only the host (nc's `HOST PORT`).
+    #[arg(value_name = "PORT")]
+    port: Option<String>,
+    /// Bind the local end to this address first (fixes the source address; HOST alone or
+    /// HOST:0 lets the kernel pick the port).
     #[arg(long, value_name = "ADDR")]
     bind: Option<String>,
+    /// Port check, as nc -z: connect, close, send nothing; one line per port on stdout
+    /// (`ADDR open` or `ADDR closed: why`). Exit 0 if a port was open, 1 if none was.
+    #[arg(short = 'z', long = "zero-io")]
+    zero_io: bool,
+    #[command(flatten)]
+    quit: QuitArgs,
+    #[command(flatten)]
+    reuse: ReuseAddrArgs,
     /// Give up connecting after DUR (500ms, 5s): one line, exit 1. Without it the kernel
     /// decides (net.ipv4.tcp_syn_retries: about two minutes when SYNs go unanswered).
     #[arg(long, value_name = "DUR", value_parser = parse_dur)]
@@ -79,9 +107,26 @@ pub(crate) struct ConnectArgs {
     #[command(flatten)]
     tcp: TcpArgs,
     #[command(flatten)]
-    recv: RecvArgs,
+    recv: TcpRecvArgs,
     #[command(flatten)]
     out: OutputArgs,
+}
+
+/// nc's `-q`.
+#[derive(Args, Debug)]
+pub(crate) struct QuitArgs {
+    /// After stdin ends (and the FIN is sent), wait at most SECS for the peer to close, then
+    /// stop reading (shutdown SHUT_RD) and quit, as nc -q. Default: wait until the peer closes.
+    #[arg(short = 'q', value_name = "SECS", value_parser = parse_secs)]
+    quit_after: Option<Duration>,
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && (0.0..=86400.0).contains(v))
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("'{s}' is not a number of seconds from 0 to 86400"))
 }
 
 pub(crate) fn run(cmd: TcpCommand) -> anyhow::Result<ExitCode> {
@@ -92,11 +137,12 @@ pub(crate) fn run(cmd: TcpCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn listen(a: ListenArgs) -> anyhow::Result<ExitCode> {
-    let addr = a.family.resolve(&a.addr)?;
-    let opts = a.sock.opts(Some(&a.tcp), None);
+    let addr = a.family.resolve(&host_port(&a.addr, a.port.as_deref())?)?;
+    let opts = a.sock.opts(a.reuse.reuseaddr(), Some(&a.tcp), None);
     let rec = a.out.recorder();
     let backlog = i32::try_from(a.max_clients.min(4096)).unwrap_or(4096);
-    let (listener, applied) = tcp::listen(addr, &opts, backlog, &rec)?;
+    let (listener, applied) = tcp::listen(addr, &opts, backlog, &rec)
+        .map_err(|e| step_error(e, Proto::Tcp, opts.reuse_address))?;
     a.out.applied(&applied);
     if let Some(t) = a.limit.idle_timeout {
         // accept(2) honours SO_RCVTIMEO: it fails with EAGAIN when no client came in time.
@@ -112,7 +158,15 @@ fn listen(a: ListenArgs) -> anyhow::Result<ExitCode> {
     } else if let Some((conn, from)) = accept(&listener, a.limit.idle_timeout)? {
         a.out.note("accepted", || format!("connection from {from}"));
         drop(listener);
-        serve_one(&a.out, &a.recv, a.echo, &conn, &counters, None)?;
+        serve_one(
+            &a.out,
+            &a.recv,
+            a.echo,
+            a.quit.quit_after,
+            &conn,
+            &counters,
+            None,
+        )?;
     } else {
         a.out.note("idle", idle_note);
     }
@@ -154,9 +208,18 @@ fn accept(listener: &Sock, idle: Option<Duration>) -> anyhow::Result<Option<(Soc
 }
 
 fn connect(a: ConnectArgs) -> anyhow::Result<ExitCode> {
-    let dests = a.family.resolve_dests(&a.addr)?;
-    let local: Option<SocketAddr> = a.bind.as_deref().map(|b| a.family.resolve(b)).transpose()?;
-    let opts = a.sock.opts(Some(&a.tcp), None);
+    if a.zero_io {
+        return port_check(&a);
+    }
+    let dests = a
+        .family
+        .resolve_dests(&host_port(&a.addr, a.port.as_deref())?)?;
+    let local: Option<SocketAddr> = a
+        .bind
+        .as_deref()
+        .map(|b| a.family.resolve_local(b))
+        .transpose()?;
+    let opts = a.sock.opts(a.reuse.reuseaddr(), Some(&a.tcp), None);
     let rec = a.out.recorder();
     let connect_timeout = a.connect_timeout.or(a.wait);
     let idle = a.idle_timeout.or(a.wait);
@@ -171,18 +234,95 @@ fn connect(a: ConnectArgs) -> anyhow::Result<ExitCode> {
     let counters = Arc::new(Counters::default());
     let c = counters.clone();
     on_signal_summary(move || c.summary());
-    serve_one(&a.out, &a.recv, false, &sock, &counters, idle)?;
+    serve_one(
+        &a.out,
+        &a.recv,
+        false,
+        a.quit.quit_after,
+        &sock,
+        &counters,
+        idle,
+    )?;
     a.out.summary(|| counters.summary(), || counters.json());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why a port check's connect failed, in a few words: `connection refused (ECONNREFUSED)`.
+fn why_closed(e: &anyhow::Error) -> String {
+    let step = e.chain().find_map(|c| {
+        c.downcast_ref::<socklab::sock::StepError>().or_else(|| {
+            c.downcast_ref::<Failure>()
+                .and_then(|f| f.0.downcast_ref::<socklab::sock::StepError>())
+        })
+    });
+    match step.and_then(|s| s.errno()) {
+        Some(n) => format!(
+            "{} ({})",
+            socklab::sock::errno::describe(n),
+            socklab::sock::errno::name(n)
+        ),
+        None => step.map_or_else(|| format!("{e}"), |s| s.source.to_string()),
+    }
+}
+
+/// `-z`: for each port, connect and close at once (no data), and say whether it was open.
+/// A connect the network answered (refused, unreachable, timed out) is a closed port; any
+/// other error (a bad --bind, say) ends the run as a setup error.
+fn port_check(a: &ConnectArgs) -> anyhow::Result<ExitCode> {
+    let (host, ports) = scan_targets(&a.addr, a.port.as_deref())?;
+    let local: Option<SocketAddr> = a
+        .bind
+        .as_deref()
+        .map(|b| a.family.resolve_local(b))
+        .transpose()?;
+    // Resolve every port before the first connect: a bad address is a usage error up front.
+    let targets = ports
+        .map(|p| {
+            a.family
+                .resolve_dests(&addr::join_host_port(&host, &p.to_string())?)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let opts = a.sock.opts(a.reuse.reuseaddr(), Some(&a.tcp), None);
+    let rec = a.out.recorder();
+    let timeout = a.connect_timeout.or(a.wait);
+    let mut any_open = false;
+    for dests in targets {
+        let (to, result) = match connect_any(&a.out, &dests, local, &opts, timeout, &rec) {
+            Ok((to, (sock, _))) => {
+                sock.close();
+                (to, Ok(()))
+            }
+            Err(e) if e.is::<Failure>() => (dests[0], Err(e)),
+            Err(e) => return Err(e),
+        };
+        any_open |= result.is_ok();
+        let line = match (a.out.json, &result) {
+            (true, r) => jsonl::line(
+                "port",
+                serde_json::json!({"addr": to, "open": r.is_ok(),
+                    "error": r.as_ref().err().map(why_closed)}),
+            ),
+            (false, Ok(())) => format!("{to} open"),
+            (false, Err(e)) => format!("{to} closed: {}", why_closed(e)),
+        };
+        output::line(line)?;
+    }
+    Ok(match any_open {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(1),
+    })
 }
 
 /// The relay of one connection: stdin → socket on a thread, socket → stdout here (or echo).
 /// Ends when the peer has closed and, if stdin is not a terminal, stdin is sent too; or when
 /// nothing was sent or received for `idle`.
+/// With `quit_after` (-q), once stdin has ended the peer gets that long to close; then the
+/// receive side is shut down (shutdown SHUT_RD wakes the blocked recv with 0) and the run ends.
 fn serve_one(
     out: &OutputArgs,
-    recv: &RecvArgs,
+    recv: &TcpRecvArgs,
     echo: bool,
+    quit_after: Option<Duration>,
     sock: &Sock,
     counters: &Counters,
     idle: Option<Duration>,
@@ -192,14 +332,29 @@ fn serve_one(
     }
     let shower = show_mode(out, recv);
     let interactive = std::io::stdin().is_terminal();
+    let receiving_done = (Mutex::new(false), Condvar::new());
     std::thread::scope(|scope| {
         let sender = scope.spawn(|| {
             if let Err(e) = relay::stdin_to_socket(sock, counters) {
                 exit_now(Err(e));
             }
+            if let Some(q) = quit_after {
+                let (done, cond) = &receiving_done;
+                let guard = done.lock().unwrap_or_else(|e| e.into_inner());
+                let (guard, _) = cond
+                    .wait_timeout_while(guard, q, |done| !*done)
+                    .unwrap_or_else(|e| e.into_inner());
+                if !*guard {
+                    if let Err(e) = sock.shutdown(std::net::Shutdown::Read) {
+                        exit_now(Err(failure(e)));
+                    }
+                }
+            }
         });
         let received =
             relay::socket_to_stdout(sock, counters, shower.as_ref(), recv.recv_size, idle);
+        *receiving_done.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        receiving_done.1.notify_all();
         let idled = matches!(received, Ok(relay::End::Idle));
         if let (true, Some(t)) = (idled, idle) {
             out.note("idle", || {
@@ -260,7 +415,7 @@ fn connect_any(
         }
     }
     match last {
-        Some(e) => Err(connect_error(e, timeout)),
+        Some(e) => Err(connect_error(e, timeout, opts.reuse_address)),
         None => anyhow::bail!("the destination has no address of the --bind address's family"),
     }
 }
@@ -268,7 +423,11 @@ fn connect_any(
 /// A connect(2) the network answered (refused, unreachable, timed out) or that
 /// `--connect-timeout` gave up on is a finding of the run, exit 1 as with nc; anything else
 /// (a bad option, bind) is a setup error, exit 2.
-fn connect_error(e: socklab::sock::StepError, timeout: Option<Duration>) -> anyhow::Error {
+fn connect_error(
+    e: socklab::sock::StepError,
+    timeout: Option<Duration>,
+    reuseaddr: Option<bool>,
+) -> anyhow::Error {
     if let (true, Some(t)) = (
         e.call == "connect" && e.errno() == Some(libc::ETIMEDOUT),
         timeout,
@@ -291,10 +450,10 @@ fn connect_error(e: socklab::sock::StepError, timeout: Option<Duration>) -> anyh
     if e.call == "connect" && answered {
         failure(e)
     } else {
-        e.into()
+        step_error(e, Proto::Tcp, reuseaddr)
     }
 }
 
-fn show_mode(out: &OutputArgs, recv: &RecvArgs) -> Option<Shower> {
+fn show_mode(out: &OutputArgs, recv: &TcpRecvArgs) -> Option<Shower> {
     (recv.show || out.json).then(|| Shower::new(out.json))
 }

@@ -15,11 +15,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use clap::{Args, Subcommand};
-use socklab::sock::{Datagram, Sock, Step, StepError, sys, udp};
+use socklab::sock::{Datagram, Proto, Sock, Step, StepError, sys, udp};
 
-use super::common::{FamilyArgs, LimitArgs, OutputArgs, RecvArgs, SockArgs, UdpArgs};
+use super::common::{
+    FamilyArgs, Hinted, OutputArgs, ReuseAddrArgs, SockArgs, Started, UdpArgs, UdpLimitArgs,
+    UdpRecvArgs,
+};
 use super::exit::{counted, exit_now, finished_soon, on_signal_summary};
 use super::failure;
+use super::habits::{host_port, step_error};
 use super::output::{self, StdoutError, diag};
 use super::show::Shower;
 
@@ -75,23 +79,65 @@ fn parse_framing(s: &str) -> Result<Framing, String> {
 #[derive(Args, Debug, Clone)]
 pub(crate) struct SendOpts {
     /// How stdin becomes datagrams: line (default), raw:SIZE, or whole.
-    #[arg(long, value_name = "line|raw:SIZE|whole", default_value = "line", value_parser = parse_framing)]
+    #[arg(long, value_name = "line|raw:SIZE|whole", default_value = "line",
+          value_parser = Hinted::new(parse_framing, ["line", "whole", "raw:"]))]
     framing: Framing,
+}
+
+/// The bound address of `udp recv` and `udp serve`: `ADDR [PORT]` as `tcp listen` takes it,
+/// or `--bind ADDR`.
+#[derive(Args, Debug)]
+pub(crate) struct BindAddr {
+    /// Address to bind: HOST:PORT, [V6]:PORT, :PORT or PORT; or HOST PORT as two words.
+    #[arg(value_name = "ADDR", required_unless_present = "bind")]
+    addr: Option<String>,
+    /// The port, when ADDR is only the host (nc's `HOST PORT`).
+    #[arg(value_name = "PORT", requires = "addr")]
+    port: Option<String>,
+    /// The address to bind, as a flag (same as ADDR).
+    #[arg(long, short = 'b', value_name = "ADDR", conflicts_with = "addr")]
+    bind: Option<String>,
+}
+
+impl BindAddr {
+    fn resolve(&self, family: &FamilyArgs) -> anyhow::Result<SocketAddr> {
+        match (&self.addr, &self.bind) {
+            (Some(a), _) => family.resolve(&host_port(a, self.port.as_deref())?),
+            (None, Some(b)) => family.resolve_local(b),
+            (None, None) => anyhow::bail!("no address to bind (give ADDR or --bind ADDR)"),
+        }
+    }
+}
+
+/// A destination: `HOST:PORT`, or nc's `HOST PORT`.
+#[derive(Args, Debug)]
+pub(crate) struct DestAddr {
+    /// Destination: HOST:PORT or [V6]:PORT; or HOST PORT as two words.
+    #[arg(value_name = "ADDR")]
+    to: String,
+    /// The port, when ADDR is only the host (nc's `HOST PORT`).
+    #[arg(value_name = "PORT")]
+    port: Option<String>,
+}
+
+impl DestAddr {
+    fn resolve(&self, family: &FamilyArgs) -> anyhow::Result<SocketAddr> {
+        family.resolve_dest(&host_port(&self.to, self.port.as_deref())?)
+    }
 }
 
 #[derive(Args, Debug)]
 pub(crate) struct RecvCmd {
-    /// Address to bind: HOST:PORT, [V6]:PORT or :PORT.
-    #[arg(long, short = 'b', value_name = "ADDR")]
-    bind: String,
+    #[command(flatten)]
+    at: BindAddr,
     #[command(flatten)]
     common: Common,
 }
 
 #[derive(Args, Debug)]
 pub(crate) struct SendCmd {
-    /// Destination: HOST:PORT or [V6]:PORT.
-    to: String,
+    #[command(flatten)]
+    to: DestAddr,
     #[command(flatten)]
     send: SendOpts,
     #[command(flatten)]
@@ -114,9 +160,9 @@ pub(crate) struct PeerCmd {
 
 #[derive(Args, Debug)]
 pub(crate) struct ConnectCmd {
-    /// Peer to connect to.
-    to: String,
-    /// Bind the local end first.
+    #[command(flatten)]
+    to: DestAddr,
+    /// Bind the local end first (HOST alone or HOST:0 lets the kernel pick the port).
     #[arg(long, value_name = "ADDR")]
     bind: Option<String>,
     #[command(flatten)]
@@ -127,9 +173,8 @@ pub(crate) struct ConnectCmd {
 
 #[derive(Args, Debug)]
 pub(crate) struct ServeCmd {
-    /// Address to bind.
-    #[arg(long, short = 'b', value_name = "ADDR")]
-    bind: String,
+    #[command(flatten)]
+    at: BindAddr,
     /// Send each datagram back to its source (sendto) instead of printing it.
     #[arg(long)]
     echo: bool,
@@ -145,13 +190,15 @@ pub(crate) struct Common {
     #[command(flatten)]
     family: FamilyArgs,
     #[command(flatten)]
+    reuse: ReuseAddrArgs,
+    #[command(flatten)]
     sock: SockArgs,
     #[command(flatten)]
     udp: UdpArgs,
     #[command(flatten)]
-    recv: RecvArgs,
+    recv: UdpRecvArgs,
     #[command(flatten)]
-    limit: LimitArgs,
+    limit: UdpLimitArgs,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -171,6 +218,8 @@ struct Counters {
     /// A duplicate of the receiving socket, to read its drop counter at the end (SO_MEMINFO's
     /// sk_drops, the counter SO_RXQ_OVFL reports): drops after the last datagram count too.
     receiver: OnceLock<socket2::Socket>,
+    /// When the counting started (the socket was ready).
+    started: Started,
 }
 
 impl Counters {
@@ -203,11 +252,12 @@ impl Counters {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         serde_json::json!({
             "message": self.summary(),
-            "sent_datagrams": l(&self.sent),
-            "sent_bytes": l(&self.sent_bytes),
-            "received_datagrams": l(&self.received),
-            "received_bytes": l(&self.received_bytes),
-            "dropped_datagrams": self.dropped(),
+            "datagrams_sent": l(&self.sent),
+            "bytes_sent": l(&self.sent_bytes),
+            "datagrams_received": l(&self.received),
+            "bytes_received": l(&self.received_bytes),
+            "kernel_drops": self.dropped(),
+            "duration_ms": self.started.ms(),
         })
     }
 }
@@ -215,17 +265,19 @@ impl Counters {
 pub(crate) fn run(cmd: UdpCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         UdpCommand::Recv(c) => {
-            let addr = c.common.family.resolve(&c.bind)?;
+            let addr = c.at.resolve(&c.common.family)?;
             let env = Env::new(&c.common);
-            let (sock, applied) = udp::bound(addr, &env.opts(&c.common), &env.rec)?;
+            let (sock, applied) = udp::bound(addr, &env.opts(&c.common), &env.rec)
+                .map_err(|e| step_error(e, Proto::Udp, c.common.reuse.reuseaddr()))?;
             env.start(&c.common, &sock, &applied)?;
             receive(&c.common, &env, &sock, |_, _| Ok(()))?;
             env.done(&c.common)
         }
         UdpCommand::Send(c) => {
-            let to = c.common.family.resolve_dest(&c.to)?;
+            let to = c.to.resolve(&c.common.family)?;
             let env = Env::new(&c.common);
-            let (sock, applied) = udp::unbound(&to, &env.opts(&c.common), &env.rec)?;
+            let (sock, applied) = udp::unbound(&to, &env.opts(&c.common), &env.rec)
+                .map_err(|e| step_error(e, Proto::Udp, c.common.reuse.reuseaddr()))?;
             c.common.out.applied(&applied);
             send_stdin(&c.send, &c.common, &env, |b| sock.send_to(b, to))?;
             c.common.out.note("local", || {
@@ -237,31 +289,34 @@ pub(crate) fn run(cmd: UdpCommand) -> anyhow::Result<ExitCode> {
             env.done(&c.common)
         }
         UdpCommand::Peer(c) => {
-            let addr = c.common.family.resolve(&c.bind)?;
+            let addr = c.common.family.resolve_local(&c.bind)?;
             let to = c.common.family.resolve_dest(&c.to)?;
             let env = Env::new(&c.common);
-            let (sock, applied) = udp::bound(addr, &env.opts(&c.common), &env.rec)?;
+            let (sock, applied) = udp::bound(addr, &env.opts(&c.common), &env.rec)
+                .map_err(|e| step_error(e, Proto::Udp, c.common.reuse.reuseaddr()))?;
             env.start(&c.common, &sock, &applied)?;
             duplex(&c.send, &c.common, &env, &sock, |b| sock.send_to(b, to))?;
             env.done(&c.common)
         }
         UdpCommand::Connect(c) => {
-            let to = c.common.family.resolve_dest(&c.to)?;
+            let to = c.to.resolve(&c.common.family)?;
             let local = c
                 .bind
                 .as_deref()
-                .map(|b| c.common.family.resolve(b))
+                .map(|b| c.common.family.resolve_local(b))
                 .transpose()?;
             let env = Env::new(&c.common);
-            let (sock, applied) = udp::connected(to, local, &env.opts(&c.common), &env.rec)?;
+            let (sock, applied) = udp::connected(to, local, &env.opts(&c.common), &env.rec)
+                .map_err(|e| step_error(e, Proto::Udp, c.common.reuse.reuseaddr()))?;
             env.start(&c.common, &sock, &applied)?;
             duplex(&c.send, &c.common, &env, &sock, |b| sock.send(b))?;
             env.done(&c.common)
         }
         UdpCommand::Serve(c) => {
-            let addr = c.common.family.resolve(&c.bind)?;
+            let addr = c.at.resolve(&c.common.family)?;
             let env = Env::new(&c.common);
-            let (sock, applied) = udp::bound(addr, &env.opts(&c.common), &env.rec)?;
+            let (sock, applied) = udp::bound(addr, &env.opts(&c.common), &env.rec)
+                .map_err(|e| step_error(e, Proto::Udp, c.common.reuse.reuseaddr()))?;
             env.start(&c.common, &sock, &applied)?;
             serve(&c, &env, &sock)?;
             env.done(&c.common)
@@ -289,7 +344,7 @@ impl Env {
     }
 
     fn opts(&self, c: &Common) -> socklab::sock::options::SockOpts {
-        c.sock.opts(None, Some(&c.udp))
+        c.sock.opts(c.reuse.reuseaddr(), None, Some(&c.udp))
     }
 
     /// Reports the options as applied, turns on SO_RXQ_OVFL (the drop count) and says where

@@ -376,8 +376,11 @@ fn one(
         Proto::Udp => vec!["udp", "recv", "--bind", "127.0.0.1:0", "-v"],
         Proto::Tcp => vec!["tcp", "listen", "127.0.0.1:0", "-v"],
     };
-    if victim_reuse {
-        args.push("--reuseaddr");
+    match (victim_reuse, proto) {
+        (true, _) => args.push("--reuseaddr"),
+        // `tcp listen` sets SO_REUSEADDR unless told not to.
+        (false, Proto::Tcp) => args.push("--no-reuseaddr"),
+        (false, Proto::Udp) => {}
     }
     let victim = Victim::spawn(host, exe, &args)?;
     let ready = match proto {

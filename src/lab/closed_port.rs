@@ -56,7 +56,7 @@ fn set_recv_err(s: &Sock) -> Step<()> {
     use nix::sys::socket::{setsockopt, sockopt};
     s.step(
         "setsockopt",
-        || "IPPROTO_IP, IP_RECVERR, 1".into(),
+        || String::from("IPPROTO_IP, IP_RECVERR, 1"),
         |_| 0,
         |sock| Ok(setsockopt(sock, sockopt::Ipv4RecvErr, &true)?),
     )

@@ -12,6 +12,7 @@
 
 pub mod datagram;
 pub mod errno;
+pub mod holders;
 pub mod options;
 pub mod sys;
 pub mod tcp;
@@ -28,7 +29,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 pub use datagram::Datagram;
 pub use errno::StepError;
 
-use crate::trace::{Event, Outcome, Recorder, Span};
+use crate::trace::{Args, Event, Fields, Outcome, Recorder, Span};
 
 /// Transport protocol of a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -72,6 +73,11 @@ impl Sock {
         rec.record(|| Event {
             fd: -1,
             call: "socket",
+            fields: Args::new("")
+                .field("domain", fam)
+                .field("sock_type", names.split(", ").next())
+                .field("protocol", names.split(", ").nth(1))
+                .fields,
             args: args(),
             result: match &result {
                 Ok(s) => Outcome::Ok(s.as_raw_fd().into()),
@@ -142,10 +148,10 @@ impl Sock {
 
     /// Runs one syscall as a step: calls `f`, records the event (with `args` and the return
     /// value `ret` gives), and turns a failure into a [`StepError`].
-    pub(crate) fn step<T>(
+    pub(crate) fn step<T, A: Into<Args>>(
         &self,
         call: &'static str,
-        args: impl Fn() -> String,
+        args: impl Fn() -> A,
         ret: impl FnOnce(&T) -> i64,
         f: impl FnOnce(&Socket) -> io::Result<T>,
     ) -> Step<T> {
@@ -157,19 +163,23 @@ impl Sock {
                 Err(e) => outcome_err(e),
             };
             let (local, peer) = self.changed_addrs();
-            self.rec.record(|| Event {
-                fd: self.fd(),
-                call,
-                args: args(),
-                result: outcome,
-                local,
-                peer,
-                span: start.map(Span::since),
+            self.rec.record(|| {
+                let Args { text, fields } = args().into();
+                Event {
+                    fd: self.fd(),
+                    call,
+                    fields,
+                    args: text,
+                    result: outcome,
+                    local,
+                    peer,
+                    span: start.map(Span::since),
+                }
             });
         }
         result.map_err(|source| StepError {
             call,
-            target: args(),
+            target: args().into().text,
             source,
         })
     }
@@ -185,14 +195,19 @@ impl Sock {
 
     /// bind(2).
     pub fn bind(&self, addr: SocketAddr) -> Step<()> {
-        self.step("bind", || addr.to_string(), |_| 0, |s| s.bind(&addr.into()))
+        self.step(
+            "bind",
+            || Args::new(addr.to_string()).field("addr", addr),
+            |_| 0,
+            |s| s.bind(&addr.into()),
+        )
     }
 
     /// listen(2) with the given backlog.
     pub fn listen(&self, backlog: i32) -> Step<()> {
         self.step(
             "listen",
-            || backlog.to_string(),
+            || Args::new(backlog.to_string()).field("backlog", backlog),
             |_| 0,
             |s| s.listen(backlog),
         )
@@ -210,6 +225,7 @@ impl Sock {
         self.rec.record(|| Event {
             fd: self.fd(),
             call: "accept",
+            fields: Fields::new(),
             args: String::new(),
             result: match (&result, child) {
                 (Ok(_), Some((fd, _, _))) => Outcome::Ok(fd.into()),
@@ -238,7 +254,7 @@ impl Sock {
     pub fn connect(&self, addr: SocketAddr) -> Step<()> {
         self.step(
             "connect",
-            || addr.to_string(),
+            || Args::new(addr.to_string()).field("addr", addr),
             |_| 0,
             |s| s.connect(&addr.into()),
         )
@@ -249,7 +265,11 @@ impl Sock {
     pub fn connect_timeout(&self, addr: SocketAddr, timeout: Duration) -> Step<()> {
         self.step(
             "connect",
-            || addr.to_string(),
+            || {
+                Args::new(addr.to_string())
+                    .field("addr", addr)
+                    .field("timeout_ms", timeout.as_millis() as u64)
+            },
             |_| 0,
             |s| {
                 s.connect_timeout(&addr.into(), timeout).map_err(|e| {
@@ -268,7 +288,7 @@ impl Sock {
     pub fn send(&self, buf: &[u8]) -> Step<usize> {
         self.step(
             "send",
-            || format!("{} bytes", buf.len()),
+            || Args::new(format!("{} bytes", buf.len())).field("len", buf.len()),
             |n| *n as i64,
             |s| s.send_with_flags(buf, libc::MSG_NOSIGNAL),
         )
@@ -278,7 +298,11 @@ impl Sock {
     pub fn send_to(&self, buf: &[u8], to: SocketAddr) -> Step<usize> {
         self.step(
             "sendto",
-            || format!("{} bytes, {to}", buf.len()),
+            || {
+                Args::new(format!("{} bytes, {to}", buf.len()))
+                    .field("len", buf.len())
+                    .field("to", to)
+            },
             |n| *n as i64,
             |s| s.send_to_with_flags(buf, &to.into(), libc::MSG_NOSIGNAL),
         )
@@ -290,7 +314,7 @@ impl Sock {
         let cap = buf.len();
         self.step(
             "recv",
-            || format!("{cap}"),
+            || Args::new(format!("{cap}")).field("size", cap),
             |n| *n as i64,
             |s| io::Read::read(&mut &*s, buf),
         )
@@ -302,7 +326,12 @@ impl Sock {
         let cap = buf.len();
         let d = self.step(
             "recvmsg",
-            || format!("{cap}, MSG_TRUNC{}", flag_suffix(flags)),
+            || {
+                let flags = format!("MSG_TRUNC{}", flag_suffix(flags));
+                Args::new(format!("{cap}, {flags}"))
+                    .field("size", cap)
+                    .field("flags", flags)
+            },
             |d: &Datagram| d.real_len as i64,
             |s| sys::recv_datagram(s.as_fd(), buf, flags),
         )?;
@@ -316,14 +345,23 @@ impl Sock {
             Shutdown::Write => "SHUT_WR",
             Shutdown::Both => "SHUT_RDWR",
         };
-        self.step("shutdown", || name.to_string(), |_| 0, |s| s.shutdown(how))
+        self.step(
+            "shutdown",
+            || Args::new(name).field("how", name),
+            |_| 0,
+            |s| s.shutdown(how),
+        )
     }
 
     /// splice(2) from `pipe` into this socket, up to `len` bytes.
     pub fn splice_in(&self, pipe: BorrowedFd<'_>, len: usize) -> Step<usize> {
         self.step(
             "splice",
-            || format!("fd {} -> socket, {len}", pipe.as_raw_fd()),
+            || {
+                Args::new(format!("fd {} -> socket, {len}", pipe.as_raw_fd()))
+                    .field("from_fd", pipe.as_raw_fd())
+                    .field("size", len)
+            },
             |n| *n as i64,
             |s| sys::splice(pipe, s.as_fd(), len, true),
         )
@@ -335,7 +373,11 @@ impl Sock {
     pub fn sendfile_in(&self, file: BorrowedFd<'_>, len: usize) -> Step<usize> {
         self.step(
             "sendfile",
-            || format!("fd {} -> socket, {len}", file.as_raw_fd()),
+            || {
+                Args::new(format!("fd {} -> socket, {len}", file.as_raw_fd()))
+                    .field("from_fd", file.as_raw_fd())
+                    .field("size", len)
+            },
             |n| *n as i64,
             |s| Ok(nix::sys::sendfile::sendfile(s, file, None, len)?),
         )
@@ -345,7 +387,11 @@ impl Sock {
     pub fn splice_out(&self, pipe: BorrowedFd<'_>, len: usize) -> Step<usize> {
         self.step(
             "splice",
-            || format!("socket -> fd {}, {len}", pipe.as_raw_fd()),
+            || {
+                Args::new(format!("socket -> fd {}, {len}", pipe.as_raw_fd()))
+                    .field("to_fd", pipe.as_raw_fd())
+                    .field("size", len)
+            },
             |n| *n as i64,
             |s| sys::splice(s.as_fd(), pipe, len, false),
         )
@@ -362,6 +408,7 @@ impl Sock {
         self.rec.record(|| Event {
             fd,
             call: "close",
+            fields: Fields::new(),
             args: String::new(),
             result: Outcome::Ok(0),
             local: None,

@@ -12,12 +12,14 @@ use std::time::Duration;
 use socket2::{InterfaceIndexOrAddress, Socket};
 
 use super::{Sock, Step, StepError};
+use crate::trace::Args;
 
 /// The options a user can ask for on an endpoint; `None`/`false` leaves the kernel default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SockOpts {
-    /// SO_REUSEADDR.
-    pub reuse_address: bool,
+    /// SO_REUSEADDR: `Some(false)` sets it off explicitly (the kernel default, but the trace
+    /// then shows the choice, as for a listener run with `--no-reuseaddr`).
+    pub reuse_address: Option<bool>,
     /// SO_REUSEPORT.
     pub reuse_port: bool,
     /// SO_RCVBUF, in bytes as asked (the kernel doubles it).
@@ -61,8 +63,8 @@ impl SockOpts {
     /// Sets every option named, in a fixed order; returns the buffer sizes as applied.
     pub fn apply(&self, sock: &Sock) -> Step<Vec<Applied>> {
         let mut applied = Vec::new();
-        if self.reuse_address {
-            sock.set_reuse_address(true)?;
+        if let Some(on) = self.reuse_address {
+            sock.set_reuse_address(on)?;
         }
         if self.reuse_port {
             sock.set_reuse_port(true)?;
@@ -107,6 +109,15 @@ impl SockOpts {
     }
 }
 
+/// The trace arguments of a socket option call: `text`, and `level` and `option` as fields
+/// from `level_name` (`SOL_SOCKET, SO_RCVBUF`).
+fn option_args(text: String, level_name: &str) -> Args {
+    let (level, option) = level_name.split_once(", ").unwrap_or(("", level_name));
+    Args::new(text)
+        .field("level", level)
+        .field("option", option)
+}
+
 impl Sock {
     fn setopt(
         &self,
@@ -116,7 +127,13 @@ impl Sock {
     ) -> Step<()> {
         self.step(
             "setsockopt",
-            || format!("{level_name}, {value}"),
+            || {
+                // A number stays a number in JSON; `50ms` or `"eth0"` stay text.
+                let v = value
+                    .parse::<i64>()
+                    .map_or_else(|_| serde_json::Value::from(value.as_str()), Into::into);
+                option_args(format!("{level_name}, {value}"), level_name).field("value", v)
+            },
             |_| 0,
             set,
         )
@@ -127,7 +144,12 @@ impl Sock {
         level_name: &str,
         get: impl FnOnce(&Socket) -> std::io::Result<usize>,
     ) -> Step<usize> {
-        self.step("getsockopt", || level_name.to_string(), |n| *n as i64, get)
+        self.step(
+            "getsockopt",
+            || option_args(level_name.to_string(), level_name),
+            |n| *n as i64,
+            get,
+        )
     }
 
     /// SO_REUSEADDR (socket(7)): for TCP, bind over connections in TIME_WAIT; for UDP, share

@@ -31,10 +31,14 @@ pub enum Outcome {
 /// One socket call as it happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
-    /// The file descriptor the call was made on (for `socket`, the one it returned, or -1).
-    pub fd: i32,
     /// The syscall's name: `socket`, `bind`, `sendto`, `setsockopt` …
     pub call: &'static str,
+    /// The file descriptor the call was made on (for `socket`, the one it returned, or -1).
+    pub fd: i32,
+    /// Its arguments as named values (`len`, `to`, `addr`, `option` …), for JSON; see
+    /// docs/json.md for the names each call uses.
+    #[serde(flatten)]
+    pub fields: Fields,
     /// Its arguments as text, e.g. `127.0.0.1:9000` or `SOL_SOCKET, SO_RCVBUF, 65536`.
     pub args: String,
     /// The result or errno.
@@ -84,6 +88,42 @@ impl Event {
             Outcome::Ok(_) => None,
             Outcome::Err { name, .. } => Some(name),
         }
+    }
+}
+
+/// A call's arguments as named JSON values, in call order.
+pub type Fields = serde_json::Map<String, serde_json::Value>;
+
+/// A call's arguments, both ways: the text of the strace-like line and the named fields of
+/// the JSON record. A plain `String` converts into text without fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Args {
+    /// As text, e.g. `5 bytes, 127.0.0.1:9001`.
+    pub text: String,
+    /// As named values, e.g. `{"len": 5, "to": "127.0.0.1:9001"}`.
+    pub fields: Fields,
+}
+
+impl Args {
+    /// Arguments shown as `text`, with no fields yet.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            fields: Fields::new(),
+        }
+    }
+
+    /// Adds the field `name` (a socket address becomes its text, `127.0.0.1:9001`).
+    pub fn field(mut self, name: &str, value: impl Serialize) -> Self {
+        let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+        self.fields.insert(name.to_string(), value);
+        self
+    }
+}
+
+impl From<String> for Args {
+    fn from(text: String) -> Self {
+        Self::new(text)
     }
 }
 

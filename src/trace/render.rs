@@ -31,9 +31,11 @@ pub fn text(event: &Event) -> String {
     s
 }
 
-/// Formats one event as a JSON line `{"type":"syscall","data":{…}}`.
+/// Formats one event as a JSON line `{"type":"syscall","data":{"call":…,"fd":…,…}}`: the
+/// call, its fd, its arguments as named fields, the same arguments as text (`args`), the
+/// result and any changed addresses.
 pub fn json(event: &Event) -> String {
-    serde_json::json!({"type": "syscall", "data": event}).to_string()
+    crate::jsonl::line("syscall", event)
 }
 
 /// A sink printing each event to stderr as text ([`text`]) or JSON ([`json`]).

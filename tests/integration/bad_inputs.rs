@@ -191,7 +191,7 @@ fn each_bad_input_is_one_line_and_exit_2() {
         cases.len(),
         wrong.join("\n")
     );
-    // The in-use errors come with the TIME_WAIT / --reuseaddr hint.
+    // The in-use errors name what holds the port (here a live listener).
     let mut p = spawn(
         socklab(&["tcp", "listen", &tcp_in_use]),
         Input::Null,
@@ -199,7 +199,7 @@ fn each_bad_input_is_one_line_and_exit_2() {
     );
     let f = p.expect_code(2);
     f.check(
-        f.stderr.contains("(EADDRINUSE)") && f.stderr.contains("--reuseaddr"),
+        f.stderr.contains("(EADDRINUSE)") && f.stderr.contains("LISTEN"),
         "EADDRINUSE with its hint",
     );
 }
@@ -262,7 +262,10 @@ const MORE: &[(&str, &str)] = &[
     ("empty brackets", "tcp connect []:80"),
     ("garbage after the port", "tcp connect 127.0.0.1:80x"),
     ("space in the port", "udp send 127.0.0.1:8_0"),
-    ("udp recv: no port", "udp recv --bind 127.0.0.1"),
+    (
+        "udp recv: ADDR without a port (only --bind HOST means port 0)",
+        "udp recv 127.0.0.1",
+    ),
     (
         "udp recv: port above 65535",
         "udp recv --bind 127.0.0.1:70000",

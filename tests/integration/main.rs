@@ -3,7 +3,10 @@
 mod bad_inputs;
 mod bench;
 mod bench_hostile;
+mod habits;
+mod help_docs;
 mod interop;
+mod json;
 mod keep_open_load;
 mod lab_c01_c05;
 mod lab_c06_c08;

@@ -417,8 +417,8 @@ fn kernel_drops_are_counted_in_the_summary() {
             let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
             let d = &v["data"];
             (
-                d["received_datagrams"].as_u64().unwrap(),
-                d["dropped_datagrams"].as_u64().unwrap(),
+                d["datagrams_received"].as_u64().unwrap(),
+                d["kernel_drops"].as_u64().unwrap(),
             )
         } else {
             let num = |key: &str| -> u64 {
