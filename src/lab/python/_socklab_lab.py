@@ -1,0 +1,179 @@
+"""Shared helpers of socklab's Python reproductions (``socklab lab export --python DIR``).
+
+Each ``cNN_*.py`` script beside this module makes the socket calls of one experiment of
+``socklab lab`` and prints one JSON document in the lab's schema (docs/lab.md): ``meta``, then
+``experiments`` with one experiment whose ``parts`` carry ``id``, ``role``, ``verdict`` (and
+``reason`` when not run) and ``evidence.facts`` with the same keys and values as the lab's.
+``socklab lab compare lab.json python.json`` says where the two differ.
+
+Standard library only. Traffic goes to 127.0.0.1 only (and, in scripts that need two hosts, to
+network namespaces the script creates and removes). Parts the script cannot run here (no root,
+not Linux) are reported as ``not_run`` with the reason, never guessed.
+"""
+
+import errno
+import json
+import os
+import platform
+import socket
+import struct
+import sys
+
+#: SO_RCVTIMEO of every socket, as the lab sets it (seconds): a receive that gets nothing
+#: within it fails with EAGAIN, exactly like the lab's raw call (settimeout() would make the
+#: socket non-blocking and raise TimeoutError instead).
+TIMEOUT = 2
+
+VERDICTS = ("confirmed", "refuted", "partly", "not_run")
+
+
+def errname(e):
+    """The errno name of an OSError (``EINVAL``), as the lab's facts spell it."""
+    if e.errno is None:
+        return type(e).__name__
+    return errno.errorcode.get(e.errno, "E%d" % e.errno)
+
+
+def res(fn, *args):
+    """Calls ``fn(*args)``: ``{"Ok": value}``, or ``{"Err": "ERRNO"}`` when it raised OSError."""
+    try:
+        return {"Ok": fn(*args)}
+    except OSError as e:
+        return {"Err": errname(e)}
+
+
+def outcome(fn, *args):
+    """Calls ``fn(*args)``: ``None`` when it succeeded, the errno name when it raised."""
+    try:
+        fn(*args)
+        return None
+    except OSError as e:
+        return errname(e)
+
+
+def show_addr(a):
+    """An address as the lab shows it: ``127.0.0.1:5``, ``[::1]:5``, ``none`` for none."""
+    if a is None:
+        return "none"
+    if ":" in a[0]:
+        return "[%s]:%d" % (a[0], a[1])
+    return "%s:%d" % (a[0], a[1])
+
+
+def local(s):
+    """getsockname(2) of ``s`` as the lab shows it (``0.0.0.0:0`` for an unbound socket)."""
+    try:
+        return show_addr(s.getsockname()[:2])
+    except OSError:
+        return "none"
+
+
+class Sockets:
+    """Every socket a script opens, closed by :meth:`close_all` (call it in ``finally``)."""
+
+    def __init__(self):
+        self.open = []
+
+    def new(self, kind=socket.SOCK_DGRAM, family=socket.AF_INET):
+        """A socket with SO_RCVTIMEO set to :data:`TIMEOUT`, like every socket of the lab."""
+        s = socket.socket(family, kind)
+        self.open.append(s)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", TIMEOUT, 0))
+        return s
+
+    def udp_bound(self, addr=("127.0.0.1", 0)):
+        """A UDP socket bound to ``addr``."""
+        s = self.new()
+        s.bind(addr)
+        return s
+
+    def close_all(self):
+        for s in self.open:
+            try:
+                s.close()
+            except OSError:
+                pass
+        self.open = []
+
+
+def can_namespaces():
+    """Why two-host parts cannot run here, or ``None`` when they can (Linux, root, ip(8))."""
+    if not sys.platform.startswith("linux"):
+        return "needs Linux network namespaces (this is %s)" % sys.platform
+    if os.geteuid() != 0:
+        return "needs root to create network namespaces"
+    if not any(os.access(os.path.join(d, "ip"), os.X_OK)
+               for d in os.environ.get("PATH", "/usr/sbin:/sbin").split(os.pathsep)):
+        return "needs ip(8) to create network namespaces"
+    return None
+
+
+class Experiment:
+    """The parts of one experiment, printed as the lab's JSON by :meth:`emit`."""
+
+    def __init__(self, claim, title):
+        self.claim = claim
+        self.title = title
+        self.parts = []
+
+    def part(self, pid, role, held, facts):
+        """Part ``pid`` (``vote`` or ``aside``), confirmed when ``held``, with its facts."""
+        verdict = held if held in VERDICTS else ("confirmed" if held else "refuted")
+        self.parts.append({"id": pid, "role": role, "verdict": verdict,
+                           "evidence": {"facts": facts}})
+
+    def not_run(self, pid, role, reason):
+        """Part ``pid`` not run here, with the reason (printed on stderr too)."""
+        print("claim %d, part %d%s skipped: %s" % (self.claim, self.claim, pid, reason),
+              file=sys.stderr)
+        self.parts.append({"id": pid, "role": role, "verdict": "not_run",
+                           "reason": reason, "evidence": {}})
+
+    def verdict(self):
+        """The claim's verdict from its voting parts only (the lab's rule, docs/lab.md)."""
+        votes = [p["verdict"] for p in self.parts
+                 if p["role"] == "vote" and p["verdict"] != "not_run"]
+        if not votes:
+            return "not_run"
+        if all(v == "confirmed" for v in votes):
+            return "confirmed"
+        if all(v == "refuted" for v in votes):
+            return "refuted"
+        return "partly"
+
+    def document(self):
+        return {"claim": self.claim, "title": self.title, "verdict": self.verdict(),
+                "parts": self.parts}
+
+
+def meta():
+    """Where the document was made."""
+    return {"producer": "socklab python reproduction", "python": platform.python_version(),
+            "system": platform.system(), "kernel": platform.release(),
+            "root": can_namespaces() is None}
+
+
+def run(observe, claim, title):
+    """Runs ``observe(experiment, sockets)`` and returns the experiment's document; sockets are
+    closed on any exit. An error becomes a ``not_run`` experiment whose reason says it."""
+    exp = Experiment(claim, title)
+    socks = Sockets()
+    try:
+        observe(exp, socks)
+    except Exception as e:  # reported in the document, like the lab's failed experiments
+        return {"claim": claim, "title": title, "verdict": "not_run",
+                "reason": "error: %s: %s" % (type(e).__name__, e), "parts": []}
+    finally:
+        socks.close_all()
+    return exp.document()
+
+
+def print_document(experiments):
+    """Prints ``{"meta": …, "experiments": […]}`` on stdout."""
+    json.dump({"meta": meta(), "experiments": experiments}, sys.stdout, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+def main(observe, claim, title):
+    """A script's entry point: runs its experiment and prints the document."""
+    print_document([run(observe, claim, title)])
