@@ -49,6 +49,16 @@ pub const SCRIPTS: &[Script] = &[
         claim: Some(6),
         text: include_str!("python/c06_bind_before_send.py"),
     },
+    Script {
+        name: "c09_stream_vs_datagram.py",
+        claim: Some(9),
+        text: include_str!("python/c09_stream_vs_datagram.py"),
+    },
+    Script {
+        name: "c12_recv_zero.py",
+        claim: Some(12),
+        text: include_str!("python/c12_recv_zero.py"),
+    },
 ];
 
 /// Writes every script into `dir` (which must exist), executable where the OS has modes.

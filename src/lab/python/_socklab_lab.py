@@ -68,6 +68,27 @@ def local(s):
         return "none"
 
 
+def timeval(seconds):
+    """A struct timeval for SO_RCVTIMEO (two C longs on Linux, macOS and the BSDs)."""
+    whole = int(seconds)
+    return struct.pack("ll", whole, int(round((seconds - whole) * 1e6)))
+
+
+def recv_once(s, cap, flags=0):
+    """One recv(2) of at most ``cap`` bytes as the lab's facts show it: ``{"data": text}``,
+    ``"eof"`` (recv returned 0: b'' in Python), ``"would_block"`` (EAGAIN: nothing before
+    SO_RCVTIMEO, BlockingIOError in Python) or ``{"error": "ERRNO"}``."""
+    try:
+        data = s.recv(cap, flags)
+    except BlockingIOError:
+        return "would_block"
+    except OSError as e:
+        return {"error": errname(e)}
+    if not data:
+        return "eof"
+    return {"data": data.decode("utf-8", "replace")}
+
+
 class Sockets:
     """Every socket a script opens, closed by :meth:`close_all` (call it in ``finally``)."""
 
@@ -78,7 +99,7 @@ class Sockets:
         """A socket with SO_RCVTIMEO set to :data:`TIMEOUT`, like every socket of the lab."""
         s = socket.socket(family, kind)
         self.open.append(s)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", TIMEOUT, 0))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(TIMEOUT))
         return s
 
     def udp_bound(self, addr=("127.0.0.1", 0)):
@@ -86,6 +107,19 @@ class Sockets:
         s = self.new()
         s.bind(addr)
         return s
+
+    def tcp_pair(self):
+        """A listener on 127.0.0.1 (port chosen by the kernel), a client connected to it and the
+        accepted server side: (listener, client, server)."""
+        listener = self.new(socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        client = self.new(socket.SOCK_STREAM)
+        client.connect(listener.getsockname())
+        server, _ = listener.accept()
+        self.open.append(server)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(TIMEOUT))
+        return listener, client, server
 
     def close_all(self):
         for s in self.open:
