@@ -186,6 +186,10 @@ pub(crate) fn run(a: LabArgs) -> anyhow::Result<ExitCode> {
 const IN_USERNS: &str = "SOCKLAB_LAB_IN_USERNS";
 /// Set (to anything) to run without root on the host's loopback, without a user namespace.
 const NO_USERNS: &str = "SOCKLAB_LAB_NO_USERNS";
+/// The shell script run inside the new namespaces before the lab: `ip netns` keeps its
+/// namespaces under /run/netns, which only the real root may create, so a private tmpfs goes
+/// on /run (in this mount namespace only), then the arguments are executed.
+const MOUNT_RUN: &str = "mount -t tmpfs socklab-run /run && exec \"$@\"";
 
 /// How this run is isolated, for the report's meta.
 fn isolation(root: bool) -> &'static str {
@@ -207,8 +211,17 @@ fn reexec_in_user_namespace() -> anyhow::Result<Option<ExitCode>> {
     {
         return Ok(None);
     }
+    // The probe does what the run will: the namespaces and the tmpfs on /run.
     let probe = Command::new("unshare")
-        .args(["--user", "--map-root-user", "--net", "--mount", "true"])
+        .args([
+            "--user",
+            "--map-root-user",
+            "--net",
+            "--mount",
+            "--propagation",
+            "private",
+        ])
+        .args(["sh", "-c", MOUNT_RUN, "sh", "true"])
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .output();
@@ -239,9 +252,7 @@ fn reexec_in_user_namespace() -> anyhow::Result<Option<ExitCode>> {
             "private",
             "sh",
             "-c",
-            // ip netns keeps its namespaces under /run/netns, which only the real root may
-            // create: a private tmpfs on /run, in this mount namespace only.
-            "mount -t tmpfs socklab-run /run && exec \"$@\"",
+            MOUNT_RUN,
             "sh",
         ])
         .arg(exe)

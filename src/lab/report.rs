@@ -631,11 +631,19 @@ fn markdown_part<'a>(s: &mut String, claim: u8, p: &'a Part, drawn: &mut Drawn<'
         return;
     }
     let _ = writeln!(s, "<details><summary>Evidence</summary>\n");
-    if !facts.is_empty() {
-        for (k, v) in facts {
-            let _ = writeln!(s, "- `{k}`: `{}`", compact(v).replace('`', "'"));
+    let fact_lines: Vec<String> = facts
+        .iter()
+        .map(|(k, v)| format!("- `{k}`: `{}`", compact(v).replace('`', "'")))
+        .collect();
+    if !fact_lines.is_empty() {
+        match drawn.earlier_block("Facts", &fact_lines, &here) {
+            Some(at) => {
+                let _ = writeln!(s, "Facts: the same as in {at} above.\n");
+            }
+            None => {
+                let _ = writeln!(s, "{}\n", fact_lines.join("\n"));
+            }
         }
-        let _ = writeln!(s);
     }
     if !ev.counters.is_empty() {
         let c: Vec<String> = ev
@@ -803,6 +811,9 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| x | no |"), "{md}");
+        // The same facts in three parts: listed once, then referred to.
+        assert_eq!(md.matches("- `port`: `9000`").count(), 1, "{md}");
+        assert!(md.contains("Facts: the same as in 8a above."), "{md}");
     }
 
     #[test]
