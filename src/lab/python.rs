@@ -45,6 +45,11 @@ pub const SCRIPTS: &[Script] = &[
         text: include_str!("python/run_all.py"),
     },
     Script {
+        name: "c02_udp_three_patterns.py",
+        claim: Some(2),
+        text: include_str!("python/c02_udp_three_patterns.py"),
+    },
+    Script {
         name: "c06_bind_before_send.py",
         claim: Some(6),
         text: include_str!("python/c06_bind_before_send.py"),
