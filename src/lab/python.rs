@@ -50,6 +50,11 @@ pub const SCRIPTS: &[Script] = &[
         text: include_str!("python/c02_udp_three_patterns.py"),
     },
     Script {
+        name: "c03_source_address_choice.py",
+        claim: Some(3),
+        text: include_str!("python/c03_source_address_choice.py"),
+    },
+    Script {
         name: "c06_bind_before_send.py",
         claim: Some(6),
         text: include_str!("python/c06_bind_before_send.py"),

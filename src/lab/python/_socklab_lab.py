@@ -11,12 +11,15 @@ network namespaces the script creates and removes). Parts the script cannot run 
 not Linux) are reported as ``not_run`` with the reason, never guessed.
 """
 
+import contextlib
 import errno
 import json
 import os
 import platform
+import signal
 import socket
 import struct
+import subprocess
 import sys
 
 #: SO_RCVTIMEO of every socket, as the lab sets it (seconds): a receive that gets nothing
@@ -94,6 +97,8 @@ class Sockets:
 
     def __init__(self):
         self.open = []
+        #: The namespaces of this run (set by :func:`run`).
+        self.netns = None
 
     def new(self, kind=socket.SOCK_DGRAM, family=socket.AF_INET):
         """A socket with SO_RCVTIMEO set to :data:`TIMEOUT`, like every socket of the lab."""
@@ -140,6 +145,83 @@ def can_namespaces():
                for d in os.environ.get("PATH", "/usr/sbin:/sbin").split(os.pathsep)):
         return "needs ip(8) to create network namespaces"
     return None
+
+
+def ip(*args):
+    """Runs ``ip ARGS`` (iproute2) and returns its output; raises on failure."""
+    return subprocess.run(("ip",) + args, check=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True).stdout
+
+
+def route_get(dest, ns=None):
+    """The first line of ``ip route get DEST`` (in namespace ``ns``), whitespace collapsed, as
+    the lab records it; ``None`` where there is no ip(8) (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        out = ip(*((("-n", ns) if ns else ()) + ("route", "get", dest)))
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    lines = out.splitlines()
+    return " ".join(lines[0].split()) if lines else None
+
+
+def _setns(fd):
+    """setns(2) into the network namespace open on ``fd`` (os.setns from Python 3.12, else the
+    C library's through ctypes, still the standard library)."""
+    if hasattr(os, "setns"):
+        os.setns(fd, os.CLONE_NEWNET)
+        return
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+class Namespaces:
+    """Network namespaces this script creates (``ip netns add``), deleted by :meth:`remove_all`
+    (called in ``finally``). Only Linux with root; see :func:`can_namespaces`."""
+
+    def __init__(self):
+        self.names = []
+
+    def create(self, tag):
+        name = "socklab-py-%s-%d-%d" % (tag, os.getpid(), len(self.names))
+        ip("netns", "add", name)
+        self.names.append(name)
+        ip("-n", name, "link", "set", "lo", "up")
+        return name
+
+    def pair(self, tag):
+        """Two hosts joined by a veth pair on TEST-NET-2, as the lab's: ``a`` with veth-a
+        198.51.100.1/24, ``b`` with veth-b 198.51.100.2/24. Returns their names."""
+        a, b = self.create(tag + "-a"), self.create(tag + "-b")
+        ip("-n", a, "link", "add", "veth-a", "type", "veth", "peer", "name", "veth-b",
+           "netns", b)
+        for ns, ifname, cidr in ((a, "veth-a", "198.51.100.1/24"),
+                                 (b, "veth-b", "198.51.100.2/24")):
+            ip("-n", ns, "addr", "add", cidr, "dev", ifname)
+            ip("-n", ns, "link", "set", ifname, "up")
+        return a, b
+
+    @contextlib.contextmanager
+    def inside(self, name):
+        """Sockets created in this block belong to namespace ``name`` (and stay there)."""
+        home = os.open("/proc/self/ns/net", os.O_RDONLY)
+        target = os.open("/run/netns/" + name, os.O_RDONLY)
+        try:
+            _setns(target)
+            yield
+        finally:
+            _setns(home)
+            os.close(target)
+            os.close(home)
+
+    def remove_all(self):
+        for name in self.names:
+            subprocess.run(["ip", "netns", "del", name], stderr=subprocess.DEVNULL)
+        self.names = []
 
 
 class Experiment:
@@ -192,6 +274,7 @@ def run(observe, claim, title):
     closed on any exit. An error becomes a ``not_run`` experiment whose reason says it."""
     exp = Experiment(claim, title)
     socks = Sockets()
+    socks.netns = Namespaces()
     try:
         observe(exp, socks)
     except Exception as e:  # reported in the document, like the lab's failed experiments
@@ -199,7 +282,12 @@ def run(observe, claim, title):
                 "reason": "error: %s: %s" % (type(e).__name__, e), "parts": []}
     finally:
         socks.close_all()
+        socks.netns.remove_all()
     return exp.document()
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def print_document(experiments):
@@ -210,4 +298,6 @@ def print_document(experiments):
 
 def main(observe, claim, title):
     """A script's entry point: runs its experiment and prints the document."""
+    # SIGTERM unwinds like Ctrl-C, so the ``finally`` blocks remove sockets and namespaces.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     print_document([run(observe, claim, title)])

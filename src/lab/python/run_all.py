@@ -10,6 +10,7 @@ lab document of them all, to bring back and compare with ``socklab lab compare``
 import glob
 import importlib
 import os
+import signal
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -19,6 +20,7 @@ import _socklab_lab as lab  # noqa: E402
 
 
 def main():
+    signal.signal(signal.SIGTERM, lab._exit_on_sigterm)
     experiments = []
     for path in sorted(glob.glob(os.path.join(HERE, "c[0-9][0-9]_*.py"))):
         mod = importlib.import_module(os.path.basename(path)[:-3])
