@@ -151,11 +151,12 @@ fn compare_exits_0_on_agreement_1_on_difference_2_on_bad_input() {
 
     // One changed fact is one difference, named with its part.
     let mut changed = all.clone();
-    let part = &mut changed["experiments"][0]["parts"][0];
     let id = format!(
         "{}{}",
-        changed["experiments"][0]["claim"],
-        part["id"].as_str().unwrap()
+        all["experiments"][0]["claim"],
+        all["experiments"][0]["parts"][0]["id"]
+            .as_str()
+            .expect("id")
     );
     let part = &mut changed["experiments"][0]["parts"][0];
     part["evidence"]["facts"]["extra"] = Value::from("only here");
