@@ -55,6 +55,11 @@ pub const SCRIPTS: &[Script] = &[
         text: include_str!("python/c03_source_address_choice.py"),
     },
     Script {
+        name: "c05_receiver_first.py",
+        claim: Some(5),
+        text: include_str!("python/c05_receiver_first.py"),
+    },
+    Script {
         name: "c06_bind_before_send.py",
         claim: Some(6),
         text: include_str!("python/c06_bind_before_send.py"),
