@@ -65,6 +65,11 @@ pub const SCRIPTS: &[Script] = &[
         text: include_str!("python/c06_bind_before_send.py"),
     },
     Script {
+        name: "c07_broadcast_permission.py",
+        claim: Some(7),
+        text: include_str!("python/c07_broadcast_permission.py"),
+    },
+    Script {
         name: "c09_stream_vs_datagram.py",
         claim: Some(9),
         text: include_str!("python/c09_stream_vs_datagram.py"),
