@@ -75,6 +75,11 @@ pub const SCRIPTS: &[Script] = &[
         text: include_str!("python/c09_stream_vs_datagram.py"),
     },
     Script {
+        name: "c10_buffer_bookkeeping.py",
+        claim: Some(10),
+        text: include_str!("python/c10_buffer_bookkeeping.py"),
+    },
+    Script {
         name: "c12_recv_zero.py",
         claim: Some(12),
         text: include_str!("python/c12_recv_zero.py"),
