@@ -228,3 +228,71 @@ fn lab_show_names_each_errnos_python_exception() {
         "{text}"
     );
 }
+
+/// Without root the scripts still run their loopback parts, and say why for the parts that need
+/// namespaces (run here as uid 65534 with the system's python3, when both are available).
+#[test]
+fn unprivileged_scripts_skip_namespace_parts_with_a_reason() {
+    let python = Path::new("/usr/bin/python3");
+    if !root() || !have("setpriv") || !python.is_file() {
+        eprintln!("skipped: needs root (to drop to uid 65534), setpriv(1) and /usr/bin/python3");
+        return;
+    }
+    let dir = tmpdir("py-nobody");
+    export(&dir);
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    for s in python::SCRIPTS {
+        std::fs::set_permissions(
+            dir.join(s.name),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
+    }
+    let out = run(Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(python)
+        .arg(dir.join("run_all.py"))
+        .current_dir(&dir));
+    let doc = json_of(&out, "run_all.py as uid 65534");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut skipped = Vec::new();
+    for e in doc["experiments"].as_array().expect("experiments") {
+        assert!(e.get("reason").is_none(), "an experiment failed: {e}");
+        for p in e["parts"].as_array().expect("parts") {
+            if p["verdict"] == "not_run" {
+                let label = format!("{}{}", e["claim"], p["id"].as_str().unwrap_or("?"));
+                assert!(
+                    p["reason"].as_str().is_some_and(|r| r.contains("root")),
+                    "{label}: {p}"
+                );
+                assert!(
+                    stderr.contains(&format!("part {label} skipped")),
+                    "{stderr}"
+                );
+                skipped.push(label);
+            }
+        }
+    }
+    // Exactly the two-host parts: 3d and claim 7.
+    assert_eq!(skipped, ["3d", "7a", "7b", "7c", "7d"], "{doc}");
+    // The parts it did run agree with the lab's.
+    let mut args = vec!["lab".to_string(), "run".into(), "--json".into()];
+    args.extend(
+        python::SCRIPTS
+            .iter()
+            .filter_map(|s| s.claim)
+            .map(|c| c.to_string()),
+    );
+    let lab = json_of(&run(Command::new(BIN).args(&args)), "lab run");
+    // One difference is real and expected: `ip route get` names the caller's uid (65534 here,
+    // 0 for the lab), and compare rightly reports it.
+    let c = compare::compare(&lab, &doc).expect("both are lab documents");
+    let unexpected: Vec<&String> = c
+        .differences
+        .iter()
+        .filter(|d| !(d.starts_with("claim 3, part 3c: fact route:") && d.ends_with("uid 65534\"")))
+        .collect();
+    assert!(unexpected.is_empty(), "{unexpected:?}");
+    std::fs::remove_dir_all(&dir).expect("remove the export");
+}
