@@ -55,6 +55,11 @@ pub const SCRIPTS: &[Script] = &[
         text: include_str!("python/c03_source_address_choice.py"),
     },
     Script {
+        name: "c04_udp_connect_sends_nothing.py",
+        claim: Some(4),
+        text: include_str!("python/c04_udp_connect_sends_nothing.py"),
+    },
+    Script {
         name: "c05_receiver_first.py",
         claim: Some(5),
         text: include_str!("python/c05_receiver_first.py"),

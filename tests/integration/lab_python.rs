@@ -274,8 +274,8 @@ fn unprivileged_scripts_skip_namespace_parts_with_a_reason() {
             }
         }
     }
-    // Exactly the two-host parts: 3d and claim 7.
-    assert_eq!(skipped, ["3d", "7a", "7b", "7c", "7d"], "{doc}");
+    // Exactly the parts that need namespaces: 3d and claim 7 (two hosts), 4a (a capture).
+    assert_eq!(skipped, ["3d", "4a", "7a", "7b", "7c", "7d"], "{doc}");
     // The parts it did run agree with the lab's.
     let mut args = vec!["lab".to_string(), "run".into(), "--json".into()];
     args.extend(
