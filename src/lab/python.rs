@@ -85,6 +85,11 @@ pub const SCRIPTS: &[Script] = &[
         text: include_str!("python/c10_buffer_bookkeeping.py"),
     },
     Script {
+        name: "c11_full_buffer.py",
+        claim: Some(11),
+        text: include_str!("python/c11_full_buffer.py"),
+    },
+    Script {
         name: "c12_recv_zero.py",
         claim: Some(12),
         text: include_str!("python/c12_recv_zero.py"),
