@@ -67,6 +67,25 @@ enum LabCommand {
         #[arg(value_name = "CLAIM", value_parser = claim_numbers())]
         claims: Vec<u8>,
     },
+    /// Write the experiments as Python 3 scripts (standard library only) that make the same
+    /// socket calls and print the same facts as JSON: one `cNN_*.py` per experiment reproduced,
+    /// `run_all.py` for one document of them all (compare it with `lab compare`).
+    Export {
+        /// The directory to write the scripts to (created if missing, not its parents).
+        #[arg(long, value_name = "DIR")]
+        python: PathBuf,
+    },
+    /// Print the claims and parts where two lab JSON documents (from `--json` or from the
+    /// Python scripts) differ: verdicts and facts, ports chosen by the kernel aside. Exit 0 when
+    /// they agree, 1 when they differ, 2 on bad input.
+    Compare {
+        /// The first document.
+        #[arg(value_name = "A.json")]
+        a: PathBuf,
+        /// The second document.
+        #[arg(value_name = "B.json")]
+        b: PathBuf,
+    },
 }
 
 /// What to print after the run.
@@ -80,6 +99,8 @@ pub(crate) fn run(a: LabArgs) -> anyhow::Result<ExitCode> {
     let registry = lab::registry();
     let (view, claims) = match &a.command {
         Some(LabCommand::List) => return list(&registry, a.json),
+        Some(LabCommand::Export { python }) => return export_python(python),
+        Some(LabCommand::Compare { a: x, b: y }) => return compare(x, y),
         Some(LabCommand::Run { claims }) => (View::Table, claims.clone()),
         Some(LabCommand::Show { claims }) if claims.is_empty() => {
             anyhow::bail!(
@@ -406,4 +427,48 @@ fn claim_numbers() -> super::common::Hinted<clap::builder::RangedI64ValueParser<
         .map(|e| e.claim().to_string())
         .collect::<Vec<_>>();
     super::common::Hinted::new(clap::value_parser!(u8), claims)
+}
+
+/// `lab export --python DIR`: writes the scripts and names them on stdout.
+fn export_python(dir: &Path) -> anyhow::Result<ExitCode> {
+    create_last_component(dir)?;
+    let written = lab::python::export(dir).with_context(|| format!("write {}", dir.display()))?;
+    let mut out = output::Buffer::new();
+    for p in written {
+        writeln!(out, "{}", p.display())?;
+    }
+    out.finish()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lab compare A B`: one line per difference, then notes and a summary line; exit 0 when the
+/// documents agree, 1 when they differ (bad input is a usage error, exit 2).
+fn compare(a: &Path, b: &Path) -> anyhow::Result<ExitCode> {
+    let read = |p: &Path| -> anyhow::Result<serde_json::Value> {
+        let text = std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", p.display()))
+    };
+    let (da, db) = (read(a)?, read(b)?);
+    let c = lab::compare::compare(&da, &db).map_err(anyhow::Error::msg)?;
+    let mut out = output::Buffer::new();
+    for d in &c.differences {
+        writeln!(out, "differs: {d}")?;
+    }
+    for n in &c.notes {
+        writeln!(out, "note: {n}")?;
+    }
+    writeln!(
+        out,
+        "{} difference(s) in {} part(s) compared (A {}, B {})",
+        c.differences.len(),
+        c.parts_compared,
+        a.display(),
+        b.display()
+    )?;
+    out.finish()?;
+    Ok(if c.differences.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -39,6 +39,7 @@ pub mod c13_time_wait;
 pub mod c14_kill9;
 pub mod capture;
 mod closed_port;
+pub mod compare;
 pub mod counters;
 pub mod host;
 pub mod html;
@@ -46,6 +47,7 @@ pub mod ladder;
 mod marker;
 mod observe;
 mod ports;
+pub mod python;
 pub mod report;
 
 use std::collections::BTreeMap;

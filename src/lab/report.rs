@@ -295,6 +295,13 @@ pub fn show(f: &Finding) -> String {
             &mut drawn,
             &format!("{}{}", f.claim, p.id),
         );
+        let py = super::python::lines(&p.evidence);
+        if !py.is_empty() {
+            let _ = writeln!(s, "  in Python:");
+            for l in py {
+                let _ = writeln!(s, "    {l}");
+            }
+        }
         s.push_str(&super::ladder::ascii::section(f, p));
     }
     s

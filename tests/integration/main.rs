@@ -13,6 +13,7 @@ mod lab_c06_c08;
 mod lab_c09_c14;
 mod lab_cli;
 mod lab_ladder;
+mod lab_python;
 mod lab_util;
 mod mesh;
 mod netns_endpoints;

@@ -1,0 +1,303 @@
+"""Shared helpers of socklab's Python reproductions (``socklab lab export --python DIR``).
+
+Each ``cNN_*.py`` script beside this module makes the socket calls of one experiment of
+``socklab lab`` and prints one JSON document in the lab's schema (docs/lab.md): ``meta``, then
+``experiments`` with one experiment whose ``parts`` carry ``id``, ``role``, ``verdict`` (and
+``reason`` when not run) and ``evidence.facts`` with the same keys and values as the lab's.
+``socklab lab compare lab.json python.json`` says where the two differ.
+
+Standard library only. Traffic goes to 127.0.0.1 only (and, in scripts that need two hosts, to
+network namespaces the script creates and removes). Parts the script cannot run here (no root,
+not Linux) are reported as ``not_run`` with the reason, never guessed.
+"""
+
+import contextlib
+import errno
+import json
+import os
+import platform
+import signal
+import socket
+import struct
+import subprocess
+import sys
+
+#: SO_RCVTIMEO of every socket, as the lab sets it (seconds): a receive that gets nothing
+#: within it fails with EAGAIN, exactly like the lab's raw call (settimeout() would make the
+#: socket non-blocking and raise TimeoutError instead).
+TIMEOUT = 2
+
+VERDICTS = ("confirmed", "refuted", "partly", "not_run")
+
+
+def errname(e):
+    """The errno name of an OSError (``EINVAL``), as the lab's facts spell it."""
+    if e.errno is None:
+        return type(e).__name__
+    return errno.errorcode.get(e.errno, "E%d" % e.errno)
+
+
+def res(fn, *args):
+    """Calls ``fn(*args)``: ``{"Ok": value}``, or ``{"Err": "ERRNO"}`` when it raised OSError."""
+    try:
+        return {"Ok": fn(*args)}
+    except OSError as e:
+        return {"Err": errname(e)}
+
+
+def outcome(fn, *args):
+    """Calls ``fn(*args)``: ``None`` when it succeeded, the errno name when it raised."""
+    try:
+        fn(*args)
+        return None
+    except OSError as e:
+        return errname(e)
+
+
+def show_addr(a):
+    """An address as the lab shows it: ``127.0.0.1:5``, ``[::1]:5``, ``none`` for none."""
+    if a is None:
+        return "none"
+    if ":" in a[0]:
+        return "[%s]:%d" % (a[0], a[1])
+    return "%s:%d" % (a[0], a[1])
+
+
+def local(s):
+    """getsockname(2) of ``s`` as the lab shows it (``0.0.0.0:0`` for an unbound socket)."""
+    try:
+        return show_addr(s.getsockname()[:2])
+    except OSError:
+        return "none"
+
+
+def timeval(seconds):
+    """A struct timeval for SO_RCVTIMEO (two C longs on Linux, macOS and the BSDs)."""
+    whole = int(seconds)
+    return struct.pack("ll", whole, int(round((seconds - whole) * 1e6)))
+
+
+def recv_once(s, cap, flags=0):
+    """One recv(2) of at most ``cap`` bytes as the lab's facts show it: ``{"data": text}``,
+    ``"eof"`` (recv returned 0: b'' in Python), ``"would_block"`` (EAGAIN: nothing before
+    SO_RCVTIMEO, BlockingIOError in Python) or ``{"error": "ERRNO"}``."""
+    try:
+        data = s.recv(cap, flags)
+    except BlockingIOError:
+        return "would_block"
+    except OSError as e:
+        return {"error": errname(e)}
+    if not data:
+        return "eof"
+    return {"data": data.decode("utf-8", "replace")}
+
+
+class Sockets:
+    """Every socket a script opens, closed by :meth:`close_all` (call it in ``finally``)."""
+
+    def __init__(self):
+        self.open = []
+        #: The namespaces of this run (set by :func:`run`).
+        self.netns = None
+
+    def new(self, kind=socket.SOCK_DGRAM, family=socket.AF_INET):
+        """A socket with SO_RCVTIMEO set to :data:`TIMEOUT`, like every socket of the lab."""
+        s = socket.socket(family, kind)
+        self.open.append(s)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(TIMEOUT))
+        return s
+
+    def udp_bound(self, addr=("127.0.0.1", 0)):
+        """A UDP socket bound to ``addr``."""
+        s = self.new()
+        s.bind(addr)
+        return s
+
+    def tcp_pair(self):
+        """A listener on 127.0.0.1 (port chosen by the kernel), a client connected to it and the
+        accepted server side: (listener, client, server)."""
+        listener = self.new(socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        client = self.new(socket.SOCK_STREAM)
+        client.connect(listener.getsockname())
+        server, _ = listener.accept()
+        self.open.append(server)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(TIMEOUT))
+        return listener, client, server
+
+    def close_all(self):
+        for s in self.open:
+            try:
+                s.close()
+            except OSError:
+                pass
+        self.open = []
+
+
+def can_namespaces():
+    """Why two-host parts cannot run here, or ``None`` when they can (Linux, root, ip(8))."""
+    if not sys.platform.startswith("linux"):
+        return "needs Linux network namespaces (this is %s)" % sys.platform
+    if os.geteuid() != 0:
+        return "needs root to create network namespaces"
+    if not any(os.access(os.path.join(d, "ip"), os.X_OK)
+               for d in os.environ.get("PATH", "/usr/sbin:/sbin").split(os.pathsep)):
+        return "needs ip(8) to create network namespaces"
+    return None
+
+
+def ip(*args):
+    """Runs ``ip ARGS`` (iproute2) and returns its output; raises on failure."""
+    return subprocess.run(("ip",) + args, check=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True).stdout
+
+
+def route_get(dest, ns=None):
+    """The first line of ``ip route get DEST`` (in namespace ``ns``), whitespace collapsed, as
+    the lab records it; ``None`` where there is no ip(8) (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        out = ip(*((("-n", ns) if ns else ()) + ("route", "get", dest)))
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    lines = out.splitlines()
+    return " ".join(lines[0].split()) if lines else None
+
+
+def _setns(fd):
+    """setns(2) into the network namespace open on ``fd`` (os.setns from Python 3.12, else the
+    C library's through ctypes, still the standard library)."""
+    if hasattr(os, "setns"):
+        os.setns(fd, os.CLONE_NEWNET)
+        return
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+class Namespaces:
+    """Network namespaces this script creates (``ip netns add``), deleted by :meth:`remove_all`
+    (called in ``finally``). Only Linux with root; see :func:`can_namespaces`."""
+
+    def __init__(self):
+        self.names = []
+
+    def create(self, tag):
+        name = "socklab-py-%s-%d-%d" % (tag, os.getpid(), len(self.names))
+        ip("netns", "add", name)
+        self.names.append(name)
+        ip("-n", name, "link", "set", "lo", "up")
+        return name
+
+    def pair(self, tag):
+        """Two hosts joined by a veth pair on TEST-NET-2, as the lab's: ``a`` with veth-a
+        198.51.100.1/24, ``b`` with veth-b 198.51.100.2/24. Returns their names."""
+        a, b = self.create(tag + "-a"), self.create(tag + "-b")
+        ip("-n", a, "link", "add", "veth-a", "type", "veth", "peer", "name", "veth-b",
+           "netns", b)
+        for ns, ifname, cidr in ((a, "veth-a", "198.51.100.1/24"),
+                                 (b, "veth-b", "198.51.100.2/24")):
+            ip("-n", ns, "addr", "add", cidr, "dev", ifname)
+            ip("-n", ns, "link", "set", ifname, "up")
+        return a, b
+
+    @contextlib.contextmanager
+    def inside(self, name):
+        """Sockets created in this block belong to namespace ``name`` (and stay there)."""
+        home = os.open("/proc/self/ns/net", os.O_RDONLY)
+        target = os.open("/run/netns/" + name, os.O_RDONLY)
+        try:
+            _setns(target)
+            yield
+        finally:
+            _setns(home)
+            os.close(target)
+            os.close(home)
+
+    def remove_all(self):
+        for name in self.names:
+            subprocess.run(["ip", "netns", "del", name], stderr=subprocess.DEVNULL)
+        self.names = []
+
+
+class Experiment:
+    """The parts of one experiment, printed as the lab's JSON by :meth:`emit`."""
+
+    def __init__(self, claim, title):
+        self.claim = claim
+        self.title = title
+        self.parts = []
+
+    def part(self, pid, role, held, facts):
+        """Part ``pid`` (``vote`` or ``aside``), confirmed when ``held``, with its facts."""
+        verdict = held if held in VERDICTS else ("confirmed" if held else "refuted")
+        self.parts.append({"id": pid, "role": role, "verdict": verdict,
+                           "evidence": {"facts": facts}})
+
+    def not_run(self, pid, role, reason):
+        """Part ``pid`` not run here, with the reason (printed on stderr too)."""
+        print("claim %d, part %d%s skipped: %s" % (self.claim, self.claim, pid, reason),
+              file=sys.stderr)
+        self.parts.append({"id": pid, "role": role, "verdict": "not_run",
+                           "reason": reason, "evidence": {}})
+
+    def verdict(self):
+        """The claim's verdict from its voting parts only (the lab's rule, docs/lab.md)."""
+        votes = [p["verdict"] for p in self.parts
+                 if p["role"] == "vote" and p["verdict"] != "not_run"]
+        if not votes:
+            return "not_run"
+        if all(v == "confirmed" for v in votes):
+            return "confirmed"
+        if all(v == "refuted" for v in votes):
+            return "refuted"
+        return "partly"
+
+    def document(self):
+        return {"claim": self.claim, "title": self.title, "verdict": self.verdict(),
+                "parts": self.parts}
+
+
+def meta():
+    """Where the document was made."""
+    return {"producer": "socklab python reproduction", "python": platform.python_version(),
+            "system": platform.system(), "kernel": platform.release(),
+            "root": can_namespaces() is None}
+
+
+def run(observe, claim, title):
+    """Runs ``observe(experiment, sockets)`` and returns the experiment's document; sockets are
+    closed on any exit. An error becomes a ``not_run`` experiment whose reason says it."""
+    exp = Experiment(claim, title)
+    socks = Sockets()
+    socks.netns = Namespaces()
+    try:
+        observe(exp, socks)
+    except Exception as e:  # reported in the document, like the lab's failed experiments
+        return {"claim": claim, "title": title, "verdict": "not_run",
+                "reason": "error: %s: %s" % (type(e).__name__, e), "parts": []}
+    finally:
+        socks.close_all()
+        socks.netns.remove_all()
+    return exp.document()
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def print_document(experiments):
+    """Prints ``{"meta": …, "experiments": […]}`` on stdout."""
+    json.dump({"meta": meta(), "experiments": experiments}, sys.stdout, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+def main(observe, claim, title):
+    """A script's entry point: runs its experiment and prints the document."""
+    # SIGTERM unwinds like Ctrl-C, so the ``finally`` blocks remove sockets and namespaces.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    print_document([run(observe, claim, title)])
