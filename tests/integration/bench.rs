@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use socklab::netns::{self, Netns};
 
+use crate::util::{self, have_nft};
+
 const BIN: &str = env!("CARGO_BIN_EXE_socklab");
 
 /// Two namespaces joined by veth, or None (with the reason printed) without root.
@@ -18,17 +20,6 @@ fn pair(tag: &str) -> Option<(Netns, Netns)> {
         return None;
     }
     Some(netns::pair(tag).expect("two namespaces joined by veth"))
-}
-
-fn have_nft() -> bool {
-    let ok = Command::new("nft")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("skipped: nft (nftables) is not installed");
-    }
-    ok
 }
 
 /// A `bench server` running inside a namespace; killed on drop.
@@ -130,23 +121,16 @@ fn nft_packets(ns: &Netns) -> u64 {
         .expect("packet count")
 }
 
-fn nft(ns: &Netns, rule: &str) {
-    for cmd in [
-        "add table inet t".to_string(),
-        "add chain inet t in { type filter hook input priority 0; }".to_string(),
-        format!("add rule inet t in {rule}"),
-    ] {
-        let out = ns
-            .command("nft")
-            .args(cmd.split(' '))
-            .output()
-            .expect("nft");
-        assert!(
-            out.status.success(),
-            "nft {cmd}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+/// An input-hook table in `ns` with one `rule`.
+fn nft_input_rule(ns: &Netns, rule: &str) {
+    util::nft(
+        ns,
+        &[
+            "add table inet t".to_string(),
+            "add chain inet t in { type filter hook input priority 0; }".to_string(),
+            format!("add rule inet t in {rule}"),
+        ],
+    );
 }
 
 #[test]
@@ -156,7 +140,7 @@ fn udp_loss_equals_the_nftables_drop_count() {
         return;
     }
     // Control is TCP, so only the data datagrams can be dropped.
-    nft(
+    nft_input_rule(
         &b,
         "meta l4proto udp numgen random mod 100 < 10 counter drop",
     );
@@ -198,7 +182,7 @@ fn tcp_delivers_every_byte_through_loss_with_retransmits() {
         .map(|(_, p)| p.to_string())
         .expect("port");
     // Drop data segments only (not the control connection).
-    nft(
+    nft_input_rule(
         &b,
         &format!("tcp dport != {port} numgen random mod 100 < 3 counter drop"),
     );
@@ -641,7 +625,7 @@ fn nftables_drops_are_attributed_to_the_path() {
     if !have_nft() {
         return;
     }
-    nft(
+    nft_input_rule(
         &b,
         "meta l4proto udp numgen random mod 100 < 5 counter drop",
     );

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use socklab::bench::client::{self, ClientCfg};
 use socklab::bench::protocol::{self, Message, TestParams};
 
-use crate::util::{Input, Output, Proc, WAIT, socklab, spawn};
+use crate::util::{Input, Output, Proc, WAIT, have_nft, nft, socklab, spawn};
 
 /// The server's resident set, KiB (VmRSS in /proc/PID/status).
 pub(crate) fn rss_kib(pid: u32) -> u64 {
@@ -692,33 +692,6 @@ fn the_client_gives_up_on_a_silent_server_with_one_clear_line() {
     assert!(err.contains("said nothing for 1s"), "{err}");
     assert!(!err.contains("os error"), "no errno numbers: {err}");
     drop(silent);
-}
-
-fn have_nft() -> bool {
-    let ok = Command::new("nft")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("skipped: nft (nftables) is not installed");
-    }
-    ok
-}
-
-/// `nft` commands inside `ns` (each split on spaces).
-fn nft(ns: &socklab::netns::Netns, cmds: &[&str]) {
-    for cmd in cmds {
-        let out = ns
-            .command("nft")
-            .args(cmd.split(' '))
-            .output()
-            .expect("nft");
-        assert!(
-            out.status.success(),
-            "nft {cmd}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
 }
 
 /// One loss kind over {TCP, UDP} x {forward, -R, --bidir}, on its own namespace pair and

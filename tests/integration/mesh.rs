@@ -9,7 +9,7 @@ use std::process::Command;
 use socklab::lab::counters::Snapshot;
 use socklab::netns::{self, Netns};
 
-use crate::util::{BIN, Input, Output, Proc, socklab, spawn};
+use crate::util::{self, BIN, Input, Output, Proc, have_nft, socklab, spawn};
 
 const TOKEN: &str = "fleet-secret";
 
@@ -126,18 +126,7 @@ fn count_udp_from(ns: &Netns, others: &[usize]) {
             "add rule inet mesh in ip saddr 198.51.100.{o} meta l4proto udp counter"
         ));
     }
-    for cmd in cmds {
-        let out = ns
-            .command("nft")
-            .args(cmd.split(' '))
-            .output()
-            .expect("nft");
-        assert!(
-            out.status.success(),
-            "nft {cmd}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    util::nft(ns, &cmds);
 }
 
 /// (packets, bytes) of the counter for datagrams from `from` in `ns` (bytes: whole IP packets).
@@ -166,17 +155,6 @@ fn udp_counted(ns: &Netns, from: &str) -> (u64, u64) {
         }
     }
     panic!("no counter for {from}: {v}");
-}
-
-fn have_nft() -> bool {
-    let ok = Command::new("nft")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("skipped: nft (nftables) is not installed");
-    }
-    ok
 }
 
 /// All 12 ordered pairs of 4 agents, TCP then UDP. Each UDP cell's bytes equal what reached

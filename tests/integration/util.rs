@@ -31,6 +31,35 @@ pub(crate) fn have(prog: &str) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(prog).is_file()))
 }
 
+/// Whether nftables can be used; prints why a test skips when not.
+pub(crate) fn have_nft() -> bool {
+    let ok = Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipped: nft (nftables) is not installed");
+    }
+    ok
+}
+
+/// Runs each `nft` command (split on spaces) inside `ns`, asserting that each succeeds.
+pub(crate) fn nft<S: AsRef<str>>(ns: &socklab::netns::Netns, cmds: &[S]) {
+    for cmd in cmds {
+        let cmd = cmd.as_ref();
+        let out = ns
+            .command("nft")
+            .args(cmd.split(' '))
+            .output()
+            .expect("nft");
+        assert!(
+            out.status.success(),
+            "nft {cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// What a child's stdin gets.
 pub(crate) enum Input {
     /// Nothing: stdin is /dev/null (immediate EOF).
