@@ -319,7 +319,8 @@ fn secadv_2023_0002_idle_and_slow_connections_do_not_lock_out_a_real_client() {
 /// 10 000 connections each send a header announcing 0xFFFFFFFF bytes. Each is refused from
 /// the header alone, with the reason, and closed (the handshake deadline is set far away, so
 /// a close is the refusal, not a timeout); the server's RSS grows by less than 1 MiB, it
-/// keeps no fd, and a real test runs afterwards.
+/// keeps no fd (socat CVE-2013-3571: a refused client's socket was shut down but never
+/// closed, leaking one fd per refusal), and a real test runs afterwards.
 #[test]
 fn cve_2023_38403_huge_frame_length_is_refused_without_allocating() {
     let (srv, addr) = server(&["--handshake-timeout", "60s"]);
@@ -363,7 +364,8 @@ fn cve_2023_38403_huge_frame_length_is_refused_without_allocating() {
 
 /// Garbage, truncated frames, wrong JSON types, absurd numbers and messages out of order:
 /// each is refused with a reason (or, when the peer itself closed mid-frame, just closed),
-/// and the server stays up: a real test runs after them all.
+/// and the server stays up: a real test runs after them all (sockperf #180: a server that
+/// met a message larger than it expected stopped serving and spun at 100 % CPU).
 #[test]
 fn malformed_and_absurd_control_messages_are_refused_with_a_reason() {
     let (srv, addr) = server(&["--token", "s3cret"]);
