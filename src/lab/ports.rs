@@ -23,13 +23,33 @@ pub(crate) fn of_port(lines: &[String], port: u16) -> Vec<String> {
         .collect()
 }
 
-/// `ss -tan` (TCP) or `ss -uan` (UDP) lines of `host` naming `port`.
+/// Whether a `ss` line is about a socket on `port` of this host: its local address has the
+/// port, or its peer has it at the same IP as the local end (a connection to the port from
+/// this host's address). A connection to another address that happens to use the same port
+/// number (`127.0.0.1:E → 127.0.0.2:PORT`) is another program's, not the port's.
+fn on_own_port(line: &str, port: u16) -> bool {
+    let suffix = format!(":{port}");
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let (Some(local), Some(peer)) = (f.get(3), f.get(4)) else {
+        return mentions_port(line, port);
+    };
+    let ip = |a: &str| a.rsplit_once(':').map(|(ip, _)| ip.to_string());
+    local.ends_with(&suffix) || (peer.ends_with(&suffix) && ip(local) == ip(peer))
+}
+
+/// `ss -tan` (TCP) or `ss -uan` (UDP) lines of `host` naming `port`. On the machine's own
+/// stack (no namespace of the lab's) only the lines [`on_own_port`] keeps: other programs'
+/// connections may use the same port number toward other addresses.
 pub(crate) fn ss_of(host: &Host, proto: Proto, port: u16) -> anyhow::Result<Vec<String>> {
     let args = match proto {
         Proto::Tcp => "-tan",
         Proto::Udp => "-uan",
     };
-    Ok(of_port(&host.ss(&[args])?, port))
+    let lines = host.ss(&[args])?;
+    Ok(match host.is_isolated() {
+        true => of_port(&lines, port),
+        false => lines.into_iter().filter(|l| on_own_port(l, port)).collect(),
+    })
 }
 
 /// TCP states a closing connection passes through on its way to TIME-WAIT or CLOSED.
@@ -97,5 +117,19 @@ mod tests {
         );
         assert_eq!(state_of(&lines, a, b).as_deref(), Some("TIME-WAIT"));
         assert_eq!(state_of(&lines, b, a), None);
+    }
+
+    /// On the machine's own stack, a connection that only shares the port number (its peer is
+    /// another address) is not the port's: seen in CI, another test's TIME-WAIT toward
+    /// 127.0.0.2:P showed up as "the killed listener's port still held".
+    #[test]
+    fn own_port_lines_leave_other_addresses_alone() {
+        let own = "TIME-WAIT 0 0 127.0.0.1:40000 127.0.0.1:5000";
+        let listener = "LISTEN 0 8 127.0.0.1:5000 0.0.0.0:*";
+        let foreign = "TIME-WAIT 0 0 127.0.0.1:32722 127.0.0.2:5000";
+        assert!(on_own_port(own, 5000));
+        assert!(on_own_port(listener, 5000));
+        assert!(!on_own_port(foreign, 5000));
+        assert!(mentions_port(foreign, 5000));
     }
 }

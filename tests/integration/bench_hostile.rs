@@ -165,6 +165,7 @@ fn closed_by_server(s: &mut TcpStream) -> bool {
 /// client still gets in.
 #[test]
 fn secadv_2023_0002_idle_and_slow_connections_do_not_lock_out_a_real_client() {
+    let _loopback = crate::util::loopback_exclusive();
     if !raise_nofile(6000) {
         return;
     }
@@ -323,6 +324,7 @@ fn secadv_2023_0002_idle_and_slow_connections_do_not_lock_out_a_real_client() {
 /// closed, leaking one fd per refusal), and a real test runs afterwards.
 #[test]
 fn cve_2023_38403_huge_frame_length_is_refused_without_allocating() {
+    let _loopback = crate::util::loopback_exclusive();
     let (srv, addr) = server(&["--handshake-timeout", "60s"]);
     let pid = srv.pid();
     let header = [b'S', b'C', 1, 0, 0xff, 0xff, 0xff, 0xff];

@@ -82,6 +82,7 @@ fn echo_1mib(addr: SocketAddr) {
 
 #[test]
 fn ten_thousand_idle_connections_then_echo_and_max_clients() {
+    let _loopback = crate::util::loopback_exclusive();
     // Our 10 000 + a few client sockets; the server raises its own limit.
     if !raise_nofile(IDLE as u64 + 256) {
         eprintln!(

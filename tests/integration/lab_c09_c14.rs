@@ -3,15 +3,10 @@
 //! EADDRINUSE over TIME_WAIT …), never the verdict words. Each runs in a private namespace
 //! (as root) and on the host's loopback (as without root), and asserts the same facts of both.
 
-use std::sync::Mutex;
-
 use serde_json::{Value, json};
 use socklab::lab::{self, Finding, Lab};
 
 use crate::lab_util::{self, fact, part};
-
-/// The tests of this file run one at a time, so the leftover checks see only their own work.
-static SERIAL: Mutex<()> = Mutex::new(());
 
 fn lab(root: bool) -> Lab {
     Lab::with_root(root).with_exe(env!("CARGO_BIN_EXE_socklab"))
@@ -44,7 +39,9 @@ fn runs(claim: u8) -> Vec<(bool, Finding)> {
 
 #[test]
 fn c09_recv3_sequences_and_msg_trunc() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // One at a time, and never beside a loopback flood: the leftover checks and the
+    // host-loopback run see only their own work.
+    let _serial = crate::util::loopback_exclusive();
     for (_, f) in runs(9) {
         assert_eq!(
             fact(part(&f, "a"), "reads"),
@@ -80,7 +77,7 @@ fn c09_recv3_sequences_and_msg_trunc() {
 
 #[test]
 fn c10_rcvbuf_doubles_and_truesize_limits_the_queue() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = crate::util::loopback_exclusive();
     for (_, f) in runs(10) {
         let set = part(&f, "b");
         let rmem_max = fact(set, "rmem_max").as_u64().unwrap();
@@ -120,7 +117,7 @@ fn c10_rcvbuf_doubles_and_truesize_limits_the_queue() {
 
 #[test]
 fn c11_udp_drops_add_up_and_tcp_loses_nothing() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = crate::util::loopback_exclusive();
     for (_, f) in runs(11) {
         let udp = part(&f, "a");
         let fill = fact(udp, "fill");
@@ -143,7 +140,7 @@ fn c11_udp_drops_add_up_and_tcp_loses_nothing() {
 
 #[test]
 fn c12_zero_means_fin_on_tcp_and_empty_datagram_on_udp() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = crate::util::loopback_exclusive();
     for (_, f) in runs(12) {
         assert_eq!(
             fact(part(&f, "a"), "reads_after_shutdown_wr_and_close"),
@@ -175,7 +172,7 @@ fn c12_zero_means_fin_on_tcp_and_empty_datagram_on_udp() {
 
 #[test]
 fn c13_time_wait_on_the_active_closer_and_reuseaddr() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = crate::util::loopback_exclusive();
     for (_, f) in runs(13) {
         let trials = fact(part(&f, "a"), "trials").as_array().unwrap().clone();
         assert_eq!(trials.len(), 8);
@@ -202,7 +199,7 @@ fn c13_time_wait_on_the_active_closer_and_reuseaddr() {
 
 #[test]
 fn c14_killed_processes_sockets_are_closed_by_the_kernel() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = crate::util::loopback_exclusive();
     for (root, f) in runs(14) {
         let cases = fact(part(&f, "b"), "cases").as_array().unwrap().clone();
         let find = |held: &str, reuse: bool| {
@@ -294,7 +291,7 @@ fn c14_killed_processes_sockets_are_closed_by_the_kernel() {
 
 #[test]
 fn c09_to_c14_give_the_same_verdicts_twice_and_leave_nothing_behind() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = crate::util::loopback_exclusive();
     let verdicts = || {
         lab::registry()
             .into_iter()

@@ -31,6 +31,15 @@ pub(crate) fn have(prog: &str) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(prog).is_file()))
 }
 
+/// Held by tests that load the machine's own loopback with thousands of connections, and by
+/// the lab tests that run experiments on that loopback (the unprivileged fallback): the
+/// experiments observe ports and TIME-WAIT states that a flood running beside them would
+/// share (in CI a rebind met another test's connection on the same port).
+pub(crate) fn loopback_exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Whether nftables can be used; prints why a test skips when not.
 pub(crate) fn have_nft() -> bool {
     let ok = Command::new("nft")
