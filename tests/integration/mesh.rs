@@ -464,6 +464,71 @@ fn a_peer_that_is_not_an_agent_gets_no_traffic() {
     );
 }
 
+/// On loopback: latency-under-load needs two test slots at the target (the probes and the
+/// bulk stream each go through its handshake). Agents with `--max-tests 1` measure the probes
+/// alone, and every loaded pair is a marked cell saying the target was busy; the mesh
+/// finishes and exits 1.
+#[test]
+fn latency_under_load_needs_two_slots_at_the_target() {
+    let start = || {
+        let p = spawn(
+            socklab(&[
+                "bench",
+                "server",
+                "--bind",
+                "127.0.0.1:0",
+                "--token",
+                TOKEN,
+                "--max-tests",
+                "1",
+            ]),
+            Input::Null,
+            Output::Keep,
+        );
+        let a = p.ready();
+        (p, a.to_string())
+    };
+    let ((_a, a), (_b, b)) = (start(), start());
+    let f = spawn(
+        socklab(&[
+            "bench",
+            "mesh",
+            "--peers",
+            &format!("{a},{b}"),
+            "--token",
+            TOKEN,
+            "--tcp",
+            "--test",
+            "latency-under-load",
+            "-t",
+            "0.2",
+            "--json",
+        ]),
+        Input::Null,
+        Output::Keep,
+    )
+    .expect_code(1);
+    let d = doc(&f.stdout);
+    let tests = d["tests"].as_array().expect("tests");
+    assert_eq!(tests.len(), 2, "{}", f.shown);
+    for (t, loaded) in tests.iter().zip([false, true]) {
+        assert_eq!(t["under_load"], loaded);
+        for p in t["pairs"].as_array().expect("pairs") {
+            if loaded {
+                assert_eq!(p["status"], "target_handshake", "{p}");
+                assert!(p["error"].as_str().unwrap().contains("busy"), "{p}");
+            } else {
+                assert_eq!(p["status"], "ok", "{p}");
+            }
+        }
+    }
+    assert!(
+        f.stderr.contains("2 of 4 pairs not measured"),
+        "{}",
+        f.stderr
+    );
+}
+
 /// On loopback: a tokenless agent refuses mesh requests, a wrong token is refused, and a run
 /// compared with a baseline ten times better exits 1 naming every pair.
 #[test]

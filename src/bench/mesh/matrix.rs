@@ -344,7 +344,7 @@ fn caption(t: &TestDoc) -> String {
 /// Lines under a matrix: the fleet latency and why each failed pair failed.
 fn footnotes(t: &TestDoc) -> String {
     let mut out = String::new();
-    if let Some(l) = &t.fleet_latency {
+    if let Some(l) = t.fleet_latency.as_ref().filter(|l| l.count > 0) {
         let _ = writeln!(
             out,
             "all pairs, one merged histogram of {} round trips: p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
