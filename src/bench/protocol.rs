@@ -376,6 +376,11 @@ pub enum Message {
         params: TestParams,
         /// Connect and handshake timeout toward the target, ms.
         handshake_timeout_ms: u64,
+        /// latency-under-load: the bulk stream to run toward the same target beside the
+        /// probe test `params` (absent from older coordinators: no load).
+        /// Boxed: it keeps [`Message`] small.
+        #[serde(default)]
+        load: Option<Box<TestParams>>,
     },
     /// Agent → mesh coordinator: the test toward the target started, finished or failed.
     RunTestReply {

@@ -7,7 +7,7 @@
 
 use super::client::{self, ClientCfg};
 use super::protocol::{Dir, TestKind, TestParams};
-use super::{BenchError, TestOutcome};
+use super::{BenchError, TestOutcome, report};
 
 /// The bulk stream runs this much longer than the probes so they are under load throughout.
 pub const BULK_MARGIN_MS: u64 = 500;
@@ -35,4 +35,10 @@ pub fn with_load(
             .unwrap_or_else(|_| Err(BenchError::Test("the bulk stream's thread panicked".into())));
         Ok((probed?, loaded?))
     })
+}
+
+/// The bulk stream's goodput beside the probes: every stream's bits per second as its
+/// receiver counted it, summed.
+pub fn load_bits_per_second(bulk: &TestOutcome) -> f64 {
+    report::rows(bulk).iter().map(|r| r.bits_per_second).sum()
 }

@@ -6,6 +6,8 @@
 
 use std::process::Command;
 
+use socklab::bench::RrSummary;
+use socklab::bench::mesh::wire::HistogramWire;
 use socklab::lab::counters::Snapshot;
 use socklab::netns::{self, Netns};
 
@@ -230,6 +232,78 @@ fn four_hosts_every_ordered_pair_tcp_and_udp_bytes_match_the_receivers() {
     }
 }
 
+/// latency-under-load over all 12 ordered pairs of 4 agents (TCP): the probes alone, then
+/// beside a bulk stream from the same source to the same target (two tests at the target,
+/// within its default --max-tests 4). Every cell carries its probe histogram with the
+/// expected number of round trips (500 probes/s for 0.2 s, open loop), its figure is its
+/// own p99, the loaded cells report the bulk stream's goodput, and the fleet's percentiles
+/// are those of all cells' histograms merged (recomputed here from the shipped buckets).
+#[test]
+fn four_hosts_latency_under_load_cells_ship_histograms_that_merge() {
+    let Some(fleet) = Fleet::new("meshl", 4) else {
+        return;
+    };
+    let _agents: Vec<Proc> = (1..=4).map(|i| fleet.agent(i, Some(TOKEN))).collect();
+    let mut run = fleet.mesh(&[
+        "--peers",
+        &peers(&[1, 2, 3, 4]),
+        "--test",
+        "latency-under-load",
+        "--tcp",
+        "-t",
+        "0.2",
+        "--probe-rate",
+        "500",
+        "--json",
+    ]);
+    let f = run.expect_code(0);
+    let d = doc(&f.stdout);
+    assert_eq!(d["summary"]["ok"], 24, "{}", f.shown);
+    let tests = d["tests"].as_array().expect("tests");
+    assert_eq!(tests.len(), 2, "probes alone, then under load");
+    let scheduled = 500 * 200 / 1000;
+    for (t, loaded) in tests.iter().zip([false, true]) {
+        assert_eq!(t["test"], "probe");
+        assert_eq!(t["under_load"], loaded, "{t}");
+        assert_eq!(t["figure"], "rtt_p99_us");
+        let pairs = t["pairs"].as_array().expect("pairs");
+        assert_eq!(pairs.len(), 12, "every ordered pair: {t}");
+        let mut merged = socklab::bench::sender::new_histogram();
+        for p in pairs {
+            assert_eq!(p["status"], "ok", "{p}");
+            let wire: HistogramWire =
+                serde_json::from_value(p["histogram"].clone()).expect("a histogram per cell");
+            let h = wire.to_histogram().expect("a valid histogram");
+            let n = h.len();
+            assert!(
+                (scheduled / 2..=scheduled + 1).contains(&n),
+                "{n} probe round trips, {scheduled} scheduled: {p}"
+            );
+            assert_eq!(u(&p["latency"], "count"), n, "{p}");
+            let p99_us = u(&p["latency"], "p99_ns") as f64 / 1e3;
+            assert_eq!(
+                p["value"].as_f64(),
+                Some(p99_us),
+                "the cell is its p99: {p}"
+            );
+            let row = &p["rows"][0];
+            assert_eq!(row["under_load"], loaded, "{row}");
+            match row["load_bits_per_second"].as_f64() {
+                Some(bps) => assert!(loaded && bps > 0.0, "{row}"),
+                None => assert!(!loaded, "a loaded cell reports its load: {row}"),
+            }
+            merged.add(&h).expect("same bounds");
+        }
+        let fleet_latency = &t["fleet_latency"];
+        let expect = RrSummary::from_histogram(&merged, 0);
+        assert_eq!(u(fleet_latency, "count"), merged.len());
+        for k in ["min_ns", "p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns"] {
+            let want = serde_json::to_value(&expect).unwrap()[k].clone();
+            assert_eq!(fleet_latency[k], want, "{k}: fleet = merged histograms");
+        }
+    }
+}
+
 /// An agent killed during the mesh: the mesh finishes, every pair of the other three agents
 /// is measured, and every pair of the dead agent after its death is marked, not measured.
 #[test]
@@ -387,6 +461,71 @@ fn a_peer_that_is_not_an_agent_gets_no_traffic() {
         delta("Tcp.InSegs") <= 4 * accepted as i64,
         "only handshakes and closes: {} segments",
         delta("Tcp.InSegs")
+    );
+}
+
+/// On loopback: latency-under-load needs two test slots at the target (the probes and the
+/// bulk stream each go through its handshake). Agents with `--max-tests 1` measure the probes
+/// alone, and every loaded pair is a marked cell saying the target was busy; the mesh
+/// finishes and exits 1.
+#[test]
+fn latency_under_load_needs_two_slots_at_the_target() {
+    let start = || {
+        let p = spawn(
+            socklab(&[
+                "bench",
+                "server",
+                "--bind",
+                "127.0.0.1:0",
+                "--token",
+                TOKEN,
+                "--max-tests",
+                "1",
+            ]),
+            Input::Null,
+            Output::Keep,
+        );
+        let a = p.ready();
+        (p, a.to_string())
+    };
+    let ((_a, a), (_b, b)) = (start(), start());
+    let f = spawn(
+        socklab(&[
+            "bench",
+            "mesh",
+            "--peers",
+            &format!("{a},{b}"),
+            "--token",
+            TOKEN,
+            "--tcp",
+            "--test",
+            "latency-under-load",
+            "-t",
+            "0.2",
+            "--json",
+        ]),
+        Input::Null,
+        Output::Keep,
+    )
+    .expect_code(1);
+    let d = doc(&f.stdout);
+    let tests = d["tests"].as_array().expect("tests");
+    assert_eq!(tests.len(), 2, "{}", f.shown);
+    for (t, loaded) in tests.iter().zip([false, true]) {
+        assert_eq!(t["under_load"], loaded);
+        for p in t["pairs"].as_array().expect("pairs") {
+            if loaded {
+                assert_eq!(p["status"], "target_handshake", "{p}");
+                assert!(p["error"].as_str().unwrap().contains("busy"), "{p}");
+            } else {
+                assert_eq!(p["status"], "ok", "{p}");
+            }
+        }
+    }
+    assert!(
+        f.stderr.contains("2 of 4 pairs not measured"),
+        "{}",
+        f.stderr
     );
 }
 

@@ -14,6 +14,10 @@
 //!    has authenticated this agent and accepted the test. Data goes only to the target's IP
 //!    (the address that completed the handshake). A host that is not an agent therefore sees
 //!    at most one TCP connection attempt (SYN, then a close) and no payload.
+//! 4. latency-under-load: the probe test and its bulk stream are two ordinary client tests
+//!    toward the same target ([`underload::with_load`]), each through the target's own
+//!    handshake, so the target holds two of its test slots (`--max-tests` 2 or more; the
+//!    default is 4) while this agent holds one for the request.
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpStream};
@@ -21,8 +25,9 @@ use std::time::Duration;
 
 use crate::bench::BenchError;
 use crate::bench::client::{self, ClientCfg};
-use crate::bench::protocol::{self, Message, TestParams};
+use crate::bench::protocol::{self, Message, TestKind, TestParams};
 use crate::bench::server::{ServerCfg, refuse, validate};
+use crate::bench::underload;
 
 use super::wire::{FailStage, PairReport, RunTestReply};
 
@@ -36,6 +41,8 @@ pub struct Request {
     pub target: SocketAddr,
     /// The test.
     pub params: TestParams,
+    /// latency-under-load: the bulk stream run beside the probe test `params`.
+    pub load: Option<TestParams>,
     /// Connect and handshake timeout toward the target.
     pub handshake_timeout: Duration,
 }
@@ -49,6 +56,7 @@ pub fn check(request: Message, cfg: &ServerCfg, nonce: &str) -> Result<Request, 
         target,
         params,
         handshake_timeout_ms,
+        load,
     } = request
     else {
         return Err(("expected a run_test message".into(), false));
@@ -66,6 +74,19 @@ pub fn check(request: Message, cfg: &ServerCfg, nonce: &str) -> Result<Request, 
         ));
     }
     validate(&params, cfg).map_err(|why| (why, false))?;
+    if let Some(bulk) = &load {
+        if params.kind != TestKind::Probe || bulk.kind != TestKind::Stream {
+            return Err((
+                "a load runs only as a stream beside a probe test (latency-under-load)".into(),
+                false,
+            ));
+        }
+        let bulk = TestParams {
+            duration_ms: params.duration_ms + underload::BULK_MARGIN_MS,
+            ..(**bulk).clone()
+        };
+        validate(&bulk, cfg).map_err(|why| (format!("load: {why}"), false))?;
+    }
     if !HANDSHAKE_TIMEOUT_MS.contains(&handshake_timeout_ms) {
         return Err((
             format!(
@@ -79,6 +100,7 @@ pub fn check(request: Message, cfg: &ServerCfg, nonce: &str) -> Result<Request, 
     Ok(Request {
         target,
         params,
+        load: load.map(|b| *b),
         handshake_timeout: Duration::from_millis(handshake_timeout_ms),
     })
 }
@@ -112,9 +134,18 @@ pub fn run(
         let _ = protocol::write_message(&mut progress, &Message::Interval { samples: vec![*s] });
     };
     let target = req.target;
-    let (r, ret) = match client::run_test(&client_cfg, &req.params, &mut relay) {
-        Ok(o) => (
-            RunTestReply::Done(Box::new(PairReport::from_outcome(&o, hostname()))),
+    let result = match &req.load {
+        None => client::run_test(&client_cfg, &req.params, &mut relay).map(|o| (o, None)),
+        // The probes' own samples are not relayed: the bulk stream runs beside them.
+        Some(bulk) => underload::with_load(&client_cfg, &req.params, bulk)
+            .map(|(o, b)| (o, Some(underload::load_bits_per_second(&b)))),
+    };
+    let (r, ret) = match result {
+        Ok((o, load_bits_per_second)) => (
+            RunTestReply::Done(Box::new(PairReport {
+                load_bits_per_second,
+                ..PairReport::from_outcome(&o, hostname())
+            })),
             Ok(()),
         ),
         Err(e) => {

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use super::run::{CellStatus, TestMatrix};
+use super::wire::HistogramWire;
 use crate::bench::protocol::{TestKind, Transport};
 use crate::bench::report::{self, Meta, Row};
 use crate::bench::sender::new_histogram;
@@ -25,9 +26,9 @@ pub enum Figure {
     PacketsPerSecond,
     /// UDP datagrams lost, percent of those sent (sender's count − receiver's unique count).
     LostPercent,
-    /// Median round trip of `rr`, µs, measured by the requesting (source) agent.
+    /// Median round trip of `rr` (or of the latency-under-load probes), µs, measured by the requesting (source) agent.
     RttP50Us,
-    /// 99th percentile round trip of `rr`, µs, measured by the source agent.
+    /// 99th percentile round trip of `rr` (or of the latency-under-load probes), µs, measured by the source agent.
     RttP99Us,
 }
 
@@ -37,7 +38,9 @@ impl Figure {
         match kind {
             TestKind::Stream => Self::BitsPerSecond,
             TestKind::Rate => Self::PacketsPerSecond,
-            TestKind::Rr | TestKind::Probe => Self::RttP50Us,
+            TestKind::Rr => Self::RttP50Us,
+            // latency-under-load: the tail is what a bulk transfer beside the probes hurts.
+            TestKind::Probe => Self::RttP99Us,
         }
     }
 
@@ -122,8 +125,11 @@ pub struct PairDoc {
     pub value: Option<f64>,
     /// The full rows, as `bench client --json` reports them.
     pub rows: Vec<Row>,
-    /// rr: latency summarised from the pair's histogram.
+    /// rr and probe: latency summarised from the pair's histogram.
     pub latency: Option<RrSummary>,
+    /// rr and probe: the pair's histogram itself, as the source agent shipped it, for merging
+    /// with other pairs or runs (merge buckets, never average percentiles).
+    pub histogram: Option<HistogramWire>,
 }
 
 /// One test over the whole fleet.
@@ -137,13 +143,16 @@ pub struct TestDoc {
     pub size_bytes: usize,
     /// Duration of each pair's test.
     pub duration_ms: u64,
+    /// Probe tests (latency-under-load): whether a bulk stream ran beside the probes; None
+    /// for other tests.
+    pub under_load: Option<bool>,
     /// The matrix figure.
     pub figure: Figure,
     /// Its unit.
     pub unit: &'static str,
     /// What it counts and where.
     pub counted: &'static str,
-    /// rr: every pair's histogram merged (never an average of percentiles).
+    /// rr and probe: every pair's histogram merged (never an average of percentiles).
     pub fleet_latency: Option<RrSummary>,
     /// Every ordered pair.
     pub pairs: Vec<PairDoc>,
@@ -208,7 +217,8 @@ pub fn document(
     let (mut total, mut ok) = (0, 0);
     for m in matrices {
         let fig = figure.unwrap_or(Figure::default_for(m.params.kind));
-        let mut fleet = m.params.kind.eq(&TestKind::Rr).then(new_histogram);
+        let probe = m.params.kind == TestKind::Probe;
+        let mut fleet = matches!(m.params.kind, TestKind::Rr | TestKind::Probe).then(new_histogram);
         let mut lost = 0;
         let pairs = m
             .cells
@@ -240,8 +250,23 @@ pub fn document(
                     status: c.status,
                     error: c.error.clone(),
                     value: c.outcome.as_ref().and_then(|o| fig.value(o)),
-                    rows: c.outcome.as_ref().map(report::rows).unwrap_or_default(),
+                    rows: c.outcome.as_ref().map_or_else(Vec::new, |o| {
+                        // Marked as `bench client` marks latency-under-load rows.
+                        let mut rows = report::rows(o);
+                        if probe {
+                            for r in &mut rows {
+                                r.under_load = Some(m.load.is_some());
+                                r.load_bits_per_second = c.load_bits_per_second;
+                            }
+                        }
+                        rows
+                    }),
                     latency: c.outcome.as_ref().and_then(|o| o.rr.clone()),
+                    histogram: c
+                        .outcome
+                        .as_ref()
+                        .and_then(|o| o.rr_histogram.as_ref())
+                        .map(HistogramWire::from_histogram),
                 }
             })
             .collect();
@@ -250,6 +275,7 @@ pub fn document(
             transport: m.params.transport,
             size_bytes: m.params.size,
             duration_ms: m.params.duration_ms,
+            under_load: probe.then_some(m.load.is_some()),
             figure: fig,
             unit: fig.unit(),
             counted: fig.describe(),
@@ -269,17 +295,26 @@ pub fn document(
     }
 }
 
-/// "TCP stream 1472 B".
-pub fn title(t: &TestDoc) -> String {
-    let tr = match t.transport {
+fn title_transport(t: Transport) -> &'static str {
+    match t {
         Transport::Tcp => "TCP",
         Transport::Udp => "UDP",
-    };
+    }
+}
+
+/// "TCP stream 1472 B", "UDP probe 64 B under load".
+pub fn title(t: &TestDoc) -> String {
+    let tr = title_transport(t.transport);
     let kind = serde_json::to_value(t.test)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
-    format!("{tr} {kind} {} B", t.size_bytes)
+    let load = match t.under_load {
+        None => "",
+        Some(true) => " under load",
+        Some(false) => " alone",
+    };
+    format!("{tr} {kind} {} B{load}", t.size_bytes)
 }
 
 /// The text of one cell: the value, "—" on the diagonal, or the status mark.
@@ -309,7 +344,7 @@ fn caption(t: &TestDoc) -> String {
 /// Lines under a matrix: the fleet latency and why each failed pair failed.
 fn footnotes(t: &TestDoc) -> String {
     let mut out = String::new();
-    if let Some(l) = &t.fleet_latency {
+    if let Some(l) = t.fleet_latency.as_ref().filter(|l| l.count > 0) {
         let _ = writeln!(
             out,
             "all pairs, one merged histogram of {} round trips: p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
@@ -317,6 +352,13 @@ fn footnotes(t: &TestDoc) -> String {
             l.p50_ns as f64 / 1e3,
             l.p99_ns as f64 / 1e3,
             l.max_ns as f64 / 1e3
+        );
+    }
+    if t.under_load == Some(true) {
+        let _ = writeln!(
+            out,
+            "under load: each source ran a bulk {} stream toward its target beside the probes (its goodput at the target: rows' load_bits_per_second in --json)",
+            title_transport(t.transport)
         );
     }
     for p in t.pairs.iter().filter(|p| p.status != CellStatus::Ok) {
@@ -490,7 +532,7 @@ pub fn regressed(figure: Figure, base: f64, current: f64, tolerance: f64) -> boo
 }
 
 /// Compares this run with a baseline document (a previous run's `--json`). Pairs are matched
-/// by test (kind, transport, size), figure, source and target address; a pair measured in the
+/// by test (kind, transport, size, under load or not), figure, source and target address; a pair measured in the
 /// baseline and not now counts as regressed; pairs only in one document are otherwise ignored.
 pub fn compare(
     doc: &MeshDoc,
@@ -503,10 +545,11 @@ pub fn compare(
     let mut out = Vec::new();
     for t in &doc.tests {
         let want = serde_json::json!({
-            "test": t.test, "transport": t.transport, "size_bytes": t.size_bytes, "figure": t.figure
+            "test": t.test, "transport": t.transport, "size_bytes": t.size_bytes,
+            "under_load": t.under_load, "figure": t.figure
         });
         let Some(bt) = tests.iter().find(|b| {
-            ["test", "transport", "size_bytes", "figure"]
+            ["test", "transport", "size_bytes", "under_load", "figure"]
                 .iter()
                 .all(|k| b[*k] == want[*k])
         }) else {

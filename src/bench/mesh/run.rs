@@ -22,6 +22,16 @@ const RESULT_SLACK: Duration = Duration::from_secs(15);
 /// How long a busy source agent is retried before its cell is marked refused.
 const BUSY_RETRY: Duration = Duration::from_secs(5);
 
+/// One test of a mesh: run over every ordered pair.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeshTest {
+    /// The test each source agent runs toward its target.
+    pub params: TestParams,
+    /// latency-under-load: the bulk stream the source runs toward the same target beside the
+    /// probe test `params` ([`underload::with_load`](crate::bench::underload::with_load)).
+    pub load: Option<TestParams>,
+}
+
 /// A mesh to run.
 #[derive(Debug, Clone)]
 pub struct MeshCfg {
@@ -30,7 +40,7 @@ pub struct MeshCfg {
     /// The shared token (agents take mesh requests only with one).
     pub token: String,
     /// Each test runs over every ordered pair before the next test starts.
-    pub tests: Vec<TestParams>,
+    pub tests: Vec<MeshTest>,
     /// None: rounds of disjoint pairs; Some(n): n tests at a time, sharing agents.
     pub concurrency: Option<usize>,
     /// Connect and handshake timeout, coordinator → source and source → target.
@@ -96,6 +106,8 @@ pub struct Cell {
     pub agent_host: Option<String>,
     /// The figures (status Ok).
     pub outcome: Option<TestOutcome>,
+    /// latency-under-load: the bulk stream's goodput beside the probes, bit/s at the target.
+    pub load_bits_per_second: Option<f64>,
 }
 
 /// Every pair of one test.
@@ -103,6 +115,8 @@ pub struct Cell {
 pub struct TestMatrix {
     /// The test.
     pub params: TestParams,
+    /// latency-under-load: the bulk stream run beside it.
+    pub load: Option<TestParams>,
     /// One cell per ordered pair, in schedule order.
     pub cells: Vec<Cell>,
 }
@@ -123,7 +137,8 @@ pub fn run(cfg: &MeshCfg, on_progress: &(dyn Fn(Progress<'_>) + Sync)) -> Vec<Te
     cfg.tests
         .iter()
         .enumerate()
-        .map(|(t, params)| {
+        .map(|(t, test)| {
+            let params = &test.params;
             let cells = Mutex::new(Vec::new());
             for (r, round) in plan.iter().enumerate() {
                 on_progress(Progress::Round(t, r, plan.len(), round));
@@ -131,7 +146,7 @@ pub fn run(cfg: &MeshCfg, on_progress: &(dyn Fn(Progress<'_>) + Sync)) -> Vec<Te
                     for &(s, d) in round {
                         let cells = &cells;
                         scope.spawn(move || {
-                            let cell = request(cfg, params, s, d, r);
+                            let cell = request(cfg, test, s, d, r);
                             on_progress(Progress::Cell(params, &cell));
                             // A poisoned lock only means another pair's thread panicked;
                             // its cells are still valid.
@@ -144,6 +159,7 @@ pub fn run(cfg: &MeshCfg, on_progress: &(dyn Fn(Progress<'_>) + Sync)) -> Vec<Te
             cells.sort_by_key(|c| (c.round, c.source, c.target));
             TestMatrix {
                 params: params.clone(),
+                load: test.load.clone(),
                 cells,
             }
         })
@@ -151,7 +167,7 @@ pub fn run(cfg: &MeshCfg, on_progress: &(dyn Fn(Progress<'_>) + Sync)) -> Vec<Te
 }
 
 /// Asks agent `s` to run `params` toward agent `d`; never fails, the cell says how it went.
-pub fn request(cfg: &MeshCfg, params: &TestParams, s: usize, d: usize, round: usize) -> Cell {
+pub fn request(cfg: &MeshCfg, test: &MeshTest, s: usize, d: usize, round: usize) -> Cell {
     let mut cell = Cell {
         source: s,
         target: d,
@@ -160,13 +176,15 @@ pub fn request(cfg: &MeshCfg, params: &TestParams, s: usize, d: usize, round: us
         error: None,
         agent_host: None,
         outcome: None,
+        load_bits_per_second: None,
     };
     let deadline = Instant::now() + BUSY_RETRY;
     let mut wait = Duration::from_millis(50);
     loop {
-        match ask(cfg, params, cfg.agents[s], cfg.agents[d]) {
-            Ok((outcome, host)) => {
+        match ask(cfg, test, cfg.agents[s], cfg.agents[d]) {
+            Ok((outcome, host, load_bps)) => {
                 cell.outcome = Some(outcome);
+                cell.load_bits_per_second = load_bps;
                 cell.agent_host = Some(host);
                 return cell;
             }
@@ -205,12 +223,16 @@ impl Failure {
     }
 }
 
+/// A measured pair: the outcome, the source agent's host name, the load's bit/s.
+type Answer = (TestOutcome, String, Option<f64>);
+
 fn ask(
     cfg: &MeshCfg,
-    params: &TestParams,
+    test: &MeshTest,
     source: SocketAddr,
     target: SocketAddr,
-) -> Result<(TestOutcome, String), Failure> {
+) -> Result<Answer, Failure> {
+    let params = &test.params;
     let hs = cfg.handshake_timeout;
     let mut conn = TcpStream::connect_timeout(&source, hs)
         .map_err(|e| Failure::Connect(format!("cannot reach agent {source}: {e}")))?;
@@ -235,6 +257,7 @@ fn ask(
         target,
         params: params.clone(),
         handshake_timeout_ms: hs.as_millis() as u64,
+        load: test.load.clone().map(Box::new),
     };
     protocol::write_message(&mut conn, &request).map_err(shake)?;
     match protocol::read_message(&mut conn).map_err(shake)? {
@@ -255,7 +278,12 @@ fn ask(
         }
     }
     // From here the agent is running the test: the result comes after the test's duration.
-    let patience = hs * 2 + Duration::from_millis(params.duration_ms) + RESULT_SLACK;
+    let load_ms = if test.load.is_some() {
+        crate::bench::underload::BULK_MARGIN_MS
+    } else {
+        0
+    };
+    let patience = hs * 2 + Duration::from_millis(params.duration_ms + load_ms) + RESULT_SLACK;
     let lost = |e: String| Failure::Lost(format!("agent {source} lost mid-test: {e}"));
     conn.set_read_timeout(Some(patience))
         .map_err(|e| lost(e.to_string()))?;
@@ -269,10 +297,11 @@ fn ask(
             Message::RunTestReply { reply } => match *reply {
                 RunTestReply::Done(report) => {
                     let host = report.agent.clone();
+                    let load_bps = report.load_bits_per_second;
                     let o = report
                         .into_outcome(params)
                         .map_err(|e| Failure::Agent(FailStage::Test, e))?;
-                    return Ok((o, host));
+                    return Ok((o, host, load_bps));
                 }
                 RunTestReply::Failed { stage, message } => {
                     return Err(Failure::Agent(stage, message));

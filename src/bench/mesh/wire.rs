@@ -1,7 +1,7 @@
 //! What an agent sends back for a [`RunTest`](crate::bench::protocol::Message::RunTest): that it
 //! started, then the finished test's figures as both sides counted them, or the stage at which
 //! it failed.
-//! The rr latency histogram is shipped bucket by bucket so that the coordinator can merge
+//! The rr and probe latency histograms are shipped bucket by bucket so that the coordinator can merge
 //! histograms of many pairs exactly (at the histogram's 3 significant digits).
 
 use hdrhistogram::Histogram;
@@ -66,10 +66,14 @@ pub struct PairReport {
     pub client: SideReport,
     /// The target agent's side (it ran the server).
     pub server: SideReport,
-    /// rr: the round-trip histogram.
+    /// rr and probe (latency-under-load): the round-trip histogram.
     pub rr_histogram: Option<HistogramWire>,
     /// rr: UDP requests whose reply never came.
     pub rr_lost: u64,
+    /// latency-under-load: the bulk stream's goodput beside the probes, bit/s as the target
+    /// counted it (absent from older agents and for tests without load).
+    #[serde(default)]
+    pub load_bits_per_second: Option<f64>,
 }
 
 impl PairReport {
@@ -83,6 +87,7 @@ impl PairReport {
             server: o.server.clone(),
             rr_histogram: o.rr_histogram.as_ref().map(HistogramWire::from_histogram),
             rr_lost: o.rr.as_ref().map_or(0, |r| r.lost),
+            load_bits_per_second: None,
         }
     }
 
@@ -180,6 +185,60 @@ mod tests {
         top.record(top.high()).unwrap();
         let t = HistogramWire::from_histogram(&top).to_histogram().unwrap();
         assert_eq!(t.max(), top.max());
+    }
+
+    /// A coordinator or agent from before latency-under-load ran in the mesh omits the new
+    /// fields: they parse as "no load".
+    #[test]
+    fn messages_without_load_fields_still_parse() {
+        use crate::bench::protocol::Message;
+        let params = TestParams {
+            kind: crate::bench::protocol::TestKind::Rr,
+            transport: crate::bench::protocol::Transport::Tcp,
+            size: 64,
+            duration_ms: 100,
+            parallel: 1,
+            dirs: vec![crate::bench::protocol::Dir::Up],
+            rate_bps: 0,
+            interval_ms: 0,
+            gso: true,
+            gro: true,
+            busy_poll: false,
+            rcvbuf: None,
+            sndbuf: None,
+            nodelay: false,
+        };
+        let mut old = serde_json::to_value(Message::RunTest {
+            auth: None,
+            target: "127.0.0.1:5301".parse().unwrap(),
+            load: Some(Box::new(TestParams {
+                kind: crate::bench::protocol::TestKind::Stream,
+                ..params.clone()
+            })),
+            params,
+            handshake_timeout_ms: 1000,
+        })
+        .unwrap();
+        assert!(old.as_object_mut().unwrap().remove("load").is_some());
+        match serde_json::from_value::<Message>(old) {
+            Ok(Message::RunTest { load, .. }) => assert_eq!(load, None),
+            other => panic!("{other:?}"),
+        }
+        let report = PairReport {
+            agent: "a".into(),
+            started_unix_ms: 1,
+            streams: Vec::new(),
+            client: Default::default(),
+            server: Default::default(),
+            rr_histogram: None,
+            rr_lost: 0,
+            load_bits_per_second: Some(1e9),
+        };
+        let mut v = serde_json::to_value(&report).unwrap();
+        v.as_object_mut().unwrap().remove("load_bits_per_second");
+        let back: PairReport = serde_json::from_value(v).unwrap();
+        assert_eq!(back.load_bits_per_second, None);
+        assert_eq!(back.agent, "a");
     }
 
     #[test]

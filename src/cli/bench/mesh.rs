@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{ArgGroup, Args, ValueEnum};
 use socklab::bench::mesh::matrix::{self, Figure};
-use socklab::bench::mesh::run::{self, MeshCfg, Progress};
+use socklab::bench::mesh::run::{self, MeshCfg, MeshTest, Progress};
 use socklab::bench::mesh::{heatmap, peers, schedule};
 use socklab::bench::protocol::{TestKind, Transport};
 use socklab::bench::report::Meta;
@@ -45,7 +45,7 @@ pub(crate) struct MeshArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     concurrency: Option<u32>,
     /// The figure in the matrix (default: throughput for stream, packet rate for rate, median
-    /// round trip for rr).
+    /// round trip for rr, 99th percentile probe round trip for latency-under-load).
     #[arg(long, value_enum)]
     figure: Option<FigureArg>,
     /// Compare with a previous run's --json; exit 1 naming the pairs that got worse.
@@ -77,9 +77,9 @@ enum FigureArg {
     Pps,
     /// UDP loss, percent.
     Loss,
-    /// rr median round trip, µs.
+    /// rr (or latency-under-load probe) median round trip, µs.
     P50,
-    /// rr 99th percentile round trip, µs.
+    /// rr (or latency-under-load probe) 99th percentile round trip, µs.
     P99,
 }
 
@@ -111,11 +111,6 @@ pub(crate) fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let plan = Plan::from_args(t)?;
-    if plan.tests.iter().any(|p| p.load.is_some()) {
-        bail!(
-            "bench mesh runs stream, rate, rr and compare; latency-under-load runs between two hosts only (bench client)"
-        );
-    }
     let family = t.family.family();
     let mut entries = a.peers.clone();
     if let Some(f) = &a.peers_file {
@@ -154,7 +149,14 @@ pub(crate) fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
     let cfg = MeshCfg {
         agents: agents.clone(),
         token: a.token.clone(),
-        tests: plan.tests.iter().map(|p| p.params.clone()).collect(),
+        tests: plan
+            .tests
+            .iter()
+            .map(|p| MeshTest {
+                params: p.params.clone(),
+                load: p.load.clone(),
+            })
+            .collect(),
         concurrency: a.concurrency.map(|n| n as usize),
         handshake_timeout: a.handshake_timeout,
     };
@@ -279,10 +281,10 @@ fn dry_run(a: &MeshArgs, entries: &[String], plan: &Plan) -> anyhow::Result<Exit
             peers::with_port(name, a.port)
         )?;
     }
-    for Planned { params: p, .. } in &plan.tests {
+    for Planned { params: p, load } in &plan.tests {
         writeln!(
             out,
-            "test: {:?} {:?} {} B for {} ms, {} stream(s){}",
+            "test: {:?} {:?} {} B for {} ms, {} stream(s){}{}",
             p.kind,
             p.transport,
             p.size,
@@ -292,6 +294,13 @@ fn dry_run(a: &MeshArgs, entries: &[String], plan: &Plan) -> anyhow::Result<Exit
                 format!(" at {} bit/s each", p.rate_bps)
             } else {
                 String::new()
+            },
+            match load {
+                None => String::new(),
+                Some(b) => format!(
+                    ", beside a {:?} stream of {} B (the target runs both tests)",
+                    b.transport, b.size
+                ),
             }
         )?;
     }
