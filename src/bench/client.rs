@@ -54,7 +54,7 @@ fn connect(cfg: &ClientCfg) -> Result<TcpStream, BenchError> {
             }
             _ => e
                 .raw_os_error()
-                .map_or_else(|| e.to_string(), crate::sock::errno::describe),
+                .map_or_else(|| e.to_string(), crate::os::errno::describe),
         };
         BenchError::Connect(cfg.server, io::Error::new(e.kind(), why))
     })

@@ -498,7 +498,7 @@ impl FrameError {
                 _ => format!(
                     "the control connection to {peer} failed: {}",
                     e.raw_os_error()
-                        .map_or_else(|| e.to_string(), crate::sock::errno::describe)
+                        .map_or_else(|| e.to_string(), crate::os::errno::describe)
                 ),
             },
             other => format!("{peer} sent something unexpected: {other}"),
