@@ -633,6 +633,14 @@ pub fn nonce() -> io::Result<String> {
     Ok(hex(&cookie()?))
 }
 
+/// The protocol a data socket of this test uses.
+pub fn proto_of(t: Transport) -> crate::sock::Proto {
+    match t {
+        Transport::Tcp => crate::sock::Proto::Tcp,
+        Transport::Udp => crate::sock::Proto::Udp,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

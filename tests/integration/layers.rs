@@ -124,6 +124,106 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Inside `bench`, the modules below the client and server, from the bottom up; every other
+/// bench module (`client`, `server`, `search`, `report`, `plot`, `underload`, `mesh`, the items of
+/// `bench/mod.rs`) is above them all. `sender` and `receiver` share a rank: neither imports the
+/// other.
+const BENCH_LAYERS: &[(&str, u8)] = &[
+    ("wire", 0),
+    ("stats", 0),
+    ("culprit", 0),
+    ("protocol", 1),
+    ("sender", 2),
+    ("receiver", 2),
+    ("session", 3),
+];
+
+/// The rank of anything else in `bench`.
+const BENCH_UPPER: u8 = 4;
+
+/// The one upward edge inside `bench` that stands: the control protocol's `Message` carries the
+/// mesh agent's `RunTestReply` (`src/bench/protocol.rs`), and `mesh::wire` builds on protocol
+/// types, so the two form one unit until the mesh reply moves down.
+const BENCH_KNOWN_UPWARD: &[(&str, &str)] = &[("protocol", "mesh")];
+
+fn bench_rank(module: &str) -> u8 {
+    BENCH_LAYERS
+        .iter()
+        .find(|(m, _)| *m == module)
+        .map_or(BENCH_UPPER, |(_, r)| *r)
+}
+
+/// The bench sub-module a file under `src/bench/` belongs to (`bench/mesh/run.rs` → `mesh`,
+/// `bench/mod.rs` → `mod`).
+fn bench_module_of(rel: &Path) -> Option<String> {
+    let mut parts = rel
+        .components()
+        .map(|c| c.as_os_str().to_str().unwrap_or(""));
+    if parts.next()? != "bench" {
+        return None;
+    }
+    let first = parts.next()?;
+    Some(first.strip_suffix(".rs").unwrap_or(first).to_string())
+}
+
+/// The bench sub-modules a bench file names: `crate::bench::X` anywhere, and `super::X` in a
+/// file directly under `src/bench/` (where `super` is `bench`).
+fn bench_paths(rel: &Path, source: &str) -> Vec<(usize, String)> {
+    let direct = rel.components().count() == 2 && !rel.ends_with("mod.rs");
+    let mut found = Vec::new();
+    for (n, line) in source.lines().enumerate() {
+        let code = line.trim_start();
+        if code.starts_with("//") {
+            continue;
+        }
+        for prefix in ["crate::bench::", "super::"] {
+            if prefix == "super::" && !direct {
+                continue;
+            }
+            let mut rest = code;
+            while let Some(at) = rest.find(prefix) {
+                let after = &rest[at + prefix.len()..];
+                if let Some(group) = after.strip_prefix('{') {
+                    found.extend(group_heads(group).into_iter().map(|m| (n + 1, m)));
+                } else {
+                    let ident: String = after
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    found.push((n + 1, ident));
+                }
+                rest = after;
+            }
+        }
+    }
+    found
+}
+
+/// Every upward or sideways import between bench sub-modules in one file.
+fn bench_violations(rel: &Path, source: &str) -> Vec<String> {
+    let Some(from) = bench_module_of(rel) else {
+        return Vec::new();
+    };
+    let from_rank = bench_rank(&from);
+    bench_paths(rel, source)
+        .into_iter()
+        .filter_map(|(line, to)| {
+            let to_rank = bench_rank(&to);
+            let allowed = to.is_empty()
+                || to == from
+                || to_rank < from_rank
+                || (to_rank == BENCH_UPPER && from_rank == BENCH_UPPER)
+                || BENCH_KNOWN_UPWARD.contains(&(from.as_str(), to.as_str()));
+            (!allowed).then(|| {
+                format!(
+                    "src/{}:{line}: bench::{from} (rank {from_rank}) imports bench::{to} (rank {to_rank})",
+                    rel.display()
+                )
+            })
+        })
+        .collect()
+}
+
 #[test]
 fn lower_layers_never_import_higher_ones() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -137,6 +237,7 @@ fn lower_layers_never_import_higher_ones() {
         let source = std::fs::read_to_string(path).expect("read source file");
         checked += crate_paths(&source).len();
         bad.extend(violations(rel, &source));
+        bad.extend(bench_violations(rel, &source));
     }
     assert!(
         checked > 100,
@@ -173,4 +274,18 @@ fn checker_catches_a_planted_upward_import() {
         .is_empty()
     );
     assert!(violations(Path::new("cli/lab.rs"), "use crate::bench;").is_empty());
+}
+
+#[test]
+fn bench_checker_catches_upward_and_sideways_imports() {
+    let planted = "use super::sender::send_all;\n\
+                   use crate::bench::{client, wire::Repr};\n\
+                   use super::stats::Interval;\n";
+    let bad = bench_violations(Path::new("bench/receiver.rs"), planted);
+    assert_eq!(bad.len(), 2, "{bad:#?}");
+    assert!(bad[0].contains(":1: bench::receiver (rank 2) imports bench::sender"));
+    assert!(bad[1].contains(":2: bench::receiver (rank 2) imports bench::client"));
+    // A mesh file's `super::` is the mesh, not the bench.
+    assert!(bench_violations(Path::new("bench/mesh/run.rs"), "use super::wire::X;").is_empty());
+    assert!(bench_violations(Path::new("bench/client.rs"), "use super::server::X;").is_empty());
 }
