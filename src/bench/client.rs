@@ -13,7 +13,7 @@ use super::protocol::{
 use super::session::{self, Job};
 use super::wire::{HEADER_LEN, Repr};
 use super::{BenchError, RrSummary, TestOutcome, data_socket, tune};
-use crate::sock::{Proto, Sock};
+use crate::sock::Sock;
 
 /// Client configuration.
 #[derive(Debug, Clone)]
@@ -54,7 +54,7 @@ fn connect(cfg: &ClientCfg) -> Result<TcpStream, BenchError> {
             }
             _ => e
                 .raw_os_error()
-                .map_or_else(|| e.to_string(), crate::sock::errno::describe),
+                .map_or_else(|| e.to_string(), crate::os::errno::describe),
         };
         BenchError::Connect(cfg.server, io::Error::new(e.kind(), why))
     })
@@ -168,7 +168,7 @@ pub fn run_test(
                     timestamp_ns: 0,
                 }
                 .emit(&mut h);
-                if !super::sender::send_all(&s, &h) {
+                if !super::wire::send_all(&s, &h) {
                     return Err(BenchError::Protocol(
                         "data connection refused the header".into(),
                     ));
@@ -355,12 +355,4 @@ fn prove_return_addresses(
         }
     }
     Ok(())
-}
-
-/// The protocol a data socket of this test uses.
-pub fn proto_of(t: Transport) -> Proto {
-    match t {
-        Transport::Tcp => Proto::Tcp,
-        Transport::Udp => Proto::Udp,
-    }
 }

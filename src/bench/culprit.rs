@@ -20,7 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::lab::counters::Snapshot;
+use crate::os::counters::Snapshot;
 
 /// Drop counters of one namespace over a test (deltas), as one side saw them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

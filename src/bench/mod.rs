@@ -101,7 +101,7 @@ impl From<io::Error> for BenchError {
 /// ([`DEFAULT_BUFFER`]) unless the test sets them; TCP sockets keep the kernel's buffer
 /// autotuning (tcp(7): setting SO_RCVBUF/SO_SNDBUF turns it off) unless the test sets them.
 pub fn data_socket(like: SocketAddr, p: &TestParams) -> Result<Sock, BenchError> {
-    let s = Sock::open(&like, client::proto_of(p.transport), &Recorder::off())?;
+    let s = Sock::open(&like, protocol::proto_of(p.transport), &Recorder::off())?;
     let udp = p.transport == Transport::Udp;
     if let Some(n) = p.rcvbuf.or(udp.then_some(DEFAULT_BUFFER)) {
         let _ = s.set_recv_buffer_size(n);

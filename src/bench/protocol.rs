@@ -503,7 +503,7 @@ impl FrameError {
                 _ => format!(
                     "the control connection to {peer} failed: {}",
                     e.raw_os_error()
-                        .map_or_else(|| e.to_string(), crate::sock::errno::describe)
+                        .map_or_else(|| e.to_string(), crate::os::errno::describe)
                 ),
             },
             other => format!("{peer} sent something unexpected: {other}"),
@@ -636,6 +636,14 @@ pub fn hex(bytes: &[u8]) -> String {
 /// A fresh 16-byte random nonce as hex.
 pub fn nonce() -> io::Result<String> {
     Ok(hex(&cookie()?))
+}
+
+/// The protocol a data socket of this test uses.
+pub fn proto_of(t: Transport) -> crate::sock::Proto {
+    match t {
+        Transport::Tcp => crate::sock::Proto::Tcp,
+        Transport::Udp => crate::sock::Proto::Udp,
+    }
 }
 
 #[cfg(test)]

@@ -289,7 +289,7 @@ pub fn echo(sock: &Sock, transport: Transport, cfg: RecvCfg, ctl: &RecvCtl) -> S
             Transport::Tcp => match sock.recv(&mut buf) {
                 Ok(0) => break,
                 Ok(k) => {
-                    if !super::sender::send_all(sock, &buf[..k]) {
+                    if !super::wire::send_all(sock, &buf[..k]) {
                         break;
                     }
                     bytes += k as u64;

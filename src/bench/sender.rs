@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use hdrhistogram::Histogram;
 
 use super::protocol::{SentCount, TcpFigures, Transport};
-use super::wire::{HEADER_LEN, Repr};
+use super::wire::{HEADER_LEN, Repr, send_all};
 use crate::sock::Sock;
 use crate::sock::sys::{self, MAX_BATCH};
 
@@ -225,20 +225,6 @@ pub fn rr(
         ..SentCount::default()
     };
     (sent, hist, lost)
-}
-
-/// Sends all of `buf` (retrying short writes and EAGAIN); false if the connection failed.
-pub fn send_all(sock: &Sock, mut buf: &[u8]) -> bool {
-    while !buf.is_empty() {
-        match sock.send(buf) {
-            Ok(k) => buf = &buf[k..],
-            Err(e) if matches!(e.errno(), Some(libc::EAGAIN | libc::EINTR)) => {
-                std::hint::spin_loop()
-            }
-            Err(_) => return false,
-        }
-    }
-    true
 }
 
 /// Waits for one reply: a datagram (UDP) or `buf.len()` bytes (TCP). Ok(false) on timeout.

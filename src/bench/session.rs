@@ -21,7 +21,7 @@ use super::protocol::{
 };
 use super::receiver::{self, RecvCfg, RecvCtl};
 use super::sender::{self, SendCfg};
-use crate::lab::counters::Snapshot;
+use crate::os::counters::Snapshot;
 use crate::sock::{Sock, sys};
 
 /// How long a UDP receiver keeps listening after its sender said it is done.

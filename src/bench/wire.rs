@@ -2,6 +2,7 @@
 //! with, as a Packet/Repr pair in the style of smoltcp's `wire` module: byte ranges are named
 //! once in [`field`], [`Packet::new_checked`] validates length, magic and version before any
 //! accessor runs, and [`Repr`] is the parsed, plain form. All integers are big-endian.
+//! [`send_all`] puts a whole buffer on a socket, for every bench module that writes one.
 //!
 //! ```text
 //!  0      4   5   6       8               16              24
@@ -9,6 +10,8 @@
 //!  | SLBD |ver|flg|stream |   sequence    |  send time ns |
 //!  +------+---+---+-------+---------------+---------------+
 //! ```
+
+use crate::sock::Sock;
 
 /// Byte ranges of the header fields.
 pub mod field {
@@ -130,6 +133,20 @@ impl Repr {
         buf[field::TIMESTAMP].copy_from_slice(&self.timestamp_ns.to_be_bytes());
         Ok(())
     }
+}
+
+/// Sends all of `buf` (retrying short writes and EAGAIN); false if the connection failed.
+pub fn send_all(sock: &Sock, mut buf: &[u8]) -> bool {
+    while !buf.is_empty() {
+        match sock.send(buf) {
+            Ok(k) => buf = &buf[k..],
+            Err(e) if matches!(e.errno(), Some(libc::EAGAIN | libc::EINTR)) => {
+                std::hint::spin_loop()
+            }
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 
 use std::io::{self, Write};
 
-use socklab::sock::errno;
+use socklab::os::errno;
 
 /// A write to stdout failed.
 #[derive(Debug, thiserror::Error)]

@@ -258,8 +258,8 @@ fn why_closed(e: &anyhow::Error) -> String {
     match step.and_then(|s| s.errno()) {
         Some(n) => format!(
             "{} ({})",
-            socklab::sock::errno::describe(n),
-            socklab::sock::errno::name(n)
+            socklab::os::errno::describe(n),
+            socklab::os::errno::name(n)
         ),
         None => step.map_or_else(|| format!("{e}"), |s| s.source.to_string()),
     }

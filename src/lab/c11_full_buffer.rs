@@ -12,9 +12,9 @@ use serde::Serialize;
 
 use super::article::{FULL_BUFFER_DROPS, NO_FLOW_CONTROL_ON_LO, TCP_FLOW_CONTROL};
 use super::c10_buffer_bookkeeping::{FILL_RCVBUF, Fill, fill};
-use super::counters::Snapshot;
 use super::observe::{SETTLE, Trial, poll_until, tcp_pair};
 use super::{Evidence, Experiment, Host, Lab, Part, host::NEEDS_ROOT};
+use crate::os::counters::Snapshot;
 use crate::sock::{Sock, Step};
 
 /// The experiment of claim 11.

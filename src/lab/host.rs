@@ -11,9 +11,9 @@ use std::time::SystemTime;
 use anyhow::Context;
 
 use super::capture::{Capture, Frame};
-use super::counters::Snapshot;
 use super::{Part, Quote};
 use crate::netns::{self, Netns};
+use crate::os::counters::Snapshot;
 use crate::trace::Span;
 
 /// The reason given for parts that need namespaces when not root.

@@ -40,7 +40,6 @@ pub mod c14_kill9;
 pub mod capture;
 mod closed_port;
 pub mod compare;
-pub mod counters;
 pub mod host;
 pub mod html;
 pub mod ladder;

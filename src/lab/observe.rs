@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::Serialize;
 
-use super::counters::Snapshot;
 use super::{Evidence, Host};
+use crate::os::counters::Snapshot;
 use crate::sock::{Datagram, Proto, Sock, Step, StepError};
 use crate::trace::{Collector, Event, Recorder};
 

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 
 use super::Evidence;
-use crate::sock::errno;
+use crate::os::errno;
 
 /// One file written by `socklab lab export --python`.
 #[derive(Debug, Clone, Copy)]

@@ -11,7 +11,7 @@
 //! reads back what the kernel applied.
 
 pub mod datagram;
-pub mod errno;
+pub mod error;
 pub mod holders;
 pub mod options;
 pub mod sys;
@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime};
 use socket2::{Domain, Protocol, Socket, Type};
 
 pub use datagram::Datagram;
-pub use errno::StepError;
+pub use error::StepError;
 
 use crate::trace::{Args, Event, Fields, Outcome, Recorder, Span};
 
@@ -437,7 +437,7 @@ fn outcome_err(e: &io::Error) -> Outcome {
     let errno = e.raw_os_error().unwrap_or(0);
     Outcome::Err {
         errno,
-        name: errno::name(errno),
+        name: crate::os::errno::name(errno),
     }
 }
 

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use super::{Event, Outcome, Sink};
-use crate::sock::errno;
+use crate::os::errno;
 
 /// Formats one event as strace-like text: `bind(3, 127.0.0.1:9000) = 0`, then an indented
 /// `local …` / `peer …` line for each address the call changed.

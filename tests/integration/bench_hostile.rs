@@ -512,7 +512,7 @@ fn iperf3_1072_no_udp_datagram_to_a_port_the_client_has_not_proved() {
             .send_to(&wrong.emit(), SocketAddr::new(addr.ip(), down[0]))
             .expect("send a wrong probe");
         let counter = || {
-            socklab::lab::counters::Snapshot::read()
+            socklab::os::counters::Snapshot::read()
                 .expect("snmp")
                 .get("Udp.OutDatagrams")
         };
@@ -554,10 +554,10 @@ fn iperf3_1072_no_udp_datagram_to_a_port_the_client_has_not_proved() {
             "transport": "udp", "dirs": ["down"], "rate_bps": 10_000_000
         }));
         let before =
-            socklab::lab::counters::Snapshot::read().map_or(0, |c| c.get("Udp.OutDatagrams"));
+            socklab::os::counters::Snapshot::read().map_or(0, |c| c.get("Udp.OutDatagrams"));
         real_test(addr, None, &t);
         let after =
-            socklab::lab::counters::Snapshot::read().map_or(0, |c| c.get("Udp.OutDatagrams"));
+            socklab::os::counters::Snapshot::read().map_or(0, |c| c.get("Udp.OutDatagrams"));
         (String::new(), before, after)
     }));
     assert!(sent.2 > sent.1, "the proved -R test did send");

@@ -15,6 +15,7 @@ mod lab_cli;
 mod lab_ladder;
 mod lab_python;
 mod lab_util;
+mod layers;
 mod mesh;
 mod netns_endpoints;
 mod stdout_errors;

@@ -8,8 +8,8 @@ use std::process::Command;
 
 use socklab::bench::RrSummary;
 use socklab::bench::mesh::wire::HistogramWire;
-use socklab::lab::counters::Snapshot;
 use socklab::netns::{self, Netns};
+use socklab::os::counters::Snapshot;
 
 use crate::util::{self, BIN, Input, Output, Proc, have_nft, socklab, spawn};
 

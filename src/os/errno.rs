@@ -1,8 +1,6 @@
 //! errno values as users read them: the symbolic name (`EADDRINUSE`), a lower-case description,
-//! and, where one helps, a hint about the cause. [`StepError`] is the one-line error every failed
-//! socket step returns: `bind 127.0.0.1:80: permission denied (EACCES)`.
-
-use std::io;
+//! and, where one helps, a hint about the cause. `sock::StepError` builds its one-line error from
+//! these: `bind 127.0.0.1:80: permission denied (EACCES)`.
 
 use nix::errno::Errno;
 
@@ -57,54 +55,6 @@ pub fn is_unsupported(errno: i32) -> bool {
     )
 }
 
-/// A failed socket step: which call, on what, and the OS error.
-#[derive(Debug, thiserror::Error)]
-pub struct StepError {
-    /// The syscall that failed, e.g. `bind`.
-    pub call: &'static str,
-    /// What it was called with, e.g. `127.0.0.1:80`.
-    pub target: String,
-    /// The OS error.
-    #[source]
-    pub source: io::Error,
-}
-
-impl StepError {
-    /// The errno, when the error came from the OS.
-    pub fn errno(&self) -> Option<i32> {
-        self.source.raw_os_error()
-    }
-
-    /// The errno's symbolic name, e.g. `EADDRINUSE`, when the error came from the OS.
-    pub fn errno_name(&self) -> Option<String> {
-        self.errno().map(name)
-    }
-
-    /// The kind of the OS error.
-    pub fn kind(&self) -> io::ErrorKind {
-        self.source.kind()
-    }
-}
-
-impl std::fmt::Display for StepError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.call)?;
-        if !self.target.is_empty() {
-            write!(f, " {}", self.target)?;
-        }
-        match self.errno() {
-            Some(e) => {
-                write!(f, ": {} ({})", describe(e), name(e))?;
-                if let Some(h) = hint(self.call, e) {
-                    write!(f, "; {h}")?;
-                }
-                Ok(())
-            }
-            None => write!(f, ": {}", self.source),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,17 +63,6 @@ mod tests {
     fn names_and_lines() {
         assert_eq!(name(libc::EADDRINUSE), "EADDRINUSE");
         assert_eq!(describe(libc::ECONNREFUSED), "connection refused");
-        let e = StepError {
-            call: "bind",
-            target: "127.0.0.1:80".into(),
-            source: io::Error::from_raw_os_error(libc::EACCES),
-        };
-        let line = e.to_string();
-        assert!(
-            line.starts_with("bind 127.0.0.1:80: permission denied (EACCES)"),
-            "{line}"
-        );
-        assert!(!line.contains('\n'));
         assert!(is_unsupported(libc::ENOPROTOOPT));
         assert!(!is_unsupported(libc::EPERM));
     }
