@@ -173,12 +173,19 @@ fn c12_zero_means_fin_on_tcp_and_empty_datagram_on_udp() {
 #[test]
 fn c13_time_wait_on_the_active_closer_and_reuseaddr() {
     let _serial = crate::util::loopback_exclusive();
-    for (_, f) in runs(13) {
+    for (isolated, f) in runs(13) {
         let trials = fact(part(&f, "a"), "trials").as_array().unwrap().clone();
         assert_eq!(trials.len(), 8);
         for t in &trials {
             assert_eq!(t["closer_state"], "TIME-WAIT", "{t}");
             assert_eq!(t["passive_state"], Value::Null, "{t}");
+            if !isolated {
+                // On the machine's own stack a port freed by a close is anyone's: the other
+                // tests of this binary connect from 127.0.0.1 at the same time, and a connect
+                // may take the freed port between the close and the lab's bind (seen in CI).
+                // The rebinds are asserted where the lab has the stack to itself.
+                continue;
+            }
             let both = t["old_reuse"] == true && t["new_reuse"] == true;
             let want = if both { "ok" } else { "EADDRINUSE" };
             assert_eq!(t["rebind"], want, "{t}");
