@@ -200,6 +200,17 @@ pub(crate) fn run(a: LabArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// unshare(1) flags of the unprivileged run: a user namespace mapping us to root, with a
+/// network and a mount namespace of its own (mounts kept private).
+const UNSHARE: [&str; 6] = [
+    "--user",
+    "--map-root-user",
+    "--net",
+    "--mount",
+    "--propagation",
+    "private",
+];
+
 /// Set in the environment of the run re-executed inside a user namespace.
 const IN_USERNS: &str = "SOCKLAB_LAB_IN_USERNS";
 /// Set (to anything) to run without root on the host's loopback, without a user namespace.
@@ -231,14 +242,7 @@ fn reexec_in_user_namespace() -> anyhow::Result<Option<ExitCode>> {
     }
     // The probe does what the run will: the namespaces and the tmpfs on /run.
     let probe = Command::new("unshare")
-        .args([
-            "--user",
-            "--map-root-user",
-            "--net",
-            "--mount",
-            "--propagation",
-            "private",
-        ])
+        .args(UNSHARE)
         .args(["sh", "-c", MOUNT_RUN, "sh", "true"])
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -261,18 +265,8 @@ fn reexec_in_user_namespace() -> anyhow::Result<Option<ExitCode>> {
     }
     let exe = std::env::current_exe().context("find this program to run it in a user namespace")?;
     let status = Command::new("unshare")
-        .args([
-            "--user",
-            "--map-root-user",
-            "--net",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            MOUNT_RUN,
-            "sh",
-        ])
+        .args(UNSHARE)
+        .args(["sh", "-c", MOUNT_RUN, "sh"])
         .arg(exe)
         .args(std::env::args_os().skip(1))
         .env(IN_USERNS, "1")
