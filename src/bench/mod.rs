@@ -113,11 +113,14 @@ pub fn data_socket(like: SocketAddr, p: &TestParams) -> Result<Sock, BenchError>
     Ok(s)
 }
 
-/// Per-socket options of a test: TCP_NODELAY, SO_BUSY_POLL. Failures are ignored on purpose:
+/// Per-socket options of a test: TCP_NODELAY, TCP_NOTSENT_LOWAT, SO_BUSY_POLL. Failures are ignored on purpose:
 /// an option the kernel lacks must not stop a benchmark (the report says what was applied).
 pub fn tune(s: &Sock, p: &TestParams) {
     if p.transport == Transport::Tcp && (p.nodelay || p.kind.measures_latency()) {
         let _ = s.set_nodelay(true);
+    }
+    if let (Transport::Tcp, Some(n)) = (p.transport, p.notsent_lowat) {
+        let _ = s.set_tcp_notsent_lowat(n);
     }
     if p.busy_poll {
         let _ = sys::set_busy_poll(std::os::fd::AsFd::as_fd(s), 50);

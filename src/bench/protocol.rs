@@ -152,6 +152,9 @@ pub struct TestParams {
     pub sndbuf: Option<usize>,
     /// TCP_NODELAY on data sockets.
     pub nodelay: bool,
+    /// TCP_NOTSENT_LOWAT on TCP data sockets, bytes (`None`: the kernel's default, unlimited).
+    #[serde(default)]
+    pub notsent_lowat: Option<u32>,
 }
 
 /// Per-interval receive figures of one stream.

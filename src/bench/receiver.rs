@@ -224,6 +224,12 @@ pub fn udp<T>(
     }
 }
 
+/// The bytes a TCP stream receiver asks for per read (and waits for, with SO_RCVLOWAT): large
+/// enough that the receiver does not wake for every segment, small enough that the buffer it
+/// copies into stays in the CPU's cache (1 MiB reads made `_copy_to_iter` the largest cost in a
+/// `perf record` of 4 streams on 2 CPUs).
+pub const TCP_CHUNK: usize = 128 << 10;
+
 /// Receives a TCP stream until EOF (or the deadline), counting bytes and read calls.
 pub fn tcp<T>(
     sock: &Sock,
@@ -239,7 +245,7 @@ pub fn tcp<T>(
         // the stream and the read timeout still wake it).
         let _ = sys::set_recv_lowat(sock.as_fd(), cfg.lowat.min(u32::MAX as usize) as u32);
     }
-    let mut buf = vec![0u8; cfg.size.clamp(1 << 20, 4 << 20)];
+    let mut buf = vec![0u8; cfg.lowat.max(TCP_CHUNK)];
     let mut tick = Ticker::new(cfg, out, wrap);
     let (mut bytes, mut reads, mut first, mut last) = (0u64, 0u64, 0u64, 0u64);
     loop {

@@ -995,6 +995,7 @@ mod tests {
             rcvbuf: None,
             sndbuf: None,
             nodelay: false,
+            notsent_lowat: None,
         };
         assert_eq!(validate(&ok, &cfg), Ok(()));
         let bad = [

@@ -447,9 +447,11 @@ pub fn watch_peer(conn: &TcpStream, idle: Duration) -> io::Result<()> {
     s.set_tcp_user_timeout(Some(idle.max(Duration::from_millis(500))))
 }
 
-/// SO_RCVLOWAT for a TCP stream receiver: 1 MiB, or a quarter of a buffer the user fixed with
-/// `--rcvbuf` (the kernel doubles the value asked), so a read can always be satisfied.
+/// SO_RCVLOWAT for a TCP stream receiver: [`receiver::TCP_CHUNK`], or a quarter of a buffer the
+/// user fixed with `--rcvbuf` (the kernel doubles the value asked), so a read can always be
+/// satisfied.
 fn tcp_lowat(rcvbuf: Option<usize>) -> usize {
-    const MIB: usize = 1 << 20;
-    rcvbuf.map_or(MIB, |asked| (asked / 2).min(MIB))
+    rcvbuf.map_or(receiver::TCP_CHUNK, |asked| {
+        (asked / 2).min(receiver::TCP_CHUNK)
+    })
 }

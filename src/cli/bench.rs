@@ -354,6 +354,7 @@ impl Plan {
                     rcvbuf: o.recv_buffer,
                     sndbuf: o.send_buffer,
                     nodelay: o.nodelay,
+                    notsent_lowat: a.sock.notsent_lowat(),
                 };
                 if kind == TestKind::Probe {
                     let bulk = TestParams {
@@ -384,6 +385,7 @@ impl Plan {
             "rate_bits_per_second": a.bitrate, "interval_ms": a.interval.map(|d| d.as_millis() as u64),
             "cpus": a.cpu.as_ref().map(|c| &c.0), "busy_poll": a.busy_poll, "gso": !a.no_gso, "gro": !a.no_gro,
             "rcvbuf_bytes": o.recv_buffer, "sndbuf_bytes": o.send_buffer, "nodelay": o.nodelay,
+            "notsent_lowat_bytes": a.sock.notsent_lowat(),
             "transports": transports,
             "target_loss_percent": a.target_loss,
         });

@@ -344,9 +344,30 @@ pub(crate) struct BenchSockArgs {
     /// TCP_NODELAY on TCP data sockets (always on for rr and latency probes).
     #[arg(long)]
     nodelay: bool,
+    /// TCP_NOTSENT_LOWAT of TCP data sockets: a sender's write waits while more than SIZE bytes
+    /// are queued unsent (the data in flight is not limited). `off` keeps the kernel's default.
+    #[arg(long, value_name = "SIZE|off", default_value = "64K", value_parser = parse_notsent_lowat)]
+    notsent_lowat: NotsentLowat,
+}
+
+/// `--notsent-lowat`: a size, or `off`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct NotsentLowat(pub(crate) Option<u32>);
+
+fn parse_notsent_lowat(s: &str) -> Result<NotsentLowat, String> {
+    if s == "off" {
+        return Ok(NotsentLowat(None));
+    }
+    let n = parse_buf(s)?;
+    Ok(NotsentLowat(Some(n as u32)))
 }
 
 impl BenchSockArgs {
+    /// `--notsent-lowat` in bytes, `None` for `off`.
+    pub(crate) fn notsent_lowat(&self) -> Option<u32> {
+        self.notsent_lowat.0
+    }
+
     /// The library's option set with these three options.
     pub(crate) fn opts(&self) -> SockOpts {
         SockOpts {

@@ -247,6 +247,16 @@ impl Sock {
         })
     }
 
+    /// TCP_NOTSENT_LOWAT (tcp(7)): a write blocks (and poll reports the socket not writable)
+    /// while more than `bytes` of the stream are queued but not yet sent. Unlike SO_SNDBUF it
+    /// does not limit the data in flight, so the congestion window can still grow; it keeps the
+    /// queue of unsent data, and so the memory a sender writes into, short.
+    pub fn set_tcp_notsent_lowat(&self, bytes: u32) -> Step<()> {
+        self.setopt("IPPROTO_TCP, TCP_NOTSENT_LOWAT", bytes.to_string(), |s| {
+            s.set_tcp_notsent_lowat(bytes)
+        })
+    }
+
     /// SO_LINGER (socket(7)): close() waits up to this long for unsent data; zero makes close
     /// send a RST instead of a FIN.
     pub fn set_linger(&self, linger: Option<Duration>) -> Step<()> {

@@ -207,6 +207,7 @@ mod tests {
             rcvbuf: None,
             sndbuf: None,
             nodelay: false,
+            notsent_lowat: None,
         };
         let mut old = serde_json::to_value(Message::RunTest {
             auth: None,
