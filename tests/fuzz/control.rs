@@ -324,6 +324,7 @@ struct Params {
     switches: [bool; 5],
     rcvbuf: Option<usize>,
     sndbuf: Option<usize>,
+    notsent_lowat: Option<u32>,
 }
 
 #[derive(Debug, TypeGenerator)]
@@ -405,6 +406,7 @@ impl Msg {
                     rcvbuf: p.rcvbuf,
                     sndbuf: p.sndbuf,
                     nodelay: p.switches[3] && p.switches[4],
+                    notsent_lowat: p.notsent_lowat,
                 },
             },
             Self::Accepted {
