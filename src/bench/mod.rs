@@ -36,7 +36,8 @@ use std::net::SocketAddr;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::sock::{Sock, StepError, sys};
+use crate::sock::options::Tolerated;
+use crate::sock::{Sock, StepError};
 use crate::trace::Recorder;
 use protocol::{Dir, FrameError, IntervalSample, SideReport, StreamResult, TestParams, Transport};
 
@@ -100,30 +101,33 @@ impl From<io::Error> for BenchError {
 /// Opens a data socket for `params` of the family of `like`. UDP sockets get large buffers
 /// ([`DEFAULT_BUFFER`]) unless the test sets them; TCP sockets keep the kernel's buffer
 /// autotuning (tcp(7): setting SO_RCVBUF/SO_SNDBUF turns it off) unless the test sets them.
+/// A buffer the kernel refuses or caps does not stop the test: the socket's option log keeps
+/// the outcome, and the report shows it.
 pub fn data_socket(like: SocketAddr, p: &TestParams) -> Result<Sock, BenchError> {
     let s = Sock::open(&like, protocol::proto_of(p.transport), &Recorder::off())?;
     let udp = p.transport == Transport::Udp;
     if let Some(n) = p.rcvbuf.or(udp.then_some(DEFAULT_BUFFER)) {
-        let _ = s.set_recv_buffer_size(n);
+        s.set_recv_buffer_size(n).tolerated();
     }
     if let Some(n) = p.sndbuf.or(udp.then_some(DEFAULT_BUFFER)) {
-        let _ = s.set_send_buffer_size(n);
+        s.set_send_buffer_size(n).tolerated();
     }
     tune(&s, p);
     Ok(s)
 }
 
-/// Per-socket options of a test: TCP_NODELAY, TCP_NOTSENT_LOWAT, SO_BUSY_POLL. Failures are ignored on purpose:
-/// an option the kernel lacks must not stop a benchmark (the report says what was applied).
+/// Per-socket options of a test: TCP_NODELAY, TCP_NOTSENT_LOWAT, SO_BUSY_POLL. An option the
+/// kernel lacks or refuses must not stop a benchmark; its outcome stays in the socket's
+/// option log ([`Sock::option_log`]), which the side's report carries.
 pub fn tune(s: &Sock, p: &TestParams) {
     if p.transport == Transport::Tcp && (p.nodelay || p.kind.measures_latency()) {
-        let _ = s.set_nodelay(true);
+        s.set_nodelay(true).tolerated();
     }
     if let (Transport::Tcp, Some(n)) = (p.transport, p.notsent_lowat) {
-        let _ = s.set_tcp_notsent_lowat(n);
+        s.set_tcp_notsent_lowat(n).tolerated();
     }
     if p.busy_poll {
-        let _ = sys::set_busy_poll(std::os::fd::AsFd::as_fd(s), 50);
+        s.set_busy_poll(50).tolerated();
     }
 }
 

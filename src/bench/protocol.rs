@@ -17,6 +17,8 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::sock::options::OptOutcome;
+
 /// Magic bytes of a control frame.
 pub const MAGIC: [u8; 2] = *b"SC";
 /// Control protocol version.
@@ -294,6 +296,38 @@ pub struct SideReport {
     /// Namespace-wide UDP and device drop counters over the test, as this side saw them.
     #[serde(default)]
     pub host: Option<super::culprit::HostCounters>,
+    /// What became of the socket options this side set on its data sockets, identical
+    /// outcomes merged (absent from peers older than this field: empty).
+    #[serde(default)]
+    pub socket_options: Vec<OptionTally>,
+}
+
+/// One socket option's outcome on this many of a side's data sockets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OptionTally {
+    /// The outcome (option, level, asked, read back, status, errno).
+    #[serde(flatten)]
+    pub outcome: OptOutcome,
+    /// Data sockets that had this outcome.
+    pub sockets: u64,
+}
+
+impl OptionTally {
+    /// Merges the outcomes of several sockets: one tally per distinct outcome, in the order
+    /// they first appear.
+    pub fn merge(outcomes: impl IntoIterator<Item = OptOutcome>) -> Vec<Self> {
+        let mut out: Vec<Self> = Vec::new();
+        for o in outcomes {
+            match out.iter_mut().find(|t| t.outcome == o) {
+                Some(t) => t.sockets += 1,
+                None => out.push(Self {
+                    outcome: o,
+                    sockets: 1,
+                }),
+            }
+        }
+        out
+    }
 }
 
 /// A control message.
@@ -677,6 +711,48 @@ mod tests {
         let mut buf = Vec::new();
         write_message(&mut buf, &m).unwrap();
         assert_eq!(read_message(&mut &buf[..]).unwrap(), m);
+    }
+
+    #[test]
+    fn results_of_an_older_peer_parse_without_socket_options() {
+        let old = br#"{"type":"results","report":{"streams":[],"cpu_user_us":1,"cpu_sys_us":2,"rcvbuf_errors":null,"rr_echoed":0}}"#;
+        let Message::Results { report } = serde_json::from_slice(old).unwrap() else {
+            panic!("not results");
+        };
+        assert!(report.socket_options.is_empty());
+        assert_eq!(report.cpu_sys_us, 2);
+    }
+
+    #[test]
+    fn option_tallies_merge_identical_outcomes() {
+        use crate::sock::options::OptStatus;
+        let o = |asked: i64, status| OptOutcome {
+            level: "SOL_SOCKET".into(),
+            option: "SO_RCVBUF".into(),
+            asked: asked.into(),
+            read_back: None,
+            status,
+            errno: None,
+            note: None,
+        };
+        let t = OptionTally::merge([
+            o(1, OptStatus::Applied),
+            o(2, OptStatus::Refused),
+            o(1, OptStatus::Applied),
+        ]);
+        assert_eq!(
+            t.iter()
+                .map(|t| (t.outcome.asked.clone(), t.sockets))
+                .collect::<Vec<_>>(),
+            [(1.into(), 2), (2.into(), 1)]
+        );
+        // On the wire the outcome's fields sit beside the count.
+        let v = serde_json::to_value(&t[0]).unwrap();
+        assert_eq!(
+            (v["option"].as_str(), v["sockets"].as_u64()),
+            (Some("SO_RCVBUF"), Some(2))
+        );
+        assert_eq!(serde_json::from_value::<OptionTally>(v).unwrap(), t[0]);
     }
 
     #[test]

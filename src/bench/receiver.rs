@@ -15,6 +15,7 @@ use super::protocol::{IntervalSample, StreamResult, Transport};
 use super::stats::{Interval, SeqTracker};
 use super::wire::{HEADER_LEN, Repr};
 use crate::sock::Sock;
+use crate::sock::options::Tolerated;
 use crate::sock::sys::{self, MAX_BATCH, RecvMeta};
 
 /// Shared between a receiver and its session: when to stop, and how many datagrams to expect.
@@ -129,12 +130,13 @@ pub fn udp<T>(
     wrap: fn(IntervalSample) -> T,
 ) -> StreamResult {
     let fd = sock.as_fd();
-    let gro = cfg.gro && sys::set_udp_gro(fd, true).is_ok();
-    let ovfl = sock.set_rxq_ovfl(true).is_ok();
+    let gro = cfg.gro && sock.set_udp_gro(true).tolerated();
+    let ovfl = sock.set_rxq_ovfl(true).tolerated();
     // Kernel receive times per skb; without them the batch's read time stands in (and the
     // datagrams of one recvmmsg(2) call then share it, which the jitter count shows).
-    let _ = sys::set_timestamp_ns(fd, true);
-    let _ = sock.set_read_timeout(Some(Duration::from_millis(20)));
+    sock.set_timestamp_ns(true).tolerated();
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .tolerated();
     let slot = if gro {
         65536
     } else {
@@ -238,12 +240,14 @@ pub fn tcp<T>(
     out: Option<&Sender<T>>,
     wrap: fn(IntervalSample) -> T,
 ) -> StreamResult {
-    let _ = sock.set_read_timeout(Some(Duration::from_millis(20)));
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .tolerated();
     if cfg.lowat > 1 {
         // Fewer, larger reads: the receiver sleeps until a large chunk is queued instead of
         // waking for every segment, which on loopback steals the sender's CPU (the end of
         // the stream and the read timeout still wake it).
-        let _ = sys::set_recv_lowat(sock.as_fd(), cfg.lowat.min(u32::MAX as usize) as u32);
+        sock.set_recv_lowat(cfg.lowat.min(u32::MAX as usize) as u32)
+            .tolerated();
     }
     let mut buf = vec![0u8; cfg.lowat.max(TCP_CHUNK)];
     let mut tick = Ticker::new(cfg, out, wrap);
@@ -287,7 +291,8 @@ pub fn tcp<T>(
 /// `packets` is the number of echoes.
 pub fn echo(sock: &Sock, transport: Transport, cfg: RecvCfg, ctl: &RecvCtl) -> StreamResult {
     let _ = sock.set_nonblocking(cfg.busy);
-    let _ = sock.set_read_timeout(Some(Duration::from_millis(20)));
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .tolerated();
     let mut buf = vec![0u8; cfg.size.max(HEADER_LEN).max(2048)];
     let (mut n, mut bytes, mut connected) = (0u64, 0u64, false);
     while !ctl.done(sys::monotonic_ns()) {

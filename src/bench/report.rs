@@ -8,10 +8,13 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::culprit::{HostCounters, LossByPlace, LossInputs, attribute};
-use super::protocol::{Dir, IntervalSample, SideReport, StreamResult, TestKind, Transport};
+use super::protocol::{
+    Dir, IntervalSample, OptionTally, SideReport, StreamResult, TestKind, Transport,
+};
 use super::search::RateSearch;
 use super::stats::{bits_per_second, per_second, percent};
 use super::{RrSummary, TestOutcome};
+use crate::sock::options::OptStatus;
 
 /// The run's metadata (hyperfine-style export header).
 #[derive(Debug, Clone, Serialize)]
@@ -149,6 +152,19 @@ pub struct Row {
     pub load_bits_per_second: Option<f64>,
     /// Senders that stopped before the end of the test, and why.
     pub sender_errors: Vec<String>,
+    /// What became of the socket options each side set on its data sockets (the whole
+    /// test's, so the rows of one test carry the same).
+    pub socket_options: SocketOptions,
+}
+
+/// The socket options of a test's data sockets, per side, each as the side's kernel applied,
+/// changed or refused it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SocketOptions {
+    /// Set by the client on its data sockets.
+    pub client: Vec<OptionTally>,
+    /// Set by the server on its data sockets (empty from a server older than this report).
+    pub server: Vec<OptionTally>,
 }
 
 fn any<T: Copy>(it: impl Iterator<Item = Option<T>>, f: impl Fn(T, T) -> T) -> Option<T> {
@@ -286,7 +302,44 @@ pub fn rows(o: &TestOutcome) -> Vec<Row> {
                             .map(|e| format!("stream {}: {e}", s.stream))
                     })
                     .collect(),
+                socket_options: SocketOptions {
+                    client: o.client.socket_options.clone(),
+                    server: o.server.socket_options.clone(),
+                },
             }
+        })
+        .collect()
+}
+
+/// The note lines of a row's socket options: one per option a side's kernel did not apply
+/// as asked (unsupported, refused, or another value than asked beyond the documented doubling
+/// of buffer sizes). Options applied as asked make no line.
+fn option_notes(r: &Row) -> Vec<String> {
+    let sides = [
+        ("client", &r.socket_options.client),
+        ("server", &r.socket_options.server),
+    ];
+    sides
+        .into_iter()
+        .flat_map(|(side, tallies)| {
+            tallies
+                .iter()
+                .filter(|t| t.outcome.status != OptStatus::Applied)
+                .map(move |t| {
+                    let effect = if t.outcome.in_force() {
+                        ""
+                    } else {
+                        "; the test ran without it"
+                    };
+                    format!(
+                        "{} {} B: {side} {} ({} {}){effect}",
+                        name(r.transport),
+                        r.size_bytes,
+                        t.outcome.describe(),
+                        t.sockets,
+                        if t.sockets == 1 { "socket" } else { "sockets" },
+                    )
+                })
         })
         .collect()
 }
@@ -502,7 +555,8 @@ pub fn table(rows: &[Row]) -> String {
 
 /// The lines under a table: per UDP row where its loss went, what its jitter is made of and
 /// its duplicates/reordering; per TCP row the sender's TCP_INFO and the reads the receiver
-/// made; and every sender that stopped early. Each line fits [`MAX_WIDTH`] columns.
+/// made; every sender that stopped early; and every socket option a side's kernel did not apply
+/// as asked. Each line fits [`MAX_WIDTH`] columns.
 pub fn notes(rows: &[Row]) -> String {
     let mut lines = Vec::new();
     for r in rows.iter().filter(|r| !r.test.measures_latency()) {
@@ -549,6 +603,12 @@ pub fn notes(rows: &[Row]) -> String {
         }
         for e in &r.sender_errors {
             lines.push(format!("{who} sender stopped early: {e}"));
+        }
+    }
+    // Every test's rows share its options: one line per test and option.
+    for l in rows.iter().flat_map(option_notes) {
+        if !lines.contains(&l) {
+            lines.push(l);
         }
     }
     let mut out = String::new();

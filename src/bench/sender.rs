@@ -12,6 +12,7 @@ use hdrhistogram::Histogram;
 use super::protocol::{SentCount, TcpFigures, Transport};
 use super::wire::{HEADER_LEN, Repr, send_all};
 use crate::sock::Sock;
+use crate::sock::options::Tolerated;
 use crate::sock::sys::{self, MAX_BATCH};
 
 /// Largest UDP payload that fits one IPv4 datagram (65535 − 20 − 8).
@@ -77,7 +78,7 @@ pub fn udp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
     let mut segs = 1;
     if cfg.gso && size * 2 <= MAX_UDP_PAYLOAD {
         let want = (MAX_UDP_PAYLOAD / size).min(64).min(per_slice);
-        if want > 1 && sys::set_udp_segment(fd, size as u16).is_ok() {
+        if want > 1 && sock.set_udp_segment(size as u16).tolerated() {
             segs = want;
         }
     }
@@ -112,7 +113,7 @@ pub fn udp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
                 // The device cannot segment, or a segment exceeds the path MTU (IPv6 does not
                 // fragment GSO segments): fall back to one datagram per message.
                 Some(libc::EIO | libc::EINVAL | libc::EMSGSIZE) if segs > 1 => {
-                    let _ = sys::set_udp_segment(fd, 0);
+                    sock.set_udp_segment(0).tolerated();
                     segs = 1;
                     buf = vec![0u8; msgs * size];
                 }
@@ -139,9 +140,8 @@ pub fn udp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
 /// and half-closes (shutdown(2) SHUT_WR) so the receiver sees the end of the stream.
 pub fn tcp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
     let buf = vec![0x5au8; cfg.size.max(1)];
-    let _ = sock
-        .socket()
-        .set_write_timeout(Some(std::time::Duration::from_millis(100)));
+    sock.set_write_timeout(Some(std::time::Duration::from_millis(100)))
+        .tolerated();
     let start = sys::monotonic_ns();
     let (mut writes, mut bytes, mut error) = (0u64, 0u64, None);
     while !abort.load(Ordering::Relaxed) && pace(&cfg, start, bytes) {
@@ -191,7 +191,8 @@ pub fn rr(
     let req = vec![0x42u8; size];
     let mut resp = vec![0u8; size.max(HEADER_LEN)];
     let _ = sock.set_nonblocking(busy);
-    let _ = sock.set_read_timeout(Some(std::time::Duration::from_millis(200)));
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .tolerated();
     let (mut n, mut lost) = (0u64, 0u64);
     while !abort.load(Ordering::Relaxed) {
         let t = sys::monotonic_ns();
@@ -281,7 +282,8 @@ pub fn probe(
         r => ((size as u128 * 8 * 1_000_000_000) / r as u128).max(1) as u64,
     };
     let _ = sock.set_nonblocking(false);
-    let _ = sock.set_read_timeout(Some(std::time::Duration::from_millis(20)));
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(20)))
+        .tolerated();
     let writing_done = AtomicBool::new(false);
     let sent_count = std::sync::atomic::AtomicU64::new(0);
     let (hist, received) = std::thread::scope(|s| {

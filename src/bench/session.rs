@@ -104,6 +104,11 @@ pub fn run(
     let mut ctls = Vec::new();
     let mut handles: Vec<JoinHandle<()>> = Vec::new();
     let (mut senders, mut receivers) = (0usize, 0usize);
+    // The sockets go to their threads; their option logs stay here for the report.
+    let option_logs: Vec<_> = jobs
+        .iter()
+        .map(|(_, Job::Send(s) | Job::Recv(s))| s.option_log())
+        .collect();
     for (id, job) in jobs {
         let cfg_pin = pick_cpu(cpus, &pin);
         let tx = tx.clone();
@@ -278,6 +283,8 @@ pub fn run(
     }
     let after = Snapshot::read().ok();
     out.mine.host = Some(host_before.delta(&super::culprit::HostSnapshot::read()));
+    out.mine.socket_options =
+        protocol::OptionTally::merge(option_logs.iter().flat_map(|l| l.outcomes()));
     out.mine.cpu_user_us = cpu_user;
     out.mine.cpu_sys_us = cpu_sys;
     out.mine.rcvbuf_errors = before

@@ -49,6 +49,8 @@ pub struct Sock {
     rec: Recorder,
     /// Last local/peer addresses reported in the trace; only maintained while tracing.
     seen: Mutex<(Option<SocketAddr>, Option<SocketAddr>)>,
+    /// The outcome of every option set on this socket ([`options`]).
+    opts: options::OptionLog,
 }
 
 /// Result of a step: the value, or a [`StepError`] naming the call and its target.
@@ -108,6 +110,7 @@ impl Sock {
             v6,
             rec: rec.clone(),
             seen: Mutex::new(seen),
+            opts: options::OptionLog::default(),
         }
     }
 

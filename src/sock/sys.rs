@@ -448,6 +448,28 @@ fn set_int(fd: BorrowedFd<'_>, name: libc::c_int, v: libc::c_int) -> io::Result<
     Ok(())
 }
 
+/// getsockopt(2) of an int-valued option at `level` (SOL_SOCKET, IPPROTO_TCP, SOL_UDP…): how
+/// the socket options' setters read back what the kernel applied (a flag reads 0 or 1).
+pub fn get_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int) -> io::Result<i32> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a pointer to a live c_int and `len` holding its exact size; the kernel writes at
+    // most `len` bytes and updates `len`; the fd is borrowed for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(v)
+}
+
 /// CPU time the calling thread has used (getrusage(2) RUSAGE_THREAD): (user, system) µs.
 pub fn thread_cpu_us() -> (u64, u64) {
     use nix::sys::resource::{UsageWho, getrusage};

@@ -18,6 +18,7 @@ mod lab_util;
 mod layers;
 mod mesh;
 mod netns_endpoints;
+mod sockopts;
 mod stdout_errors;
 mod tcp;
 mod tcp_timeouts;
