@@ -16,13 +16,16 @@
 //!  sock                               traced socket steps
 //!  trace                              the recorder sock reports to, and its renderers
 //!  ───────────────────────────────────────────────────────────────────────────
-//!  os  addr  units  jsonl             errno names, /proc/net counters | parsing | JSON lines
+//!  os  addr  units  jsonl  meta       errno names, /proc/net counters | parsing | JSON lines |
+//!                                     the meta block of every JSON document
 //! ```
 //!
 //! - [`os`] holds OS facts every layer reads: errno names and hints, the /proc/net counters;
 //! - [`addr`] parses `HOST:PORT`, `[V6]:PORT`, `[fe80::1%eth0]:PORT` and `:PORT` into socket addresses;
 //! - [`units`] parses sizes (`64K`) and durations (`500ms`);
 //! - [`jsonl`] is the `{"type": …, "data": {…}}` envelope every JSON-lines output uses;
+//! - [`meta`] is the `meta` block lab and bench documents share (version, kernel, CPUs, host,
+//!   start time, parameters);
 //! - [`trace`] is the recorder the socket steps report to, and the renderers that print it;
 //! - [`sock`] is the step layer: one method is one syscall is one trace event;
 //! - [`netns`] creates network namespaces and veth pairs (root only);
@@ -52,6 +55,7 @@ pub mod addr;
 pub mod bench;
 pub mod jsonl;
 pub mod lab;
+pub mod meta;
 pub mod netns;
 pub mod os;
 pub mod sock;

@@ -60,16 +60,16 @@ pub fn report(meta: &Meta, findings: &[Finding], pcap_dir: Option<&str>) -> Stri
     let _ = writeln!(
         s,
         "<p class=\"meta\">Linux {} · {} CPU{} · {} · socklab {} · started {}</p>",
-        escape(&meta.kernel),
-        meta.cpus,
-        if meta.cpus == 1 { "" } else { "s" },
+        escape(&meta.common.kernel),
+        meta.common.cpu_count,
+        if meta.common.cpu_count == 1 { "" } else { "s" },
         if meta.root {
             "root (private network namespaces)"
         } else {
             "not root (host loopback; two-host parts not run)"
         },
-        escape(&meta.socklab_version),
-        escape(&meta.started_at)
+        escape(&meta.common.socklab_version),
+        escape(&meta.common.started_at)
     );
     summary_table(&mut s, findings);
     for f in findings {

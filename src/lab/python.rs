@@ -31,6 +31,14 @@ pub struct Script {
     pub text: &'static str,
 }
 
+impl Script {
+    /// The text as exported: the helper's `meta()` names the socklab that wrote it.
+    pub fn exported(&self) -> String {
+        self.text
+            .replace("@SOCKLAB_VERSION@", env!("CARGO_PKG_VERSION"))
+    }
+}
+
 /// Every file of the export: the helper module, `run_all.py`, then one script per experiment
 /// reproduced so far, in claim order.
 pub const SCRIPTS: &[Script] = &[
@@ -102,7 +110,7 @@ pub fn export(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for s in SCRIPTS {
         let path = dir.join(s.name);
-        std::fs::write(&path, s.text)?;
+        std::fs::write(&path, s.exported())?;
         #[cfg(unix)]
         if s.name != "_socklab_lab.py" {
             use std::os::unix::fs::PermissionsExt;
@@ -262,7 +270,7 @@ mod tests {
         let written = export(&dir).unwrap();
         assert_eq!(written.len(), SCRIPTS.len());
         for (p, s) in written.iter().zip(SCRIPTS) {
-            assert_eq!(std::fs::read_to_string(p).unwrap(), s.text);
+            assert_eq!(std::fs::read_to_string(p).unwrap(), s.exported());
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use comfy_table::{ContentArrangement, Table, presets};
 use serde::Serialize;
@@ -19,15 +18,14 @@ use serde_json::Value;
 use super::{Evidence, Experiment, Finding, Part, Verdict};
 use crate::trace::render;
 
-/// What a run was: the facts a reader needs to reproduce or compare it.
+/// What a run was: the facts a reader needs to reproduce or compare it. The common `meta`
+/// fields ([`crate::meta::Meta`]: version, kernel, CPUs, host, start, parameters) with the
+/// lab's own beside them.
 #[derive(Debug, Clone, Serialize)]
 pub struct Meta {
-    /// This program's version (Cargo.toml).
-    pub socklab_version: String,
-    /// The kernel release (`uname -r`, from /proc/sys/kernel/osrelease).
-    pub kernel: String,
-    /// CPUs available to this process.
-    pub cpus: usize,
+    /// The fields every socklab document's meta has.
+    #[serde(flatten)]
+    pub common: crate::meta::Meta,
     /// Whether the run could create namespaces (root, or root of a user namespace).
     pub root: bool,
     /// How the run was isolated: `root` (namespaces of the machine's root), `user namespace`
@@ -37,26 +35,16 @@ pub struct Meta {
     /// The sysctls that shape the results, as read where the experiments run
     /// (`net.ipv4.tcp_wmem` …; missing ones left out).
     pub sysctls: BTreeMap<String, String>,
-    /// When the run started, RFC 3339 in UTC (`2026-11-25T01:30:00Z`).
-    pub started_at: String,
-    /// The parameters of the run (which claims, which outputs).
-    pub parameters: Value,
 }
 
 impl Meta {
-    /// The meta block of a run starting now.
+    /// The meta block of a run starting now; `parameters` says which claims and outputs.
     pub fn now(root: bool, parameters: Value) -> Self {
         Self {
-            socklab_version: env!("CARGO_PKG_VERSION").into(),
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_else(|_| "unknown".into()),
-            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            common: crate::meta::Meta::now(parameters),
             root,
             isolation: if root { "root" } else { "none" }.into(),
             sysctls: BTreeMap::new(),
-            started_at: rfc3339(SystemTime::now()),
-            parameters,
         }
     }
 }
@@ -86,33 +74,6 @@ pub fn sysctls() -> BTreeMap<String, String> {
             ))
         })
         .collect()
-}
-
-/// `2026-11-25T01:30:00Z` for a time (whole seconds, UTC).
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar (Howard
-/// Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// How many findings got each verdict.
@@ -508,16 +469,16 @@ pub fn markdown(meta: &Meta, findings: &[Finding]) -> String {
     let _ = writeln!(
         s,
         "Linux {} · {} CPU{} · {} · socklab {} · started {}\n",
-        meta.kernel,
-        meta.cpus,
-        if meta.cpus == 1 { "" } else { "s" },
+        meta.common.kernel,
+        meta.common.cpu_count,
+        if meta.common.cpu_count == 1 { "" } else { "s" },
         match meta.isolation.as_str() {
             "root" => "root (private network namespaces)",
             "user namespace" => "unprivileged, in a user namespace (private network namespaces)",
             _ => "no namespaces (host loopback; two-host parts not run)",
         },
-        meta.socklab_version,
-        meta.started_at
+        meta.common.socklab_version,
+        meta.common.started_at
     );
     let _ = writeln!(
         s,
@@ -714,15 +675,6 @@ mod tests {
         ev.fact("port", 9000);
         Part::judged("a", "receivers", "some".into(), true, ev)
             .votes_on(crate::lab::article::BCAST_TEST_4)
-    }
-
-    #[test]
-    fn dates_are_rfc3339() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        let t = UNIX_EPOCH + std::time::Duration::from_secs(951_782_400 + 3_661);
-        assert_eq!(rfc3339(t), "2000-02-29T01:01:01Z");
-        let t = UNIX_EPOCH + std::time::Duration::from_secs(1_795_570_229);
-        assert_eq!(rfc3339(t), "2026-11-25T01:30:29Z");
     }
 
     #[test]

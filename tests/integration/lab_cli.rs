@@ -80,7 +80,7 @@ fn json_document_has_every_claim_with_parts_and_meta() {
     for key in ["socklab_version", "kernel", "started_at"] {
         assert!(meta[key].as_str().is_some_and(|s| !s.is_empty()), "{meta}");
     }
-    assert!(meta["cpus"].as_u64().is_some_and(|n| n >= 1), "{meta}");
+    assert!(meta["cpu_count"].as_u64().is_some_and(|n| n >= 1), "{meta}");
     // Root, or root of a user namespace the run made for itself; `none` only where the kernel
     // refuses user namespaces.
     let isolation = meta["isolation"].as_str().unwrap_or("");

@@ -13,6 +13,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("addr", 0),
     ("units", 0),
     ("jsonl", 0),
+    ("meta", 0),
     ("trace", 1),
     ("sock", 2),
     ("netns", 3),

@@ -17,6 +17,7 @@ mod lab_python;
 mod lab_util;
 mod layers;
 mod mesh;
+mod meta;
 mod netns_endpoints;
 mod sockopts;
 mod stdout_errors;

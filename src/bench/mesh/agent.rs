@@ -144,7 +144,7 @@ pub fn run(
         Ok((o, load_bits_per_second)) => (
             RunTestReply::Done(Box::new(PairReport {
                 load_bits_per_second,
-                ..PairReport::from_outcome(&o, hostname())
+                ..PairReport::from_outcome(&o, crate::meta::hostname())
             })),
             Ok(()),
         ),
@@ -182,11 +182,4 @@ pub fn serve(
         Ok(req) => run(conn, cfg, id, &req),
         Err((why, retry)) => Err(refuse(conn, why, retry)),
     }
-}
-
-/// This host's name (/proc/sys/kernel/hostname, as uname -n), or "" if unreadable.
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
 }

@@ -263,10 +263,30 @@ class Experiment:
 
 
 def meta():
-    """Where the document was made."""
-    return {"producer": "socklab python reproduction", "python": platform.python_version(),
-            "system": platform.system(), "kernel": platform.release(),
-            "root": can_namespaces() is None}
+    """Where and when the document was made: the keys every socklab ``meta`` has, with the same
+    types (docs/json.md: ``socklab_version``, ``kernel``, ``cpu_count``, ``hostname``,
+    ``started_at``, ``parameters``), then this reproduction's own."""
+    import time
+    started = time.time()
+    try:  # this process's start: /proc/self/stat field 22 (clock ticks after boot) + btime
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime"))
+        started = boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        pass
+    at = time.gmtime(started)
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return {"socklab_version": "@SOCKLAB_VERSION@",  # the exporting socklab writes it in
+            "kernel": platform.release(),
+            "cpu_count": len(cpus) if cpus else (os.cpu_count() or 1),
+            "hostname": platform.node(),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S", at)
+            + ".%03dZ" % int(started % 1 * 1000),
+            "parameters": {"script": os.path.basename(sys.argv[0])},
+            "producer": "socklab python reproduction", "python": platform.python_version(),
+            "system": platform.system(), "root": can_namespaces() is None}
 
 
 def run(observe, claim, title):
