@@ -121,7 +121,7 @@ pub(crate) struct QuitArgs {
     quit_after: Option<Duration>,
 }
 
-fn parse_secs(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_secs(s: &str) -> Result<Duration, String> {
     s.parse::<f64>()
         .ok()
         .filter(|v| v.is_finite() && (0.0..=86400.0).contains(v))

@@ -11,21 +11,24 @@ use std::io::{self, BufRead, Read};
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use socklab::sock::{Datagram, Proto, Sock, Step, StepError, sys, udp};
+use socklab::{addr, jsonl};
 
 use super::common::{
     FamilyArgs, Hinted, OutputArgs, ReuseAddrArgs, SockArgs, Started, UdpArgs, UdpLimitArgs,
-    UdpRecvArgs,
+    UdpRecvArgs, parse_dur,
 };
 use super::exit::{counted, exit_now, finished_soon, on_signal_summary};
 use super::failure;
-use super::habits::{host_port, step_error};
+use super::habits::{host_port, scan_targets, step_error};
 use super::output::{self, StdoutError, diag};
 use super::show::Shower;
+use super::tcp::parse_secs;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum UdpCommand {
@@ -144,6 +147,16 @@ pub(crate) struct SendCmd {
     common: Common,
 }
 
+/// nc's `-q` for the UDP commands that both read stdin and receive.
+#[derive(Args, Debug)]
+pub(crate) struct QuitArgs {
+    /// After stdin ends, keep receiving replies for SECS more, then quit (as nc -u -q; then
+    /// shutdown SHUT_RD ends the blocked receive). Default: receive until --count,
+    /// --idle-timeout or Ctrl-C.
+    #[arg(short = 'q', value_name = "SECS", value_parser = parse_secs)]
+    quit_after: Option<Duration>,
+}
+
 #[derive(Args, Debug)]
 pub(crate) struct PeerCmd {
     /// Local address to bind.
@@ -155,6 +168,8 @@ pub(crate) struct PeerCmd {
     #[command(flatten)]
     send: SendOpts,
     #[command(flatten)]
+    quit: QuitArgs,
+    #[command(flatten)]
     common: Common,
 }
 
@@ -165,8 +180,21 @@ pub(crate) struct ConnectCmd {
     /// Bind the local end first (HOST alone or HOST:0 lets the kernel pick the port).
     #[arg(long, value_name = "ADDR")]
     bind: Option<String>,
+    /// Port check, as nc -u -z: per port, a connected socket sends one empty datagram and
+    /// waits up to -w for an answer. An ICMP port unreachable (ECONNREFUSED on recv) means
+    /// closed; a reply means open; silence means open|filtered, since UDP cannot tell a port
+    /// that stays silent from a firewall that drops. PORT may be a range (20-25); one line per
+    /// port on stdout; exit 0 when any port is not closed, 1 when all are.
+    #[arg(short = 'z', long = "zero-io", conflicts_with_all = ["framing", "quit_after"])]
+    zero_io: bool,
+    /// As nc -w: with -z, how long each port gets to answer (default 1s); otherwise the idle
+    /// timeout (--idle-timeout, given too, takes precedence).
+    #[arg(short = 'w', value_name = "DUR", value_parser = parse_dur)]
+    wait: Option<Duration>,
     #[command(flatten)]
     send: SendOpts,
+    #[command(flatten)]
+    quit: QuitArgs,
     #[command(flatten)]
     common: Common,
 }
@@ -180,6 +208,8 @@ pub(crate) struct ServeCmd {
     echo: bool,
     #[command(flatten)]
     send: SendOpts,
+    #[command(flatten)]
+    quit: QuitArgs,
     #[command(flatten)]
     common: Common,
 }
@@ -295,10 +325,16 @@ pub(crate) fn run(cmd: UdpCommand) -> anyhow::Result<ExitCode> {
             let (sock, applied) = udp::bound(addr, &env.opts(&c.common), &env.rec)
                 .map_err(|e| step_error(e, Proto::Udp, c.common.reuse.reuseaddr()))?;
             env.start(&c.common, &sock, &applied)?;
-            duplex(&c.send, &c.common, &env, &sock, |b| sock.send_to(b, to))?;
+            duplex(&c.send, c.quit.quit_after, &c.common, &env, &sock, |b| {
+                sock.send_to(b, to)
+            })?;
             env.done(&c.common)
         }
-        UdpCommand::Connect(c) => {
+        UdpCommand::Connect(c) if c.zero_io => port_check(&c),
+        UdpCommand::Connect(mut c) => {
+            if c.common.limit.idle_timeout.is_none() {
+                c.common.limit.idle_timeout = c.wait;
+            }
             let to = c.to.resolve(&c.common.family)?;
             let local = c
                 .bind
@@ -309,7 +345,9 @@ pub(crate) fn run(cmd: UdpCommand) -> anyhow::Result<ExitCode> {
             let (sock, applied) = udp::connected(to, local, &env.opts(&c.common), &env.rec)
                 .map_err(|e| step_error(e, Proto::Udp, c.common.reuse.reuseaddr()))?;
             env.start(&c.common, &sock, &applied)?;
-            duplex(&c.send, &c.common, &env, &sock, |b| sock.send(b))?;
+            duplex(&c.send, c.quit.quit_after, &c.common, &env, &sock, |b| {
+                sock.send(b)
+            })?;
             env.done(&c.common)
         }
         UdpCommand::Serve(c) => {
@@ -324,11 +362,55 @@ pub(crate) fn run(cmd: UdpCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// What every UDP run shares: the recorder, the counters, the output format.
+/// What every UDP run shares: the recorder, the counters, the output format, the -q state.
 struct Env {
     rec: socklab::trace::Recorder,
     counters: Arc<Counters>,
     shower: Option<Shower>,
+    quit: Quit,
+}
+
+/// nc's -q for UDP: once stdin has ended, replies are received for the given time more; then
+/// shutdown(2) SHUT_RD wakes the blocked recvmsg, which returns 0, and the receive loop ends.
+/// On an unconnected socket (`peer`, `serve`) Linux wakes the receiver the same way, though the
+/// call reports ENOTCONN (net/ipv4/af_inet.c, `inet_shutdown`).
+#[derive(Default)]
+struct Quit {
+    /// Set just before the shutdown: the receive loop ends at its next return.
+    quitting: AtomicBool,
+    /// Whether the receive loop has ended (then the sender side need not wait).
+    received_all: (Mutex<bool>, Condvar),
+}
+
+impl Quit {
+    /// On the stdin side, after stdin ended: waits `after` for the receive loop to end on its
+    /// own (--count, --idle-timeout), then ends it.
+    fn after_stdin(&self, after: Duration, sock: &Sock) {
+        let (done, cond) = &self.received_all;
+        let guard = done.lock().unwrap_or_else(|e| e.into_inner());
+        let (guard, _) = cond
+            .wait_timeout_while(guard, after, |done| !*done)
+            .unwrap_or_else(|e| e.into_inner());
+        if *guard {
+            return;
+        }
+        self.quitting.store(true, Ordering::Relaxed);
+        match sock.shutdown(std::net::Shutdown::Read) {
+            Ok(()) => {}
+            Err(e) if e.errno() == Some(libc::ENOTCONN) => {}
+            Err(e) => exit_now(Err(failure(e))),
+        }
+    }
+
+    /// On the receive side, when the loop has ended.
+    fn received_all(&self) {
+        *self
+            .received_all
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = true;
+        self.received_all.1.notify_all();
+    }
 }
 
 impl Env {
@@ -340,6 +422,7 @@ impl Env {
             rec: c.out.recorder(),
             counters,
             shower: (c.recv.show || c.out.json).then(|| Shower::new(c.out.json)),
+            quit: Quit::default(),
         }
     }
 
@@ -440,7 +523,13 @@ fn receive(
     let mut n = 0u64;
     let mut text = Vec::new();
     while n < limit {
-        let d = match sock.recv_datagram(&mut buf, 0) {
+        let got = sock.recv_datagram(&mut buf, 0);
+        if env.quit.quitting.load(Ordering::Relaxed) {
+            c.out
+                .note("quit", || "-q: stopped receiving after stdin ended".into());
+            break;
+        }
+        let d = match got {
             Ok(d) => d,
             Err(e) if is_timeout(&e) => {
                 c.out
@@ -491,9 +580,11 @@ fn is_timeout(e: &StepError) -> bool {
     matches!(e.errno(), Some(libc::EAGAIN))
 }
 
-/// stdin → `send` on a thread while datagrams are received here.
+/// stdin → `send` on a thread while datagrams are received here; with `quit_after` (-q) the
+/// receiving stops that long after stdin ended.
 fn duplex(
     s: &SendOpts,
+    quit_after: Option<Duration>,
     c: &Common,
     env: &Env,
     sock: &Sock,
@@ -504,8 +595,12 @@ fn duplex(
             if let Err(e) = send_stdin(s, c, env, send) {
                 exit_now(Err(e));
             }
+            if let Some(q) = quit_after {
+                env.quit.after_stdin(q, sock);
+            }
         });
         let received = receive(c, env, sock, |_, _| Ok(()));
+        env.quit.received_all();
         if !finished_soon(&sender) || received.is_err() {
             // stdin may be a terminal that never ends: the receive side decides.
             env.done(c)?;
@@ -535,6 +630,9 @@ fn serve(c: &ServeCmd, env: &Env, sock: &Sock) -> anyhow::Result<()> {
                 if let Err(e) = sent {
                     exit_now(Err(e));
                 }
+                if let Some(q) = c.quit.quit_after {
+                    env.quit.after_stdin(q, sock);
+                }
             });
         }
         let result = receive(&c.common, env, sock, |d, payload| {
@@ -554,6 +652,7 @@ fn serve(c: &ServeCmd, env: &Env, sock: &Sock) -> anyhow::Result<()> {
             }
             Ok(())
         });
+        env.quit.received_all();
         // The stdin thread may be blocked reading a terminal: the run ends with the receiver.
         if !c.echo {
             env.done(&c.common)?;
@@ -561,4 +660,120 @@ fn serve(c: &ServeCmd, env: &Env, sock: &Sock) -> anyhow::Result<()> {
         }
         result
     })
+}
+
+/// How long `udp connect -z` waits for each port's answer when -w is not given.
+const PORT_CHECK_WAIT: Duration = Duration::from_secs(1);
+
+/// What a UDP port check saw.
+enum PortState {
+    /// A reply came back: something listens and answers.
+    Open(usize),
+    /// Nothing within the wait: a listener that stays silent, or a filter that drops.
+    OpenFiltered,
+    /// The network answered with an error (ICMP port or host unreachable), named.
+    Closed(String),
+}
+
+/// `-z`: for each port, connect a UDP socket, send one empty datagram and wait for an answer;
+/// one line per port. Errors the network reports (refused, unreachable) make a closed port;
+/// any other error ends the run as a setup error.
+fn port_check(c: &ConnectCmd) -> anyhow::Result<ExitCode> {
+    let (host, ports) = scan_targets(&c.to.to, c.to.port.as_deref())?;
+    let local = c
+        .bind
+        .as_deref()
+        .map(|b| c.common.family.resolve_local(b))
+        .transpose()?;
+    // Resolve every port before the first datagram: a bad address is a usage error up front.
+    let targets = ports
+        .map(|p| {
+            c.common
+                .family
+                .resolve_dest(&addr::join_host_port(&host, &p.to_string())?)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let env = Env::new(&c.common);
+    let wait = c.wait.unwrap_or(PORT_CHECK_WAIT);
+    let mut any_not_closed = false;
+    for to in targets {
+        let state = check_port(to, local, wait, &env, &c.common)?;
+        any_not_closed |= !matches!(state, PortState::Closed(_));
+        let line = match (c.common.out.json, &state) {
+            (true, s) => jsonl::line(
+                "port",
+                serde_json::json!({
+                    "addr": to,
+                    "proto": "udp",
+                    "state": match s {
+                        PortState::Open(_) => "open",
+                        PortState::OpenFiltered => "open|filtered",
+                        PortState::Closed(_) => "closed",
+                    },
+                    "open": match s {
+                        PortState::Open(_) => Some(true),
+                        PortState::OpenFiltered => None,
+                        PortState::Closed(_) => Some(false),
+                    },
+                    "reply_bytes": match s {
+                        PortState::Open(n) => Some(*n),
+                        _ => None,
+                    },
+                    "error": match s {
+                        PortState::Closed(why) => Some(why.as_str()),
+                        _ => None,
+                    },
+                    "wait_ms": wait.as_millis() as u64,
+                }),
+            ),
+            (false, PortState::Open(n)) => format!("{to} open: it answered ({n} bytes)"),
+            (false, PortState::OpenFiltered) => format!(
+                "{to} open|filtered: no answer within {wait:?} (UDP cannot tell a port that \
+                 stays silent from a firewall that drops)"
+            ),
+            (false, PortState::Closed(why)) => format!("{to} closed: {why}"),
+        };
+        output::line(line)?;
+    }
+    Ok(match any_not_closed {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(1),
+    })
+}
+
+/// One port of `-z`: socket, (bind), connect, send an empty datagram, recvmsg with SO_RCVTIMEO
+/// = `wait`. On a connected UDP socket the kernel reports an ICMP error for the destination
+/// as the next call's errno (udp(7), ip(7) IP_RECVERR aside).
+fn check_port(
+    to: SocketAddr,
+    local: Option<SocketAddr>,
+    wait: Duration,
+    env: &Env,
+    c: &Common,
+) -> anyhow::Result<PortState> {
+    let (sock, _) = udp::connected(to, local, &env.opts(c), &env.rec)
+        .map_err(|e| step_error(e, Proto::Udp, c.reuse.reuseaddr()))?;
+    sock.set_read_timeout(Some(wait))?;
+    let mut buf = [0u8; MAX_DATAGRAM + 1];
+    let answer = sock.send(&[]).and_then(|_| sock.recv_datagram(&mut buf, 0));
+    let state = match answer {
+        Ok(d) => PortState::Open(d.real_len),
+        Err(e) if is_timeout(&e) => PortState::OpenFiltered,
+        Err(e) => match e.errno() {
+            Some(
+                n @ (libc::ECONNREFUSED
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::EHOSTDOWN
+                | libc::ENETDOWN),
+            ) => PortState::Closed(format!(
+                "{} ({})",
+                socklab::os::errno::describe(n),
+                socklab::os::errno::name(n)
+            )),
+            _ => return Err(failure(e)),
+        },
+    };
+    sock.close();
+    Ok(state)
 }

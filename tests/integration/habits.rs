@@ -1,7 +1,7 @@
 //! Habits from nc, ncat and iperf3: `HOST PORT` as two words, `udp recv ADDR`, `--bind HOST`
-//! without a port, `-z` port checks over a range, `-q` after stdin ends, listeners that can
-//! listen again right after a transfer (SO_REUSEADDR by default), and one-line pointers for
-//! flags spelled differently here.
+//! without a port, `-z` port checks over a range (TCP and UDP), `-q` after stdin ends (TCP and
+//! UDP), listeners that can listen again right after a transfer (SO_REUSEADDR by default), and
+//! one-line pointers for flags spelled differently here.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -79,6 +79,112 @@ fn q_quits_after_stdin_ends_though_the_peer_stays() {
         "-q ends the receive side with shutdown SHUT_RD, traced",
     );
     drop(conn);
+}
+
+/// `udp connect -z`: a closed port answers with an ICMP port unreachable (ECONNREFUSED on
+/// recv), exit 1; a socklab receiver stays silent, which UDP cannot tell from a filter:
+/// open|filtered, exit 0; an echo server answers: open.
+#[test]
+fn udp_z_tells_closed_from_open_or_filtered() {
+    let closed = free_udp_port(V4).to_string();
+    let mut p = spawn(
+        socklab(&["udp", "connect", "-z", "127.0.0.1", &closed, "--json"]),
+        Input::Null,
+        Output::Keep,
+    );
+    let f = p.expect_code(1);
+    let v: serde_json::Value = serde_json::from_str(f.out().trim()).unwrap();
+    f.check(
+        v["type"] == "port" && v["data"]["state"] == "closed" && v["data"]["open"] == false,
+        "a closed UDP port, as JSON",
+    );
+    f.check(
+        v["data"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("ECONNREFUSED")),
+        "the ICMP port unreachable surfaced as ECONNREFUSED",
+    );
+
+    // A receiver that takes the one empty datagram -z sends, and says nothing back.
+    let (mut rx, at) = server(
+        &["udp", "recv", "127.0.0.1:0", "-c", "1", "--json"],
+        Input::Null,
+        Output::Keep,
+    );
+    let port = at.port().to_string();
+    let mut p = spawn(
+        socklab(&["udp", "connect", "-z", "127.0.0.1", &port, "-w", "300ms"]),
+        Input::Null,
+        Output::Keep,
+    );
+    let f = p.expect_code(0);
+    f.check(
+        f.out().trim() == format!("127.0.0.1:{port} open|filtered: no answer within 300ms (UDP cannot tell a port that stays silent from a firewall that drops)"),
+        "a silent listener is open|filtered, said honestly",
+    );
+    let r = rx.expect_code(0);
+    let d: serde_json::Value = serde_json::from_str(r.out().trim()).unwrap();
+    r.check(
+        d["data"]["len"] == 0 && d["data"]["real_len"] == 0,
+        "-z sent one empty datagram",
+    );
+
+    let (_echo, at) = server(
+        &["udp", "serve", "127.0.0.1:0", "--echo"],
+        Input::Null,
+        Output::Keep,
+    );
+    let port = at.port().to_string();
+    let mut p = spawn(
+        socklab(&["udp", "connect", "-z", "127.0.0.1", &port]),
+        Input::Null,
+        Output::Keep,
+    );
+    let f = p.expect_code(0);
+    f.check(
+        f.out().trim() == format!("127.0.0.1:{port} open: it answered (0 bytes)"),
+        "an answering port is open",
+    );
+}
+
+/// `-q SECS` on the UDP commands that read stdin and receive: the peer never answers, yet the
+/// run ends SECS after stdin ended (shutdown SHUT_RD ends the blocked receive, traced; on an
+/// unconnected socket the kernel says ENOTCONN but wakes the receiver all the same).
+#[test]
+fn udp_q_quits_after_stdin_ends_though_nothing_answers() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port().to_string();
+    let to = format!("127.0.0.1:{port}");
+    let runs: [(&[&str], &str); 2] = [
+        (&["udp", "connect", "127.0.0.1", &port], "SHUT_RD) = 0"),
+        (
+            &["udp", "peer", "-b", "127.0.0.1:0", "--to", &to],
+            "SHUT_RD) = -1 ENOTCONN",
+        ),
+    ];
+    for (args, shutdown) in runs {
+        let mut p = spawn(
+            socklab(&[args, &["-q", "0.2", "--trace"]].concat()),
+            Input::Bytes(b"hi\n".to_vec()),
+            Output::Keep,
+        );
+        silent.set_read_timeout(Some(crate::util::WAIT)).unwrap();
+        let mut buf = [0u8; 16];
+        let (n, _) = silent.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hi\n");
+        let f = p.expect_code(0);
+        f.check(
+            f.stderr.contains(shutdown),
+            "-q ends the receive side, traced",
+        );
+    }
+    // `udp serve` with stdin at EOF from the start and nobody sending: -q alone ends it.
+    let mut p = spawn(
+        socklab(&["udp", "serve", "127.0.0.1:0", "-q", "0.1"]),
+        Input::Null,
+        Output::Keep,
+    );
+    p.expect_code(0);
 }
 
 #[test]
