@@ -647,11 +647,13 @@ fn server_sends_udp(p: &TestParams, dir: Dir) -> bool {
 }
 
 /// An admitted test: data sockets, Accepted, data connections or UDP address proofs, Go, the
-/// data phase, Results. `_slot` is held until the end.
+/// data phase, Results. `slot` is held until the data phase is over and freed before the
+/// Results go out, so a client that starts its next test as soon as it has them (the tests
+/// of one `bench client` run, one after the other) never finds its own last test running.
 fn run_test(
     mut conn: TcpStream,
     cfg: &ServerCfg,
-    _slot: Slot,
+    slot: Slot,
     id: u64,
     params: &TestParams,
 ) -> Result<(), BenchError> {
@@ -754,6 +756,7 @@ fn run_test(
             return Err(e.into());
         }
     };
+    drop(slot);
     protocol::write_message(&mut conn, &Message::Results { report: out.mine })?;
     // Wait (bounded) for the client to close, reading what it still sends (its SenderDone
     // may come after our Results): closing with unread data would send a reset, which can
