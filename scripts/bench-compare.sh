@@ -11,8 +11,8 @@
 #   UDP 1472 B, each tool's fastest path: socklab's default run (GSO/GRO, its own rate search
 #     for the highest rate with <= 1 % lost) vs iperf3 with --gsro when the build has it; iperf3
 #     has no search, so this script searches for it: an unpaced 1 s run, then a bisection of -b
-#     between half and all of what that run delivered (1 s runs), then a T-second run at the
-#     highest rate that lost <= 1 %. Goodput is bits/s received; the loss of that final run is
+#     (seven 1 s runs, log scale) between 1/64 and all of what that run sent, then a T-second
+#     run at the highest rate that lost <= 1 %. Goodput is bits/s received; the loss of that final run is
 #     printed beside it.
 #   UDP 1472 B without GSO/GRO: the same with socklab --no-gso --no-gro and iperf3 without --gsro.
 #   Round trip 64 B, UDP and TCP: socklab --test rr vs sockperf ping-pong --full-rtt, p50/p99.
@@ -62,33 +62,34 @@ save() { local f; f=$(mktemp "$OUT/$1.XXXX.json"); shift; run "$@" 2>>"$OUT/stde
 sl() { local name=$1; shift; save "$name" "$SOCKLAB" bench client $LO:$P_SOCKLAB -t "$T" --json "$@"; }
 # iperf3 client, JSON
 ip3() { local name=$1; shift; save "$name" "$IPERF3" -c $LO -p $P_IPERF -J "$@"; }
-ip3_udp() { # ip3_udp NAME SECS RATE [flags]: prints "goodput loss%"
+ip3_udp() { # ip3_udp NAME SECS RATE [flags]: prints "received-bit/s lost-% sent-bit/s"
     local name=$1 secs=$2 rate=$3; shift 3
     ip3 "$name" -u -l 1472 -b "$rate" -t "$secs" "$@" |
-        jq -r '"\(.end.sum_received.bits_per_second) \(.end.sum_received.lost_percent)"'
+        jq -r '"\(.end.sum_received.bits_per_second) \(.end.sum_received.lost_percent) \(.end.sum_sent.bits_per_second)"'
 }
-# iperf3's highest -b with <= 1 % lost (see the header); prints the rate in bit/s
+# iperf3's highest -b with <= 1 % lost (see the header); prints the rate in bit/s. The bounds
+# are what an unpaced run sent (an overrun receiver can deliver far less than the rate it can
+# take when paced) and 1/64 of it; seven 1 s probes bisect between them on a log scale.
 ip3_search() {
     local name=$1; shift
-    local got lost lo hi mid best
-    read -r got lost < <(ip3_udp "$name-search" 1 0 "$@")
-    best=0; lo=$(awk -v g="$got" 'BEGIN { printf "%.0f", g / 2 }'); hi=$(printf '%.0f' "$got")
-    awk -v l="$lost" 'BEGIN { exit !(l <= 1) }' && best=$hi
-    for _ in 1 2 3 4 5; do
-        [ "$best" = "$hi" ] && break
-        mid=$(( (lo + hi) / 2 ))
-        read -r got lost < <(ip3_udp "$name-search" 1 "$mid" "$@")
-        if awk -v l="$lost" 'BEGIN { exit !(l <= 1) }'; then best=$mid; lo=$mid; else hi=$mid; fi
+    local got lost sent lo hi mid
+    read -r got lost sent < <(ip3_udp "$name-search" 1 0 "$@")
+    if awk -v l="$lost" 'BEGIN { exit !(l <= 1) }'; then printf '%.0f\n' "$sent"; return; fi
+    hi=$sent; lo=$(awk -v s="$sent" 'BEGIN { printf "%.0f", s / 64 }')
+    for _ in 1 2 3 4 5 6 7; do
+        mid=$(awk -v a="$lo" -v b="$hi" 'BEGIN { printf "%.0f", sqrt(a * b) }')
+        read -r got lost sent < <(ip3_udp "$name-search" 1 "$mid" "$@")
+        if awk -v l="$lost" 'BEGIN { exit !(l <= 1) }'; then lo=$mid; else hi=$mid; fi
     done
-    [ "$best" = 0 ] && best=$lo
-    echo "$best"
+    echo "$lo"
 }
 
 echo "machine: $(nproc) CPUs, $(uname -sr), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" | tee "$OUT/machine.txt" >&2
 echo "socklab $("$SOCKLAB" --version | awk '{print $2}'), $("$IPERF3" --version | head -1), sockperf $(sockperf --version 2>&1 | sed -n 's/.*version \([0-9.]*\).*/\1/p' | head -1), xfr $(xfr --version 2>/dev/null | awk '{print $2}')" | tee -a "$OUT/machine.txt" >&2
 echo "reps=$REPS, duration=${T}s per run, raw output in $OUT" >&2
 
-start_bg "$SOCKLAB" bench server --bind $LO:$P_SOCKLAB --max-tests 1
+# two slots: latency-under-load runs its probes and its bulk stream as two tests at once
+start_bg "$SOCKLAB" bench server --bind $LO:$P_SOCKLAB --max-tests 2
 start_bg "$IPERF3" -s -p $P_IPERF
 need xfr && start_bg xfr serve -B $LO -p $P_XFR --no-mdns
 start_bg sockperf server -i $LO -p $P_SOCKPERF
@@ -109,7 +110,7 @@ for rep in $(seq "$REPS"); do
         add "udp_$path" socklab "$(echo "$j" | jq -r '.results[0].bits_per_second')"
         add "udp_$path" socklab_loss "$(echo "$j" | jq -r '.results[0].lost_percent')"
         rate=$(ip3_search "iperf3-udp-$path" "${ipx[@]}")
-        read -r got lost < <(ip3_udp "iperf3-udp-$path" "$T" "$rate" "${ipx[@]}")
+        read -r got lost _ < <(ip3_udp "iperf3-udp-$path" "$T" "$rate" "${ipx[@]}")
         add "udp_$path" iperf3 "$got"
         add "udp_$path" iperf3_loss "$lost"
     done
