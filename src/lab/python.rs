@@ -94,6 +94,11 @@ pub const SCRIPTS: &[Script] = &[
         claim: Some(12),
         text: include_str!("python/c12_recv_zero.py"),
     },
+    Script {
+        name: "c13_time_wait.py",
+        claim: Some(13),
+        text: include_str!("python/c13_time_wait.py"),
+    },
 ];
 
 /// Writes every script into `dir` (which must exist), executable where the OS has modes.

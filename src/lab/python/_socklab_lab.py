@@ -21,11 +21,16 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 
 #: SO_RCVTIMEO of every socket, as the lab sets it (seconds): a receive that gets nothing
 #: within it fails with EAGAIN, exactly like the lab's raw call (settimeout() would make the
 #: socket non-blocking and raise TimeoutError instead).
 TIMEOUT = 2
+
+#: How long to wait for the kernel to finish what is already under way (the last ACK of a close
+#: handshake) before taking things as they are (seconds), as the lab's SETTLE.
+SETTLE = 1.0
 
 VERDICTS = ("confirmed", "refuted", "partly", "not_run")
 
@@ -164,6 +169,89 @@ def route_get(dest, ns=None):
         return None
     lines = out.splitlines()
     return " ".join(lines[0].split()) if lines else None
+
+
+def poll_until(limit, read, done):
+    """Calls ``read()`` until ``done(value)`` holds or ``limit`` seconds have passed, 2 ms apart
+    (the lab's poll: the kernel offers no signal for a socket state ``ss`` shows); returns the
+    last value read."""
+    deadline = time.monotonic() + limit
+    while True:
+        value = read()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.002)
+
+
+def ss(*args):
+    """``ss -H ARGS`` (iproute2, Linux) in the calling thread's network namespace: its lines with
+    whitespace collapsed, as the lab records them."""
+    out = subprocess.run(("ss", "-H") + args, check=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, universal_newlines=True).stdout
+    return [" ".join(line.split()) for line in out.splitlines()]
+
+
+def _mentions_port(line, port):
+    return any(t.endswith(":%d" % port) for t in line.split())
+
+
+def _on_own_port(line, port):
+    """The lab's rule on the machine's shared stack: the local address has the port, or the peer
+    has it at the local end's IP (another program's connection to another address with the same
+    port number is not the port's)."""
+    f = line.split()
+    if len(f) < 5:
+        return _mentions_port(line, port)
+    suffix = ":%d" % port
+    return f[3].endswith(suffix) or (f[4].endswith(suffix)
+                                     and f[3].rsplit(":", 1)[0] == f[4].rsplit(":", 1)[0])
+
+
+def ss_of(kind, port, isolated):
+    """``ss -tan`` (TCP) or ``ss -uan`` (UDP) lines naming ``port``, chosen as the lab chooses
+    them: every line naming it in a namespace of the script's own (``isolated``), only the
+    port's own lines on the machine's shared stack."""
+    lines = ss("-tan" if kind == socket.SOCK_STREAM else "-uan")
+    keep = _mentions_port if isolated else _on_own_port
+    return [line for line in lines if keep(line, port)]
+
+
+#: TCP states a closing connection passes through on its way to TIME-WAIT or CLOSED.
+TRANSIENT = ("FIN-WAIT-1", "LAST-ACK", "CLOSING", "SYN-SENT")
+
+
+def settled_tcp(port, isolated):
+    """``ss -tan`` lines naming ``port`` once none is in a transient closing state (polled at
+    most :data:`SETTLE`, then the lines as they are), as the lab reads them."""
+    return poll_until(SETTLE, lambda: ss_of(socket.SOCK_STREAM, port, isolated),
+                      lambda lines: not any(line.startswith(TRANSIENT) for line in lines))
+
+
+def state_of(lines, local_addr, peer_addr):
+    """The state column of the ``ss`` line whose local address is ``local_addr`` and peer
+    ``peer_addr`` (both as :func:`show_addr` writes them), or None."""
+    for line in lines:
+        f = line.split()
+        if len(f) >= 5 and f[3] == local_addr and f[4] == peer_addr:
+            return f[0]
+    return None
+
+
+def bind_again(addr, kind, reuse, listen):
+    """A fresh socket binds ``addr`` again (SO_REUSEADDR if ``reuse``; listen(8) too if
+    ``listen``: a server restarting) and is closed at once: ``ok`` or the errno name."""
+    s = socket.socket(socket.AF_INET, kind)
+    try:
+        if reuse:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(addr)
+        if listen:
+            s.listen(8)
+        return "ok"
+    except OSError as e:
+        return errname(e)
+    finally:
+        s.close()
 
 
 def _setns(fd):
