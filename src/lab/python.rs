@@ -45,6 +45,11 @@ pub const SCRIPTS: &[Script] = &[
         text: include_str!("python/run_all.py"),
     },
     Script {
+        name: "c01_tcp_one_pattern.py",
+        claim: Some(1),
+        text: include_str!("python/c01_tcp_one_pattern.py"),
+    },
+    Script {
         name: "c02_udp_three_patterns.py",
         claim: Some(2),
         text: include_str!("python/c02_udp_three_patterns.py"),

@@ -294,11 +294,11 @@ fn unprivileged_scripts_skip_namespace_parts_with_a_reason() {
             }
         }
     }
-    // Exactly the parts that need namespaces: 3d and claim 7 (two hosts), 4a and 11c (a
+    // Exactly the parts that need namespaces: 1b, 3d and claim 7 (two hosts), 4a and 11c (a
     // capture).
     assert_eq!(
         skipped,
-        ["3d", "4a", "7a", "7b", "7c", "7d", "11c"],
+        ["1b", "3d", "4a", "7a", "7b", "7c", "7d", "11c"],
         "{doc}"
     );
     // The parts it did run agree with the lab run the same way: as uid 65534, without
