@@ -104,6 +104,11 @@ pub const SCRIPTS: &[Script] = &[
         claim: Some(13),
         text: include_str!("python/c13_time_wait.py"),
     },
+    Script {
+        name: "c14_kill9.py",
+        claim: Some(14),
+        text: include_str!("python/c14_kill9.py"),
+    },
 ];
 
 /// Writes every script into `dir` (which must exist), executable where the OS has modes.
