@@ -31,8 +31,8 @@ pub struct Script {
     pub text: &'static str,
 }
 
-/// Every file of the export: the helper module, `run_all.py`, then one script per experiment
-/// reproduced so far, in claim order.
+/// Every file of the export: the helper module, `run_all.py`, then one script per experiment,
+/// in claim order.
 pub const SCRIPTS: &[Script] = &[
     Script {
         name: "_socklab_lab.py",
@@ -78,6 +78,11 @@ pub const SCRIPTS: &[Script] = &[
         name: "c07_broadcast_permission.py",
         claim: Some(7),
         text: include_str!("python/c07_broadcast_permission.py"),
+    },
+    Script {
+        name: "c08_broadcast_reception.py",
+        claim: Some(8),
+        text: include_str!("python/c08_broadcast_reception.py"),
     },
     Script {
         name: "c09_stream_vs_datagram.py",
