@@ -354,6 +354,18 @@ def _setns(fd):
         raise OSError(e, os.strerror(e))
 
 
+def wait_up(ns, ifname):
+    """Waits (at most :data:`TIMEOUT`) until interface ``ifname`` of namespace ``ns`` is
+    operationally up. A veth end brought up before its peer gets its carrier later, and the
+    kernel attaches its real queue (dev_activate) only then, from the deferred linkwatch work:
+    until it does, packets sent through it are dropped (seen under load: the first broadcasts
+    of claim 8's star never left). Raises if it does not come up."""
+    def state():
+        return ip("-n", ns, "-o", "link", "show", "dev", ifname)
+    if "state UP" not in poll_until(TIMEOUT, state, lambda out: "state UP" in out):
+        raise RuntimeError("%s in %s did not come up" % (ifname, ns))
+
+
 class Namespaces:
     """Network namespaces this script creates (``ip netns add``), deleted by :meth:`remove_all`
     (called in ``finally``). Only Linux with root; see :func:`can_namespaces`."""
@@ -378,6 +390,8 @@ class Namespaces:
                                  (b, "veth-b", "198.51.100.2/24")):
             ip("-n", ns, "addr", "add", cidr, "dev", ifname)
             ip("-n", ns, "link", "set", ifname, "up")
+        for ns, ifname in ((a, "veth-a"), (b, "veth-b")):
+            wait_up(ns, ifname)
         return a, b
 
     @contextlib.contextmanager

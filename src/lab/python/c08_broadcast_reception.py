@@ -204,6 +204,8 @@ def star(socks):
             lab.ip("-n", ns, "addr", "add", cidr, "dev", ifname)
             lab.ip("-n", ns, "link", "set", ifname, "up")
         leaves.append((leaf, cif))
+        lab.wait_up(x, cif)
+        lab.wait_up(leaf, "veth-x")
     return x, leaves
 
 
