@@ -11,9 +11,9 @@ use std::net::SocketAddr;
 use serde::Serialize;
 
 use super::article::TIME_WAIT_BIND;
-use super::observe::{self, lo, outcome, tcp_pair};
+use super::observe::{self, outcome, tcp_pair};
 use super::ports::{bind_again, settled_tcp, state_of};
-use super::{Evidence, Experiment, Host, Lab, Part};
+use super::{Evidence, Experiment, Family, Host, Lab, Part};
 use crate::sock::{Proto, Sock, Step};
 use crate::trace::Recorder;
 
@@ -94,6 +94,7 @@ impl Experiment for TimeWait {
 /// the addresses filled in (states and rebind come later).
 fn close_one(
     rec: &Recorder,
+    family: Family,
     server_closed_first: bool,
     old_reuse: bool,
 ) -> Step<(Trial, SocketAddr)> {
@@ -108,6 +109,7 @@ fn close_one(
     };
     let (listener, client, server) = tcp_pair(
         rec,
+        family,
         reuse(server_closed_first && old_reuse),
         reuse(!server_closed_first && old_reuse),
     )?;
@@ -130,7 +132,7 @@ fn close_one(
         passive_addr: peer,
         ..Trial::default()
     };
-    Ok((trial, peer.unwrap_or(lo(0))))
+    Ok((trial, peer.unwrap_or(family.lo(0))))
 }
 
 fn observe(host: &Host) -> anyhow::Result<Observation> {
@@ -142,9 +144,9 @@ fn observe(host: &Host) -> anyhow::Result<Observation> {
         for old_reuse in [false, true] {
             for new_reuse in [false, true] {
                 let (mut t, passive) =
-                    host.run(|| close_one(rec, server_closed_first, old_reuse))??;
+                    host.run(|| close_one(rec, host.family(), server_closed_first, old_reuse))??;
                 t.new_reuse = new_reuse;
-                let addr = t.addr.unwrap_or(lo(0));
+                let addr = t.addr.unwrap_or(host.lo(0));
                 let lines = settled_tcp(host, addr.port())?;
                 t.closer_state = state_of(&lines, addr, passive);
                 t.passive_state = state_of(&lines, passive, addr);

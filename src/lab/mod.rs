@@ -40,6 +40,7 @@ pub mod c14_kill9;
 pub mod capture;
 mod closed_port;
 pub mod compare;
+pub mod family;
 pub mod host;
 pub mod html;
 pub mod ladder;
@@ -56,6 +57,7 @@ use serde::Serialize;
 
 use crate::trace::Event;
 pub use article::Quote;
+pub use family::Family;
 pub use host::{Host, Lab, SsSeen};
 
 /// What the observation says about one statement of the article.
@@ -353,6 +355,11 @@ pub(crate) mod testing {
     /// The verdicts of judged parts, in order.
     pub(crate) fn verdicts(parts: Vec<Part>) -> Vec<Verdict> {
         parts.into_iter().map(|p| p.verdict).collect()
+    }
+
+    /// `127.0.0.1:port`, the loopback address of recorded IPv4 observations.
+    pub(crate) fn lo(port: u16) -> SocketAddr {
+        super::Family::Ipv4.lo(port)
     }
 
     /// A socket address from its text (`127.0.0.1:5000`).
