@@ -5,8 +5,9 @@
 //! address "we wanted" — once on one host (loopback; with root a second address 127.0.0.2/8 is
 //! added to `lo` in the namespace, without root 127.0.0.2 is local through the 127.0.0.0/8
 //! route anyway; IPv6: 2001:db8:ffff::2/128 on `lo` besides ::1, with root only) and once
-//! across two hosts (veth; host a gets 198.51.100.11/24 besides 198.51.100.1/24, IPv6
-//! 2001:db8::b/64 besides 2001:db8::1/64, where RFC 6724's source address selection decides).
+//! across two hosts (veth; host a gets 198.51.100.11/24 besides 198.51.100.1/24; IPv6: a
+//! second prefix on the link, 2001:db8:1::b/64 besides 2001:db8::1/64, where RFC 6724's
+//! source address selection decides).
 //! Facts: getsockname before and after, the source the receiver saw, and `ip route get`
 //! (which names the source the kernel will pick).
 
@@ -39,9 +40,19 @@ fn lo_wanted(family: Family) -> (IpAddr, &'static str) {
         ),
     }
 }
-/// Host a's second address on the veth (host number 11 of the TEST-NET link), the one "we
-/// wanted" across two hosts.
-const PAIR_WANTED: u8 = 11;
+/// Host a's second address on the veth, the one "we wanted" across two hosts, with its prefix
+/// length: 198.51.100.11/24 on the same subnet, or for IPv6 2001:db8:1::b/64, a second prefix
+/// on the link (as a host with a ULA and a global prefix has), where RFC 6724 §5 rule 8
+/// (longest matching prefix with the destination) has the last word.
+fn pair_wanted(family: Family) -> (IpAddr, &'static str) {
+    match family {
+        Family::Ipv4 => (Ipv4Addr::new(198, 51, 100, 11).into(), "198.51.100.11/24"),
+        Family::Ipv6 => (
+            Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0xb).into(),
+            "2001:db8:1::b/64",
+        ),
+    }
+}
 
 /// What three senders to one receiver showed about their source address.
 #[derive(Debug, Clone, Serialize)]
@@ -143,16 +154,12 @@ impl Experiment for SourceAddressChoice {
         };
         let two_hosts = if lab.is_root() {
             let (a, b) = lab.pair("c03")?;
+            let (wanted, cidr) = pair_wanted(family);
             if let Some(ns) = a.netns() {
-                ns.add_addr(&family.test_net_cidr(PAIR_WANTED), "veth-a")?;
+                ns.add_addr(cidr, "veth-a")?;
             }
             let dest = b.addr().context("host b of the pair has an address")?;
-            Some(observe_choice(
-                &a,
-                &b,
-                SocketAddr::new(dest, 0),
-                family.test_net(PAIR_WANTED),
-            )?)
+            Some(observe_choice(&a, &b, SocketAddr::new(dest, 0), wanted)?)
         } else {
             None
         };
@@ -313,7 +320,7 @@ mod tests {
             ev: Evidence::default(),
         };
         let mut two = one.clone();
-        two.wanted = Family::Ipv4.test_net(PAIR_WANTED);
+        two.wanted = pair_wanted(Family::Ipv4).0;
         two.unbound_seen = Ok(Some(sa("198.51.100.1:40000")));
         two.bound_seen = Ok(Some(sa("198.51.100.11:40002")));
         Observation {

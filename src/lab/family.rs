@@ -72,15 +72,6 @@ impl Family {
         }
     }
 
-    /// [`test_net`](Self::test_net) with its prefix length, as `ip addr add` takes it:
-    /// `198.51.100.n/24` or `2001:db8::n/64`.
-    pub fn test_net_cidr(self, n: u8) -> String {
-        match self {
-            Self::Ipv4 => format!("{}/24", self.test_net(n)),
-            Self::Ipv6 => format!("{}/64", self.test_net(n)),
-        }
-    }
-
     /// The name of a kernel counter of this family: IPv4's `Udp.NoPorts`, `Icmp.InDestUnreachs`
     /// become `Udp6.NoPorts`, `Icmp6.InDestUnreachs` (/proc/net/snmp6) for IPv6; TCP's
     /// counters are shared by both families and stay as they are.
@@ -118,8 +109,8 @@ mod tests {
         assert_eq!(Family::Ipv4.lo(5).to_string(), "127.0.0.1:5");
         assert_eq!(Family::Ipv6.lo(5).to_string(), "[::1]:5");
         assert_eq!(Family::Ipv6.any(0).to_string(), "[::]:0");
-        assert_eq!(Family::Ipv6.test_net_cidr(11), "2001:db8::b/64");
-        assert_eq!(Family::Ipv4.test_net_cidr(2), "198.51.100.2/24");
+        assert_eq!(Family::Ipv6.test_net(11).to_string(), "2001:db8::b");
+        assert_eq!(Family::Ipv4.test_net(2).to_string(), "198.51.100.2");
         assert_eq!(Family::of(&Family::Ipv6.lo(0)), Family::Ipv6);
     }
 

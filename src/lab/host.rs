@@ -308,8 +308,8 @@ impl<'lab> Host<'lab> {
             })??,
             Family::Ipv6 => {
                 let rules = format!(
-                    "table ip6 socklab {{ chain input {{ type filter hook input priority 0; \
-                     iifname \"{dev}\" icmpv6 type nd-neighbor-solicit drop; }} }}"
+                    "table ip6 socklab {{\n chain input {{\n  type filter hook input priority 0;\n  \
+                     iifname \"{dev}\" icmpv6 type nd-neighbor-solicit drop\n }}\n}}\n"
                 );
                 let out = ns
                     .command("nft")
