@@ -129,7 +129,13 @@ impl Experiment for BroadcastPermission {
          and no reply comes from a broadcast address. RFC 919 (limited broadcast \
          255.255.255.255) and RFC 922 (directed/subnet broadcast); RFC 1122 §3.3.6."
     }
+    fn analogue(&self, family: Family) -> Option<&'static str> {
+        (family == Family::Ipv6).then_some(super::all_nodes::ANALOGUE)
+    }
     fn run(&self, lab: &Lab) -> anyhow::Result<Vec<Part>> {
+        if lab.family() == Family::Ipv6 {
+            return super::all_nodes::parts(lab, 7);
+        }
         if !lab.is_root() {
             return Ok(needs_root(&STATEMENTS));
         }

@@ -435,7 +435,13 @@ impl Experiment for BroadcastReception {
          fails (ENETUNREACH) unless the socket is bound to an interface's address or has \
          SO_BINDTODEVICE, which then decides the interface."
     }
+    fn analogue(&self, family: Family) -> Option<&'static str> {
+        (family == Family::Ipv6).then_some(super::all_nodes::ANALOGUE)
+    }
     fn run(&self, lab: &Lab) -> anyhow::Result<Vec<Part>> {
+        if lab.family() == Family::Ipv6 {
+            return super::all_nodes::parts(lab, 8);
+        }
         if !lab.is_root() {
             return Ok(needs_root(&STATEMENTS));
         }

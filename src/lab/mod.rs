@@ -22,6 +22,7 @@
 //! datagram did not arrive), `closed_port` (the sender to a closed UDP port of claims 4 and 5)
 //! and `ports` (what holds a port: `ss` lines, settled TCP states, binding it again).
 
+mod all_nodes;
 pub mod article;
 mod c01_tcp_one_pattern;
 mod c02_udp_three_patterns;
