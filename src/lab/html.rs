@@ -446,6 +446,7 @@ mod tests {
         let p = Part::judged("a", "a < b & \"c\"", "d > e 'f'".into(), true, ev);
         Finding {
             claim: 3,
+            family: Family::Ipv4,
             title: "<i>title</i>".into(),
             article: "the article's \"claim\" <here> & there".into(),
             observed: "o".into(),

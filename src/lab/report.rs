@@ -856,6 +856,7 @@ mod tests {
     fn finding(claim: u8, parts: Vec<Part>) -> Finding {
         Finding {
             claim,
+            family: Family::Ipv4,
             title: "the | title".into(),
             article: "the article".into(),
             observed: "what happened".into(),
