@@ -6,7 +6,7 @@
 //! TIME-WAIT timer `ss -o` shows says how long it lasts. The side that closed second binds its
 //! own address again too: the server's port after its client closed first. Over IPv6, an
 //! aside on dual stack: `[::]:p` and `0.0.0.0:p` bound one after the other, in both orders,
-//! with IPV6_V6ONLY off and on ([`DualStack`]).
+//! with IPV6_V6ONLY off and on (`DualStack`).
 
 use std::net::SocketAddr;
 
