@@ -136,7 +136,33 @@ pub fn veth(
         ns.add_addr(cidr, ifname)?;
         ns.ip(&["link", "set", ifname, "up"])?;
     }
+    for (ns, ifname) in [(a, a_if), (b, b_if)] {
+        wait_operational(ns, ifname)?;
+    }
     Ok(())
+}
+
+/// Waits (at most 2 s) until `ifname` in `ns` is operationally up (`state UP` in
+/// `ip link show`). A veth end set up is not ready to send at once: the kernel attaches its
+/// transmit queue from deferred link-watch work once the carrier is seen, and drops what is
+/// sent before (seen as a lab experiment's first broadcasts never leaving under load).
+fn wait_operational(ns: &Netns, ifname: &str) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        if ns
+            .ip(&["-o", "link", "show", "dev", ifname])?
+            .contains("state UP")
+        {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{ifname} in {} not operationally up after 2 s", ns.name()),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// Two namespaces `<tag>-a` and `<tag>-b` joined by a veth pair: `veth-a` in `a` with
