@@ -1,0 +1,112 @@
+//! Test kinds: each kind of bench test is one module behind one trait, [`Kind`], and
+//! [`of`] maps a [`TestKind`] to it. Everything the rest of the bench needs to know about a
+//! kind is a hook of the trait: which streams it opens and which side sends them (setup), the
+//! loop each stream's thread runs ([`StreamLoops`], delegating to
+//! [`sender`](crate::bench::sender) and [`receiver`](crate::bench::receiver)), and how its
+//! streams' results become figures. The client, the server and the session ask the kind; they
+//! never ask which kind it is.
+//!
+//! - [`stream`]: bulk throughput (TCP stream, UDP at full or paced rate);
+//! - [`rate`]: small-message packet rate, counted like a stream;
+//! - [`rr`]: request/response ping-pong latency;
+//! - [`probe`]: open-loop latency probes (latency under load).
+//!
+//! A new kind is one file here plus one [`TestKind`] variant (CONTRIBUTING.md has the recipe).
+
+pub mod probe;
+pub mod rate;
+pub mod rr;
+pub mod stream;
+
+use crate::bench::protocol::{Dir, SentCount, StreamResult, TestKind, TestParams};
+use crate::bench::session::{Job, StreamLoops};
+use crate::sock::Sock;
+
+/// One kind of bench test. The provided methods cover the two shapes the kinds so far take,
+/// chosen by [`Kind::round_trips`]: a one-way flow counted where it arrives ([`stream`],
+/// [`rate`]), or round trips timed by the client ([`rr`], [`probe`]). A kind overrides what
+/// differs.
+pub trait Kind: StreamLoops {
+    /// The kind's name, as the JSON and the CLI spell its [`TestKind`] (`"stream"`).
+    fn name(&self) -> &'static str;
+
+    /// Whether the kind times round trips: the client sends requests on Up streams only, the
+    /// server answers each, and the result is the client's latency histogram
+    /// ([`TestOutcome::rr`](crate::bench::TestOutcome::rr)), not a flow counted at a receiver.
+    fn round_trips(&self) -> bool;
+
+    /// Setup: the directions that get streams, given those asked (`-R`, `--bidir`).
+    fn directions(&self, asked: &[Dir]) -> Vec<Dir> {
+        if self.round_trips() {
+            vec![Dir::Up]
+        } else {
+            asked.to_vec()
+        }
+    }
+
+    /// Setup: whether the client runs the sending loop of a stream flowing `dir` (else the
+    /// server does, and the client runs the receiving loop).
+    fn client_sends(&self, dir: Dir) -> bool {
+        self.round_trips() || dir == Dir::Up
+    }
+
+    /// Setup: whether the server sends datagrams on a stream flowing `dir`, data or answers;
+    /// a UDP stream's return address is proved before the server sends on it (see
+    /// [`Probe`](crate::bench::protocol::Probe)).
+    fn server_sends(&self, dir: Dir) -> bool {
+        self.round_trips() || !self.client_sends(dir)
+    }
+
+    /// Summarise: the results the client reports per stream, from the receivers' results
+    /// (`received`, both sides', each merged with its sender's count) and the client's own
+    /// senders' counts (`sent`). A flow is counted where it arrived; round trips by the
+    /// requester (the answering side counted requests, not answers), every stream Up.
+    fn stream_results(&self, received: Vec<StreamResult>, sent: &[SentCount]) -> Vec<StreamResult> {
+        if !self.round_trips() {
+            return received;
+        }
+        sent.iter()
+            .map(|s| StreamResult {
+                stream: s.stream,
+                dir: Some(Dir::Up),
+                packets: s.packets,
+                sent_packets: s.packets,
+                sent_bytes: s.bytes,
+                tcp: s.tcp,
+                ..StreamResult::default()
+            })
+            .collect()
+    }
+}
+
+/// The kind of a [`TestKind`]: the one place the enum becomes behaviour.
+pub fn of(kind: TestKind) -> &'static dyn Kind {
+    match kind {
+        TestKind::Stream => &stream::Stream,
+        TestKind::Rate => &rate::Rate,
+        TestKind::Rr => &rr::Rr,
+        TestKind::Probe => &probe::Probe,
+    }
+}
+
+/// The streams of a test, in id order: `parallel` per direction, directions as its kind
+/// takes them from `params.dirs` ([`Kind::directions`]).
+pub fn streams(params: &TestParams) -> Vec<(u16, Dir)> {
+    of(params.kind)
+        .directions(&params.dirs)
+        .into_iter()
+        .flat_map(|d| std::iter::repeat_n(d, params.parallel as usize))
+        .enumerate()
+        .map(|(i, d)| (i as u16, d))
+        .collect()
+}
+
+/// What this side (`client` or not) does with the data socket of a stream flowing `dir`
+/// ([`Kind::client_sends`]).
+pub fn job(params: &TestParams, dir: Dir, client: bool, sock: Sock) -> Job {
+    if of(params.kind).client_sends(dir) == client {
+        Job::Send(sock)
+    } else {
+        Job::Recv(sock)
+    }
+}

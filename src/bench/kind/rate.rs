@@ -1,0 +1,52 @@
+//! `rate`: small-message packet rate. The streams are [`stream`](super::stream)'s (the same
+//! loops, counted the same way); the kind differs in what it reports first, messages per
+//! second rather than goodput.
+
+use std::sync::atomic::AtomicBool;
+
+use super::Kind;
+use super::stream::Stream;
+use crate::bench::protocol::{SentCount, StreamResult, TestParams};
+use crate::bench::receiver::{RecvCfg, RecvCtl};
+use crate::bench::sender::SendCfg;
+use crate::bench::session::{RoundTrips, Samples, StreamLoops};
+use crate::sock::Sock;
+
+/// Small-message packet rate.
+#[derive(Debug, Clone, Copy)]
+pub struct Rate;
+
+impl StreamLoops for Rate {
+    /// [`Stream`]'s sending loops.
+    fn send(
+        &self,
+        sock: &Sock,
+        params: &TestParams,
+        cfg: SendCfg,
+        abort: &AtomicBool,
+    ) -> (SentCount, Option<RoundTrips>) {
+        Stream.send(sock, params, cfg, abort)
+    }
+
+    /// [`Stream`]'s receiving loops.
+    fn receive(
+        &self,
+        sock: &Sock,
+        params: &TestParams,
+        cfg: RecvCfg,
+        ctl: &RecvCtl,
+        samples: &Samples<'_>,
+    ) -> StreamResult {
+        Stream.receive(sock, params, cfg, ctl, samples)
+    }
+}
+
+impl Kind for Rate {
+    fn name(&self) -> &'static str {
+        "rate"
+    }
+
+    fn round_trips(&self) -> bool {
+        false
+    }
+}
