@@ -18,7 +18,10 @@ pub mod rate;
 pub mod rr;
 pub mod stream;
 
+use crate::bench::TestOutcome;
+use crate::bench::mesh::matrix::Figure;
 use crate::bench::protocol::{Dir, SentCount, StreamResult, TestKind, TestParams};
+use crate::bench::report::{self, Row, Table};
 use crate::bench::session::{Job, StreamLoops};
 use crate::sock::Sock;
 
@@ -77,7 +80,42 @@ pub trait Kind: StreamLoops {
             })
             .collect()
     }
+
+    /// Summarise: the report row of direction `dir` from its streams' results. A flow:
+    /// [`report::flow_row`], over the receivers' time; round trips: the requester's counts
+    /// over the test's duration, with its latency.
+    fn row(&self, o: &TestOutcome, dir: Dir, streams: &[&StreamResult]) -> Row {
+        if self.round_trips() {
+            report::row(o, dir, streams, o.params.duration_ms * 1_000_000)
+        } else {
+            report::flow_row(o, dir, streams)
+        }
+    }
+
+    /// Render: the table the kind's rows go in (kinds with the same headers share one).
+    fn table(&self) -> Table;
+
+    /// Render: the note lines under the table about one of the kind's rows.
+    fn notes(&self, row: &Row) -> Vec<String> {
+        let _ = row;
+        Vec::new()
+    }
+
+    /// Render: the sentences that say what differed between TCP and UDP (or alone and under
+    /// load), from the kind's rows in report order.
+    fn summary(&self, rows: &[&Row]) -> Vec<String>;
+
+    /// Render: the figure a `bench mesh` matrix shows for the kind unless `--figure` says.
+    fn matrix_figure(&self) -> Figure;
 }
+
+/// Every [`TestKind`], in the order reports list their tables.
+pub const ALL: [TestKind; 4] = [
+    TestKind::Stream,
+    TestKind::Rate,
+    TestKind::Rr,
+    TestKind::Probe,
+];
 
 /// The kind of a [`TestKind`]: the one place the enum becomes behaviour.
 pub fn of(kind: TestKind) -> &'static dyn Kind {

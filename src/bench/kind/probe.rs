@@ -7,8 +7,10 @@
 use std::sync::atomic::AtomicBool;
 
 use super::Kind;
-use crate::bench::protocol::{SentCount, StreamResult, TestParams};
+use crate::bench::mesh::matrix::Figure;
+use crate::bench::protocol::{SentCount, StreamResult, TestParams, Transport};
 use crate::bench::receiver::{self, RecvCfg, RecvCtl};
+use crate::bench::report::{self, Row, Table, human_bps, us};
 use crate::bench::sender::{self, SendCfg};
 use crate::bench::session::{RoundTrips, Samples, StreamLoops};
 use crate::sock::Sock;
@@ -51,4 +53,86 @@ impl Kind for Probe {
     fn round_trips(&self) -> bool {
         true
     }
+
+    fn table(&self) -> Table {
+        TABLE
+    }
+
+    /// Per transport with probes alone and under load: how much the bulk stream added.
+    fn summary(&self, rows: &[&Row]) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in [Transport::Tcp, Transport::Udp] {
+            let find = |load: bool| {
+                rows.iter()
+                    .find(|r| r.transport == t && r.under_load == Some(load))
+            };
+            let (Some(idle), Some(busy)) = (find(false), find(true)) else {
+                continue;
+            };
+            let (i, b) = (
+                idle.latency.clone().unwrap_or_default(),
+                busy.latency.clone().unwrap_or_default(),
+            );
+            out.push(format!(
+                "{p} probes (open loop, {} B): p50 {} -> {} us, p99 {} -> {} us, p99.9 {} -> {} us \
+                 beside a {p} bulk stream of {}; {} of {} probes lost",
+                idle.size_bytes,
+                us(i.p50_ns),
+                us(b.p50_ns),
+                us(i.p99_ns),
+                us(b.p99_ns),
+                us(i.p999_ns),
+                us(b.p999_ns),
+                busy.load_bits_per_second.map_or("-".into(), human_bps),
+                b.lost,
+                busy.sent_packets,
+                p = report::name(t),
+            ));
+        }
+        out
+    }
+
+    /// The tail: what a bulk transfer beside the probes hurts.
+    fn matrix_figure(&self) -> Figure {
+        Figure::RttP99Us
+    }
+}
+
+/// Probes per transport, alone or beside a bulk stream: sent, lost, latency percentiles, and
+/// the bulk stream's goodput.
+const TABLE: Table = Table {
+    headers: &[
+        "probes",
+        "size",
+        "beside",
+        "sent",
+        "lost",
+        "p50 us",
+        "p99 us",
+        "p99.9 us",
+        "max us",
+        "bulk goodput",
+    ],
+    cells,
+};
+
+fn cells(r: &Row) -> Vec<String> {
+    let l = r.latency.clone().unwrap_or_default();
+    let proto = report::name(r.transport);
+    vec![
+        proto.into(),
+        format!("{} B", r.size_bytes),
+        if r.under_load == Some(true) {
+            format!("{proto} bulk")
+        } else {
+            "nothing".into()
+        },
+        r.sent_packets.to_string(),
+        l.lost.to_string(),
+        us(l.p50_ns),
+        us(l.p99_ns),
+        us(l.p999_ns),
+        us(l.max_ns),
+        r.load_bits_per_second.map_or("-".into(), human_bps),
+    ]
 }

@@ -5,9 +5,11 @@
 use std::sync::atomic::AtomicBool;
 
 use super::Kind;
-use super::stream::Stream;
+use super::stream::{self, Stream, ratio};
+use crate::bench::mesh::matrix::Figure;
 use crate::bench::protocol::{SentCount, StreamResult, TestParams};
 use crate::bench::receiver::{RecvCfg, RecvCtl};
+use crate::bench::report::{Row, Table, human_rate};
 use crate::bench::sender::SendCfg;
 use crate::bench::session::{RoundTrips, Samples, StreamLoops};
 use crate::sock::Sock;
@@ -48,5 +50,33 @@ impl Kind for Rate {
 
     fn round_trips(&self) -> bool {
         false
+    }
+
+    /// [`Stream`]'s table.
+    fn table(&self) -> Table {
+        stream::TABLE
+    }
+
+    /// [`Stream`]'s notes.
+    fn notes(&self, row: &Row) -> Vec<String> {
+        stream::notes(row)
+    }
+
+    /// [`Stream`]'s sentences, led by the message rates.
+    fn summary(&self, rows: &[&Row]) -> Vec<String> {
+        stream::sentences(rows, |tcp, udp| {
+            format!(
+                "{:.2}x TCP's message rate ({} datagrams vs {} {}-byte messages delivered, \
+                 counted at the receivers)",
+                ratio(udp.packets_per_second, tcp.packets_per_second),
+                human_rate(udp.packets_per_second),
+                human_rate(tcp.packets_per_second),
+                tcp.size_bytes,
+            )
+        })
+    }
+
+    fn matrix_figure(&self) -> Figure {
+        Figure::PacketsPerSecond
     }
 }
