@@ -20,7 +20,7 @@ pub mod stream;
 
 use crate::bench::TestOutcome;
 use crate::bench::mesh::matrix::Figure;
-use crate::bench::protocol::{Dir, SentCount, StreamResult, TestKind, TestParams};
+use crate::bench::protocol::{Dir, SentCount, StreamResult, TestKind, TestParams, Transport};
 use crate::bench::report::{self, Row, Table};
 use crate::bench::session::{Job, StreamLoops};
 use crate::sock::Sock;
@@ -37,6 +37,30 @@ pub trait Kind: StreamLoops {
     /// server answers each, and the result is the client's latency histogram
     /// ([`TestOutcome::rr`](crate::bench::TestOutcome::rr)), not a flow counted at a receiver.
     fn round_trips(&self) -> bool;
+
+    /// Plan: the payload size when `-l` is not given.
+    fn default_size(&self) -> usize;
+
+    /// Plan: the sending rate per stream (`rate_bps`) of a test with `size`-byte payloads,
+    /// from what was asked: `-b`, or nothing (as fast as possible).
+    fn rate_bps(&self, size: usize, pacing: &Pacing) -> u64 {
+        let _ = size;
+        pacing.bitrate_bps.unwrap_or(0)
+    }
+
+    /// Plan: the bulk stream a test of this kind runs beside, when the kind is measured both
+    /// alone and under load ([`underload`](crate::bench::underload)); None: alone only.
+    fn load(&self, test: &TestParams, pacing: &Pacing) -> Option<TestParams> {
+        let _ = (test, pacing);
+        None
+    }
+
+    /// Plan: whether a test of this kind over `transport` searches its pacing rate first
+    /// when no `-b` is given ([`search`](crate::bench::search)).
+    fn searches_rate(&self, transport: Transport) -> bool {
+        let _ = transport;
+        false
+    }
 
     /// Setup: the directions that get streams, given those asked (`-R`, `--bidir`).
     fn directions(&self, asked: &[Dir]) -> Vec<Dir> {
@@ -109,6 +133,16 @@ pub trait Kind: StreamLoops {
     fn matrix_figure(&self) -> Figure;
 }
 
+/// The pacing a command line asked for, which a kind turns into its streams' rate
+/// ([`Kind::rate_bps`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pacing {
+    /// `-b`: bits per second per stream, if given.
+    pub bitrate_bps: Option<u64>,
+    /// `--probe-rate`: probes per second per stream.
+    pub probes_per_second: u32,
+}
+
 /// Every [`TestKind`], in the order reports list their tables.
 pub const ALL: [TestKind; 4] = [
     TestKind::Stream,
@@ -147,4 +181,12 @@ pub fn job(params: &TestParams, dir: Dir, client: bool, sock: Sock) -> Job {
     } else {
         Job::Recv(sock)
     }
+}
+
+/// What a test's rows say about load ([`Row::under_load`]): for a kind measured under load
+/// ([`Kind::load`]), whether its load ran beside it (`beside`); None for other kinds.
+pub fn under_load(params: &TestParams, beside: bool) -> Option<bool> {
+    of(params.kind)
+        .load(params, &Pacing::default())
+        .map(|_| beside)
 }

@@ -6,9 +6,9 @@
 
 use std::sync::atomic::AtomicBool;
 
-use super::Kind;
+use super::{Kind, Pacing};
 use crate::bench::mesh::matrix::Figure;
-use crate::bench::protocol::{SentCount, StreamResult, TestParams, Transport};
+use crate::bench::protocol::{SentCount, StreamResult, TestKind, TestParams, Transport};
 use crate::bench::receiver::{self, RecvCfg, RecvCtl};
 use crate::bench::report::{self, Row, Table, human_bps, us};
 use crate::bench::sender::{self, SendCfg};
@@ -52,6 +52,30 @@ impl Kind for Probe {
 
     fn round_trips(&self) -> bool {
         true
+    }
+
+    /// Small probes: their latency, not their serialisation, is measured.
+    fn default_size(&self) -> usize {
+        64
+    }
+
+    /// The schedule, as the bit rate of `size`-byte requests at `--probe-rate` per second.
+    fn rate_bps(&self, size: usize, pacing: &Pacing) -> u64 {
+        u64::from(pacing.probes_per_second) * size as u64 * 8
+    }
+
+    /// A bulk stream of the same transport and streams, of the size that transport moves
+    /// best (a full UDP datagram, 128 KiB TCP writes), at `-b` or as fast as it goes.
+    fn load(&self, test: &TestParams, pacing: &Pacing) -> Option<TestParams> {
+        Some(TestParams {
+            kind: TestKind::Stream,
+            size: match test.transport {
+                Transport::Udp => 1472,
+                Transport::Tcp => 128 << 10,
+            },
+            rate_bps: pacing.bitrate_bps.unwrap_or(0),
+            ..test.clone()
+        })
     }
 
     fn table(&self) -> Table {

@@ -52,6 +52,11 @@ impl Kind for Rate {
         false
     }
 
+    /// Small messages: the per-message cost is what is measured.
+    fn default_size(&self) -> usize {
+        64
+    }
+
     /// [`Stream`]'s table.
     fn table(&self) -> Table {
         stream::TABLE

@@ -57,6 +57,11 @@ impl Kind for Rr {
         true
     }
 
+    /// Small messages: the per-message cost is what is measured.
+    fn default_size(&self) -> usize {
+        64
+    }
+
     fn table(&self) -> Table {
         TABLE
     }

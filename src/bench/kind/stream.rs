@@ -58,6 +58,16 @@ impl Kind for Stream {
         false
     }
 
+    /// One UDP datagram in an Ethernet MTU (1500 − 20 IPv4 − 8 UDP).
+    fn default_size(&self) -> usize {
+        1472
+    }
+
+    /// UDP: the highest rate within the loss target (the UDP default).
+    fn searches_rate(&self, transport: Transport) -> bool {
+        transport == Transport::Udp
+    }
+
     fn table(&self) -> Table {
         TABLE
     }

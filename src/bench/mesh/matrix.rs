@@ -214,7 +214,7 @@ pub fn document(
     let (mut total, mut ok) = (0, 0);
     for m in matrices {
         let fig = figure.unwrap_or(Figure::default_for(m.params.kind));
-        let probe = m.params.kind == TestKind::Probe;
+        let under_load = kind::under_load(&m.params, m.load.is_some());
         let mut fleet = kind::of(m.params.kind).round_trips().then(new_histogram);
         let mut lost = 0;
         let pairs = m
@@ -250,9 +250,9 @@ pub fn document(
                     rows: c.outcome.as_ref().map_or_else(Vec::new, |o| {
                         // Marked as `bench client` marks latency-under-load rows.
                         let mut rows = report::rows(o);
-                        if probe {
+                        if under_load.is_some() {
                             for r in &mut rows {
-                                r.under_load = Some(m.load.is_some());
+                                r.under_load = under_load;
                                 r.load_bits_per_second = c.load_bits_per_second;
                             }
                         }
@@ -272,7 +272,7 @@ pub fn document(
             transport: m.params.transport,
             size_bytes: m.params.size,
             duration_ms: m.params.duration_ms,
-            under_load: probe.then_some(m.load.is_some()),
+            under_load,
             figure: fig,
             unit: fig.unit(),
             counted: fig.describe(),
