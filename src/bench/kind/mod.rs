@@ -190,3 +190,96 @@ pub fn under_load(params: &TestParams, beside: bool) -> Option<bool> {
         .load(params, &Pacing::default())
         .map(|_| beside)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(kind: TestKind, dirs: Vec<Dir>) -> TestParams {
+        TestParams {
+            kind,
+            transport: Transport::Udp,
+            size: 64,
+            duration_ms: 100,
+            parallel: 2,
+            dirs,
+            rate_bps: 0,
+            interval_ms: 0,
+            gso: false,
+            gro: false,
+            busy_poll: false,
+            rcvbuf: None,
+            sndbuf: None,
+            nodelay: false,
+            notsent_lowat: None,
+        }
+    }
+
+    /// Every variant has a kind whose name is the variant as the JSON and the CLI spell it,
+    /// and parses back to the variant. The match fails to compile when a variant is added:
+    /// add it to [`ALL`] and to [`of`] too.
+    #[test]
+    fn every_test_kind_maps_to_a_kind_whose_name_round_trips() {
+        let index = |k: TestKind| match k {
+            TestKind::Stream => 0,
+            TestKind::Rate => 1,
+            TestKind::Rr => 2,
+            TestKind::Probe => 3,
+        };
+        let mut names = Vec::new();
+        for (i, k) in ALL.into_iter().enumerate() {
+            assert_eq!(index(k), i, "{k:?} listed once, in order");
+            let name = of(k).name();
+            assert_eq!(serde_json::to_value(k).unwrap(), serde_json::json!(name));
+            assert_eq!(
+                serde_json::from_value::<TestKind>(serde_json::json!(name)).unwrap(),
+                k
+            );
+            names.push(name);
+        }
+        names.dedup();
+        assert_eq!(names.len(), ALL.len(), "distinct names: {names:?}");
+    }
+
+    /// The setup hooks as the client and server use them: a flow keeps the directions asked
+    /// and its sender is the side the data leaves; a round-trip kind requests on Up streams
+    /// only, from the client, and the server sends (answers) on every stream.
+    #[test]
+    fn setup_hooks_place_each_stream() {
+        let both = vec![Dir::Up, Dir::Down];
+        let flow = streams(&params(TestKind::Stream, both.clone()));
+        assert_eq!(
+            flow,
+            [(0, Dir::Up), (1, Dir::Up), (2, Dir::Down), (3, Dir::Down)]
+        );
+        let rr = streams(&params(TestKind::Rr, both.clone()));
+        assert_eq!(rr, [(0, Dir::Up), (1, Dir::Up)]);
+        for k in ALL {
+            let kind = of(k);
+            for dir in [Dir::Up, Dir::Down] {
+                if kind.round_trips() {
+                    assert!(
+                        kind.client_sends(dir) && kind.server_sends(dir),
+                        "{k:?} {dir:?}"
+                    );
+                } else {
+                    assert_eq!(kind.client_sends(dir), dir == Dir::Up, "{k:?} {dir:?}");
+                    assert_eq!(kind.server_sends(dir), dir == Dir::Down, "{k:?} {dir:?}");
+                }
+            }
+        }
+        // Only the probes plan a load, and it is a stream of the probes' transport.
+        for k in ALL {
+            let p = params(k, vec![Dir::Up]);
+            let load = of(k).load(&p, &Pacing::default());
+            assert_eq!(load.is_some(), k == TestKind::Probe, "{k:?}");
+            assert_eq!(under_load(&p, true), load.as_ref().map(|_| true));
+            if let Some(l) = load {
+                assert_eq!(
+                    (l.kind, l.transport, l.size),
+                    (TestKind::Stream, p.transport, 1472)
+                );
+            }
+        }
+    }
+}

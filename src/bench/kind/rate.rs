@@ -1,4 +1,4 @@
-//! `rate`: small-message packet rate. The streams are [`stream`](super::stream)'s (the same
+//! `rate`: small-message packet rate. The streams are [`stream`]'s (the same
 //! loops, counted the same way); the kind differs in what it reports first, messages per
 //! second rather than goodput.
 
