@@ -15,6 +15,7 @@ mod lab_cli;
 mod lab_ladder;
 mod lab_python;
 mod lab_util;
+mod lab_v6;
 mod layers;
 mod mesh;
 mod meta;
