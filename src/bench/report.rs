@@ -17,44 +17,24 @@ use super::stats::{bits_per_second, per_second, percent};
 use super::{RrSummary, TestOutcome};
 use crate::sock::options::OptStatus;
 
-/// The run's metadata (hyperfine-style export header).
+/// The run's metadata (hyperfine-style export header): the common `meta` fields
+/// ([`crate::meta::Meta`]: version, kernel, CPUs, host, start, parameters) and the target.
 #[derive(Debug, Clone, Serialize)]
 pub struct Meta {
-    /// socklab version.
-    pub socklab_version: String,
-    /// uname -sr.
-    pub kernel: String,
-    /// Logical CPUs available.
-    pub cpu_count: usize,
-    /// Start, milliseconds since the Unix epoch.
-    pub start_unix_ms: u64,
-    /// Where the run went: "local", or the server address.
+    /// The fields every socklab document's meta has.
+    #[serde(flatten)]
+    pub common: crate::meta::Meta,
+    /// Where the run went: "local", "mesh", or the server address.
     pub target: String,
-    /// All parameters as given (the CLI's plain config).
-    pub parameters: serde_json::Value,
 }
 
 impl Meta {
-    /// Metadata of this machine now.
+    /// Metadata of this machine now; `parameters` are all the flags as given (the CLI's plain
+    /// config).
     pub fn new(target: String, parameters: serde_json::Value) -> Self {
-        let kernel = nix::sys::utsname::uname()
-            .map(|u| {
-                format!(
-                    "{} {}",
-                    u.sysname().to_string_lossy(),
-                    u.release().to_string_lossy()
-                )
-            })
-            .unwrap_or_default();
         Self {
-            socklab_version: env!("CARGO_PKG_VERSION").into(),
-            kernel,
-            cpu_count: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            start_unix_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            common: crate::meta::Meta::now(parameters),
             target,
-            parameters,
         }
     }
 }
@@ -499,7 +479,10 @@ pub fn table(rows: &[Row]) -> String {
 /// ([`Kind::notes`](super::kind::Kind::notes)), then every socket option a side's kernel did not
 /// apply as asked; each line wrapped to [`MAX_WIDTH`] columns.
 pub fn notes(rows: &[Row]) -> String {
-    let mut lines: Vec<String> = rows.iter().flat_map(|r| kind::of(r.test).notes(r)).collect();
+    let mut lines: Vec<String> = rows
+        .iter()
+        .flat_map(|r| kind::of(r.test).notes(r))
+        .collect();
     // Every test's rows share its options: one line per test, side and option.
     for l in rows.iter().flat_map(option_notes) {
         if !lines.contains(&l) {
