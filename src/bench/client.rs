@@ -13,7 +13,7 @@ use super::protocol::{
 };
 use super::session::{self, Job};
 use super::wire::{HEADER_LEN, Repr};
-use super::{BenchError, RrSummary, TestOutcome, data_socket, tune};
+use super::{BenchError, RrSummary, TestOutcome, data_socket};
 use crate::sock::Sock;
 
 /// Client configuration.
@@ -174,7 +174,6 @@ pub fn run_test(
                         "data connection refused the header".into(),
                     ));
                 }
-                tune(&s, params);
                 jobs.push((id, kind::job(params, dir, true, s)));
             }
         }

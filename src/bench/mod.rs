@@ -107,6 +107,15 @@ impl From<io::Error> for BenchError {
 /// the outcome, and the report shows it.
 pub fn data_socket(like: SocketAddr, p: &TestParams) -> Result<Sock, BenchError> {
     let s = Sock::open(&like, protocol::proto_of(p.transport), &Recorder::off())?;
+    configure(&s, p);
+    Ok(s)
+}
+
+/// The options [`data_socket`] sets: the buffers, then [`tune`]. The server's TCP listener is
+/// a data socket (a SYN-ACK's window scale comes from the listener's SO_RCVBUF, tcp(7)), and
+/// each connection it accepts is configured again: it inherits the values, and setting them
+/// on it puts their outcome in its own option log, which the server's report carries.
+pub fn configure(s: &Sock, p: &TestParams) {
     let udp = p.transport == Transport::Udp;
     if let Some(n) = p.rcvbuf.or(udp.then_some(DEFAULT_BUFFER)) {
         s.set_recv_buffer_size(n).tolerated();
@@ -114,8 +123,7 @@ pub fn data_socket(like: SocketAddr, p: &TestParams) -> Result<Sock, BenchError>
     if let Some(n) = p.sndbuf.or(udp.then_some(DEFAULT_BUFFER)) {
         s.set_send_buffer_size(n).tolerated();
     }
-    tune(&s, p);
-    Ok(s)
+    tune(s, p);
 }
 
 /// Per-socket options of a test: TCP_NODELAY, TCP_NOTSENT_LOWAT, SO_BUSY_POLL. An option the

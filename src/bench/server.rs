@@ -34,8 +34,7 @@ use super::protocol::{
 use super::session::{self, Job};
 use super::wire::{HEADER_LEN, Repr};
 use super::{BenchError, data_socket, sender::MAX_UDP_PAYLOAD};
-use crate::sock::{Proto, Sock};
-use crate::trace::Recorder;
+use crate::sock::Sock;
 
 /// Server configuration.
 #[derive(Debug, Clone)]
@@ -667,7 +666,7 @@ fn run_test(
     let peer_ip = conn.peer_addr()?.ip();
     let jobs = match params.transport {
         Transport::Tcp => {
-            let l = Sock::open(&SocketAddr::new(local_ip, 0), Proto::Tcp, &Recorder::off())?;
+            let l = data_socket(SocketAddr::new(local_ip, 0), params)?;
             l.bind(SocketAddr::new(local_ip, 0))?;
             l.listen(128)?;
             protocol::write_message(
@@ -891,7 +890,7 @@ fn accept_streams(
         if jobs.iter().any(|(j, _)| *j == id) {
             return Err(BenchError::Protocol(format!("stream {id} connected twice")));
         }
-        super::tune(&s, p);
+        super::configure(&s, p);
         jobs.push((id, kind::job(p, dir, false, s)));
     }
     Ok(jobs)

@@ -72,6 +72,8 @@ fn bench_json_has_both_sides_socket_options() {
         "--nodelay",
         "--notsent-lowat",
         "32K",
+        "--rcvbuf",
+        "256K",
         "--json",
     ]);
     let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
@@ -83,6 +85,8 @@ fn bench_json_has_both_sides_socket_options() {
             (&"IPPROTO_TCP".into(), &1.into())
         );
         assert_eq!(option(&opts[side], "TCP_NOTSENT_LOWAT")["asked"], 32768);
+        // The server's accepted connections too (its listener had it before the SYN-ACK).
+        assert_eq!(option(&opts[side], "SO_RCVBUF")["read_back"], 524288);
     }
     // The receiver's SO_RCVLOWAT is read back: the kernel may cap it.
     assert!(option(&opts["server"], "SO_RCVLOWAT")["read_back"].is_u64());
