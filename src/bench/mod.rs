@@ -29,6 +29,7 @@ pub mod session;
 pub mod stats;
 pub mod underload;
 pub mod wire;
+pub mod zerocopy;
 
 use std::io;
 use std::net::SocketAddr;

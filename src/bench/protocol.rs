@@ -155,6 +155,11 @@ pub struct TestParams {
     /// TCP_NOTSENT_LOWAT on TCP data sockets, bytes (`None`: the kernel's default, unlimited).
     #[serde(default)]
     pub notsent_lowat: Option<u32>,
+    /// Senders of bulk tests (UDP and TCP) pass MSG_ZEROCOPY after setting SO_ZEROCOPY
+    /// (`--zerocopy`, Documentation/networking/msg_zerocopy.rst); refused: plain sends, said
+    /// in [`ZeroCopyCount::refused`].
+    #[serde(default)]
+    pub zerocopy: bool,
 }
 
 /// Per-interval receive figures of one stream.
@@ -237,6 +242,49 @@ pub struct StreamResult {
     /// Why the sender stopped early, if it did.
     #[serde(default)]
     pub sender_error: Option<String>,
+    /// Bytes the sender's kernel copied from user memory (the sender's
+    /// [`SentCount::copied_bytes`]); None: not counted (latency tests, an older peer).
+    #[serde(default)]
+    pub sender_copied_bytes: Option<u64>,
+    /// Bytes the receiver's recv(2)/recvmmsg(2) calls copied out of the kernel, duplicates
+    /// and datagrams of no stream included (counted at the receiver).
+    #[serde(default)]
+    pub receiver_copied_bytes: Option<u64>,
+    /// `--zerocopy`: what the sender's MSG_ZEROCOPY notifications said.
+    #[serde(default)]
+    pub zerocopy: Option<ZeroCopyCount>,
+}
+
+/// What a sender's MSG_ZEROCOPY sends became, from the completion notifications it read from
+/// its socket's error queue (recvmsg(2) MSG_ERRQUEUE, ee_origin SO_EE_ORIGIN_ZEROCOPY:
+/// Documentation/networking/msg_zerocopy.rst). A "call" is one message the kernel accepted,
+/// one notification id: a send(2), or one message of a sendmmsg(2).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZeroCopyCount {
+    /// Why the sender sent without MSG_ZEROCOPY (for the rest of the run, from when it was
+    /// refused): SO_ZEROCOPY refused by setsockopt(2), or MSG_ZEROCOPY sends failing with
+    /// ENOBUFS while none was in flight (the locked-memory limit, RLIMIT_MEMLOCK). None: used
+    /// for the whole run.
+    pub refused: Option<String>,
+    /// Calls made with MSG_ZEROCOPY that the kernel accepted.
+    pub calls: u64,
+    /// Bytes those calls carried.
+    pub bytes: u64,
+    /// Calls whose completion was notified before the sender finished (the rest were still
+    /// in flight after a bounded wait at the end).
+    pub notified_calls: u64,
+    /// Notified calls with SO_EE_CODE_ZEROCOPY_COPIED: the kernel copied their data anyway
+    /// (a deferred copy: data looped to a local socket on loopback or veth is copied at
+    /// delivery, skb_orphan_frags_rx; a device without scatter-gather copies too). The kernel
+    /// merges a range into the queued one without comparing this flag, so it is exact per
+    /// notified range, not per call.
+    pub copied_calls: u64,
+    /// Bytes of the `copied_calls` (each call's length is known by its id).
+    pub copied_bytes: u64,
+    /// Bytes of calls never notified (still in flight when the sender gave up waiting).
+    pub unnotified_bytes: u64,
+    /// Bytes sent without MSG_ZEROCOPY after a refusal (the kernel copied all of them).
+    pub plain_bytes: u64,
 }
 
 /// TCP_INFO figures of a sending socket.
@@ -276,6 +324,14 @@ pub struct SentCount {
     /// UDP: datagrams per socket buffer the sender handed the kernel (GSO segments, else 1).
     #[serde(default)]
     pub datagrams_per_skb: u64,
+    /// Bulk tests: bytes the kernel copied from this sender's memory. Plain sends: every byte
+    /// the send calls accepted (send(2) copies them into socket buffers); with MSG_ZEROCOPY:
+    /// the bytes of calls the notifications marked COPIED, plus any plain sends.
+    #[serde(default)]
+    pub copied_bytes: Option<u64>,
+    /// `--zerocopy`: what the notifications said.
+    #[serde(default)]
+    pub zerocopy: Option<ZeroCopyCount>,
 }
 
 /// One side's final report: its receivers' results and its CPU time.

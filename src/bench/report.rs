@@ -8,7 +8,9 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::culprit::{HostCounters, LossByPlace, LossInputs, attribute};
-use super::protocol::{Dir, IntervalSample, SideReport, StreamResult, TestKind, Transport};
+use super::protocol::{
+    Dir, IntervalSample, SideReport, StreamResult, TestKind, Transport, ZeroCopyCount,
+};
 use super::search::RateSearch;
 use super::stats::{bits_per_second, per_second, percent};
 use super::{RrSummary, TestOutcome};
@@ -149,6 +151,21 @@ pub struct Row {
     pub load_bits_per_second: Option<f64>,
     /// Senders that stopped before the end of the test, and why.
     pub sender_errors: Vec<String>,
+    /// Bulk tests: (`sender_copied_bytes` + `receiver_copied_bytes`) / `bytes`: the bytes
+    /// copied between user memory and the kernel per payload byte delivered (null when a side
+    /// did not count, or nothing arrived).
+    pub copied_bytes_per_delivered_byte: Option<f64>,
+    /// Bulk tests, counted at the sender: bytes its kernel copied from user memory. Plain
+    /// sends: every byte the send calls accepted (= `sent_bytes`); `--zerocopy`: the bytes
+    /// of MSG_ZEROCOPY calls notified SO_EE_CODE_ZEROCOPY_COPIED, plus plain sends after a
+    /// refusal.
+    pub sender_copied_bytes: Option<u64>,
+    /// Bulk tests, counted at the receiver: bytes its recv calls copied out of the kernel
+    /// (duplicates and foreign datagrams included).
+    pub receiver_copied_bytes: Option<u64>,
+    /// `--zerocopy`: the senders' notification counts, summed over the streams (`refused`:
+    /// the first stream's reason).
+    pub zerocopy: Option<ZeroCopyCount>,
 }
 
 fn any<T: Copy>(it: impl Iterator<Item = Option<T>>, f: impl Fn(T, T) -> T) -> Option<T> {
@@ -211,6 +228,16 @@ pub fn rows(o: &TestOutcome) -> Vec<Row> {
                     estimated,
                 })
             });
+            let all =
+                |f: fn(&StreamResult) -> Option<u64>| ss.iter().map(|s| f(s)).sum::<Option<u64>>();
+            let copies = if p.kind.measures_latency() {
+                (None, None)
+            } else {
+                (
+                    all(|s| s.sender_copied_bytes),
+                    all(|s| s.receiver_copied_bytes),
+                )
+            };
             Row {
                 test: p.kind,
                 transport: p.transport,
@@ -286,9 +313,87 @@ pub fn rows(o: &TestOutcome) -> Vec<Row> {
                             .map(|e| format!("stream {}: {e}", s.stream))
                     })
                     .collect(),
+                copied_bytes_per_delivered_byte: match copies {
+                    (Some(s), Some(r)) if bytes > 0 => Some((s + r) as f64 / bytes as f64),
+                    _ => None,
+                },
+                sender_copied_bytes: copies.0,
+                receiver_copied_bytes: copies.1,
+                zerocopy: ss
+                    .iter()
+                    .filter_map(|s| s.zerocopy.as_ref())
+                    .cloned()
+                    .reduce(add_zerocopy),
             }
         })
         .collect()
+}
+
+/// Two senders' zerocopy counts summed; the first refusal reason kept.
+fn add_zerocopy(a: ZeroCopyCount, b: ZeroCopyCount) -> ZeroCopyCount {
+    ZeroCopyCount {
+        refused: a.refused.or(b.refused),
+        calls: a.calls + b.calls,
+        bytes: a.bytes + b.bytes,
+        notified_calls: a.notified_calls + b.notified_calls,
+        copied_calls: a.copied_calls + b.copied_calls,
+        copied_bytes: a.copied_bytes + b.copied_bytes,
+        unnotified_bytes: a.unnotified_bytes + b.unnotified_bytes,
+        plain_bytes: a.plain_bytes + b.plain_bytes,
+    }
+}
+
+/// The `copies:` note of a bulk row: the copied-per-delivered figure, split by side, and what
+/// the sender's kernel did with its sends (from the MSG_ZEROCOPY notifications when asked).
+fn copies_note(r: &Row) -> Option<String> {
+    let (figure, sender, receiver) = (
+        r.copied_bytes_per_delivered_byte?,
+        r.sender_copied_bytes?,
+        r.receiver_copied_bytes?,
+    );
+    let per = |n: u64| n as f64 / r.bytes as f64;
+    let how = match &r.zerocopy {
+        None => "all sends copied by the kernel (zerocopy not asked)".to_string(),
+        Some(z) if z.calls == 0 => format!(
+            "all sends copied by the kernel (zerocopy refused: {})",
+            z.refused
+                .as_deref()
+                .unwrap_or("no MSG_ZEROCOPY call was accepted")
+        ),
+        Some(z) => {
+            let mut t = format!(
+                "MSG_ZEROCOPY: {} of {} calls notified COPIED by the kernel",
+                z.copied_calls, z.calls
+            );
+            if z.copied_calls == z.notified_calls {
+                t.push_str(" (every completion: the kernel copies data looped to a local socket, as on loopback and veth)");
+            } else {
+                let _ = write!(
+                    t,
+                    ", {} sent without a copy",
+                    z.notified_calls - z.copied_calls
+                );
+            }
+            if z.notified_calls < z.calls {
+                let _ = write!(
+                    t,
+                    ", {} not notified ({} B, not counted)",
+                    z.calls - z.notified_calls,
+                    z.unnotified_bytes
+                );
+            }
+            if let Some(why) = &z.refused {
+                let _ = write!(t, "; then {why}");
+            }
+            t
+        }
+    };
+    Some(format!(
+        "copies: {figure:.2} bytes copied per byte delivered (sender {:.2}: {how}; receiver \
+         {:.2})",
+        per(sender),
+        per(receiver)
+    ))
 }
 
 /// Why a UDP row has no jitter figure, or how coarse its timestamps were; None when every
@@ -546,6 +651,9 @@ pub fn notes(rows: &[Row]) -> String {
                 opt(r.rtt_us),
                 opt(r.cwnd_segments)
             ));
+        }
+        if let Some(c) = copies_note(r) {
+            lines.push(format!("{who} {c}"));
         }
         for e in &r.sender_errors {
             lines.push(format!("{who} sender stopped early: {e}"));

@@ -119,6 +119,7 @@ pub fn run(
                         rate_bps: p.rate_bps,
                         gso: p.gso,
                         until_ns: until,
+                        zerocopy: p.zerocopy,
                     };
                     let (sent, rr) = match (p.kind, p.transport) {
                         (TestKind::Rr, t) => {
