@@ -313,10 +313,7 @@ pub fn rows(o: &TestOutcome) -> Vec<Row> {
                             .map(|e| format!("stream {}: {e}", s.stream))
                     })
                     .collect(),
-                copied_bytes_per_delivered_byte: match copies {
-                    (Some(s), Some(r)) if bytes > 0 => Some((s + r) as f64 / bytes as f64),
-                    _ => None,
-                },
+                copied_bytes_per_delivered_byte: copied_per_delivered(copies.0, copies.1, bytes),
                 sender_copied_bytes: copies.0,
                 receiver_copied_bytes: copies.1,
                 zerocopy: ss
@@ -343,16 +340,26 @@ fn add_zerocopy(a: ZeroCopyCount, b: ZeroCopyCount) -> ZeroCopyCount {
     }
 }
 
-/// The `copies:` note of a bulk row: the copied-per-delivered figure, split by side, and what
-/// the sender's kernel did with its sends (from the MSG_ZEROCOPY notifications when asked).
-fn copies_note(r: &Row) -> Option<String> {
-    let (figure, sender, receiver) = (
-        r.copied_bytes_per_delivered_byte?,
-        r.sender_copied_bytes?,
-        r.receiver_copied_bytes?,
-    );
-    let per = |n: u64| n as f64 / r.bytes as f64;
-    let how = match &r.zerocopy {
+/// (sender copied + receiver copied) / delivered bytes; None when a side did not count or
+/// nothing was delivered.
+fn copied_per_delivered(sender: Option<u64>, receiver: Option<u64>, bytes: u64) -> Option<f64> {
+    let (s, r) = (sender?, receiver?);
+    (bytes > 0).then(|| (s + r) as f64 / bytes as f64)
+}
+
+/// The `copies:` note of a bulk row of `bytes` delivered: the copied-per-delivered figure,
+/// split by side, and what the sender's kernel did with its sends (from the MSG_ZEROCOPY
+/// notifications when asked).
+fn copies_note(
+    bytes: u64,
+    sender: Option<u64>,
+    receiver: Option<u64>,
+    zerocopy: Option<&ZeroCopyCount>,
+) -> Option<String> {
+    let figure = copied_per_delivered(sender, receiver, bytes)?;
+    let (sender, receiver) = (sender?, receiver?);
+    let per = |n: u64| n as f64 / bytes as f64;
+    let how = match zerocopy {
         None => "all sends copied by the kernel (zerocopy not asked)".to_string(),
         Some(z) if z.calls == 0 => format!(
             "all sends copied by the kernel (zerocopy refused: {})",
@@ -652,7 +659,12 @@ pub fn notes(rows: &[Row]) -> String {
                 opt(r.cwnd_segments)
             ));
         }
-        if let Some(c) = copies_note(r) {
+        if let Some(c) = copies_note(
+            r.bytes,
+            r.sender_copied_bytes,
+            r.receiver_copied_bytes,
+            r.zerocopy.as_ref(),
+        ) {
             lines.push(format!("{who} {c}"));
         }
         for e in &r.sender_errors {
@@ -985,6 +997,54 @@ mod tests {
             lines.join(" ").split_whitespace().count(),
             60,
             "no word lost"
+        );
+    }
+
+    #[test]
+    fn copies_notes_say_where_the_copies_were() {
+        assert_eq!(
+            copies_note(1000, Some(1010), Some(1000), None).as_deref(),
+            Some(
+                "copies: 2.01 bytes copied per byte delivered (sender 1.01: all sends copied by \
+                 the kernel (zerocopy not asked); receiver 1.00)"
+            )
+        );
+        assert_eq!(copies_note(0, Some(10), Some(0), None), None);
+        assert_eq!(copies_note(10, None, Some(10), None), None);
+        let refused = ZeroCopyCount {
+            refused: Some("setsockopt(SO_ZEROCOPY) refused: EOPNOTSUPP".into()),
+            plain_bytes: 1000,
+            ..ZeroCopyCount::default()
+        };
+        let note = copies_note(1000, Some(1000), Some(1000), Some(&refused)).unwrap();
+        assert!(note.contains("(zerocopy refused: setsockopt(SO_ZEROCOPY) refused: EOPNOTSUPP)"));
+        let mixed = ZeroCopyCount {
+            calls: 10,
+            bytes: 1000,
+            notified_calls: 9,
+            copied_calls: 4,
+            copied_bytes: 400,
+            unnotified_bytes: 100,
+            ..ZeroCopyCount::default()
+        };
+        let note = copies_note(1000, Some(400), Some(1000), Some(&mixed)).unwrap();
+        assert!(
+            note.starts_with("copies: 1.40 bytes copied per byte delivered (sender 0.40:"),
+            "{note}"
+        );
+        assert!(note.contains("4 of 10 calls notified COPIED by the kernel, 5 sent without a copy, 1 not notified (100 B, not counted)"), "{note}");
+        let looped = ZeroCopyCount {
+            calls: 3,
+            bytes: 300,
+            notified_calls: 3,
+            copied_calls: 3,
+            copied_bytes: 300,
+            ..ZeroCopyCount::default()
+        };
+        let note = copies_note(300, Some(300), Some(300), Some(&looped)).unwrap();
+        assert!(
+            note.contains("3 of 3 calls notified COPIED by the kernel (every completion"),
+            "{note}"
         );
     }
 
