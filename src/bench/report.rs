@@ -372,9 +372,13 @@ fn copies_note(
                 "MSG_ZEROCOPY: {} of {} calls notified COPIED by the kernel",
                 z.copied_calls, z.calls
             );
-            if z.copied_calls == z.notified_calls {
-                t.push_str(" (every completion: the kernel copies data looped to a local socket, as on loopback and veth)");
-            } else {
+            if z.notified_calls > 0 && z.copied_calls == z.notified_calls {
+                // What every notification said; the likely reason, named as one.
+                t.push_str(
+                    " (all of them: data looped to a local socket, as on loopback or veth, is \
+                     copied at delivery)",
+                );
+            } else if z.notified_calls > z.copied_calls {
                 let _ = write!(
                     t,
                     ", {} sent without a copy",
