@@ -1047,7 +1047,7 @@ mod tests {
         };
         let note = copies_note(300, Some(300), Some(300), Some(&looped)).unwrap();
         assert!(
-            note.contains("3 of 3 calls notified COPIED by the kernel (every completion"),
+            note.contains("3 of 3 calls notified COPIED by the kernel (all of them:"),
             "{note}"
         );
     }
