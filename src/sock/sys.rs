@@ -330,10 +330,10 @@ pub fn recv_zerocopy_done(fd: BorrowedFd<'_>) -> io::Result<Option<ZeroCopyDone>
             Err(e) => return Err(e.into()),
         };
         for c in msg.cmsgs()? {
-            let ee = match c {
-                ControlMessageOwned::Ipv4RecvErr(ee, _)
-                | ControlMessageOwned::Ipv6RecvErr(ee, _) => ee,
-                _ => continue,
+            let (ControlMessageOwned::Ipv4RecvErr(ee, _) | ControlMessageOwned::Ipv6RecvErr(ee, _)) =
+                c
+            else {
+                continue;
             };
             if ee.ee_origin == SO_EE_ORIGIN_ZEROCOPY && ee.ee_errno == 0 {
                 return Ok(Some(ZeroCopyDone {
