@@ -143,7 +143,7 @@ impl<'a> Copies<'a> {
 
     /// A MSG_ZEROCOPY call failed with ENOBUFS (the socket's optmem_max or the locked-page
     /// limit, msg_zerocopy.rst): with calls in flight, waits (one bounded poll) for
-    /// completions to free room; with none, [`IDLE_ENOBUFS`] times in a row, gives up on
+    /// completions to free room; with none, three times in a row, gives up on
     /// zerocopy for the rest of the run and records why. Whether zerocopy is still on.
     pub fn no_buffers(&mut self) -> Result<bool, String> {
         if self.in_flight() > 0 {
@@ -165,7 +165,7 @@ impl<'a> Copies<'a> {
         Ok(self.on)
     }
 
-    /// Waits, at most [`SETTLE_NS`], until every call in flight is notified (before the
+    /// Waits, at most 2 s, until every call in flight is notified (before the
     /// sender frees or reallocates its buffers).
     pub fn settle(&mut self) {
         let give_up = sys::monotonic_ns() + SETTLE_NS;
