@@ -8,11 +8,10 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::culprit::{HostCounters, LossByPlace, LossInputs, attribute};
-use super::protocol::{
-    Dir, IntervalSample, SideReport, StreamResult, TestKind, Transport, ZeroCopyCount,
-};
+use super::protocol::{Dir, IntervalSample, SideReport, StreamResult, TestKind, Transport};
 use super::search::RateSearch;
 use super::stats::{bits_per_second, per_second, percent};
+use super::zerocopy::ZeroCopyCount;
 use super::{RrSummary, TestOutcome};
 
 /// The run's metadata (hyperfine-style export header).

@@ -14,8 +14,41 @@
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::protocol::ZeroCopyCount;
+use serde::{Deserialize, Serialize};
+
 use crate::sock::sys;
+
+/// What a sender's MSG_ZEROCOPY sends became, from the completion notifications it read from
+/// its socket's error queue (recvmsg(2) MSG_ERRQUEUE, ee_origin SO_EE_ORIGIN_ZEROCOPY:
+/// Documentation/networking/msg_zerocopy.rst). A "call" is one message the kernel accepted,
+/// one notification id: a send(2), or one message of a sendmmsg(2).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZeroCopyCount {
+    /// Why the sender sent without MSG_ZEROCOPY (for the rest of the run, from when it was
+    /// refused): SO_ZEROCOPY refused by setsockopt(2), or MSG_ZEROCOPY sends failing with
+    /// ENOBUFS while none was in flight (the locked-memory limit, RLIMIT_MEMLOCK). None: used
+    /// for the whole run.
+    pub refused: Option<String>,
+    /// Calls made with MSG_ZEROCOPY that the kernel accepted.
+    pub calls: u64,
+    /// Bytes those calls carried.
+    pub bytes: u64,
+    /// Calls whose completion was notified before the sender finished (the rest were still
+    /// in flight after a bounded wait at the end).
+    pub notified_calls: u64,
+    /// Notified calls with SO_EE_CODE_ZEROCOPY_COPIED: the kernel copied their data anyway
+    /// (a deferred copy: data looped to a local socket on loopback or veth is copied at
+    /// delivery, skb_orphan_frags_rx; a device without scatter-gather copies too). The kernel
+    /// merges a range into the queued one without comparing this flag, so it is exact per
+    /// notified range, not per call.
+    pub copied_calls: u64,
+    /// Bytes of the `copied_calls` (each call's length is known by its id).
+    pub copied_bytes: u64,
+    /// Bytes of calls never notified (still in flight when the sender gave up waiting).
+    pub unnotified_bytes: u64,
+    /// Bytes sent without MSG_ZEROCOPY after a refusal (the kernel copied all of them).
+    pub plain_bytes: u64,
+}
 
 /// Buffers in a zerocopy sender's ring: calls from all of them can be in flight at once.
 const RING: usize = 8;
