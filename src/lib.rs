@@ -30,8 +30,9 @@
 //!   latency between two endpoints.
 //!
 //! Inside `bench` the same rule holds from the bottom up: `wire`, `stats`, `culprit`,
-//! `zerocopy`; then `protocol`; then `sender` and `receiver` (neither imports the other); then `session`; then
-//! `client`, `server`, `search`, `report`, `plot`, `underload` and `mesh`. The one standing
+//! `zerocopy`; then `protocol`; then `sender` and `receiver` (neither imports the other); then
+//! `session`; then `kind` (the test kinds), `client`, `server`, `search`, `report`, `plot`,
+//! `underload` and `mesh`. The one standing
 //! exception: `protocol`'s `Message` carries the mesh agent's reply (`mesh::wire`).
 //!
 //! # Where to add things
@@ -44,9 +45,9 @@
 //! - **An output format**: a trace format beside [`trace::render::text`] and
 //!   [`trace::render::json`]; a bench format as a `Format` variant in `src/cli/bench.rs` rendering
 //!   the rows of [`bench::report::rows`]; JSON lines always through [`jsonl::line`].
-//! - **A bench test kind**: a [`bench::protocol::TestKind`] variant, sent and received in
-//!   `src/bench/sender.rs`, `src/bench/receiver.rs` and `src/bench/session.rs`, reported in
-//!   `src/bench/report.rs`.
+//! - **A bench test kind**: a [`bench::protocol::TestKind`] variant and one module in
+//!   `src/bench/kind/` implementing [`bench::kind::Kind`] (and the per-stream loops of
+//!   [`bench::session::StreamLoops`]), mapped to the variant in [`bench::kind::of`].
 
 pub mod addr;
 pub mod bench;

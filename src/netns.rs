@@ -37,7 +37,25 @@ impl Netns {
         run_ip(&["netns", "add", &name])?;
         let ns = Self { name };
         ns.ip(&["link", "set", "lo", "up"])?;
+        ns.enable_ipv6()?;
         Ok(ns)
+    }
+
+    /// Makes sure IPv6 is on in the namespace (`net.ipv6.conf.{all,default}.disable_ipv6 = 0`,
+    /// ip-sysctl): a new namespace copies `default` from the machine, which may have IPv6 off;
+    /// interfaces added later take `default`. A kernel without IPv6 has no such files: left
+    /// as it is.
+    pub fn enable_ipv6(&self) -> io::Result<()> {
+        self.run(|| {
+            for conf in ["all", "default", "lo"] {
+                let path = format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6");
+                match std::fs::write(&path, "0") {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    r => r?,
+                }
+            }
+            Ok(())
+        })?
     }
 
     /// The namespace's name, as `ip netns` knows it.
@@ -50,6 +68,16 @@ impl Netns {
         let mut full = vec!["-n", &self.name];
         full.extend_from_slice(args);
         run_ip(&full)
+    }
+
+    /// `ip addr add CIDR dev DEV`; an IPv6 address with `nodad`, so that it is usable at once
+    /// instead of "tentative" until duplicate address detection ends (RFC 4862 §5.4).
+    pub fn add_addr(&self, cidr: &str, dev: &str) -> io::Result<String> {
+        let mut args = vec!["addr", "add", cidr, "dev", dev];
+        if cidr.contains(':') {
+            args.push("nodad");
+        }
+        self.ip(&args)
     }
 
     /// A command that runs `program` inside the namespace (`ip netns exec`).
@@ -105,15 +133,36 @@ pub fn veth(
         b.name(),
     ])?;
     for (ns, ifname, cidr) in [(a, a_if, a_cidr), (b, b_if, b_cidr)] {
-        let v6 = cidr.contains(':');
-        let mut args = vec!["addr", "add", cidr, "dev", ifname];
-        if v6 {
-            args.push("nodad");
-        }
-        ns.ip(&args)?;
+        ns.add_addr(cidr, ifname)?;
         ns.ip(&["link", "set", ifname, "up"])?;
     }
+    for (ns, ifname) in [(a, a_if), (b, b_if)] {
+        wait_operational(ns, ifname)?;
+    }
     Ok(())
+}
+
+/// Waits (at most 2 s) until `ifname` in `ns` is operationally up (`state UP` in
+/// `ip link show`). A veth end set up is not ready to send at once: the kernel attaches its
+/// transmit queue from deferred link-watch work once the carrier is seen, and drops what is
+/// sent before (seen as a lab experiment's first broadcasts never leaving under load).
+fn wait_operational(ns: &Netns, ifname: &str) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        if ns
+            .ip(&["-o", "link", "show", "dev", ifname])?
+            .contains("state UP")
+        {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{ifname} in {} not operationally up after 2 s", ns.name()),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// Two namespaces `<tag>-a` and `<tag>-b` joined by a veth pair: `veth-a` in `a` with
@@ -130,8 +179,8 @@ pub fn pair(tag: &str) -> io::Result<(Netns, Netns)> {
         "veth-b",
         "198.51.100.2/24",
     )?;
-    a.ip(&["addr", "add", "2001:db8::1/64", "dev", "veth-a", "nodad"])?;
-    b.ip(&["addr", "add", "2001:db8::2/64", "dev", "veth-b", "nodad"])?;
+    a.add_addr("2001:db8::1/64", "veth-a")?;
+    b.add_addr("2001:db8::2/64", "veth-b")?;
     Ok((a, b))
 }
 

@@ -6,9 +6,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
+use super::kind;
 use super::protocol::{
-    self, Dir, FrameError, Message, PROBE_LEN, Probe, SentCount, StreamResult, TestKind,
-    TestParams, Transport,
+    self, Dir, FrameError, Message, PROBE_LEN, Probe, SentCount, StreamResult, TestParams,
+    Transport,
 };
 use super::session::{self, Job};
 use super::wire::{HEADER_LEN, Repr};
@@ -123,7 +124,7 @@ pub fn run_test(
         }
         (None, false) => None,
     };
-    let streams = session::streams(params);
+    let streams = kind::streams(params);
     let local_ip = conn.local_addr()?.ip();
     let server_ip = cfg.server.ip();
     protocol::write_message(
@@ -174,11 +175,7 @@ pub fn run_test(
                     ));
                 }
                 tune(&s, params);
-                let job = match (params.kind, dir) {
-                    (TestKind::Rr | TestKind::Probe, _) | (_, Dir::Up) => Job::Send(s),
-                    (_, Dir::Down) => Job::Recv(s),
-                };
-                jobs.push((id, job));
+                jobs.push((id, kind::job(params, dir, true, s)));
             }
         }
         Transport::Udp => {
@@ -198,14 +195,10 @@ pub fn run_test(
                 } else {
                     s.bind(SocketAddr::new(local_ip, 0))?;
                 }
-                if dir == Dir::Down || params.kind.measures_latency() {
+                if kind::of(params.kind).server_sends(dir) {
                     proofs.push((id, jobs.len(), to));
                 }
-                let job = match dir {
-                    Dir::Up => Job::Send(s),
-                    Dir::Down => Job::Recv(s),
-                };
-                jobs.push((id, job));
+                jobs.push((id, kind::job(params, dir, true, s)));
             }
             if !proofs.is_empty() {
                 let cookie = cookie
@@ -232,7 +225,8 @@ pub fn run_test(
         let dir = if here { Dir::Down } else { Dir::Up };
         on_sample(dir, s);
     };
-    let out = session::run(&conn, params, jobs, true, &cfg.cpus, &mut relay)
+    let kind = kind::of(params.kind);
+    let out = session::run(&conn, params, kind, jobs, true, &cfg.cpus, &mut relay)
         .map_err(|e| BenchError::Test(e.to_string()))?;
     session::close(&conn);
     let server = out.peer.unwrap_or_default();
@@ -253,28 +247,13 @@ pub fn run_test(
         }
         r
     };
-    let mut all: Vec<StreamResult> = server
+    let received: Vec<StreamResult> = server
         .streams
         .iter()
         .map(|r| merge(r, &out.sent))
         .chain(out.mine.streams.iter().map(|r| merge(r, &out.peer_sent)))
         .collect();
-    if params.kind.measures_latency() {
-        // The echo side counted requests; the requester's counts are the truth here.
-        all = out
-            .sent
-            .iter()
-            .map(|s| StreamResult {
-                stream: s.stream,
-                dir: Some(Dir::Up),
-                packets: s.packets,
-                sent_packets: s.packets,
-                sent_bytes: s.bytes,
-                tcp: s.tcp,
-                ..StreamResult::default()
-            })
-            .collect();
-    }
+    let mut all = kind.stream_results(received, &out.sent);
     all.sort_by_key(|s| s.stream);
     let rr = out
         .rr

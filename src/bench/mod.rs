@@ -6,6 +6,7 @@
 //!   accounting with 64-bit counters;
 //! - [`sender`], [`receiver`]: the per-stream threads (sendmmsg/recvmmsg, UDP GSO/GRO);
 //! - [`session`]: the data phase both sides share; [`server`], [`client`]: the two ends;
+//! - [`kind`]: the test kinds (stream, rate, rr, probe), one module each behind one trait;
 //! - [`culprit`]: where UDP loss happened (sender, receiving socket, receiving host, path);
 //! - [`underload`]: open-loop probe latency alone and beside a bulk stream;
 //! - [`search`]: the highest paced UDP rate within a loss target (the UDP default);
@@ -17,6 +18,7 @@
 
 pub mod client;
 pub mod culprit;
+pub mod kind;
 pub mod mesh;
 pub mod plot;
 pub mod protocol;

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::culprit::{HostCounters, LossByPlace, LossInputs, attribute};
+use super::kind;
 use super::protocol::{Dir, IntervalSample, SideReport, StreamResult, TestKind, Transport};
 use super::search::RateSearch;
 use super::stats::{bits_per_second, per_second, percent};
@@ -171,158 +172,187 @@ fn any<T: Copy>(it: impl Iterator<Item = Option<T>>, f: impl Fn(T, T) -> T) -> O
     it.flatten().reduce(f)
 }
 
-/// The rows of one outcome: one per direction.
+/// The rows of one outcome: one per direction, as its kind summarises them
+/// ([`Kind::row`](super::kind::Kind::row)).
 pub fn rows(o: &TestOutcome) -> Vec<Row> {
-    let p = &o.params;
+    let kind = kind::of(o.params.kind);
     let mut dirs: Vec<Dir> = o.streams.iter().filter_map(|s| s.dir).collect();
     dirs.dedup();
-    let cpu = |s: &SideReport| (s.cpu_user_us + s.cpu_sys_us) as f64 / 1000.0;
     dirs.into_iter()
         .map(|dir| {
             let ss: Vec<_> = o.streams.iter().filter(|s| s.dir == Some(dir)).collect();
-            let sum = |f: fn(&StreamResult) -> u64| ss.iter().map(|s| f(s)).sum::<u64>();
-            let mut duration_ns = ss.iter().map(|s| s.duration_ns).max().unwrap_or(0);
-            if duration_ns == 0 || p.kind.measures_latency() {
-                duration_ns = p.duration_ms * 1_000_000;
-            }
-            let (bytes, mut packets, sent) = (
-                sum(|s| s.bytes),
-                sum(|s| s.packets),
-                sum(|s| s.sent_packets),
-            );
-            let udp = p.transport == Transport::Udp && !p.kind.measures_latency();
-            let tcp = p.transport == Transport::Tcp;
-            let mut reads = None;
-            if tcp && !p.kind.measures_latency() {
-                // The receiver counted read(2) calls; the messages are the sender's fixed-size
-                // writes, delivered in order: complete ones = bytes / size.
-                reads = Some(packets);
-                packets = bytes / p.size.max(1) as u64;
-            }
-            let lost = sum(|s| s.lost);
-            let (sender, receiver) = if dir == Dir::Up {
-                (&o.client, &o.server)
-            } else {
-                (&o.server, &o.client)
-            };
-            let socket_skbs = any(ss.iter().map(|s| s.socket_drops), |a, b| a + b);
-            let socket_datagrams = any(ss.iter().map(|s| s.socket_drops_datagrams), |a, b| a + b);
-            let (send_times, recv_times) = (sum(|s| s.send_times), sum(|s| s.recv_times));
-            let per = |n: u64| (n > 0).then(|| packets as f64 / n as f64);
-            let jitter_samples = sum(|s| s.jitter_samples);
-            let estimated = ss.iter().any(|s| s.socket_drops_estimated);
-            let loss_by_place = udp.then(|| {
-                attribute(&LossInputs {
-                    lost,
-                    sender: sender.host,
-                    datagrams_per_send_skb: ss
-                        .iter()
-                        .map(|s| s.datagrams_per_send_skb)
-                        .max()
-                        .unwrap_or(1),
-                    socket_skbs,
-                    socket_datagrams,
-                    receiver: receiver.host,
-                    datagrams_per_recv_skb: per(recv_times).unwrap_or(1.0),
-                    estimated,
-                })
-            });
-            let all =
-                |f: fn(&StreamResult) -> Option<u64>| ss.iter().map(|s| f(s)).sum::<Option<u64>>();
-            let copies = if p.kind.measures_latency() {
-                (None, None)
-            } else {
-                (
-                    all(|s| s.sender_copied_bytes),
-                    all(|s| s.receiver_copied_bytes),
-                )
-            };
-            Row {
-                test: p.kind,
-                transport: p.transport,
-                size_bytes: p.size,
-                dir,
-                streams: ss.len(),
-                duration_ns,
-                bytes,
-                bits_per_second: bits_per_second(bytes, duration_ns),
-                packets,
-                packets_per_second: per_second(packets, duration_ns),
-                reads,
-                sent_packets: sent,
-                sent_bytes: sum(|s| s.sent_bytes),
-                lost,
-                lost_percent: percent(lost, sent),
-                loss_by_place,
-                duplicates: sum(|s| s.duplicates),
-                reordered: sum(|s| s.reordered),
-                jitter_ms: (udp && jitter_samples > 0)
-                    .then(|| ss.iter().map(|s| s.jitter_ns).max().unwrap_or(0) as f64 / 1e6),
-                jitter_samples,
-                datagrams_per_send_time: udp.then(|| per(send_times)).flatten(),
-                datagrams_per_receive_time: udp.then(|| per(recv_times)).flatten(),
-                jitter_note: udp
-                    .then(|| jitter_note(packets, jitter_samples, per(send_times), per(recv_times)))
-                    .flatten(),
-                socket_drops_skbs: udp.then_some(socket_skbs).flatten(),
-                socket_drops_datagrams: udp.then_some(socket_datagrams).flatten(),
-                rcvbuf_errors: if udp { receiver.rcvbuf_errors } else { None },
-                send_refused: udp.then(|| sum(|s| s.send_refused)),
-                sender_host: udp.then_some(sender.host).flatten(),
-                receiver_host: udp.then_some(receiver.host).flatten(),
-                retransmits: if tcp {
-                    any(ss.iter().map(|s| s.tcp.map(|t| t.retransmits)), |a, b| {
-                        a + b
-                    })
-                } else {
-                    None
-                },
-                rtt_us: if tcp {
-                    any(ss.iter().map(|s| s.tcp.map(|t| t.rtt_us)), u64::max)
-                } else {
-                    None
-                },
-                cwnd_segments: if tcp {
-                    any(ss.iter().map(|s| s.tcp.map(|t| t.cwnd)), u64::max)
-                } else {
-                    None
-                },
-                gso: if udp {
-                    any(ss.iter().map(|s| s.gso), |a, b| a && b)
-                } else {
-                    None
-                },
-                gro: if udp {
-                    any(ss.iter().map(|s| s.gro), |a, b| a && b)
-                } else {
-                    None
-                },
-                paced_bits_per_second: p.rate_bps,
-                rate_search: None,
-                client_cpu_ms: cpu(&o.client),
-                server_cpu_ms: cpu(&o.server),
-                latency: o.rr.clone(),
-                under_load: None,
-                load_bits_per_second: None,
-                sender_errors: ss
-                    .iter()
-                    .filter_map(|s| {
-                        s.sender_error
-                            .as_ref()
-                            .map(|e| format!("stream {}: {e}", s.stream))
-                    })
-                    .collect(),
-                copied_bytes_per_delivered_byte: copied_per_delivered(copies.0, copies.1, bytes),
-                sender_copied_bytes: copies.0,
-                receiver_copied_bytes: copies.1,
-                zerocopy: ss
-                    .iter()
-                    .filter_map(|s| s.zerocopy.as_ref())
-                    .cloned()
-                    .reduce(add_zerocopy),
-            }
+            kind.row(o, dir, &ss)
         })
         .collect()
+}
+
+/// The figures every row has, over `duration_ns`: bytes and messages as the stream results
+/// count them, the senders' counts, the TCP sender's TCP_INFO, CPU time, latency (round-trip
+/// kinds) and the senders that stopped early. The figures of a one-way flow are left empty
+/// ([`flow_row`] fills them).
+pub fn row(o: &TestOutcome, dir: Dir, ss: &[&StreamResult], duration_ns: u64) -> Row {
+    let p = &o.params;
+    let cpu = |s: &SideReport| (s.cpu_user_us + s.cpu_sys_us) as f64 / 1000.0;
+    let sum = |f: fn(&StreamResult) -> u64| ss.iter().map(|s| f(s)).sum::<u64>();
+    let (bytes, packets, sent) = (
+        sum(|s| s.bytes),
+        sum(|s| s.packets),
+        sum(|s| s.sent_packets),
+    );
+    let lost = sum(|s| s.lost);
+    let tcp = p.transport == Transport::Tcp;
+    Row {
+        test: p.kind,
+        transport: p.transport,
+        size_bytes: p.size,
+        dir,
+        streams: ss.len(),
+        duration_ns,
+        bytes,
+        bits_per_second: bits_per_second(bytes, duration_ns),
+        packets,
+        packets_per_second: per_second(packets, duration_ns),
+        reads: None,
+        sent_packets: sent,
+        sent_bytes: sum(|s| s.sent_bytes),
+        lost,
+        lost_percent: percent(lost, sent),
+        loss_by_place: None,
+        duplicates: sum(|s| s.duplicates),
+        reordered: sum(|s| s.reordered),
+        jitter_ms: None,
+        jitter_samples: sum(|s| s.jitter_samples),
+        datagrams_per_send_time: None,
+        datagrams_per_receive_time: None,
+        jitter_note: None,
+        socket_drops_skbs: None,
+        socket_drops_datagrams: None,
+        rcvbuf_errors: None,
+        send_refused: None,
+        sender_host: None,
+        receiver_host: None,
+        retransmits: if tcp {
+            any(ss.iter().map(|s| s.tcp.map(|t| t.retransmits)), |a, b| {
+                a + b
+            })
+        } else {
+            None
+        },
+        rtt_us: if tcp {
+            any(ss.iter().map(|s| s.tcp.map(|t| t.rtt_us)), u64::max)
+        } else {
+            None
+        },
+        cwnd_segments: if tcp {
+            any(ss.iter().map(|s| s.tcp.map(|t| t.cwnd)), u64::max)
+        } else {
+            None
+        },
+        gso: None,
+        gro: None,
+        paced_bits_per_second: p.rate_bps,
+        rate_search: None,
+        client_cpu_ms: cpu(&o.client),
+        server_cpu_ms: cpu(&o.server),
+        latency: o.rr.clone(),
+        under_load: None,
+        load_bits_per_second: None,
+        sender_errors: ss
+            .iter()
+            .filter_map(|s| {
+                s.sender_error
+                    .as_ref()
+                    .map(|e| format!("stream {}: {e}", s.stream))
+            })
+            .collect(),
+        copied_bytes_per_delivered_byte: None,
+        sender_copied_bytes: None,
+        receiver_copied_bytes: None,
+        zerocopy: None,
+    }
+}
+
+/// The row of a one-way flow (`stream`, `rate`), over the receivers' first-to-last byte (the
+/// test's duration when nothing arrived). TCP: the messages are the sender's fixed-size
+/// writes, delivered in order, so complete ones = bytes / size; the receiver's read(2) calls
+/// are kept aside in `reads`. UDP: loss by place, jitter, socket drops, GSO/GRO.
+pub fn flow_row(o: &TestOutcome, dir: Dir, ss: &[&StreamResult]) -> Row {
+    let p = &o.params;
+    let mut duration_ns = ss.iter().map(|s| s.duration_ns).max().unwrap_or(0);
+    if duration_ns == 0 {
+        duration_ns = p.duration_ms * 1_000_000;
+    }
+    let mut r = row(o, dir, ss, duration_ns);
+    match p.transport {
+        Transport::Tcp => {
+            r.reads = Some(r.packets);
+            r.packets = r.bytes / p.size.max(1) as u64;
+            r.packets_per_second = per_second(r.packets, duration_ns);
+        }
+        Transport::Udp => add_datagram_figures(&mut r, o, ss),
+    }
+    add_copy_figures(&mut r, ss);
+    r
+}
+
+/// A UDP flow row's datagram accounting: where the lost ones went, jitter and what its
+/// timestamps were made of, socket and host drop counters, GSO/GRO.
+fn add_datagram_figures(r: &mut Row, o: &TestOutcome, ss: &[&StreamResult]) {
+    let sum = |f: fn(&StreamResult) -> u64| ss.iter().map(|s| f(s)).sum::<u64>();
+    let (sender, receiver) = if r.dir == Dir::Up {
+        (&o.client, &o.server)
+    } else {
+        (&o.server, &o.client)
+    };
+    let packets = r.packets;
+    let socket_skbs = any(ss.iter().map(|s| s.socket_drops), |a, b| a + b);
+    let socket_datagrams = any(ss.iter().map(|s| s.socket_drops_datagrams), |a, b| a + b);
+    let (send_times, recv_times) = (sum(|s| s.send_times), sum(|s| s.recv_times));
+    let per = |n: u64| (n > 0).then(|| packets as f64 / n as f64);
+    let jitter_samples = r.jitter_samples;
+    let estimated = ss.iter().any(|s| s.socket_drops_estimated);
+    r.loss_by_place = Some(attribute(&LossInputs {
+        lost: r.lost,
+        sender: sender.host,
+        datagrams_per_send_skb: ss
+            .iter()
+            .map(|s| s.datagrams_per_send_skb)
+            .max()
+            .unwrap_or(1),
+        socket_skbs,
+        socket_datagrams,
+        receiver: receiver.host,
+        datagrams_per_recv_skb: per(recv_times).unwrap_or(1.0),
+        estimated,
+    }));
+    r.jitter_ms = (jitter_samples > 0)
+        .then(|| ss.iter().map(|s| s.jitter_ns).max().unwrap_or(0) as f64 / 1e6);
+    r.datagrams_per_send_time = per(send_times);
+    r.datagrams_per_receive_time = per(recv_times);
+    r.jitter_note = jitter_note(packets, jitter_samples, per(send_times), per(recv_times));
+    r.socket_drops_skbs = socket_skbs;
+    r.socket_drops_datagrams = socket_datagrams;
+    r.rcvbuf_errors = receiver.rcvbuf_errors;
+    r.send_refused = Some(sum(|s| s.send_refused));
+    r.sender_host = sender.host;
+    r.receiver_host = receiver.host;
+    r.gso = any(ss.iter().map(|s| s.gso), |a, b| a && b);
+    r.gro = any(ss.iter().map(|s| s.gro), |a, b| a && b);
+}
+
+/// A flow row's copies: each side's copied bytes (both counted, or none), the figure per
+/// delivered byte, and the senders' zerocopy counts.
+fn add_copy_figures(r: &mut Row, ss: &[&StreamResult]) {
+    let all = |f: fn(&StreamResult) -> Option<u64>| ss.iter().map(|s| f(s)).sum::<Option<u64>>();
+    r.sender_copied_bytes = all(|s| s.sender_copied_bytes);
+    r.receiver_copied_bytes = all(|s| s.receiver_copied_bytes);
+    r.copied_bytes_per_delivered_byte =
+        copied_per_delivered(r.sender_copied_bytes, r.receiver_copied_bytes, r.bytes);
+    r.zerocopy = ss
+        .iter()
+        .filter_map(|s| s.zerocopy.as_ref())
+        .cloned()
+        .reduce(add_zerocopy);
 }
 
 /// Two senders' zerocopy counts summed; the first refusal reason kept.
@@ -346,10 +376,10 @@ fn copied_per_delivered(sender: Option<u64>, receiver: Option<u64>, bytes: u64) 
     (bytes > 0).then(|| (s + r) as f64 / bytes as f64)
 }
 
-/// The `copies:` note of a bulk row of `bytes` delivered: the copied-per-delivered figure,
+/// The `copies:` note of a flow row of `bytes` delivered: the copied-per-delivered figure,
 /// split by side, and what the sender's kernel did with its sends (from the MSG_ZEROCOPY
 /// notifications when asked).
-fn copies_note(
+pub fn copies_note(
     bytes: u64,
     sender: Option<u64>,
     receiver: Option<u64>,
@@ -459,15 +489,18 @@ pub fn human_rate(pps: f64) -> String {
     }
 }
 
-fn us(ns: u64) -> String {
+/// Nanoseconds as microseconds with one decimal (`12.3`), for latency cells.
+pub fn us(ns: u64) -> String {
     format!("{:.1}", ns as f64 / 1000.0)
 }
 
-fn opt<T: ToString>(v: Option<T>) -> String {
+/// A figure that may be missing: its text, or `-`.
+pub fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
-fn name(t: Transport) -> &'static str {
+/// The transport as the tables and notes name it: `TCP`, `UDP`.
+pub fn name(t: Transport) -> &'static str {
     match t {
         Transport::Tcp => "TCP",
         Transport::Udp => "UDP",
@@ -477,124 +510,35 @@ fn name(t: Transport) -> &'static str {
 /// Widest a rendered table or note line may be (terminal columns).
 pub const MAX_WIDTH: u16 = 100;
 
-const HEADERS: [&str; 9] = [
-    "test",
-    "proto",
-    "size",
-    "dir",
-    "goodput",
-    "msg/s",
-    "lost",
-    "jitter us",
-    "cpu ms c/s",
-];
-const RR_HEADERS: [&str; 10] = [
-    "test",
-    "proto",
-    "size",
-    "round trips",
-    "lost",
-    "p50 us",
-    "p90 us",
-    "p99 us",
-    "p99.9 us",
-    "max us",
-];
-
-fn cells(r: &Row) -> Vec<String> {
-    let udp = r.transport == Transport::Udp;
-    vec![
-        format!("{:?}", r.test).to_lowercase(),
-        name(r.transport).into(),
-        format!("{} B", r.size_bytes),
-        format!("{:?}", r.dir).to_lowercase(),
-        human_bps(r.bits_per_second),
-        human_rate(r.packets_per_second),
-        if udp {
-            format!("{} ({:.2} %)", r.lost, r.lost_percent)
-        } else {
-            "0".into()
-        },
-        match (udp, r.jitter_ms) {
-            (false, _) => "-".into(),
-            (true, Some(j)) => format!("{:.1}", j * 1000.0),
-            (true, None) => "n/a".into(),
-        },
-        format!("{:.0}/{:.0}", r.client_cpu_ms, r.server_cpu_ms),
-    ]
+/// A table of the report: its headers and how a row becomes its cells. Kinds whose rows read
+/// the same share one ([`Kind::table`](super::kind::Kind::table)).
+#[derive(Debug, Clone, Copy)]
+pub struct Table {
+    /// The column headers.
+    pub headers: &'static [&'static str],
+    /// A row's cells, one per header.
+    pub cells: fn(&Row) -> Vec<String>,
 }
 
-fn rr_cells(r: &Row) -> Vec<String> {
-    let l = r.latency.clone().unwrap_or_default();
-    vec![
-        "rr".into(),
-        name(r.transport).into(),
-        format!("{} B", r.size_bytes),
-        l.count.to_string(),
-        l.lost.to_string(),
-        us(l.p50_ns),
-        us(l.p90_ns),
-        us(l.p99_ns),
-        us(l.p999_ns),
-        us(l.max_ns),
-    ]
-}
-
-const PROBE_HEADERS: [&str; 10] = [
-    "probes",
-    "size",
-    "beside",
-    "sent",
-    "lost",
-    "p50 us",
-    "p99 us",
-    "p99.9 us",
-    "max us",
-    "bulk goodput",
-];
-
-fn probe_cells(r: &Row) -> Vec<String> {
-    let l = r.latency.clone().unwrap_or_default();
-    let proto = name(r.transport);
-    vec![
-        proto.into(),
-        format!("{} B", r.size_bytes),
-        if r.under_load == Some(true) {
-            format!("{proto} bulk")
-        } else {
-            "nothing".into()
-        },
-        r.sent_packets.to_string(),
-        l.lost.to_string(),
-        us(l.p50_ns),
-        us(l.p99_ns),
-        us(l.p999_ns),
-        us(l.max_ns),
-        r.load_bits_per_second.map_or("-".into(), human_bps),
-    ]
-}
-
-/// The tables a report has, bulk tests and rr tests: headers and each row's cells; a
+/// The tables a report has, in the order of [`kind::ALL`]: headers and each row's cells; a
 /// table without rows is left out.
 fn sections(rows: &[Row]) -> Vec<(&'static [&'static str], Vec<Vec<String>>)> {
-    let of = |k: fn(TestKind) -> bool| rows.iter().filter(move |r| k(r.test));
-    [
-        (
-            &HEADERS[..],
-            of(|k| !k.measures_latency()).map(cells).collect::<Vec<_>>(),
-        ),
-        (
-            &RR_HEADERS[..],
-            of(|k| k == TestKind::Rr).map(rr_cells).collect(),
-        ),
-        (
-            &PROBE_HEADERS[..],
-            of(|k| k == TestKind::Probe).map(probe_cells).collect(),
-        ),
-    ]
-    .into_iter()
-    .filter(|(_, body)| !body.is_empty())
-    .collect()
+    let mut out: Vec<(&'static [&'static str], Vec<Vec<String>>)> = Vec::new();
+    for k in kind::ALL {
+        let t = kind::of(k).table();
+        if out.iter().any(|(h, _)| *h == t.headers) {
+            continue;
+        }
+        let body: Vec<Vec<String>> = rows
+            .iter()
+            .filter(|r| kind::of(r.test).table().headers == t.headers)
+            .map(t.cells)
+            .collect();
+        if !body.is_empty() {
+            out.push((t.headers, body));
+        }
+    }
+    out
 }
 
 /// The terminal table(s).
@@ -615,67 +559,11 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
-/// The lines under a table: per UDP row where its loss went, what its jitter is made of and
-/// its duplicates/reordering; per TCP row the sender's TCP_INFO and the reads the receiver
-/// made; and every sender that stopped early. Each line fits [`MAX_WIDTH`] columns.
+/// The lines under a table: what each row's kind notes about it
+/// ([`Kind::notes`](super::kind::Kind::notes)), each line wrapped to [`MAX_WIDTH`] columns.
 pub fn notes(rows: &[Row]) -> String {
-    let mut lines = Vec::new();
-    for r in rows.iter().filter(|r| !r.test.measures_latency()) {
-        let who = format!(
-            "{} {} B {}:",
-            name(r.transport),
-            r.size_bytes,
-            format!("{:?}", r.dir).to_lowercase()
-        );
-        if let Some(l) = r.loss_by_place {
-            if r.lost > 0 {
-                lines.push(format!(
-                    "{who} lost datagrams by place: sender {}, receiving socket {}, receiving \
-                     host {}, path {}{}",
-                    l.sender,
-                    l.socket,
-                    l.receiving_host,
-                    l.path,
-                    if l.estimated {
-                        " (estimate: GRO skbs converted at the mean datagrams per received skb, the error lands in path)"
-                    } else {
-                        ""
-                    }
-                ));
-            }
-            if let Some(j) = &r.jitter_note {
-                lines.push(format!("{who} jitter {j}"));
-            }
-            if r.duplicates > 0 || r.reordered > 0 {
-                lines.push(format!(
-                    "{who} {} duplicates, {} reordered (RFC 4737)",
-                    r.duplicates, r.reordered
-                ));
-            }
-        }
-        if let (Some(n), Some(reads)) = (r.retransmits, r.reads) {
-            lines.push(format!(
-                "{who} msg/s counts complete {} B messages; the receiver made {reads} reads; \
-                 sender: {n} retransmits, rtt {} us, cwnd {} segments",
-                r.size_bytes,
-                opt(r.rtt_us),
-                opt(r.cwnd_segments)
-            ));
-        }
-        if let Some(c) = copies_note(
-            r.bytes,
-            r.sender_copied_bytes,
-            r.receiver_copied_bytes,
-            r.zerocopy.as_ref(),
-        ) {
-            lines.push(format!("{who} {c}"));
-        }
-        for e in &r.sender_errors {
-            lines.push(format!("{who} sender stopped early: {e}"));
-        }
-    }
     let mut out = String::new();
-    for l in lines {
+    for l in rows.iter().flat_map(|r| kind::of(r.test).notes(r)) {
         for w in wrap(&format!("note: {l}"), MAX_WIDTH as usize) {
             let _ = writeln!(out, "{w}");
         }
@@ -774,85 +662,40 @@ pub fn csv(rows: &[Row]) -> String {
     out.to_lowercase()
 }
 
-/// The sentences that say what differed, per payload size with both TCP and UDP rows.
+/// The sentences that say what differed between TCP and UDP: each kind's
+/// ([`Kind::summary`](super::kind::Kind::summary)) from its rows, kinds in the order their
+/// rows come.
 pub fn summary(rows: &[Row]) -> String {
-    let mut parts = Vec::new();
-    let mut sizes: Vec<(TestKind, usize, Dir)> =
-        rows.iter().map(|r| (r.test, r.size_bytes, r.dir)).collect();
-    sizes.dedup();
-    for (kind, size, dir) in sizes {
-        let find = |t| {
-            rows.iter().find(|r| {
-                r.test == kind && r.size_bytes == size && r.dir == dir && r.transport == t
-            })
-        };
-        let (Some(tcp), Some(udp)) = (find(Transport::Tcp), find(Transport::Udp)) else {
-            continue;
-        };
-        if kind == TestKind::Probe {
-            continue;
+    let mut kinds: Vec<TestKind> = Vec::new();
+    for r in rows {
+        if !kinds.contains(&r.test) {
+            kinds.push(r.test);
         }
-        if kind == TestKind::Rr {
-            let (t, u) = (
-                tcp.latency.clone().unwrap_or_default(),
-                udp.latency.clone().unwrap_or_default(),
-            );
-            parts.push(format!(
-                "rr {size} B: UDP p50 {} us vs TCP {} us ({}), p99 {} us vs {} us",
-                us(u.p50_ns),
-                us(t.p50_ns),
-                ratio_word(t.p50_ns as f64, u.p50_ns as f64, "faster"),
-                us(u.p99_ns),
-                us(t.p99_ns)
-            ));
-            continue;
-        }
-        let lead = if kind == TestKind::Rate {
-            format!(
-                "{:.2}x TCP's message rate ({} datagrams vs {} {size}-byte messages delivered, \
-                 counted at the receivers)",
-                ratio(udp.packets_per_second, tcp.packets_per_second),
-                human_rate(udp.packets_per_second),
-                human_rate(tcp.packets_per_second),
-            )
-        } else {
-            format!(
-                "{:.2}x TCP's goodput ({} vs {})",
-                ratio(udp.bits_per_second, tcp.bits_per_second),
-                human_bps(udp.bits_per_second),
-                human_bps(tcp.bits_per_second),
-            )
-        };
-        parts.push(format!(
-            "UDP {size} B{}: {lead}, {:.2} % lost ({} of {}{}); TCP: 0 lost, {} retransmits",
-            match (&udp.rate_search, udp.paced_bits_per_second) {
-                (Some(s), 0) => format!(
-                    " unpaced (a search found unpaced within {} % loss)",
-                    s.target_loss_percent
-                ),
-                (Some(s), b) => format!(
-                    " paced at {} per stream (searched: highest rate with <= {} % lost)",
-                    human_bps(b as f64),
-                    s.target_loss_percent
-                ),
-                (None, 0) => String::from(" unpaced"),
-                (None, b) => format!(" paced at {} per stream", human_bps(b as f64)),
-            },
-            udp.lost_percent,
-            udp.lost,
-            udp.sent_packets,
-            match udp.loss_by_place {
-                Some(l) if udp.lost > 0 => format!(
-                    ": sender {}, socket {}, receiving host {}, path {}",
-                    l.sender, l.socket, l.receiving_host, l.path
-                ),
-                _ => String::new(),
-            },
-            tcp.retransmits.unwrap_or(0)
-        ));
     }
-    parts.extend(probe_summary(rows));
+    let mut parts = Vec::new();
+    for k in kinds {
+        let of_kind: Vec<&Row> = rows.iter().filter(|r| r.test == k).collect();
+        parts.extend(kind::of(k).summary(&of_kind));
+    }
     parts.join("\n")
+}
+
+/// The TCP and UDP rows of the same payload size and direction, in the order the rows come
+/// (a size whose rows lack one transport has no pair).
+pub fn tcp_udp_pairs<'a>(rows: &[&'a Row]) -> Vec<(&'a Row, &'a Row)> {
+    let mut groups: Vec<(usize, Dir)> = rows.iter().map(|r| (r.size_bytes, r.dir)).collect();
+    groups.dedup();
+    groups
+        .into_iter()
+        .filter_map(|(size, dir)| {
+            let find = |t| {
+                rows.iter()
+                    .find(|r| r.size_bytes == size && r.dir == dir && r.transport == t)
+                    .copied()
+            };
+            Some((find(Transport::Tcp)?, find(Transport::Udp)?))
+        })
+        .collect()
 }
 
 /// [`summary`] for a terminal: every line wrapped at [`MAX_WIDTH`] columns.
@@ -862,52 +705,6 @@ pub fn summary_text(rows: &[Row]) -> String {
         .flat_map(|l| wrap(l, MAX_WIDTH as usize))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Per transport with probes alone and under load: how much the bulk stream added.
-fn probe_summary(rows: &[Row]) -> Vec<String> {
-    let mut out = Vec::new();
-    for t in [Transport::Tcp, Transport::Udp] {
-        let find = |load: bool| {
-            rows.iter().find(|r| {
-                r.test == TestKind::Probe && r.transport == t && r.under_load == Some(load)
-            })
-        };
-        let (Some(idle), Some(busy)) = (find(false), find(true)) else {
-            continue;
-        };
-        let (i, b) = (
-            idle.latency.clone().unwrap_or_default(),
-            busy.latency.clone().unwrap_or_default(),
-        );
-        out.push(format!(
-            "{p} probes (open loop, {} B): p50 {} -> {} us, p99 {} -> {} us, p99.9 {} -> {} us \
-             beside a {p} bulk stream of {}; {} of {} probes lost",
-            idle.size_bytes,
-            us(i.p50_ns),
-            us(b.p50_ns),
-            us(i.p99_ns),
-            us(b.p99_ns),
-            us(i.p999_ns),
-            us(b.p999_ns),
-            busy.load_bits_per_second.map_or("-".into(), human_bps),
-            b.lost,
-            busy.sent_packets,
-            p = name(t),
-        ));
-    }
-    out
-}
-
-fn ratio(a: f64, b: f64) -> f64 {
-    if b == 0.0 { 0.0 } else { a / b }
-}
-
-fn ratio_word(tcp: f64, udp: f64, word: &str) -> String {
-    if udp == 0.0 || tcp == 0.0 {
-        return "no data".into();
-    }
-    format!("UDP {:.2}x {word}", tcp / udp)
 }
 
 /// An interval sample as a JSON line / table line.

@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
+use super::kind;
 use super::protocol::{
-    self, Dir, FrameError, HANDSHAKE_MAX_BODY, Message, PROBE_LEN, Probe, TestKind, TestParams,
-    Transport,
+    self, Dir, FrameError, HANDSHAKE_MAX_BODY, Message, PROBE_LEN, Probe, TestParams, Transport,
 };
 use super::session::{self, Job};
 use super::wire::{HEADER_LEN, Repr};
@@ -641,17 +641,20 @@ pub(super) fn validate(p: &TestParams, cfg: &ServerCfg) -> Result<(), String> {
 }
 
 /// Whether the server sends UDP on this stream (so its return address must be proved first):
-/// the Down streams, and every `rr` and probe stream (the echo answers).
+/// what the test's kind says ([`kind::Kind::server_sends`]: the Down streams, and every
+/// stream whose requests it answers).
 fn server_sends_udp(p: &TestParams, dir: Dir) -> bool {
-    p.transport == Transport::Udp && (dir == Dir::Down || p.kind.measures_latency())
+    p.transport == Transport::Udp && kind::of(p.kind).server_sends(dir)
 }
 
 /// An admitted test: data sockets, Accepted, data connections or UDP address proofs, Go, the
-/// data phase, Results. `_slot` is held until the end.
+/// data phase, Results. `slot` is held until the data phase is over and freed before the
+/// Results go out, so a client that starts its next test as soon as it has them (the tests
+/// of one `bench client` run, one after the other) never finds its own last test running.
 fn run_test(
     mut conn: TcpStream,
     cfg: &ServerCfg,
-    _slot: Slot,
+    slot: Slot,
     id: u64,
     params: &TestParams,
 ) -> Result<(), BenchError> {
@@ -659,7 +662,7 @@ fn run_test(
     conn.set_read_timeout(Some(cfg.idle_timeout))?;
     conn.set_write_timeout(Some(cfg.idle_timeout))?;
     session::watch_peer(&conn, cfg.idle_timeout)?;
-    let streams = session::streams(params);
+    let streams = kind::streams(params);
     let local_ip = conn.local_addr()?.ip();
     let peer_ip = conn.peer_addr()?.ip();
     let jobs = match params.transport {
@@ -719,13 +722,7 @@ fn run_test(
             }
             socks
                 .into_iter()
-                .map(|(stream, dir, s)| {
-                    let job = match (params.kind, dir) {
-                        (TestKind::Rr | TestKind::Probe, _) | (_, Dir::Up) => Job::Recv(s),
-                        (_, Dir::Down) => Job::Send(s),
-                    };
-                    (stream, job)
-                })
+                .map(|(stream, dir, s)| (stream, kind::job(params, dir, false, s)))
                 .collect()
         }
     };
@@ -740,7 +737,8 @@ fn run_test(
         Err(e) => return Err(BenchError::Control(e.in_words("the client"))),
     }
     session::drain_probes(&jobs);
-    let result = session::run(&conn, params, jobs, false, &cfg.cpus, &mut |_, _| {});
+    let loops = kind::of(params.kind);
+    let result = session::run(&conn, params, loops, jobs, false, &cfg.cpus, &mut |_, _| {});
     let out = match result {
         Ok(o) => o,
         Err(e) => {
@@ -754,6 +752,7 @@ fn run_test(
             return Err(e.into());
         }
     };
+    drop(slot);
     protocol::write_message(&mut conn, &Message::Results { report: out.mine })?;
     // Wait (bounded) for the client to close, reading what it still sends (its SenderDone
     // may come after our Results): closing with unread data would send a reset, which can
@@ -893,11 +892,7 @@ fn accept_streams(
             return Err(BenchError::Protocol(format!("stream {id} connected twice")));
         }
         super::tune(&s, p);
-        let job = match (p.kind, dir) {
-            (TestKind::Rr | TestKind::Probe, _) | (_, Dir::Up) => Job::Recv(s),
-            (_, Dir::Down) => Job::Send(s),
-        };
-        jobs.push((id, job));
+        jobs.push((id, kind::job(p, dir, false, s)));
     }
     Ok(jobs)
 }
@@ -930,6 +925,7 @@ fn admitted(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::protocol::TestKind;
 
     fn pending(ip: [u8; 4], l: &TcpListener) -> (Pending, TcpStream) {
         let addr = l.local_addr().unwrap();

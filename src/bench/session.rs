@@ -1,7 +1,9 @@
 //! One test as both sides run it once the data sockets are up: start a thread per stream
-//! (sender, receiver, rr requester or echo), relay interval samples, exchange the senders'
-//! counts, and stop everything at once when the peer vanishes, reports an error, or the test
-//! overruns. The client and the server share this loop; they differ only in who reports what.
+//! running the loop its test kind names ([`StreamLoops`]: sender, receiver, rr requester or
+//! echo), relay interval samples, exchange the senders' counts, and stop everything at once
+//! when the peer vanishes, reports an error, or the test overruns. The client and the server
+//! share this loop; they differ only in who reports what. Nothing here depends on which kind
+//! of test runs.
 
 use std::io;
 use std::net::{Shutdown, TcpStream};
@@ -16,11 +18,10 @@ use hdrhistogram::Histogram;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::protocol::{
-    self, Dir, IntervalSample, Message, SentCount, SideReport, StreamResult, TestKind, TestParams,
-    Transport,
+    self, IntervalSample, Message, SentCount, SideReport, StreamResult, TestParams, Transport,
 };
 use super::receiver::{self, RecvCfg, RecvCtl};
-use super::sender::{self, SendCfg};
+use super::sender::SendCfg;
 use crate::os::counters::Snapshot;
 use crate::sock::{Sock, sys};
 
@@ -29,19 +30,58 @@ const DRAIN: Duration = Duration::from_millis(250);
 /// Slack beyond the test duration before a stuck test is aborted.
 const OVERRUN: Duration = Duration::from_secs(10);
 
-/// The streams of a test, in id order: `parallel` per direction, directions in `params.dirs`
-/// order (`rr` has only Up streams).
-pub fn streams(params: &TestParams) -> Vec<(u16, Dir)> {
-    let dirs: &[Dir] = if params.kind == TestKind::Rr {
-        &[Dir::Up]
-    } else {
-        &params.dirs
-    };
-    dirs.iter()
-        .flat_map(|&d| std::iter::repeat_n(d, params.parallel as usize))
-        .enumerate()
-        .map(|(i, d)| (i as u16, d))
-        .collect()
+/// A round-trip kind's latency: the histogram of round trips (ns) and the requests whose
+/// reply never came.
+pub type RoundTrips = (Histogram<u64>, u64);
+
+/// The per-stream work of a test kind, as the session runs it on each stream's thread: every
+/// [`Kind`](crate::bench::kind::Kind) is one. The loops themselves live in
+/// [`sender`](super::sender) and [`receiver`]; an implementation picks them and passes their
+/// arguments on.
+pub trait StreamLoops: Sync {
+    /// Sends one stream (this side sends it) until `cfg.until_ns` or `abort`: what was sent
+    /// and, for a kind that times round trips, its latency.
+    fn send(
+        &self,
+        sock: &Sock,
+        params: &TestParams,
+        cfg: SendCfg,
+        abort: &AtomicBool,
+    ) -> (SentCount, Option<RoundTrips>);
+
+    /// Receives one stream (this side receives it) until `ctl` says stop; interval samples go
+    /// to `samples`.
+    fn receive(
+        &self,
+        sock: &Sock,
+        params: &TestParams,
+        cfg: RecvCfg,
+        ctl: &RecvCtl,
+        samples: &Samples<'_>,
+    ) -> StreamResult;
+
+    /// The requests this side's receive loops answered (its report's `rr_echoed`), from their
+    /// results; 0 unless the kind counts them.
+    fn answered(&self, received: &[StreamResult]) -> u64 {
+        let _ = received;
+        0
+    }
+}
+
+/// Where a receive loop's interval samples go: the session loop, which relays them to the
+/// peer and to the caller's `on_sample`.
+pub struct Samples<'a>(&'a Sender<Ev>);
+
+impl Samples<'_> {
+    /// [`receiver::udp`] with its interval samples sent to the session.
+    pub fn udp(&self, sock: &Sock, cfg: RecvCfg, ctl: &RecvCtl) -> StreamResult {
+        receiver::udp(sock, cfg, ctl, Some(self.0), Ev::Sample)
+    }
+
+    /// [`receiver::tcp`] with its interval samples sent to the session.
+    pub fn tcp(&self, sock: &Sock, cfg: RecvCfg, ctl: &RecvCtl) -> StreamResult {
+        receiver::tcp(sock, cfg, ctl, Some(self.0), Ev::Sample)
+    }
 }
 
 /// What a stream's thread does on this side.
@@ -57,7 +97,7 @@ enum Ev {
     Peer(Message),
     PeerGone(String),
     Sample(IntervalSample),
-    Sent(SentCount, (u64, u64), Option<(Histogram<u64>, u64)>),
+    Sent(SentCount, (u64, u64), Option<RoundTrips>),
     Received(StreamResult, (u64, u64)),
 }
 
@@ -73,18 +113,20 @@ pub struct SessionOut {
     /// The peer's final report (client side only).
     pub peer: Option<SideReport>,
     /// rr: round-trip histogram and lost requests (requester side).
-    pub rr: Option<(Histogram<u64>, u64)>,
+    pub rr: Option<RoundTrips>,
     /// Interval samples: (received on this side?, sample).
     pub samples: Vec<(bool, IntervalSample)>,
     /// When the data phase started (CLOCK_MONOTONIC ns).
     pub t0_ns: u64,
 }
 
-/// Runs the data phase. `ctrl` is the control connection; `jobs` pairs each stream id with
-/// this side's job; `client` says which side this is; `cpus` pins worker threads round-robin.
-pub fn run(
+/// Runs the data phase. `ctrl` is the control connection; `loops` are the test kind's
+/// per-stream loops; `jobs` pairs each stream id with this side's job; `client` says which
+/// side this is; `cpus` pins worker threads round-robin.
+pub fn run<L: StreamLoops + ?Sized>(
     ctrl: &TcpStream,
     params: &TestParams,
+    loops: &'static L,
     jobs: Vec<(u16, Job)>,
     client: bool,
     cpus: &[usize],
@@ -121,18 +163,7 @@ pub fn run(
                         until_ns: until,
                         zerocopy: p.zerocopy,
                     };
-                    let (sent, rr) = match (p.kind, p.transport) {
-                        (TestKind::Rr, t) => {
-                            let (s, h, lost) = sender::rr(&sock, t, cfg, p.busy_poll, &abort);
-                            (s, Some((h, lost)))
-                        }
-                        (TestKind::Probe, t) => {
-                            let (s, h, lost) = sender::probe(&sock, t, cfg, &abort);
-                            (s, Some((h, lost)))
-                        }
-                        (_, Transport::Udp) => (sender::udp(&sock, cfg, &abort), None),
-                        (_, Transport::Tcp) => (sender::tcp(&sock, cfg, &abort), None),
-                    };
+                    let (sent, rr) = loops.send(&sock, &p, cfg, &abort);
                     let _ = tx.send(Ev::Sent(sent, sys::thread_cpu_us(), rr));
                 })?);
             }
@@ -150,15 +181,7 @@ pub fn run(
                         t0_ns: t0,
                         interval_ns: p.interval_ms * 1_000_000,
                     };
-                    let r = match (p.kind, p.transport) {
-                        (TestKind::Rr | TestKind::Probe, t) => receiver::echo(&sock, t, cfg, &ctl),
-                        (_, Transport::Udp) => {
-                            receiver::udp(&sock, cfg, &ctl, Some(&tx), Ev::Sample)
-                        }
-                        (_, Transport::Tcp) => {
-                            receiver::tcp(&sock, cfg, &ctl, Some(&tx), Ev::Sample)
-                        }
-                    };
+                    let r = loops.receive(&sock, &p, cfg, &ctl, &Samples(&tx));
                     let _ = tx.send(Ev::Received(r, sys::thread_cpu_us()));
                 })?);
             }
@@ -284,11 +307,7 @@ pub fn run(
     out.mine.rcvbuf_errors = before
         .zip(after)
         .map(|(b, a)| (a.get("Udp.RcvbufErrors") - b.get("Udp.RcvbufErrors")).max(0) as u64);
-    out.mine.rr_echoed = if params.kind == TestKind::Rr && !client {
-        out.mine.streams.iter().map(|s| s.packets).sum()
-    } else {
-        0
-    };
+    out.mine.rr_echoed = loops.answered(&out.mine.streams);
     out.mine.streams.sort_by_key(|s| s.stream);
     out.sent.sort_by_key(|s| s.stream);
     match failure {

@@ -1,4 +1,4 @@
-//! Latency under load: open-loop probes ([`TestKind::Probe`]) timed alone, then again while a
+//! Latency under load: open-loop probes ([`kind::probe`](super::kind::probe)) timed alone, then again while a
 //! bulk stream of the same transport runs to the same server. The two are separate tests on
 //! separate connections (the probes never queue behind the bulk data inside one TCP
 //! connection's byte stream); what they share is everything below: the sockets' host, the
@@ -6,22 +6,21 @@
 //! UDP, shows the queueing a bulk transfer adds to everything else on the way.
 
 use super::client::{self, ClientCfg};
-use super::protocol::{Dir, TestKind, TestParams};
+use super::protocol::{Dir, TestParams};
 use super::{BenchError, TestOutcome, report};
 
 /// The bulk stream runs this much longer than the probes so they are under load throughout.
 pub const BULK_MARGIN_MS: u64 = 500;
 
-/// Runs `probe` (a [`TestKind::Probe`] test) while `bulk` (a stream test) runs beside it;
-/// returns (probe outcome, bulk outcome). The bulk test starts first and lasts
-/// [`BULK_MARGIN_MS`] longer.
+/// Runs `probe` (a [`kind::probe`](super::kind::probe) test) while `bulk` (the load its kind plans,
+/// [`Kind::load`](super::kind::Kind::load)) runs beside it; returns (probe outcome, bulk outcome).
+/// The bulk test starts first and lasts [`BULK_MARGIN_MS`] longer.
 pub fn with_load(
     cfg: &ClientCfg,
     probe: &TestParams,
     bulk: &TestParams,
 ) -> Result<(TestOutcome, TestOutcome), BenchError> {
     let bulk = TestParams {
-        kind: TestKind::Stream,
         duration_ms: probe.duration_ms + BULK_MARGIN_MS,
         dirs: vec![Dir::Up],
         interval_ms: 0,

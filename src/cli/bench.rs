@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use socklab::bench::client::{self, ClientCfg};
+use socklab::bench::kind::{self, Pacing};
 use socklab::bench::protocol::{Dir, TestKind, TestParams, Transport};
 use socklab::bench::report::{self, IntervalLine, Meta};
 use socklab::bench::server::{Server, ServerCfg};
@@ -299,14 +300,9 @@ impl Plan {
             TestArg::Rr => TestKind::Rr,
             TestArg::LatencyUnderLoad => TestKind::Probe,
         };
+        let kind_of = kind::of(kind);
         let sizes = if a.len.is_empty() {
-            vec![
-                if matches!(kind, TestKind::Rate | TestKind::Rr | TestKind::Probe) {
-                    64
-                } else {
-                    1472
-                },
-            ]
+            vec![kind_of.default_size()]
         } else {
             a.len.clone()
         };
@@ -315,14 +311,16 @@ impl Plan {
             (_, true) => vec![Transport::Udp],
             _ => vec![Transport::Tcp, Transport::Udp],
         };
-        let dirs = if kind == TestKind::Probe {
-            vec![Dir::Up]
-        } else if a.bidir {
+        let dirs = kind_of.directions(&if a.bidir {
             vec![Dir::Up, Dir::Down]
         } else if a.reverse {
             vec![Dir::Down]
         } else {
             vec![Dir::Up]
+        });
+        let pacing = Pacing {
+            bitrate_bps: a.bitrate,
+            probes_per_second: a.probe_rate,
         };
         let mut tests = Vec::new();
         for &size in &sizes {
@@ -345,12 +343,7 @@ impl Plan {
                     duration_ms: a.time.as_millis().max(1) as u64,
                     parallel: a.parallel,
                     dirs: dirs.clone(),
-                    rate_bps: if kind == TestKind::Probe {
-                        // The probes' schedule, as the bit rate of size-byte requests.
-                        u64::from(a.probe_rate) * size as u64 * 8
-                    } else {
-                        a.bitrate.unwrap_or(0)
-                    },
+                    rate_bps: kind_of.rate_bps(size, &pacing),
                     interval_ms: interval_ms(a),
                     gso: !a.no_gso,
                     gro: !a.no_gro,
@@ -361,27 +354,15 @@ impl Plan {
                     notsent_lowat: a.sock.notsent_lowat(),
                     zerocopy: a.zerocopy,
                 };
-                if kind == TestKind::Probe {
-                    let bulk = TestParams {
-                        kind: TestKind::Stream,
-                        size: match t {
-                            Transport::Udp => 1472,
-                            Transport::Tcp => 128 << 10,
-                        },
-                        rate_bps: a.bitrate.unwrap_or(0),
-                        ..params.clone()
-                    };
+                // A kind measured under load runs alone, then beside its load.
+                let load = kind_of.load(&params, &pacing);
+                if load.is_some() {
                     tests.push(Planned {
                         params: params.clone(),
                         load: None,
                     });
-                    tests.push(Planned {
-                        params,
-                        load: Some(bulk),
-                    });
-                } else {
-                    tests.push(Planned { params, load: None });
                 }
+                tests.push(Planned { params, load });
             }
         }
         let params_json = serde_json::json!({
@@ -546,7 +527,7 @@ fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow
     for Planned { params: p, load } in &plan.tests {
         let what = format!(
             "{} {} {} B",
-            format!("{:?}", p.kind).to_lowercase(),
+            kind::of(p.kind).name(),
             format!("{:?}", p.transport).to_uppercase(),
             p.size
         );
@@ -574,7 +555,7 @@ fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow
             }
         };
         let searched = match plan.search_loss {
-            Some(target) if p.transport == Transport::Udp && p.kind == TestKind::Stream => {
+            Some(target) if kind::of(p.kind).searches_rate(p.transport) => {
                 let probe_ms = p.duration_ms.clamp(100, 300);
                 let mut show = |pr: &search::Probe| {
                     bar.suspend(|| {
@@ -623,10 +604,10 @@ fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow
         };
         match result {
             Ok((o, load_bps)) => {
-                let probe = p.kind == TestKind::Probe;
+                let under_load = kind::under_load(p, load_bps.is_some());
                 let rows = report::rows(&o).into_iter().map(|mut r| {
                     r.rate_search = searched.clone();
-                    r.under_load = probe.then_some(load_bps.is_some());
+                    r.under_load = under_load;
                     r.load_bits_per_second = load_bps;
                     r
                 });

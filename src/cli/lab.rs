@@ -21,10 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use socklab::lab::report::{self, Meta, Summary};
-use socklab::lab::{self, Experiment, Finding, Lab, Verdict, capture};
+use socklab::lab::report::{self, Meta};
+use socklab::lab::{self, Experiment, Family, Finding, Lab, Verdict, capture};
 
 use super::exit::on_signal_summary;
 use super::output;
@@ -48,6 +48,48 @@ pub(crate) struct LabArgs {
     /// evidence) to FILE; with --pcap its wire lines name their pcap file and frame.
     #[arg(long, value_name = "FILE", global = true)]
     html: Option<PathBuf>,
+    /// Address family: `4` (IPv4 over 127.0.0.1 and 198.51.100.0/24, the article's own),
+    /// `6` (IPv6 over ::1 and 2001:db8::/64; broadcast claims 7–8 run their multicast analogue
+    /// to ff02::1) or `both` (IPv4, then IPv6, reported side by side).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "4|6|both",
+        global = true,
+        default_value = "4"
+    )]
+    family: FamilyChoice,
+    /// IPv4 only (the default): `--family 4`.
+    #[arg(short = '4', global = true, conflicts_with_all = ["ipv6", "family"])]
+    ipv4: bool,
+    /// IPv6 only: `--family 6`.
+    #[arg(short = '6', global = true, conflicts_with = "family")]
+    ipv6: bool,
+}
+
+/// The families of `--family`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum FamilyChoice {
+    /// IPv4.
+    #[value(name = "4")]
+    V4,
+    /// IPv6.
+    #[value(name = "6")]
+    V6,
+    /// IPv4, then IPv6.
+    #[value(name = "both")]
+    Both,
+}
+
+impl LabArgs {
+    /// The families to run, in order.
+    fn families(&self) -> Vec<Family> {
+        match (self.ipv6, self.family) {
+            (true, _) | (false, FamilyChoice::V6) => vec![Family::Ipv6],
+            (false, FamilyChoice::V4) => vec![Family::Ipv4],
+            (false, FamilyChoice::Both) => vec![Family::Ipv4, Family::Ipv6],
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -137,6 +179,7 @@ pub(crate) fn run(a: LabArgs) -> anyhow::Result<ExitCode> {
         "markdown": a.markdown,
         "pcap": a.pcap,
         "html": a.html,
+        "families": a.families().iter().map(|f| f.name()).collect::<Vec<_>>(),
     });
     let lab = Lab::new();
     let mut meta = Meta::now(lab.is_root(), parameters);
@@ -152,7 +195,11 @@ pub(crate) fn run(a: LabArgs) -> anyhow::Result<ExitCode> {
         let removed = remove_namespaces_of(pid);
         format!("lab interrupted; removed {removed} network namespace(s) it had made")
     });
-    let findings = run_all(&lab, &chosen);
+    let mut findings = Vec::new();
+    for family in a.families() {
+        let lab = Lab::new().with_family(family);
+        findings.extend(run_all(&lab, &chosen));
+    }
     if let Some(dir) = &a.pcap {
         write_pcaps(dir, &findings)?;
     }
@@ -176,7 +223,7 @@ pub(crate) fn run(a: LabArgs) -> anyhow::Result<ExitCode> {
             }
             write!(out, "{}", report::show(f))?;
         }
-        writeln!(out, "\n{}", Summary::of(&findings).line())?;
+        writeln!(out, "\n{}", report::summary_lines(&findings).join("\n"))?;
     } else {
         write!(out, "{}", report::findings_table(&findings))?;
     }
@@ -185,7 +232,7 @@ pub(crate) fn run(a: LabArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .filter(|f| f.errored())
         .map(|f| match &f.verdict {
-            Verdict::NotRun(r) => format!("claim {}: {r}", f.claim),
+            Verdict::NotRun(r) => format!("claim {} ({}): {r}", f.claim, f.family),
             v => format!("claim {}: {}", f.claim, v.word()),
         })
         .collect();
@@ -331,7 +378,12 @@ fn run_all(lab: &Lab, chosen: &[&'static dyn Experiment]) -> Vec<Finding> {
     let mut findings = Vec::new();
     for e in chosen {
         if let Some(b) = &bar {
-            b.set_message(format!("claim {}: {}", e.claim(), e.title()));
+            b.set_message(format!(
+                "claim {} ({}): {}",
+                e.claim(),
+                lab.family(),
+                e.title()
+            ));
         }
         let f = catch_unwind(AssertUnwindSafe(|| lab::run_one(*e, lab)))
             .unwrap_or_else(|_| panicked(*e, lab));
@@ -349,6 +401,7 @@ fn run_all(lab: &Lab, chosen: &[&'static dyn Experiment]) -> Vec<Finding> {
 fn panicked(e: &dyn Experiment, lab: &Lab) -> Finding {
     Finding {
         claim: e.claim(),
+        family: lab.family(),
         title: e.title().into(),
         article: e.article().into(),
         observed: "not run: the experiment panicked".into(),
@@ -389,7 +442,7 @@ fn create_last_component(dir: &Path) -> anyhow::Result<()> {
 
 fn write_pcaps(dir: &Path, findings: &[Finding]) -> anyhow::Result<()> {
     for f in findings {
-        let path = dir.join(capture::pcap_file_name(f.claim));
+        let path = dir.join(capture::pcap_file_name_of(f));
         capture::write_pcapng(&path, &f.frames)
             .with_context(|| format!("write {}", path.display()))?;
     }

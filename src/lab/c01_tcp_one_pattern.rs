@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::article::{TCP_CONNECT_FIRST, TCP_PATTERN, TCP_SENDTO_IGNORED};
 use super::host::NEEDS_ROOT;
-use super::observe::{Res, TIMEOUT, Trial, errno, lo, res, show_res, show_unit, with_facts};
+use super::observe::{Res, TIMEOUT, Trial, errno, res, show_res, show_unit, with_facts};
 use super::{Evidence, Experiment, Host, Lab, Part};
 use crate::sock::{Proto, Sock};
 use crate::trace::{Event, Outcome};
@@ -169,11 +169,11 @@ fn observe(host: &Host<'_>, simultaneous: Option<SimultaneousOpen>) -> anyhow::R
     })
 }
 
-/// A listener bound to 127.0.0.1 on a port the kernel picks.
+/// A listener bound to the loopback address (127.0.0.1 or ::1) on a port the kernel picks.
 fn listener(t: &Trial, host: &Host<'_>) -> anyhow::Result<(Sock, SocketAddr)> {
     let l = t.sock(host, Proto::Tcp)?;
     l.set_reuse_address(true)?;
-    l.bind(lo(0))?;
+    l.bind(host.lo(0))?;
     l.listen(8)?;
     let addr = l
         .local_addr()
@@ -245,18 +245,18 @@ fn pattern(host: &Host<'_>) -> anyhow::Result<Pattern> {
 }
 
 /// TCP simultaneous open (RFC 793 §3.4, figure 8): a and b bind, then each connects to the
-/// other; neither listens. So that both SYNs are in flight at once, b ignores ARP requests
-/// (arp_ignore=8, ip-sysctl) until its own connect() makes b ask for a's address: a's SYN
-/// waits in a's neighbour queue, is released when b's ARP request teaches a where b is, and
-/// crosses b's SYN.
+/// other; neither listens. So that both SYNs are in flight at once, b ignores neighbour
+/// requests ([`Host::ignore_neighbour_requests`]: ARP or IPv6 neighbour solicitations) until
+/// its own connect() makes b ask for a's address: a's SYN waits in a's neighbour queue, is
+/// released when b's request teaches a where b is, and crosses b's SYN.
 fn simultaneous_open(ha: &Host<'_>, hb: &Host<'_>) -> anyhow::Result<SimultaneousOpen> {
     let t = Trial::new();
-    hb.run(|| {
-        std::fs::write("/proc/sys/net/ipv4/conf/all/arp_ignore", "8")
-            .and_then(|()| std::fs::write("/proc/sys/net/ipv4/conf/veth-b/arp_ignore", "8"))
-    })??;
-    let addr_a: SocketAddr = ([198, 51, 100, 1], SIM_PORTS.0).into();
-    let addr_b: SocketAddr = ([198, 51, 100, 2], SIM_PORTS.1).into();
+    hb.ignore_neighbour_requests("veth-b")?;
+    let (Some(ip_a), Some(ip_b)) = (ha.addr(), hb.addr()) else {
+        anyhow::bail!("the simultaneous open needs the two hosts of Lab::pair");
+    };
+    let addr_a = SocketAddr::new(ip_a, SIM_PORTS.0);
+    let addr_b = SocketAddr::new(ip_b, SIM_PORTS.1);
     let sa = t.sock(ha, Proto::Tcp)?;
     sa.bind(addr_a)?;
     let sb = t.sock(hb, Proto::Tcp)?;
@@ -304,13 +304,13 @@ fn simultaneous_open(ha: &Host<'_>, hb: &Host<'_>) -> anyhow::Result<Simultaneou
 fn no_listener(host: &Host<'_>) -> anyhow::Result<NoListener> {
     let t = Trial::new();
     let bound = t.sock(host, Proto::Tcp)?;
-    bound.bind(lo(0))?;
-    let addr = bound.local_addr().unwrap_or(lo(0));
+    bound.bind(host.lo(0))?;
+    let addr = bound.local_addr().unwrap_or(host.lo(0));
     let c = t.sock(host, Proto::Tcp)?;
     let connect_to_bound_not_listening = res(c.connect(addr));
     let me = t.sock(host, Proto::Tcp)?;
-    me.bind(lo(0))?;
-    let self_connect = res(me.connect(me.local_addr().unwrap_or(lo(0))));
+    me.bind(host.lo(0))?;
+    let self_connect = res(me.connect(me.local_addr().unwrap_or(host.lo(0))));
     Ok(NoListener {
         connect_to_bound_not_listening,
         self_connect,
@@ -454,7 +454,7 @@ fn judge(o: &Observation) -> Vec<Part> {
 mod tests {
     use super::*;
     use crate::lab::Verdict;
-    use crate::lab::testing::verdicts;
+    use crate::lab::testing::{lo, verdicts};
 
     fn linux_like() -> Observation {
         let ok = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();

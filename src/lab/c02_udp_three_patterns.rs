@@ -16,8 +16,8 @@ use serde::Serialize;
 
 use super::article::{UDP_PATTERN_1, UDP_PATTERN_2, UDP_PATTERN_3, UDP_SEND_ONLY_CONNECTED};
 use super::marker::read_through;
-use super::observe::{Got, Res, Trial, lo, recv_text, res, show_addr, show_res, with_facts};
-use super::{Evidence, Experiment, Host, Lab, Part};
+use super::observe::{Got, Res, Trial, recv_text, res, show_addr, show_res, with_facts};
+use super::{Evidence, Experiment, Family, Host, Lab, Part};
 
 /// The experiment of claim 2.
 pub(crate) struct UdpThreePatterns;
@@ -99,9 +99,12 @@ struct Filter {
     /// The errno that ended the nonblocking drain (EAGAIN: nothing more queued).
     drain_end: String,
     /// Trace, wire, and the kernel counters that moved (with a private namespace):
-    /// Udp.NoPorts counts a datagram no socket would take.
+    /// Udp.NoPorts (Udp6.NoPorts) counts a datagram no socket would take.
     #[serde(skip)]
     ev: Evidence,
+    /// The family it ran over, which names the counters.
+    #[serde(skip)]
+    family: Family,
 }
 
 impl Filter {
@@ -154,8 +157,8 @@ fn observe(host: &Host<'_>) -> anyhow::Result<Observation> {
 
 fn pattern_a(host: &Host<'_>) -> anyhow::Result<Exchange> {
     let t = Trial::new();
-    let rx = t.udp_bound(host, lo(0))?;
-    let to = rx.local_addr().unwrap_or(lo(0));
+    let rx = t.udp_bound(host, host.lo(0))?;
+    let to = rx.local_addr().unwrap_or(host.lo(0));
     let tx = t.udp(host)?;
     let sent = vec![("a".to_string(), res(tx.send_to(b"a", to)))];
     let received = vec![recv_text(&rx, 0)];
@@ -172,11 +175,11 @@ fn pattern_a(host: &Host<'_>) -> anyhow::Result<Exchange> {
 
 fn pattern_b(host: &Host<'_>) -> anyhow::Result<Exchange> {
     let t = Trial::new();
-    let p1 = t.udp_bound(host, lo(0))?;
-    let p2 = t.udp_bound(host, lo(0))?;
+    let p1 = t.udp_bound(host, host.lo(0))?;
+    let p2 = t.udp_bound(host, host.lo(0))?;
     let (a1, a2) = (
-        p1.local_addr().unwrap_or(lo(0)),
-        p2.local_addr().unwrap_or(lo(0)),
+        p1.local_addr().unwrap_or(host.lo(0)),
+        p2.local_addr().unwrap_or(host.lo(0)),
     );
     let sent = vec![
         ("b1".to_string(), res(p1.send_to(b"b1", a2))),
@@ -193,8 +196,8 @@ fn pattern_b(host: &Host<'_>) -> anyhow::Result<Exchange> {
 
 fn pattern_c(host: &Host<'_>) -> anyhow::Result<Exchange> {
     let t = Trial::new();
-    let srv = t.udp_bound(host, lo(0))?;
-    let to = srv.local_addr().unwrap_or(lo(0));
+    let srv = t.udp_bound(host, host.lo(0))?;
+    let to = srv.local_addr().unwrap_or(host.lo(0));
     let cli = t.udp(host)?;
     cli.connect(to)?;
     let mut sent = vec![("c1".to_string(), res(cli.send(b"c1")))];
@@ -220,8 +223,8 @@ fn pattern_c(host: &Host<'_>) -> anyhow::Result<Exchange> {
 /// Pattern 3: the connected side sends, the bound side receives it and calls send(2).
 fn bound_side_send(host: &Host<'_>) -> anyhow::Result<BoundSideSend> {
     let t = Trial::new();
-    let srv = t.udp_bound(host, lo(0))?;
-    let to = srv.local_addr().unwrap_or(lo(0));
+    let srv = t.udp_bound(host, host.lo(0))?;
+    let to = srv.local_addr().unwrap_or(host.lo(0));
     let cli = t.udp(host)?;
     cli.connect(to)?;
     cli.send(b"f1")?;
@@ -237,8 +240,8 @@ fn bound_side_send(host: &Host<'_>) -> anyhow::Result<BoundSideSend> {
 
 fn send_unconnected(host: &Host<'_>) -> anyhow::Result<SendUnconnected> {
     let t = Trial::new();
-    let rx = t.udp_bound(host, lo(0))?;
-    let to = rx.local_addr().unwrap_or(lo(0));
+    let rx = t.udp_bound(host, host.lo(0))?;
+    let to = rx.local_addr().unwrap_or(host.lo(0));
     let u = t.udp(host)?;
     let unconnected_send = res(u.send(b"d"));
     let c = t.udp(host)?;
@@ -256,11 +259,11 @@ fn send_unconnected(host: &Host<'_>) -> anyhow::Result<SendUnconnected> {
 /// datagram sent before it has been queued or dropped, so a nonblocking drain tells which.
 fn filter(host: &Host<'_>, connected: bool) -> anyhow::Result<Filter> {
     let t = Trial::new();
-    let peer = t.udp_bound(host, lo(0))?;
-    let me = t.udp_bound(host, lo(0))?;
-    let my_addr = me.local_addr().unwrap_or(lo(0));
+    let peer = t.udp_bound(host, host.lo(0))?;
+    let me = t.udp_bound(host, host.lo(0))?;
+    let my_addr = me.local_addr().unwrap_or(host.lo(0));
     if connected {
-        me.connect(peer.local_addr().unwrap_or(lo(0)))?;
+        me.connect(peer.local_addr().unwrap_or(host.lo(0)))?;
     }
     let stranger = t.udp(host)?;
     let before = host.counters()?;
@@ -275,6 +278,7 @@ fn filter(host: &Host<'_>, connected: bool) -> anyhow::Result<Filter> {
         received,
         drain_end,
         ev: t.evidence_since(host, &before)?,
+        family: host.family(),
     })
 }
 
@@ -328,16 +332,20 @@ fn judge(o: &Observation) -> Vec<Part> {
                 "a stranger, then the peer, sent to a connected socket: it received {:?}, then {}{}; an unconnected control received {:?}",
                 c.received,
                 c.drain_end,
-                match (
-                    c.ev.counters.get("Udp.NoPorts"),
-                    c.ev.counters.get("Icmp.OutDestUnreachs")
-                ) {
-                    (Some(n), Some(i)) => format!(
-                        " (Udp.NoPorts +{n}: no socket took the stranger's datagram; Icmp.OutDestUnreachs +{i}: the stranger was told the port is unreachable)"
-                    ),
-                    (Some(n), None) =>
-                        format!(" (Udp.NoPorts +{n}: no socket took the stranger's datagram)"),
-                    _ => String::new(),
+                {
+                    let (no_ports, unreachs) = (
+                        c.family.counter("Udp.NoPorts"),
+                        c.family.counter("Icmp.OutDestUnreachs"),
+                    );
+                    match (c.ev.counters.get(&no_ports), c.ev.counters.get(&unreachs)) {
+                        (Some(n), Some(i)) => format!(
+                            " ({no_ports} +{n}: no socket took the stranger's datagram; {unreachs} +{i}: the stranger was told the port is unreachable)"
+                        ),
+                        (Some(n), None) => {
+                            format!(" ({no_ports} +{n}: no socket took the stranger's datagram)")
+                        }
+                        _ => String::new(),
+                    }
                 },
                 b.received,
             ),
@@ -365,7 +373,7 @@ fn judge(o: &Observation) -> Vec<Part> {
 mod tests {
     use super::*;
     use crate::lab::Verdict;
-    use crate::lab::testing::verdicts;
+    use crate::lab::testing::{lo, verdicts};
 
     fn exchange(pairs: &[&str]) -> Exchange {
         Exchange {
@@ -385,6 +393,7 @@ mod tests {
             received: received.iter().map(|s| s.to_string()).collect(),
             drain_end: "EAGAIN".into(),
             ev: Evidence::default(),
+            family: Family::Ipv4,
         }
     }
 

@@ -4,32 +4,55 @@
 //! Observed with a receiver and three senders — unbound (sendto), connected, and bound to the
 //! address "we wanted" — once on one host (loopback; with root a second address 127.0.0.2/8 is
 //! added to `lo` in the namespace, without root 127.0.0.2 is local through the 127.0.0.0/8
-//! route anyway) and once across two hosts (veth; host a gets 198.51.100.11/24 besides
-//! 198.51.100.1/24). Facts: getsockname before and after, the source the receiver saw, and
-//! `ip route get` (which names the source the kernel will pick).
+//! route anyway; IPv6: 2001:db8:ffff::2/128 on `lo` besides ::1, with root only) and once
+//! across two hosts (veth; host a gets 198.51.100.11/24 besides 198.51.100.1/24; IPv6: a
+//! second prefix on the link, 2001:db8:1::b/64 besides 2001:db8::1/64, where RFC 6724's
+//! source address selection decides).
+//! Facts: getsockname before and after, the source the receiver saw, and `ip route get`
+//! (which names the source the kernel will pick).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use anyhow::Context;
 use serde::Serialize;
 
 use super::article::{SOURCE_PICKED, SOURCE_UNWANTED};
 use super::host::NEEDS_ROOT;
-use super::observe::{Res, Trial, lo, recv_text, res, show_addr, with_facts, with_facts_only};
-use super::{Evidence, Experiment, Host, Lab, Part};
+use super::observe::{Res, Trial, recv_text, res, show_addr, with_facts, with_facts_only};
+use super::{Evidence, Experiment, Family, Host, Lab, Part};
 
 /// The experiment of claim 3.
 pub(crate) struct SourceAddressChoice;
 
-const A: &str = "Pattern (a): the sender does not choose its source IP; getsockname says 0.0.0.0:0 before the first sendto and the system picks the source";
+const A: &str = "Pattern (a): the sender does not choose its source IP; getsockname says 0.0.0.0:0 ([::]:0 for IPv6) before the first sendto and the system picks the source";
 const B: &str = "Pattern (c): connect() has the system pick the source IP (getsockname names it) without the sender choosing";
 const C: &str = "On one host with two addresses, the source the system picks may not be the one you wanted (bind() chooses it)";
 const D: &str = "Across two hosts, with two addresses on the sender's interface, the source the system picks may not be the one you wanted (bind() chooses it)";
 
-/// The second loopback address, the one "we wanted" on one host.
-const LO_WANTED: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
-/// The second address of host a on the veth, the one "we wanted" across two hosts.
-const PAIR_WANTED: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 11));
-const PAIR_DEST: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 2));
+/// The second loopback address, the one "we wanted" on one host, with its prefix length:
+/// 127.0.0.2/8, or for IPv6 (whose loopback is ::1/128 alone) 2001:db8:ffff::2/128 on `lo`.
+fn lo_wanted(family: Family) -> (IpAddr, &'static str) {
+    match family {
+        Family::Ipv4 => (Ipv4Addr::new(127, 0, 0, 2).into(), "127.0.0.2/8"),
+        Family::Ipv6 => (
+            Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 2).into(),
+            "2001:db8:ffff::2/128",
+        ),
+    }
+}
+/// Host a's second address on the veth, the one "we wanted" across two hosts, with its prefix
+/// length: 198.51.100.11/24 on the same subnet, or for IPv6 2001:db8:1::b/64, a second prefix
+/// on the link (as a host with a ULA and a global prefix has), where RFC 6724 §5 rule 8
+/// (longest matching prefix with the destination) has the last word.
+fn pair_wanted(family: Family) -> (IpAddr, &'static str) {
+    match family {
+        Family::Ipv4 => (Ipv4Addr::new(198, 51, 100, 11).into(), "198.51.100.11/24"),
+        Family::Ipv6 => (
+            Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0xb).into(),
+            "2001:db8:1::b/64",
+        ),
+    }
+}
 
 /// What three senders to one receiver showed about their source address.
 #[derive(Debug, Clone, Serialize)]
@@ -120,24 +143,23 @@ impl Experiment for SourceAddressChoice {
         "ip(7): an unbound socket is bound to INADDR_ANY and a free local port at its first sendto or at connect; with INADDR_ANY the source address of each packet comes from the routing table (the route's preferred source, `src` in `ip route get`, else the primary address of the outgoing interface — RFC 1122 §3.3.4.3, RFC 1812 §4.2.2.5 for the multihomed case); connect(2) on UDP does that route lookup once and getsockname then shows the chosen address. bind(2) to a local address is how a sender chooses."
     }
     fn run(&self, lab: &Lab) -> anyhow::Result<Vec<Part>> {
+        let family = lab.family();
         let one_host = {
             let host = lab.loopback("c03")?;
+            let (wanted, cidr) = lo_wanted(family);
             if let Some(ns) = host.netns() {
-                ns.ip(&["addr", "add", "127.0.0.2/8", "dev", "lo"])?;
+                ns.add_addr(cidr, "lo")?;
             }
-            observe_choice(&host, &host, lo(0), LO_WANTED)?
+            observe_choice(&host, &host, host.lo(0), wanted)?
         };
         let two_hosts = if lab.is_root() {
             let (a, b) = lab.pair("c03")?;
+            let (wanted, cidr) = pair_wanted(family);
             if let Some(ns) = a.netns() {
-                ns.ip(&["addr", "add", "198.51.100.11/24", "dev", "veth-a"])?;
+                ns.add_addr(cidr, "veth-a")?;
             }
-            Some(observe_choice(
-                &a,
-                &b,
-                SocketAddr::new(PAIR_DEST, 0),
-                PAIR_WANTED,
-            )?)
+            let dest = b.addr().context("host b of the pair has an address")?;
+            Some(observe_choice(&a, &b, SocketAddr::new(dest, 0), wanted)?)
         } else {
             None
         };
@@ -287,7 +309,7 @@ mod tests {
     fn linux_like() -> Observation {
         let one = SourceChoice {
             dest: sa("127.0.0.1:5000"),
-            wanted: LO_WANTED,
+            wanted: lo_wanted(Family::Ipv4).0,
             unbound_before: Some(sa("0.0.0.0:0")),
             unbound_after: Some(sa("0.0.0.0:40000")),
             unbound_seen: Ok(Some(sa("127.0.0.1:40000"))),
@@ -298,7 +320,7 @@ mod tests {
             ev: Evidence::default(),
         };
         let mut two = one.clone();
-        two.wanted = PAIR_WANTED;
+        two.wanted = pair_wanted(Family::Ipv4).0;
         two.unbound_seen = Ok(Some(sa("198.51.100.1:40000")));
         two.bound_seen = Ok(Some(sa("198.51.100.11:40002")));
         Observation {

@@ -16,7 +16,7 @@ use super::article::UDP_CONNECT_NOT_REAL;
 use super::closed_port::{ClosedPortSends, Sender, closed_port, closed_port_sends};
 use super::host::NEEDS_ROOT;
 use super::observe::{
-    Res, Trial, lo, res, show_addr, show_res, show_unit, with_facts, with_facts_only,
+    Res, Trial, res, show_addr, show_res, show_unit, with_facts, with_facts_only,
 };
 use super::{Evidence, Experiment, Host, Lab, Part};
 
@@ -83,7 +83,7 @@ impl Experiment for UdpConnectSendsNothing {
 }
 
 fn observe_connect(host: &Host<'_>) -> anyhow::Result<Connect> {
-    let dest = lo(closed_port(host)?);
+    let dest = host.lo(closed_port(host)?);
     let t = Trial::new();
     let s = t.udp(host)?;
     let isolated = host.is_isolated();
@@ -200,7 +200,7 @@ mod tests {
     use super::*;
     use crate::lab::Verdict;
     use crate::lab::closed_port::tests::recorded;
-    use crate::lab::testing::verdicts;
+    use crate::lab::testing::{lo, verdicts};
 
     fn linux_like() -> Observation {
         Observation {

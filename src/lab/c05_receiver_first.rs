@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::article::{NO_ERROR_CLOSED_PORT, RECEIVER_FIRST};
 use super::closed_port::{ClosedPortSends, Sender, closed_port, closed_port_sends};
 use super::marker::read_through;
-use super::observe::{Got, Res, Trial, lo, res, show_res, with_facts};
+use super::observe::{Got, Res, Trial, res, show_res, with_facts};
 use super::{Evidence, Experiment, Host, Lab, Part};
 
 /// The experiment of claim 5.
@@ -75,9 +75,9 @@ fn early_late(host: &Host<'_>) -> anyhow::Result<EarlyLate> {
     let port = closed_port(host)?;
     let t = Trial::new();
     let tx = t.udp(host)?;
-    let early_send = res(tx.send_to(b"early", lo(port)));
-    let rx = t.udp_bound(host, lo(port))?;
-    let late_send = res(tx.send_to(b"late", lo(port)));
+    let early_send = res(tx.send_to(b"early", host.lo(port)));
+    let rx = t.udp_bound(host, host.lo(port))?;
+    let late_send = res(tx.send_to(b"late", host.lo(port)));
     // "late" is the readiness signal: once it is in, "early" would have been queued before it.
     let (got, drain_end) = read_through(&rx, b"late");
     let received = got.iter().map(Got::text).collect();

@@ -10,8 +10,8 @@
 use std::net::SocketAddr;
 
 use super::article::{BIND_FIRST, SEND_BINDS, SEND_THEN_BIND_FAILS};
-use super::observe::{Trial, lo, ok_or_errno, res, show_addr, socket, udp_bound};
-use super::{Evidence, Experiment, Lab, Part};
+use super::observe::{Trial, ok_or_errno, res, show_addr, socket, udp_bound};
+use super::{Evidence, Experiment, Family, Lab, Part};
 use crate::sock::{Proto, Sock};
 use crate::trace::Event;
 
@@ -76,28 +76,33 @@ impl Experiment for BindBeforeSend {
     }
     fn run(&self, lab: &Lab) -> anyhow::Result<Vec<Part>> {
         let host = lab.loopback("c06")?;
-        let obs = host.run(observe)??;
+        let family = lab.family();
+        let obs = host.run(|| observe(family))??;
         Ok(judge(&obs))
     }
 }
 
-/// Makes the calls and records what happened.
-pub fn observe() -> anyhow::Result<Observation> {
+/// Makes the calls over `family`'s loopback and records what happened.
+pub fn observe(family: Family) -> anyhow::Result<Observation> {
     let t = Trial::new();
     let rec = t.rec();
     let mut o = Observation::default();
 
-    let peer = udp_bound(rec, lo(0))?;
+    let peer = udp_bound(rec, family.lo(0))?;
     let peer_addr = peer
         .local_addr()
         .ok_or_else(|| anyhow::anyhow!("peer has no address"))?;
 
     // Send first: the implicit bind.
-    let first = socket(rec, Proto::Udp)?;
+    let first = socket(rec, family, Proto::Udp)?;
     o.before = first.local_addr();
     first.send_to(b"send-first", peer_addr)?;
     o.after = first.local_addr();
-    for addr in [lo(0), o.after.unwrap_or(lo(0)), lo(port(o.after))] {
+    for addr in [
+        family.lo(0),
+        o.after.unwrap_or(family.lo(0)),
+        family.lo(port(o.after)),
+    ] {
         o.rebinds.push(Rebind {
             addr,
             errno: res(first.bind(addr)).err(),
@@ -107,7 +112,7 @@ pub fn observe() -> anyhow::Result<Observation> {
     o.reply_reached_implicit = reply_arrives(&peer, &first, b"send-first");
 
     // Bind first, then send both ways.
-    let bound = udp_bound(rec, lo(0))?;
+    let bound = udp_bound(rec, family.lo(0))?;
     let l0 = bound.local_addr();
     bound.send_to(b"bind-first", peer_addr)?;
     o.bound_local = (l0, bound.local_addr());

@@ -18,8 +18,8 @@ use super::article::{CONNECT_BROADCAST, NO_BIND_BROADCAST, SO_BROADCAST_NEEDED};
 use super::host::anchor;
 use super::host::{Host, needs_root};
 use super::marker::{self, read_until_marker};
-use super::observe::{Got, Trial, any, drain, lo, ok_or_errno, res, show_addr, socket, udp_bound};
-use super::{Evidence, Experiment, Lab, Part, Quote};
+use super::observe::{Got, Trial, drain, ok_or_errno, res, show_addr, socket, udp_bound};
+use super::{Evidence, Experiment, Family, Lab, Part, Quote};
 use crate::sock::{Proto, Sock};
 use crate::trace::{Event, Recorder};
 
@@ -129,7 +129,13 @@ impl Experiment for BroadcastPermission {
          and no reply comes from a broadcast address. RFC 919 (limited broadcast \
          255.255.255.255) and RFC 922 (directed/subnet broadcast); RFC 1122 §3.3.6."
     }
+    fn analogue(&self, family: Family) -> Option<&'static str> {
+        (family == Family::Ipv6).then_some(super::all_nodes::ANALOGUE)
+    }
     fn run(&self, lab: &Lab) -> anyhow::Result<Vec<Part>> {
+        if lab.family() == Family::Ipv6 {
+            return super::all_nodes::parts(lab, 7);
+        }
         if !lab.is_root() {
             return Ok(needs_root(&STATEMENTS));
         }
@@ -155,9 +161,9 @@ pub fn observe(a: &Host<'_>, b: &Host<'_>) -> anyhow::Result<Observation> {
     let t = Trial::new();
     let rec = t.rec();
     let counters_before = a.counters()?;
-    let rx = b.run(|| receiver(rec, any(RX_PORT)))??;
+    let rx = b.run(|| receiver(rec, Family::Ipv4.any(RX_PORT)))??;
     let peer = b.run(|| receiver(rec, SocketAddr::from((B_IP, PEER_PORT))))??;
-    let witness = a.run(|| receiver(rec, any(WITNESS_PORT)))??;
+    let witness = a.run(|| receiver(rec, Family::Ipv4.any(WITNESS_PORT)))??;
     let rx_at = SocketAddr::from((B_IP, RX_PORT));
     let dsts = [SUBNET_BCAST, Ipv4Addr::BROADCAST].map(|ip| SocketAddr::from((ip, RX_PORT)));
 
@@ -169,7 +175,7 @@ pub fn observe(a: &Host<'_>, b: &Host<'_>) -> anyhow::Result<Observation> {
         let mut connected = Vec::new();
         for dst in dsts {
             for broadcast in [false, true] {
-                let s = Sock::open(&lo(0), Proto::Udp, rec)?;
+                let s = Sock::open(&Family::Ipv4.lo(0), Proto::Udp, rec)?;
                 s.set_broadcast(broadcast)?;
                 let tag = format!("sendto {dst} broadcast={broadcast}");
                 sends.push(SendCase {
@@ -182,7 +188,7 @@ pub fn observe(a: &Host<'_>, b: &Host<'_>) -> anyhow::Result<Observation> {
         }
         for dst in dsts {
             for broadcast in [false, true] {
-                let s = socket(rec, Proto::Udp)?;
+                let s = socket(rec, Family::Ipv4, Proto::Udp)?;
                 s.set_broadcast(broadcast)?;
                 let connect_errno = res(s.connect(dst)).err();
                 let local = s.local_addr();
@@ -224,7 +230,7 @@ pub fn observe(a: &Host<'_>, b: &Host<'_>) -> anyhow::Result<Observation> {
         let addr = SocketAddr::from((ip, BOUND_PORT));
         let (mut case, sock) = a.run(|| {
             marker::pin_thread();
-            let s = socket(rec, Proto::Udp)?;
+            let s = socket(rec, Family::Ipv4, Proto::Udp)?;
             let errno = res(s.bind(addr)).err();
             let mut case = BindCase {
                 addr,

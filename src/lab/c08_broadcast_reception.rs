@@ -26,8 +26,8 @@ use super::article::{BCAST_ONLY_ANY, BCAST_TEST_1, BCAST_TEST_2, BCAST_TEST_3, B
 use super::host::anchor;
 use super::host::{Link, needs_root};
 use super::marker::{self, read_until_marker};
-use super::observe::{Trial, any, drain, errno_name, lo, ok_or_errno, res, show_addr, udp_bound};
-use super::{Evidence, Experiment, Lab, Part, Quote};
+use super::observe::{Trial, drain, errno_name, ok_or_errno, res, show_addr, udp_bound};
+use super::{Evidence, Experiment, Family, Lab, Part, Quote};
 use crate::sock::{Proto, Sock, StepError};
 use crate::trace::{Event, Recorder};
 
@@ -435,7 +435,13 @@ impl Experiment for BroadcastReception {
          fails (ENETUNREACH) unless the socket is bound to an interface's address or has \
          SO_BINDTODEVICE, which then decides the interface."
     }
+    fn analogue(&self, family: Family) -> Option<&'static str> {
+        (family == Family::Ipv6).then_some(super::all_nodes::ANALOGUE)
+    }
     fn run(&self, lab: &Lab) -> anyhow::Result<Vec<Part>> {
+        if lab.family() == Family::Ipv6 {
+            return super::all_nodes::parts(lab, 8);
+        }
         if !lab.is_root() {
             return Ok(needs_root(&STATEMENTS));
         }
@@ -487,7 +493,7 @@ fn matrix(lab: &Lab) -> anyhow::Result<Observation> {
             .map(|(i, r)| open_receiver(rec, *r, port(i)))
             .collect()
     })?;
-    let witness = b.run(|| udp_bound(rec, any(WITNESS_PORT)))??;
+    let witness = b.run(|| udp_bound(rec, Family::Ipv4.any(WITNESS_PORT)))??;
 
     let mut o = Observation {
         cells: receivers
@@ -574,7 +580,7 @@ fn matrix(lab: &Lab) -> anyhow::Result<Observation> {
 /// cell's text.
 fn open_receiver(rec: &Recorder, row: Row, port: u16) -> Result<Sock, String> {
     let fail = |what: &str, e: StepError| format!("{what} failed: {}", errno_name(&e));
-    let s = Sock::open(&lo(0), Proto::Udp, rec).map_err(|e| fail("socket", e))?;
+    let s = Sock::open(&Family::Ipv4.lo(0), Proto::Udp, rec).map_err(|e| fail("socket", e))?;
     s.set_recv_pktinfo(true)
         .map_err(|e| fail("setsockopt", e))?;
     if let Some(d) = row.device.name() {
@@ -595,7 +601,7 @@ fn send_round(
     rows: usize,
 ) -> anyhow::Result<(Option<SocketAddr>, SendErrs)> {
     marker::pin_thread();
-    let s = Sock::open(&lo(0), Proto::Udp, rec)?;
+    let s = Sock::open(&Family::Ipv4.lo(0), Proto::Udp, rec)?;
     s.set_broadcast(true)?;
     let mut errs = Vec::new();
     for (ci, c) in round {
@@ -642,7 +648,7 @@ fn egress(lab: &Lab) -> anyhow::Result<(Vec<Egress>, Vec<Event>, Vec<String>)> {
     let rec = t.rec();
     let rxs = leaves
         .iter()
-        .map(|l| Ok(l.run(|| udp_bound(rec, any(EGRESS_PORT)))??))
+        .map(|l| Ok(l.run(|| udp_bound(rec, Family::Ipv4.any(EGRESS_PORT)))??))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let cases = [
         ("no default route, unbound", false, How::Plain),
@@ -677,7 +683,7 @@ fn egress(lab: &Lab) -> anyhow::Result<(Vec<Egress>, Vec<Event>, Vec<String>)> {
         }
         let (errno, local) = x.run(|| {
             marker::pin_thread();
-            let s = Sock::open(&lo(0), Proto::Udp, rec)?;
+            let s = Sock::open(&Family::Ipv4.lo(0), Proto::Udp, rec)?;
             s.set_broadcast(true)?;
             match how {
                 How::Plain => {}

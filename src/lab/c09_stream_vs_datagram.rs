@@ -14,9 +14,9 @@ use nix::poll::PollFlags;
 use serde::Serialize;
 
 use super::article::{BIGGER_THAN_BUFFER, ONE_DATAGRAM_PER_RECV, TCP_READS, UDP_READS};
-use super::observe::{Read, TIMEOUT, Trial, lo, poll_ready, recv_once, tcp_pair, udp_bound};
+use super::observe::{Read, TIMEOUT, Trial, poll_ready, recv_once, tcp_pair, udp_bound};
 use super::ports::of_port;
-use super::{Evidence, Experiment, Host, Lab, Part};
+use super::{Evidence, Experiment, Family, Host, Lab, Part};
 use crate::sock::{Datagram, Proto, Sock, Step};
 
 /// The experiment of claim 9.
@@ -110,11 +110,11 @@ fn read_until_empty(s: &Sock) -> Vec<Read> {
     out
 }
 
-fn observe_udp(ev: &mut Evidence) -> Step<(Vec<Read>, u16)> {
+fn observe_udp(ev: &mut Evidence, family: Family) -> Step<(Vec<Read>, u16)> {
     let t = Trial::new();
-    let rx = udp_bound(t.rec(), lo(0))?;
+    let rx = udp_bound(t.rec(), family.lo(0))?;
     rx.set_read_timeout(Some(QUIET))?;
-    let to = rx.local_addr().unwrap_or(lo(0));
+    let to = rx.local_addr().unwrap_or(family.lo(0));
     let tx = Sock::open(&to, Proto::Udp, t.rec())?;
     for m in MESSAGES {
         tx.send_to(m, to)?;
@@ -129,9 +129,10 @@ fn observe_udp(ev: &mut Evidence) -> Step<(Vec<Read>, u16)> {
 /// bytes are queued (recv with MSG_PEEK|MSG_WAITALL, bounded by SO_RCVTIMEO), read until a
 /// recv blocks (observed: poll says not readable for [`QUIET`], and the recv, bounded by a
 /// [`QUIET`] SO_RCVTIMEO, returns EAGAIN); then the client closes and the blocked read returns 0.
-fn observe_tcp(ev: &mut Evidence) -> Step<(Vec<Read>, bool, u16)> {
+fn observe_tcp(ev: &mut Evidence, family: Family) -> Step<(Vec<Read>, bool, u16)> {
     let t = Trial::new();
-    let (listener, client, server) = tcp_pair(t.rec(), |_| Ok(()), |c| c.set_nodelay(true))?;
+    let (listener, client, server) =
+        tcp_pair(t.rec(), family, |_| Ok(()), |c| c.set_nodelay(true))?;
     for m in MESSAGES {
         client.send(m)?;
     }
@@ -161,12 +162,12 @@ fn observe_tcp(ev: &mut Evidence) -> Step<(Vec<Read>, bool, u16)> {
 /// allows, then [`MARKER`]: reading until the marker shows which datagrams were queued (UDP
 /// keeps one sender's order on loopback). udp(7)/socket(7): the receive buffer limit is
 /// checked against what is already queued, so an empty queue takes a datagram of any size.
-fn observe_oversized(ev: &mut Evidence) -> Step<(Oversized, u16)> {
+fn observe_oversized(ev: &mut Evidence, family: Family) -> Step<(Oversized, u16)> {
     let t = Trial::new();
-    let rx = udp_bound(t.rec(), lo(0))?;
+    let rx = udp_bound(t.rec(), family.lo(0))?;
     rx.set_recv_buffer_size(1)?;
     let rcvbuf = rx.recv_buffer_size()?;
-    let to = rx.local_addr().unwrap_or(lo(0));
+    let to = rx.local_addr().unwrap_or(family.lo(0));
     let tx = Sock::open(&to, Proto::Udp, t.rec())?;
     tx.set_send_buffer_size(4 * OVERSIZED)?;
     let big = vec![b'x'; OVERSIZED];
@@ -200,10 +201,10 @@ fn observe_oversized(ev: &mut Evidence) -> Step<(Oversized, u16)> {
     Ok((o, to.port()))
 }
 
-fn observe_cut(ev: &mut Evidence) -> Step<(Vec<Cut>, u16)> {
+fn observe_cut(ev: &mut Evidence, family: Family) -> Step<(Vec<Cut>, u16)> {
     let t = Trial::new();
-    let rx = udp_bound(t.rec(), lo(0))?;
-    let to = rx.local_addr().unwrap_or(lo(0));
+    let rx = udp_bound(t.rec(), family.lo(0))?;
+    let to = rx.local_addr().unwrap_or(family.lo(0));
     let tx = Sock::open(&to, Proto::Udp, t.rec())?;
     for m in MESSAGES {
         tx.send_to(m, to)?;
@@ -226,13 +227,14 @@ fn observe_cut(ev: &mut Evidence) -> Step<(Vec<Cut>, u16)> {
 fn observe(host: &Host) -> anyhow::Result<Observation> {
     let mut o = Observation::default();
     let [ev_udp, ev_tcp, ev_cut, ev_big] = &mut o.ev;
+    let family = host.family();
     let ((udp, p_udp), (tcp, blocked, p_tcp), (cuts, p_cut), (big, p_big)) =
         host.run(|| -> Step<_> {
             Ok((
-                observe_udp(ev_udp)?,
-                observe_tcp(ev_tcp)?,
-                observe_cut(ev_cut)?,
-                observe_oversized(ev_big)?,
+                observe_udp(ev_udp, family)?,
+                observe_tcp(ev_tcp, family)?,
+                observe_cut(ev_cut, family)?,
+                observe_oversized(ev_big, family)?,
             ))
         })??;
     let wire = host.wire();

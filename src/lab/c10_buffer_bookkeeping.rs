@@ -10,8 +10,8 @@ use std::os::fd::AsFd;
 use serde::Serialize;
 
 use super::article::{BUFFER_BOOKKEEPING, BUFFER_SETTABLE};
-use super::observe::{Trial, lo, udp_bound};
-use super::{Evidence, Experiment, Host, Lab, Part};
+use super::observe::{Trial, udp_bound};
+use super::{Evidence, Experiment, Family, Host, Lab, Part};
 use crate::sock::options::Applied;
 use crate::sock::{Proto, Sock, Step, StepError, sys};
 use crate::trace::Recorder;
@@ -71,8 +71,10 @@ impl Fill {
 /// from another socket without reading until the receiver counts a drop (at most
 /// rcvbuf/payload + 64 of them, so a kernel that charged only payload would still overflow),
 /// then reads them all back and sends one more whose SO_RXQ_OVFL count says how many were
-/// dropped. Only the setup and the last datagram are traced. Call inside the host.
-pub(crate) fn fill(payload: usize, ask: usize, rec: &Recorder) -> Step<Fill> {
+/// dropped. Only the setup and the last datagram are traced. Call inside the host; the
+/// sockets are of `family`, on its loopback address.
+pub(crate) fn fill(payload: usize, ask: usize, family: Family, rec: &Recorder) -> Step<Fill> {
+    let lo = |port| family.lo(port);
     let rx = udp_bound(rec, lo(0))?;
     let rcvbuf = rx.set_recv_buffer_size(ask)?.applied;
     rx.set_rxq_ovfl(true)?;
@@ -162,9 +164,10 @@ fn observe(host: &Host) -> anyhow::Result<Observation> {
     };
     let (rmem_max, wmem_max) = (o.rmem_max, o.wmem_max);
     let [ev_set, ev_fill] = &mut o.ev;
+    let family = host.family();
     let (defaults, applied, fills) = host.run(|| -> Step<_> {
         let t = Trial::new();
-        let fresh = || Sock::open(&lo(0), Proto::Udp, t.rec());
+        let fresh = || Sock::open(&family.lo(0), Proto::Udp, t.rec());
         let s = fresh()?;
         let defaults = (s.recv_buffer_size()?, s.send_buffer_size()?);
         let mut applied = Vec::new();
@@ -177,7 +180,7 @@ fn observe(host: &Host) -> anyhow::Result<Observation> {
         ev_set.trace = t.take();
         let fills = PAYLOADS
             .iter()
-            .map(|&p| fill(p, FILL_RCVBUF, t.rec()))
+            .map(|&p| fill(p, FILL_RCVBUF, family, t.rec()))
             .collect::<Step<Vec<_>>>()?;
         ev_fill.trace = t.take();
         Ok((defaults, applied, fills))

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::article::{FULL_BUFFER_DROPS, NO_FLOW_CONTROL_ON_LO, TCP_FLOW_CONTROL};
 use super::c10_buffer_bookkeeping::{FILL_RCVBUF, Fill, fill};
 use super::observe::{SETTLE, Trial, poll_until, tcp_pair};
-use super::{Evidence, Experiment, Host, Lab, Part, host::NEEDS_ROOT};
+use super::{Evidence, Experiment, Family, Host, Lab, Part, host::NEEDS_ROOT};
 use crate::os::counters::Snapshot;
 use crate::sock::{Sock, Step};
 
@@ -58,7 +58,10 @@ impl Stream {
 pub(crate) struct Observation {
     /// The UDP fill.
     pub(crate) udp: Fill,
-    /// Udp.RcvbufErrors moved by this much during the fill (private namespace only).
+    /// The family the sockets were of (IPv6 counts in Udp6.RcvbufErrors).
+    family: Family,
+    /// Udp.RcvbufErrors (Udp6.RcvbufErrors) moved by this much during the fill (private
+    /// namespace only).
     pub(crate) rcvbuf_errors: Option<i64>,
     /// The TCP run.
     pub(crate) tcp: Stream,
@@ -144,21 +147,24 @@ fn observe(host: &Host) -> anyhow::Result<Observation> {
     let mut o = Observation::default();
     let [ev_udp, ev_tcp] = &mut o.ev;
     let counts = |on: bool| on.then(Snapshot::read).transpose();
+    let family = host.family();
+    let rcvbuf_errors_name = family.counter("Udp.RcvbufErrors");
     let (udp, rcvbuf_errors, mut tcp, tcp_counters, server) =
         host.run(|| -> anyhow::Result<_> {
             let t = Trial::new();
             let before = counts(isolated)?;
-            let udp = fill(UDP_PAYLOAD, FILL_RCVBUF, t.rec())?;
+            let udp = fill(UDP_PAYLOAD, FILL_RCVBUF, family, t.rec())?;
             let after = counts(isolated)?;
             let rcvbuf_errors = before
                 .as_ref()
                 .zip(after.as_ref())
-                .map(|(b, a)| a.get("Udp.RcvbufErrors") - b.get("Udp.RcvbufErrors"));
+                .map(|(b, a)| a.get(&rcvbuf_errors_name) - b.get(&rcvbuf_errors_name));
             ev_udp.trace = t.take();
 
             let before = counts(isolated)?;
             let (_listener, client, server) = tcp_pair(
                 t.rec(),
+                family,
                 |l| l.set_recv_buffer_size(TCP_RCVBUF).map(drop),
                 |c| c.set_send_buffer_size(TCP_SNDBUF).map(drop),
             )?;
@@ -191,6 +197,7 @@ fn observe(host: &Host) -> anyhow::Result<Observation> {
         o.ev[1].wire = zero.into_iter().take(8).collect();
     }
     (o.udp, o.rcvbuf_errors, o.tcp, o.tcp_counters) = (udp, rcvbuf_errors, tcp, tcp_counters);
+    o.family = family;
     Ok(o)
 }
 
@@ -199,8 +206,9 @@ fn judge(o: &Observation) -> Vec<Part> {
     let u = &o.udp;
     let lost = u.sent.saturating_sub(u.received);
     ev_udp.fact("fill", u).fact("sent_minus_received", lost);
+    let rcvbuf_errors = o.family.counter("Udp.RcvbufErrors");
     if let Some(d) = o.rcvbuf_errors {
-        ev_udp.counters.insert("Udp.RcvbufErrors".into(), d);
+        ev_udp.counters.insert(rcvbuf_errors.clone(), d);
     }
     let agree = lost == u64::from(u.drops)
         && u.rxq_ovfl == Some(u.drops)
@@ -209,7 +217,7 @@ fn judge(o: &Observation) -> Vec<Part> {
         "a",
         "UDP: datagrams that arrive while the receive buffer is full are dropped",
         format!(
-            "{} datagrams of {} B sent to a receiver that did not read: {} queued, {lost} dropped; SO_RXQ_OVFL says {}, Udp.RcvbufErrors {}",
+            "{} datagrams of {} B sent to a receiver that did not read: {} queued, {lost} dropped; SO_RXQ_OVFL says {}, {rcvbuf_errors} {}",
             u.sent,
             u.payload,
             u.received,
@@ -321,6 +329,7 @@ mod tests {
                 drops: 1,
                 rxq_ovfl: Some(1),
             },
+            family: Family::Ipv4,
             rcvbuf_errors: Some(1),
             tcp: Stream {
                 sent: 100_000,

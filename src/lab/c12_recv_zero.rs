@@ -11,9 +11,9 @@ use nix::poll::PollFlags;
 use serde::Serialize;
 
 use super::article::{TCP_RECV_ZERO, UDP_RECV_ZERO};
-use super::observe::{Read, Trial, lo, outcome, poll_ready, recv_once, tcp_pair, udp_bound};
+use super::observe::{Read, Trial, outcome, poll_ready, recv_once, tcp_pair, udp_bound};
 use super::ports::of_port;
-use super::{Evidence, Experiment, Host, Lab, Part};
+use super::{Evidence, Experiment, Family, Host, Lab, Part};
 use crate::sock::{Proto, Sock, Step};
 
 /// The experiment of claim 12.
@@ -82,11 +82,11 @@ impl Experiment for RecvZero {
     }
 }
 
-fn observe_tcp(ev: &mut Evidence) -> Step<Vec<Read>> {
+fn observe_tcp(ev: &mut Evidence, family: Family) -> Step<Vec<Read>> {
     let t = Trial::new();
     let mut reads = Vec::new();
     for half in [true, false] {
-        let (_l, client, server) = tcp_pair(t.rec(), |_| Ok(()), |_| Ok(()))?;
+        let (_l, client, server) = tcp_pair(t.rec(), family, |_| Ok(()), |_| Ok(()))?;
         if half {
             client.shutdown(Shutdown::Write)?;
         } else {
@@ -100,10 +100,10 @@ fn observe_tcp(ev: &mut Evidence) -> Step<Vec<Read>> {
 
 type UdpSeen = (Read, Empty, Read, u16);
 
-fn observe_udp(ev: &mut Evidence) -> Step<UdpSeen> {
+fn observe_udp(ev: &mut Evidence, family: Family) -> Step<UdpSeen> {
     let t = Trial::new();
-    let rx = udp_bound(t.rec(), lo(0))?;
-    let to = rx.local_addr().unwrap_or(lo(0));
+    let rx = udp_bound(t.rec(), family.lo(0))?;
+    let to = rx.local_addr().unwrap_or(family.lo(0));
     let tx = Sock::open(&to, Proto::Udp, t.rec())?;
     tx.send_to(b"", to)?;
     let first = recv_once(&rx, 16);
@@ -121,17 +121,17 @@ fn observe_udp(ev: &mut Evidence) -> Step<UdpSeen> {
     Ok((first, empty, next, to.port()))
 }
 
-fn observe_shut(ev: &mut Evidence) -> Step<Vec<ShutRd>> {
+fn observe_shut(ev: &mut Evidence, family: Family) -> Step<Vec<ShutRd>> {
     let t = Trial::new();
     let mut out = Vec::new();
     for connected in [false, true] {
-        let rx = udp_bound(t.rec(), lo(0))?;
+        let rx = udp_bound(t.rec(), family.lo(0))?;
         rx.set_read_timeout(Some(QUIET))?;
-        let to = rx.local_addr().unwrap_or(lo(0));
+        let to = rx.local_addr().unwrap_or(family.lo(0));
         let tx = Sock::open(&to, Proto::Udp, t.rec())?;
-        tx.bind(lo(0))?;
+        tx.bind(family.lo(0))?;
         if connected {
-            rx.connect(tx.local_addr().unwrap_or(lo(0)))?;
+            rx.connect(tx.local_addr().unwrap_or(family.lo(0)))?;
         }
         tx.send_to(b"queued", to)?;
         let shutdown = outcome(&rx.shutdown(Shutdown::Read));
@@ -160,11 +160,12 @@ fn readable_now(s: &Sock) -> bool {
 fn observe(host: &Host) -> anyhow::Result<Observation> {
     let mut o = Observation::default();
     let [ev_tcp, ev_udp, ev_shut] = &mut o.ev;
+    let family = host.family();
     let (tcp, udp, shut) = host.run(|| -> Step<_> {
         Ok((
-            observe_tcp(ev_tcp)?,
-            observe_udp(ev_udp)?,
-            observe_shut(ev_shut)?,
+            observe_tcp(ev_tcp, family)?,
+            observe_udp(ev_udp, family)?,
+            observe_shut(ev_shut, family)?,
         ))
     })??;
     let (first, empty, next, port) = udp;

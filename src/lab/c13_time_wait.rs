@@ -4,16 +4,18 @@
 //! local address (a client rebinding its port; a server restarting its listener). The states
 //! come from `ss -tan` once the close handshakes have settled; nothing waits out the 60 s: the
 //! TIME-WAIT timer `ss -o` shows says how long it lasts. The side that closed second binds its
-//! own address again too: the server's port after its client closed first.
+//! own address again too: the server's port after its client closed first. Over IPv6, an
+//! aside on dual stack: `[::]:p` and `0.0.0.0:p` bound one after the other, in both orders,
+//! with IPV6_V6ONLY off and on (`DualStack`).
 
 use std::net::SocketAddr;
 
 use serde::Serialize;
 
 use super::article::TIME_WAIT_BIND;
-use super::observe::{self, lo, outcome, tcp_pair};
+use super::observe::{self, outcome, show_addr, tcp_pair};
 use super::ports::{bind_again, settled_tcp, state_of};
-use super::{Evidence, Experiment, Host, Lab, Part};
+use super::{Evidence, Experiment, Family, Host, Lab, Part};
 use crate::sock::{Proto, Sock, Step};
 use crate::trace::Recorder;
 
@@ -67,8 +69,25 @@ pub(crate) struct Observation {
     pub(crate) timers: Vec<String>,
     /// Counters that moved (private namespace only).
     pub(crate) counters: Option<std::collections::BTreeMap<String, i64>>,
+    /// The dual-stack binds (IPv6 runs only).
+    pub(crate) dual_stack: Option<Vec<DualStack>>,
     /// The trace of all trials.
     pub(crate) ev: Evidence,
+}
+
+/// Two TCP sockets bind the same port, one to `[::]` and one to `0.0.0.0`, neither with
+/// SO_REUSEADDR (ipv6(7) IPV6_V6ONLY: with it off, an AF_INET6 socket bound to `::` also
+/// takes IPv4 through v4-mapped addresses, RFC 4291 §2.5.5.2, so the two conflict).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct DualStack {
+    /// IPV6_V6ONLY on the `[::]` socket.
+    pub(crate) v6only: bool,
+    /// The first bind's address (the port the kernel chose).
+    pub(crate) first: Option<SocketAddr>,
+    /// The second bind's address: the other family's wildcard with the same port.
+    pub(crate) second: Option<SocketAddr>,
+    /// The second bind: `ok` or the errno.
+    pub(crate) second_bind: String,
 }
 
 impl Experiment for TimeWait {
@@ -94,6 +113,7 @@ impl Experiment for TimeWait {
 /// the addresses filled in (states and rebind come later).
 fn close_one(
     rec: &Recorder,
+    family: Family,
     server_closed_first: bool,
     old_reuse: bool,
 ) -> Step<(Trial, SocketAddr)> {
@@ -108,6 +128,7 @@ fn close_one(
     };
     let (listener, client, server) = tcp_pair(
         rec,
+        family,
         reuse(server_closed_first && old_reuse),
         reuse(!server_closed_first && old_reuse),
     )?;
@@ -130,7 +151,7 @@ fn close_one(
         passive_addr: peer,
         ..Trial::default()
     };
-    Ok((trial, peer.unwrap_or(lo(0))))
+    Ok((trial, peer.unwrap_or(family.lo(0))))
 }
 
 fn observe(host: &Host) -> anyhow::Result<Observation> {
@@ -142,9 +163,9 @@ fn observe(host: &Host) -> anyhow::Result<Observation> {
         for old_reuse in [false, true] {
             for new_reuse in [false, true] {
                 let (mut t, passive) =
-                    host.run(|| close_one(rec, server_closed_first, old_reuse))??;
+                    host.run(|| close_one(rec, host.family(), server_closed_first, old_reuse))??;
                 t.new_reuse = new_reuse;
-                let addr = t.addr.unwrap_or(lo(0));
+                let addr = t.addr.unwrap_or(host.lo(0));
                 let lines = settled_tcp(host, addr.port())?;
                 t.closer_state = state_of(&lines, addr, passive);
                 t.passive_state = state_of(&lines, passive, addr);
@@ -164,11 +185,47 @@ fn observe(host: &Host) -> anyhow::Result<Observation> {
             }
         }
     }
+    if host.family() == Family::Ipv6 {
+        let mut cases = Vec::new();
+        for v6only in [false, true] {
+            for v6_first in [true, false] {
+                cases.push(host.run(|| dual_stack(rec, v6only, v6_first))??);
+            }
+        }
+        o.dual_stack = Some(cases);
+    }
     if let Some(b) = before {
         o.counters = Some(b.delta(&host.counters()?));
     }
     o.ev.trace = traced.take();
     Ok(o)
+}
+
+/// The `[::]` socket (IPV6_V6ONLY = `v6only`) and the `0.0.0.0` one bind the same port, the
+/// IPv6 one first if `v6_first`; the first binds port 0 and the second takes the port the
+/// kernel chose.
+fn dual_stack(rec: &Recorder, v6only: bool, v6_first: bool) -> Step<DualStack> {
+    let (v6, v4) = (Family::Ipv6.any(0), Family::Ipv4.any(0));
+    let open = |at: SocketAddr| -> Step<Sock> {
+        let s = Sock::open(&at, Proto::Tcp, rec)?;
+        if at.is_ipv6() {
+            s.set_only_v6(v6only)?;
+        }
+        Ok(s)
+    };
+    let (a, b) = if v6_first { (v6, v4) } else { (v4, v6) };
+    let first = open(a)?;
+    first.bind(a)?;
+    let port = first.local_addr().map_or(0, |l| l.port());
+    let second_addr = SocketAddr::new(b.ip(), port);
+    let second = open(second_addr)?;
+    let second_bind = outcome(&second.bind(second_addr));
+    Ok(DualStack {
+        v6only,
+        first: first.local_addr(),
+        second: Some(second_addr),
+        second_bind,
+    })
 }
 
 /// The timers of the TIME-WAIT sockets (`ss -tano state time-wait`): `timewait,59sec,0`.
@@ -309,10 +366,50 @@ fn judge(o: &Observation) -> Vec<Part> {
                 server_rebinds.join(", ")
             ),
             server_in_use,
-            ev,
+            ev.clone(),
         )
         .votes_on(TIME_WAIT_BIND),
     ]
+    .into_iter()
+    .chain(o.dual_stack.as_ref().map(|d| dual_stack_part(d, &ev)))
+    .collect()
+}
+
+/// The dual-stack aside: with IPV6_V6ONLY off the second bind fails with EADDRINUSE in both
+/// orders, with it on both bind.
+fn dual_stack_part(cases: &[DualStack], ev: &Evidence) -> Part {
+    let mut ev = ev.clone();
+    ev.fact("dual_stack", cases);
+    let show = |v6only: bool| {
+        cases
+            .iter()
+            .filter(|c| c.v6only == v6only)
+            .map(|c| {
+                format!(
+                    "{} then {} → {}",
+                    show_addr(c.first),
+                    show_addr(c.second),
+                    c.second_bind
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let all = |v6only: bool, want: &str| {
+        let of: Vec<&DualStack> = cases.iter().filter(|c| c.v6only == v6only).collect();
+        !of.is_empty() && of.iter().all(|c| c.second_bind == want)
+    };
+    Part::judged(
+        "f",
+        "Dual stack (an IPv6 aside; the article speaks of TIME_WAIT): with IPV6_V6ONLY=0 a socket on [::]:p also holds 0.0.0.0:p, so binding the other gives \"Address already in use\" in either order; with IPV6_V6ONLY=1 both bind",
+        format!(
+            "IPV6_V6ONLY=0: {}; IPV6_V6ONLY=1: {}",
+            show(false),
+            show(true)
+        ),
+        all(false, "EADDRINUSE") && all(true, "ok"),
+        ev,
+    )
 }
 
 #[cfg(test)]

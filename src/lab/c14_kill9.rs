@@ -372,9 +372,10 @@ fn one(
     } else {
         Proto::Tcp
     };
+    let lo = host.lo(0).to_string();
     let mut args = match proto {
-        Proto::Udp => vec!["udp", "recv", "--bind", "127.0.0.1:0", "-v"],
-        Proto::Tcp => vec!["tcp", "listen", "127.0.0.1:0", "-v"],
+        Proto::Udp => vec!["udp", "recv", "--bind", &lo, "-v"],
+        Proto::Tcp => vec!["tcp", "listen", &lo, "-v"],
     };
     match (victim_reuse, proto) {
         (true, _) => args.push("--reuseaddr"),
@@ -392,7 +393,7 @@ fn one(
         Held::Udp | Held::Listener => None,
         Held::Established | Held::Unread => {
             let s = host.run(|| -> Step<Sock> {
-                let s = socket(rec, Proto::Tcp)?;
+                let s = socket(rec, host.family(), Proto::Tcp)?;
                 s.connect_timeout(addr, TIMEOUT)?;
                 Ok(s)
             })??;
@@ -466,8 +467,8 @@ fn inherited(host: &Host, rec: &Recorder, held: Held, daemon: bool) -> anyhow::R
         Proto::Tcp
     };
     let sock = host.run(|| -> Step<Sock> {
-        let s = socket(rec, proto)?;
-        s.bind(super::observe::lo(0))?;
+        let s = socket(rec, host.family(), proto)?;
+        s.bind(host.lo(0))?;
         if proto == Proto::Tcp {
             s.listen(8)?;
         }
@@ -527,7 +528,8 @@ fn inherited(host: &Host, rec: &Recorder, held: Held, daemon: bool) -> anyhow::R
 /// A UDP victim killed with SIGKILL and not reaped: once /proc says it is a zombie (polled,
 /// bounded), its port is bound again; then it is reaped.
 fn zombie(host: &Host, exe: &Path, rec: &Recorder) -> anyhow::Result<Zombie> {
-    let victim = Victim::spawn(host, exe, &["udp", "recv", "--bind", "127.0.0.1:0", "-v"])?;
+    let lo = host.lo(0).to_string();
+    let victim = Victim::spawn(host, exe, &["udp", "recv", "--bind", &lo, "-v"])?;
     let addr: SocketAddr = victim.await_line("bound to ")?.parse()?;
     kill(victim.pid(), Signal::SIGKILL)?;
     let state = poll_until(TIMEOUT, || Ok::<_, ()>(victim.state()), |s| s == "Z")

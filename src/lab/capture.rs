@@ -216,6 +216,12 @@ pub fn pcap_file_name(claim: u8) -> String {
     format!("claim-{claim:02}.pcapng")
 }
 
+/// The name of the pcapng file of the frames of `f`: [`pcap_file_name`] for an IPv4 run,
+/// `claim-13-v6.pcapng` for IPv6 (so a run over both families writes both).
+pub fn pcap_file_name_of(f: &super::Finding) -> String {
+    format!("claim-{:02}{}.pcapng", f.claim, f.anchor_suffix())
+}
+
 /// Whether a frame is link-layer chatter no part is about: ARP (RFC 826), or ICMPv6 neighbour
 /// discovery (RFC 4861, types 133–137) and multicast listener messages (MLD, RFC 2710/3810,
 /// types 130–132 and 143) that an interface sends when it comes up. Kept in the pcap files,

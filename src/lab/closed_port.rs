@@ -4,14 +4,14 @@
 
 use serde::Serialize;
 
-use super::observe::{Res, Trial, lo, res, show_res, wait_error, wait_until};
-use super::{Evidence, Host};
+use super::observe::{Res, Trial, res, show_res, wait_error, wait_until};
+use super::{Evidence, Family, Host};
 use crate::sock::{Sock, Step};
 
-/// A UDP port on 127.0.0.1 that nobody has open now: bind :0, note the port the kernel chose,
+/// A UDP port on the loopback address (127.0.0.1 or ::1) that nobody has open now: bind :0, note the port the kernel chose,
 /// close the socket.
 pub(crate) fn closed_port(host: &Host<'_>) -> anyhow::Result<u16> {
-    let s = Trial::new().udp_bound(host, lo(0))?;
+    let s = Trial::new().udp_bound(host, host.lo(0))?;
     let port = s.local_addr().map_or(0, |a| a.port());
     anyhow::ensure!(port != 0, "the kernel chose no port");
     Ok(port)
@@ -34,12 +34,15 @@ pub(crate) enum Sender {
 pub(crate) struct ClosedPortSends {
     /// How the sender was set up.
     pub(crate) sender: Sender,
+    /// The address family it sent over (whose counters [`line`](Self::line) names).
+    #[serde(skip)]
+    pub(crate) family: Family,
     /// connect(2)'s result, for a connected sender.
     pub(crate) connect: Option<Res<()>>,
     /// The results of three sends, in order; the 2nd and 3rd come after the ICMP came back.
     pub(crate) sends: Vec<Res<usize>>,
-    /// Whether an ICMP destination unreachable was counted (Icmp.InDestUnreachs moved) before
-    /// the 2nd send.
+    /// Whether an ICMP destination unreachable was counted (Icmp.InDestUnreachs, for IPv6
+    /// Icmp6.InDestUnreachs, moved) before the 2nd send.
     pub(crate) icmp_back: bool,
     /// Whether poll(2) then reported POLLERR (a pending socket error).
     pub(crate) pollerr: bool,
@@ -50,16 +53,25 @@ pub(crate) struct ClosedPortSends {
     pub(crate) ev: Evidence,
 }
 
-/// setsockopt(IP_RECVERR, 1), traced (ip(7)): extended errors, ICMP ones included, are queued
-/// on the socket (read with MSG_ERRQUEUE) and reported by the next call even when unconnected.
-fn set_recv_err(s: &Sock) -> Step<()> {
+/// setsockopt(IP_RECVERR, 1) on IPv4, IPV6_RECVERR on IPv6, traced (ip(7), ipv6(7)):
+/// extended errors, ICMP and ICMPv6 ones included, are queued on the socket (read with
+/// MSG_ERRQUEUE) and reported by the next call even when unconnected.
+fn set_recv_err(s: &Sock, family: Family) -> Step<()> {
     use nix::sys::socket::{setsockopt, sockopt};
-    s.step(
-        "setsockopt",
-        || String::from("IPPROTO_IP, IP_RECVERR, 1"),
-        |_| 0,
-        |sock| Ok(setsockopt(sock, sockopt::Ipv4RecvErr, &true)?),
-    )
+    match family {
+        Family::Ipv4 => s.step(
+            "setsockopt",
+            || String::from("IPPROTO_IP, IP_RECVERR, 1"),
+            |_| 0,
+            |sock| Ok(setsockopt(sock, sockopt::Ipv4RecvErr, &true)?),
+        ),
+        Family::Ipv6 => s.step(
+            "setsockopt",
+            || String::from("IPPROTO_IPV6, IPV6_RECVERR, 1"),
+            |_| 0,
+            |sock| Ok(setsockopt(sock, sockopt::Ipv6RecvErr, &true)?),
+        ),
+    }
 }
 
 impl ClosedPortSends {
@@ -72,7 +84,8 @@ impl ClosedPortSends {
             show_res(&self.recv_after)
         );
         for key in ["Udp.OutDatagrams", "Udp.NoPorts", "Icmp.OutDestUnreachs"] {
-            if let Some(n) = self.ev.counters.get(key) {
+            let key = self.family.counter(key);
+            if let Some(n) = self.ev.counters.get(&key) {
                 line.push_str(&format!("; {key} +{n}"));
             }
         }
@@ -80,20 +93,20 @@ impl ClosedPortSends {
     }
 }
 
-/// Sends three datagrams to a UDP port nobody has open on `host`'s 127.0.0.1, set up as
+/// Sends three datagrams to a UDP port nobody has open on `host`'s loopback address, set up as
 /// `sender` says, waiting after the first for the ICMP port unreachable (RFC 1122 §3.2.2.1) to
 /// come back, and records what each call returned.
 pub(crate) fn closed_port_sends(
     host: &Host<'_>,
     sender: Sender,
 ) -> anyhow::Result<ClosedPortSends> {
-    let to = lo(closed_port(host)?);
+    let to = host.lo(closed_port(host)?);
     let t = Trial::new();
     let _ = host.wire();
     let before = host.counters()?;
     let s = t.udp(host)?;
     if sender == Sender::UnconnectedRecvErr {
-        set_recv_err(&s)?;
+        set_recv_err(&s, host.family())?;
     }
     let connected = sender == Sender::Connected;
     let connect = connected.then(|| res(s.connect(to)));
@@ -105,9 +118,10 @@ pub(crate) fn closed_port_sends(
         })
     };
     let mut sends = vec![send()];
+    let unreachs = host.counter("Icmp.InDestUnreachs");
     let icmp_back = wait_until(|| {
         host.counters()
-            .is_ok_and(|now| now.get("Icmp.InDestUnreachs") > before.get("Icmp.InDestUnreachs"))
+            .is_ok_and(|now| now.get(&unreachs) > before.get(&unreachs))
     });
     let pollerr = sender != Sender::Unconnected && wait_error(&s);
     sends.push(send());
@@ -117,6 +131,7 @@ pub(crate) fn closed_port_sends(
     let ev = t.evidence_since(host, &before)?;
     Ok(ClosedPortSends {
         sender,
+        family: host.family(),
         connect,
         sends,
         icmp_back,
@@ -142,6 +157,7 @@ pub(crate) mod tests {
             } else {
                 Sender::Unconnected
             },
+            family: Family::Ipv4,
             connect: connected.then_some(Ok(())),
             sends: sends.to_vec(),
             icmp_back: true,

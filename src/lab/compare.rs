@@ -24,8 +24,23 @@ pub struct Comparison {
     pub parts_compared: usize,
 }
 
-/// The claims of a lab document by number, or why it is not one.
-fn claims(doc: &Value) -> Result<BTreeMap<u64, &Value>, String> {
+/// A claim as one run of it: its number and the address family it ran over (`"family"`; a
+/// document without it, from before `lab -6` or from a Python script, ran over IPv4). A
+/// `--family both` document holds each claim twice; each is compared with its own family.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct ClaimKey(u64, String);
+
+impl std::fmt::Display for ClaimKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.1.as_str() {
+            "ipv4" => write!(f, "claim {}", self.0),
+            other => write!(f, "claim {} ({other})", self.0),
+        }
+    }
+}
+
+/// The claims of a lab document by number and family, or why it is not one.
+fn claims(doc: &Value) -> Result<BTreeMap<ClaimKey, &Value>, String> {
     let list = doc
         .get("experiments")
         .and_then(Value::as_array)
@@ -36,7 +51,8 @@ fn claims(doc: &Value) -> Result<BTreeMap<u64, &Value>, String> {
             .get("claim")
             .and_then(Value::as_u64)
             .ok_or("not a lab document: an experiment without a numeric \"claim\"")?;
-        out.insert(n, e);
+        let family = e.get("family").and_then(Value::as_str).unwrap_or("ipv4");
+        out.insert(ClaimKey(n, family.to_string()), e);
     }
     Ok(out)
 }
@@ -74,30 +90,31 @@ pub fn compare(a: &Value, b: &Value) -> Result<Comparison, String> {
         .map(|n| (n, "A"))
         .chain(cb.keys().filter(|n| !ca.contains_key(n)).map(|n| (n, "B")))
     {
-        c.notes.push(format!("claim {n}: only in {only}"));
+        c.notes.push(format!("{n}: only in {only}"));
     }
-    for (n, ea) in &ca {
-        let Some(eb) = cb.get(n) else { continue };
+    for (key, ea) in &ca {
+        let n = key.0;
+        let Some(eb) = cb.get(key) else { continue };
         let (pa, pb) = (parts(ea), parts(eb));
         let run_a: Vec<&String> = pa.iter().filter(|(_, p)| ran(p)).map(|(k, _)| k).collect();
         let run_b: Vec<&String> = pb.iter().filter(|(_, p)| ran(p)).map(|(k, _)| k).collect();
         if run_a == run_b {
             if verdict(ea) != verdict(eb) {
                 c.differences.push(format!(
-                    "claim {n}: verdict A {} | B {}",
+                    "{key}: verdict A {} | B {}",
                     verdict(ea),
                     verdict(eb)
                 ));
             }
         } else {
             c.notes.push(format!(
-                "claim {n}: verdict not compared: A ran parts [{}], B ran [{}]",
+                "{key}: verdict not compared: A ran parts [{}], B ran [{}]",
                 ids(&run_a),
                 ids(&run_b)
             ));
         }
         for (id, p) in &pa {
-            let label = format!("claim {n}, part {n}{id}");
+            let label = format!("{key}, part {n}{id}");
             let Some(q) = pb.get(id) else {
                 c.notes.push(format!("{label}: only in A"));
                 continue;
@@ -135,7 +152,7 @@ pub fn compare(a: &Value, b: &Value) -> Result<Comparison, String> {
             }
         }
         for id in pb.keys().filter(|id| !pa.contains_key(*id)) {
-            c.notes.push(format!("claim {n}, part {n}{id}: only in B"));
+            c.notes.push(format!("{key}, part {n}{id}: only in B"));
         }
     }
     Ok(c)
@@ -298,6 +315,37 @@ mod tests {
         );
         assert!(
             c.notes.iter().any(|n| n.contains("verdict not compared")),
+            "{c:?}"
+        );
+    }
+
+    /// A `--family both` document holds claim 6 twice: each run is compared with the same
+    /// family's run on the other side, never IPv4 with IPv6.
+    #[test]
+    fn each_family_is_compared_with_its_own() {
+        let both = |v6: &str| {
+            let mut d = doc("confirmed", json!({"addr": "127.0.0.1:1"}));
+            let mut six = doc(v6, json!({"addr": "[::1]:1"}))["experiments"][0].clone();
+            six["family"] = json!("ipv6");
+            d["experiments"].as_array_mut().unwrap().push(six);
+            d
+        };
+        let c = compare(&both("confirmed"), &both("confirmed")).unwrap();
+        assert!(c.differences.is_empty(), "{c:?}");
+        assert_eq!(c.parts_compared, 2);
+        let c = compare(&both("confirmed"), &both("refuted")).unwrap();
+        assert!(!c.differences.is_empty(), "{c:?}");
+        assert!(
+            c.differences
+                .iter()
+                .all(|d| d.starts_with("claim 6 (ipv6)")),
+            "{c:?}"
+        );
+        let v4 = doc("confirmed", json!({"addr": "127.0.0.1:1"}));
+        let c = compare(&v4, &both("confirmed")).unwrap();
+        assert!(c.differences.is_empty(), "{c:?}");
+        assert!(
+            c.notes.iter().any(|n| n == "claim 6 (ipv6): only in B"),
             "{c:?}"
         );
     }

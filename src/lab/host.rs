@@ -10,8 +10,10 @@ use std::time::SystemTime;
 
 use anyhow::Context;
 
+use std::net::{IpAddr, SocketAddr};
+
 use super::capture::{Capture, Frame};
-use super::{Part, Quote};
+use super::{Family, Part, Quote};
 use crate::netns::{self, Netns};
 use crate::os::counters::Snapshot;
 use crate::trace::Span;
@@ -51,6 +53,7 @@ pub struct Lab {
     frames: Mutex<Vec<Frame>>,
     ss_seen: Mutex<Vec<SsSeen>>,
     exe: Option<PathBuf>,
+    family: Family,
 }
 
 impl Lab {
@@ -69,7 +72,21 @@ impl Lab {
             frames: Mutex::new(Vec::new()),
             ss_seen: Mutex::new(Vec::new()),
             exe: None,
+            family: Family::Ipv4,
         }
+    }
+
+    /// Runs the experiments over `family`: its loopback address and its TEST-NET addresses
+    /// between hosts ([`Family`]).
+    #[must_use]
+    pub fn with_family(mut self, family: Family) -> Self {
+        self.family = family;
+        self
+    }
+
+    /// The address family the experiments use.
+    pub fn family(&self) -> Family {
+        self.family
     }
 
     /// Uses `path` as the `socklab` executable that experiments spawn as victim processes
@@ -100,6 +117,7 @@ impl Lab {
                 lab: self,
                 ns: None,
                 capture: None,
+                test_net: None,
             });
         }
         let ns = Netns::create(tag).context("create a network namespace")?;
@@ -107,11 +125,15 @@ impl Lab {
     }
 
     /// Two hosts joined by a veth pair: `a` has 198.51.100.1/24 on `veth-a`, `b` has
-    /// 198.51.100.2/24 on `veth-b`, plus 2001:db8::1/64 and ::2/64 (RFC 3849). Needs root.
+    /// 198.51.100.2/24 on `veth-b`, plus 2001:db8::1/64 and ::2/64 (RFC 3849); each one's
+    /// [`Host::addr`] is the address of the lab's family. Needs root.
     pub fn pair(&self, tag: &str) -> anyhow::Result<(Host<'_>, Host<'_>)> {
         anyhow::ensure!(self.root, NEEDS_ROOT);
         let (a, b) = netns::pair(tag)?;
-        Ok((Host::isolated(self, a)?, Host::isolated(self, b)?))
+        let (mut a, mut b) = (Host::isolated(self, a)?, Host::isolated(self, b)?);
+        a.test_net = Some(1);
+        b.test_net = Some(2);
+        Ok((a, b))
     }
 
     /// A host joined to several others, one veth pair each (a star): for each
@@ -200,6 +222,8 @@ pub struct Host<'lab> {
     lab: &'lab Lab,
     ns: Option<Netns>,
     capture: Option<Capture>,
+    /// Its host number on the TEST-NET link of [`Lab::pair`] (1 for `a`, 2 for `b`).
+    test_net: Option<u8>,
 }
 
 impl<'lab> Host<'lab> {
@@ -211,7 +235,34 @@ impl<'lab> Host<'lab> {
             lab,
             ns: Some(ns),
             capture: Some(capture),
+            test_net: None,
         })
+    }
+
+    /// The address family of the lab this host belongs to.
+    pub fn family(&self) -> Family {
+        self.lab.family
+    }
+
+    /// This host's loopback address of the lab's family with `port`: 127.0.0.1 or ::1.
+    pub fn lo(&self, port: u16) -> SocketAddr {
+        self.family().lo(port)
+    }
+
+    /// The wildcard address of the lab's family with `port`: 0.0.0.0 or ::.
+    pub fn any(&self, port: u16) -> SocketAddr {
+        self.family().any(port)
+    }
+
+    /// This host's address on the link of [`Lab::pair`], in the lab's family: 198.51.100.1
+    /// or 2001:db8::1 for `a`, …2 for `b`; `None` for a host not made by `pair`.
+    pub fn addr(&self) -> Option<IpAddr> {
+        self.test_net.map(|n| self.family().test_net(n))
+    }
+
+    /// The name of the kernel counter `v4_name` in the lab's family ([`Family::counter`]).
+    pub fn counter(&self, v4_name: &str) -> String {
+        self.family().counter(v4_name)
     }
 
     /// Whether this host is a namespace of its own (counters and wire are ours alone).
@@ -233,6 +284,55 @@ impl<'lab> Host<'lab> {
             .as_ref()
             .context("a default route only in a namespace of the lab's own")?;
         ns.ip(&["route", "add", "default", "dev", dev])?;
+        Ok(())
+    }
+
+    /// Makes this host leave the neighbour requests for its addresses on `dev` unanswered
+    /// until it asks for the requester's address itself: for IPv4 `arp_ignore = 8` (ip-sysctl:
+    /// never reply to ARP requests); for IPv6, which has no such switch, an nftables rule in
+    /// this namespace drops incoming neighbour solicitations (RFC 4861 §7.2.3; its own
+    /// solicitations and the advertisements answering them still pass). A packet to this host
+    /// then waits in the sender's neighbour queue until this host's own request teaches the
+    /// sender its link address (RFC 826 / RFC 4861 §7.2.5: a request carries the requester's
+    /// link address). An error for the machine's own host.
+    pub fn ignore_neighbour_requests(&self, dev: &str) -> anyhow::Result<()> {
+        let ns = self
+            .ns
+            .as_ref()
+            .context("neighbour requests are ignored only in a namespace of the lab's own")?;
+        match self.family() {
+            Family::Ipv4 => ns.run(|| {
+                std::fs::write("/proc/sys/net/ipv4/conf/all/arp_ignore", "8").and_then(|()| {
+                    std::fs::write(format!("/proc/sys/net/ipv4/conf/{dev}/arp_ignore"), "8")
+                })
+            })??,
+            Family::Ipv6 => {
+                let rules = format!(
+                    "table ip6 socklab {{\n chain input {{\n  type filter hook input priority 0;\n  \
+                     iifname \"{dev}\" icmpv6 type nd-neighbor-solicit drop\n }}\n}}\n"
+                );
+                let out = ns
+                    .command("nft")
+                    .args(["-f", "-"])
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .and_then(|mut child| {
+                        use std::io::Write;
+                        if let Some(mut stdin) = child.stdin.take() {
+                            stdin.write_all(rules.as_bytes())?;
+                        }
+                        child.wait_with_output()
+                    })
+                    .context("run nft (nftables)")?;
+                anyhow::ensure!(
+                    out.status.success(),
+                    "nft failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+        }
         Ok(())
     }
 

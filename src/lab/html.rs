@@ -11,10 +11,13 @@
 
 use std::fmt::Write as _;
 
-use super::capture::pcap_file_name;
+use super::capture::pcap_file_name_of;
 use super::ladder::{self, Rung};
-use super::report::{Meta, Summary, compact, kernel_lines, split_matrices, verdict_text};
-use super::{Finding, Part, Verdict};
+use super::report::{
+    Meta, by_claim, compact, families, family_tag, kernel_lines, split_matrices, summary_lines,
+    verdict_text,
+};
+use super::{Family, Finding, Part, Verdict};
 use crate::trace::render;
 
 /// Text safe in HTML (and SVG) content and in quoted attribute values: `&`, `<`, `>`, `"`
@@ -34,18 +37,20 @@ pub fn escape(text: &str) -> String {
     s
 }
 
-/// The CSS class of a verdict: `v-confirmed`, `v-refuted`, `v-partly`, `v-not-run`.
+/// The CSS class of a verdict: `v-confirmed`, `v-refuted`, `v-partly`, `v-not-run`,
+/// `v-analogue`.
 fn verdict_class(v: &Verdict) -> &'static str {
     match v {
         Verdict::Confirmed => "v-confirmed",
         Verdict::Refuted => "v-refuted",
         Verdict::Partly => "v-partly",
         Verdict::NotRun(_) => "v-not-run",
+        Verdict::Analogue(_) => "v-analogue",
     }
 }
 
 /// The whole page. `pcap_dir`: where the page finds the experiments' pcap files
-/// ([`pcap_file_name`]), as a link target relative to the page, when they were written
+/// ([`pcap_file_name_of`]), as a link target relative to the page, when they were written
 /// (`--pcap`); then every wire line names its file and frame number.
 pub fn report(meta: &Meta, findings: &[Finding], pcap_dir: Option<&str>) -> String {
     let mut s = String::new();
@@ -79,39 +84,72 @@ pub fn report(meta: &Meta, findings: &[Finding], pcap_dir: Option<&str>) -> Stri
     s
 }
 
+/// The summary table: a row per claim; per address family run, what this kernel did and the
+/// verdict (side by side when the run covered IPv4 and IPv6).
 fn summary_table(s: &mut String, findings: &[Finding]) {
-    s.push_str(
-        "<table class=\"summary\" id=\"summary\">\n<thead><tr><th>claim</th><th>title</th>\
-         <th>the article says</th><th>what this kernel did</th><th>verdict</th></tr></thead>\n\
-         <tbody>\n",
-    );
-    for f in findings {
-        let _ = writeln!(
-            s,
-            "<tr class=\"{cls}\"><td><a href=\"#claim-{c}\">{c}</a></td><td>{title}</td>\
-             <td>{article}</td><td class=\"did\">{did}</td>\
-             <td class=\"verdict\"><span class=\"badge {cls}\">{word}</span></td></tr>",
-            cls = verdict_class(&f.verdict),
-            c = f.claim,
-            title = escape(&f.title),
-            article = escape(&f.article),
-            did = escape(&kernel_lines(f)).replace('\n', "<br>"),
-            word = f.verdict.word()
-        );
-    }
-    let _ = writeln!(
+    let families = families(findings);
+    let tagged = families.len() > 1 || families.first() != Some(&Family::Ipv4);
+    let head = |what: &str, f: Family| match tagged {
+        true => format!("<th>{what} ({})</th>", f.name()),
+        false => format!("<th>{what}</th>"),
+    };
+    let _ = write!(
         s,
-        "</tbody>\n</table>\n<p class=\"summary-line\">{}</p>",
-        escape(&Summary::of(findings).line())
+        "<table class=\"summary\" id=\"summary\">\n<thead><tr><th>claim</th><th>title</th>\
+         <th>the article says</th>"
     );
+    for &fam in &families {
+        s.push_str(&head("what this kernel did", fam));
+        s.push_str(&head("verdict", fam));
+    }
+    s.push_str("</tr></thead>\n<tbody>\n");
+    for row in by_claim(findings) {
+        let Some(first) = row.iter().flatten().next() else {
+            continue;
+        };
+        let _ = write!(
+            s,
+            "<tr class=\"{cls}\"><td><a href=\"#claim-{c}{sfx}\">{c}</a></td><td>{title}</td>\
+             <td>{article}</td>",
+            cls = verdict_class(&first.verdict),
+            c = first.claim,
+            sfx = first.anchor_suffix(),
+            title = escape(&first.title),
+            article = escape(&first.article),
+        );
+        for f in &row {
+            match f {
+                Some(f) => {
+                    let _ = write!(
+                        s,
+                        "<td class=\"did\">{did}</td><td class=\"verdict\">\
+                         <a href=\"#claim-{c}{sfx}\"><span class=\"badge {cls}\">{word}</span></a></td>",
+                        did = escape(&kernel_lines(f)).replace('\n', "<br>"),
+                        c = f.claim,
+                        sfx = f.anchor_suffix(),
+                        cls = verdict_class(&f.verdict),
+                        word = f.verdict.word()
+                    );
+                }
+                None => s.push_str("<td class=\"did\">–</td><td class=\"verdict\">–</td>"),
+            }
+        }
+        s.push_str("</tr>\n");
+    }
+    s.push_str("</tbody>\n</table>\n");
+    for line in summary_lines(findings) {
+        let _ = writeln!(s, "<p class=\"summary-line\">{}</p>", escape(&line));
+    }
 }
 
 fn claim(s: &mut String, f: &Finding, pcap_dir: Option<&str>) {
     let _ = writeln!(
         s,
-        "<section class=\"claim\" id=\"claim-{c}\">\n<h2>Claim {c}: {title} \
+        "<section class=\"claim\" id=\"claim-{c}{sfx}\">\n<h2>Claim {c}{fam}: {title} \
          <span class=\"badge {cls}\">{verdict}</span></h2>",
         c = f.claim,
+        sfx = f.anchor_suffix(),
+        fam = family_tag(f),
         title = escape(&f.title),
         cls = verdict_class(&f.verdict),
         verdict = escape(&verdict_text(&f.verdict))
@@ -128,9 +166,10 @@ fn claim(s: &mut String, f: &Finding, pcap_dir: Option<&str>) {
     s.push_str("</section>\n");
 }
 
-/// The id of part `p`'s block and the prefix of its ladder's ids: `claim-13a`.
+/// The id of part `p`'s block and the prefix of its ladder's ids: `claim-13a`
+/// (`claim-13a-v6` over IPv6).
 fn part_id(f: &Finding, p: &Part) -> String {
-    format!("claim-{}{}", f.claim, p.id)
+    format!("claim-{}{}{}", f.claim, p.id, f.anchor_suffix())
 }
 
 fn part(s: &mut String, f: &Finding, i: usize, p: &Part, pcap_dir: Option<&str>) {
@@ -310,7 +349,7 @@ fn wire(
     drawn: &ladder::Ladder,
     pcap_dir: Option<&str>,
 ) {
-    let file = pcap_file_name(f.claim);
+    let file = pcap_file_name_of(f);
     let numbers = ladder::wire_frames(&p.evidence.wire, &f.frames);
     let on_ladder = |n: usize| {
         drawn
@@ -357,11 +396,13 @@ tr.v-confirmed td:first-child{border-left:6px solid #16a34a}
 tr.v-refuted td:first-child{border-left:6px solid #dc2626}
 tr.v-partly td:first-child{border-left:6px solid #d97706}
 tr.v-not-run td:first-child{border-left:6px solid #9ca3af}
+tr.v-analogue td:first-child{border-left:6px solid #60a5fa}
 .badge{display:inline-block;padding:.05em .55em;border-radius:.8em;font-size:.8em;font-weight:600;white-space:nowrap;vertical-align:middle}
 .badge.v-confirmed{background:#dcfce7;color:#166534}
 .badge.v-refuted{background:#fee2e2;color:#991b1b}
 .badge.v-partly{background:#fef3c7;color:#92400e}
 .badge.v-not-run{background:#e5e7eb;color:#374151}
+.badge.v-analogue{background:#dbeafe;color:#1e3a8a}
 section.claim{border-top:2px solid #e5e7eb;margin-top:2em;padding-top:.5em}
 blockquote.article{margin:.5em 0;padding:.4em .8em;border-left:4px solid #93c5fd;background:#eff6ff}
 p.why{color:#444;font-size:.95em}
@@ -405,6 +446,7 @@ mod tests {
         let p = Part::judged("a", "a < b & \"c\"", "d > e 'f'".into(), true, ev);
         Finding {
             claim: 3,
+            family: Family::Ipv4,
             title: "<i>title</i>".into(),
             article: "the article's \"claim\" <here> & there".into(),
             observed: "o".into(),

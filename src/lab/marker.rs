@@ -12,7 +12,8 @@ use std::net::SocketAddr;
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
 
-use super::observe::{Got, MAX_READS, drain, lo, recv};
+use super::Family;
+use super::observe::{Got, MAX_READS, drain, recv};
 use crate::sock::{Proto, Sock, Step};
 use crate::trace::Recorder;
 
@@ -34,10 +35,11 @@ pub(crate) fn pin_thread() {
     }
 }
 
-/// A fresh unbound UDP socket sends the marker to each of `to` (call on the pinned thread that
-/// sent the datagrams under test).
+/// A fresh unbound UDP socket (of the family of the first of `to`) sends the marker to each
+/// of `to` (call on the pinned thread that sent the datagrams under test).
 pub(crate) fn send(rec: &Recorder, to: &[SocketAddr]) -> Step<()> {
-    let s = Sock::open(&lo(0), Proto::Udp, rec)?;
+    let family = to.first().map_or(Family::Ipv4, Family::of);
+    let s = Sock::open(&family.lo(0), Proto::Udp, rec)?;
     for &addr in to {
         s.send_to(MARKER, addr)?;
     }
@@ -84,6 +86,7 @@ pub(crate) fn read_until_marker(sock: &Sock, to: impl Display) -> anyhow::Result
 mod tests {
     use super::*;
     use crate::lab::observe::{res, udp_bound};
+    use crate::lab::testing::lo;
 
     #[test]
     fn marker_bounds_the_wait_and_drain_is_bounded() {

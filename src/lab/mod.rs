@@ -22,6 +22,7 @@
 //! datagram did not arrive), `closed_port` (the sender to a closed UDP port of claims 4 and 5)
 //! and `ports` (what holds a port: `ss` lines, settled TCP states, binding it again).
 
+mod all_nodes;
 pub mod article;
 mod c01_tcp_one_pattern;
 mod c02_udp_three_patterns;
@@ -40,6 +41,7 @@ pub mod c14_kill9;
 pub mod capture;
 mod closed_port;
 pub mod compare;
+pub mod family;
 pub mod host;
 pub mod html;
 pub mod ladder;
@@ -56,6 +58,7 @@ use serde::Serialize;
 
 use crate::trace::Event;
 pub use article::Quote;
+pub use family::Family;
 pub use host::{Host, Lab, SsSeen};
 
 /// What the observation says about one statement of the article.
@@ -71,6 +74,10 @@ pub enum Verdict {
     Partly,
     /// Not observed, with the reason (needs root, kernel lacks a feature, setup failed).
     NotRun(String),
+    /// The claim has no form in this address family; the lab ran an analogue instead (IPv6 has
+    /// no broadcast: multicast to ff02::1), whose parts are asides with results of their own.
+    /// The reason names the analogue. Not a verdict on the article's sentence.
+    Analogue(String),
 }
 
 impl Verdict {
@@ -92,7 +99,7 @@ impl Verdict {
                     yes += 1;
                     no += 1;
                 }
-                Self::NotRun(r) => reason = reason.or(Some(r.clone())),
+                Self::NotRun(r) | Self::Analogue(r) => reason = reason.or(Some(r.clone())),
             }
         }
         match (yes, no) {
@@ -103,13 +110,14 @@ impl Verdict {
         }
     }
 
-    /// The word shown in tables: `confirmed`, `refuted`, `partly`, `not run`.
+    /// The word shown in tables: `confirmed`, `refuted`, `partly`, `not run`, `analogue`.
     pub fn word(&self) -> &'static str {
         match self {
             Self::Confirmed => "confirmed",
             Self::Refuted => "refuted",
             Self::Partly => "partly",
             Self::NotRun(_) => "not run",
+            Self::Analogue(_) => "analogue",
         }
     }
 }
@@ -235,6 +243,14 @@ pub trait Experiment: Sync {
     fn article(&self) -> &'static str;
     /// The man page or RFC behind what is observed, cited in the report.
     fn explanation(&self) -> &'static str;
+    /// Where the claim has no form in `family`: what the lab runs instead, e.g. `IPv6 has no
+    /// broadcast; analogue: ff02::1`. Such a run's parts are asides and the claim's verdict is
+    /// [`Verdict::Analogue`] with this text. `None` (the default): the claim is the same in
+    /// every family.
+    fn analogue(&self, family: Family) -> Option<&'static str> {
+        let _ = family;
+        None
+    }
     /// Runs the experiment and returns its parts, each judged from what was observed.
     fn run(&self, lab: &Lab) -> anyhow::Result<Vec<Part>>;
 }
@@ -244,6 +260,8 @@ pub trait Experiment: Sync {
 pub struct Finding {
     /// The claim number.
     pub claim: u8,
+    /// The address family it ran over: `ipv4` or `ipv6`.
+    pub family: Family,
     /// Short title.
     pub title: String,
     /// What the article says.
@@ -268,6 +286,16 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// What the ids of this finding's blocks end with in the reports, so that a claim run over
+    /// both families has distinct anchors: nothing for IPv4 (`claim-8`), `-v6` for IPv6
+    /// (`claim-8-v6`, `claim-8a-v6`).
+    pub fn anchor_suffix(&self) -> &'static str {
+        match self.family {
+            Family::Ipv4 => "",
+            Family::Ipv6 => "-v6",
+        }
+    }
+
     /// Whether the experiment failed with an error (setup failed, a socket call it relied on
     /// failed) rather than producing parts: [`run_one`] turns such an error into a `not run`
     /// verdict whose reason starts with [`ERROR_PREFIX`].
@@ -316,7 +344,10 @@ pub fn run_one(exp: &dyn Experiment, lab: &Lab) -> Finding {
     lab.begin();
     let (parts, verdict) = match exp.run(lab) {
         Ok(parts) => {
-            let v = verdict_of(&parts);
+            let v = match exp.analogue(lab.family()) {
+                Some(analogue) => Verdict::Analogue(analogue.into()),
+                None => verdict_of(&parts),
+            };
             (parts, v)
         }
         Err(e) => (vec![], Verdict::NotRun(format!("{ERROR_PREFIX}{e:#}"))),
@@ -331,6 +362,7 @@ pub fn run_one(exp: &dyn Experiment, lab: &Lab) -> Finding {
     };
     Finding {
         claim: exp.claim(),
+        family: lab.family(),
         title: exp.title().into(),
         article: exp.article().into(),
         observed,
@@ -353,6 +385,11 @@ pub(crate) mod testing {
     /// The verdicts of judged parts, in order.
     pub(crate) fn verdicts(parts: Vec<Part>) -> Vec<Verdict> {
         parts.into_iter().map(|p| p.verdict).collect()
+    }
+
+    /// `127.0.0.1:port`, the loopback address of recorded IPv4 observations.
+    pub(crate) fn lo(port: u16) -> SocketAddr {
+        super::Family::Ipv4.lo(port)
     }
 
     /// A socket address from its text (`127.0.0.1:5000`).

@@ -3,7 +3,7 @@
 //! [`outcome`], [`Read`]), datagrams as read ([`Got`], [`drain`]), and bounded waits on
 //! readiness signals instead of sleeps ([`poll_until`], [`wait_until`], [`poll_ready`]).
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::Serialize;
 
-use super::{Evidence, Host};
+use super::{Evidence, Family, Host};
 use crate::os::counters::Snapshot;
 use crate::sock::{Datagram, Proto, Sock, Step, StepError};
 use crate::trace::{Collector, Event, Recorder};
@@ -24,16 +24,6 @@ pub(crate) const TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) const SETTLE: Duration = Duration::from_secs(1);
 /// Datagrams read from one socket at most, so every reading loop is bounded.
 pub(crate) const MAX_READS: usize = 64;
-
-/// `127.0.0.1:port`, the address of every loopback part (port 0 lets the kernel choose).
-pub(crate) fn lo(port: u16) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-}
-
-/// `0.0.0.0:port` (INADDR_ANY).
-pub(crate) fn any(port: u16) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))
-}
 
 /// The name of a step's errno (`EADDRINUSE`), or the error's text when it did not come from
 /// the OS.
@@ -156,18 +146,19 @@ impl Trial {
         Ok(ev)
     }
 
-    /// A [`socket`] made inside `host`.
+    /// A [`socket`] of the host's family made inside `host`.
     pub(crate) fn sock(&self, host: &Host<'_>, proto: Proto) -> anyhow::Result<Sock> {
         let rec = self.rec.clone();
-        Ok(host.run(move || socket(&rec, proto))??)
+        let family = host.family();
+        Ok(host.run(move || socket(&rec, family, proto))??)
     }
 
-    /// An IPv4 UDP [`socket`] inside `host`.
+    /// A UDP [`socket`] of the host's family inside `host`.
     pub(crate) fn udp(&self, host: &Host<'_>) -> anyhow::Result<Sock> {
         self.sock(host, Proto::Udp)
     }
 
-    /// An IPv4 UDP socket inside `host`, bound to `addr`.
+    /// A UDP socket inside `host` (of the host's family), bound to `addr`.
     pub(crate) fn udp_bound(&self, host: &Host<'_>, addr: SocketAddr) -> anyhow::Result<Sock> {
         let s = self.udp(host)?;
         s.bind(addr)?;
@@ -175,28 +166,32 @@ impl Trial {
     }
 }
 
-/// socket(2): an IPv4 socket reporting to `rec`, with SO_RCVTIMEO set to [`TIMEOUT`] so that
-/// no receive blocks for longer. Call inside the host it belongs to.
-pub(crate) fn socket(rec: &Recorder, proto: Proto) -> Step<Sock> {
-    let s = Sock::open(&lo(0), proto, rec)?;
+/// socket(2): a socket of `family` (AF_INET or AF_INET6) reporting to `rec`, with
+/// SO_RCVTIMEO set to [`TIMEOUT`] so that no receive blocks for longer. Call inside the host
+/// it belongs to.
+pub(crate) fn socket(rec: &Recorder, family: Family, proto: Proto) -> Step<Sock> {
+    let s = Sock::open(&family.lo(0), proto, rec)?;
     s.set_read_timeout(Some(TIMEOUT))?;
     Ok(s)
 }
 
-/// An IPv4 UDP [`socket`] bound to `addr`.
+/// A UDP [`socket`] of `addr`'s family bound to `addr`.
 pub(crate) fn udp_bound(rec: &Recorder, addr: SocketAddr) -> Step<Sock> {
-    let s = socket(rec, Proto::Udp)?;
+    let s = socket(rec, Family::of(&addr), Proto::Udp)?;
     s.bind(addr)?;
     Ok(s)
 }
 
-/// A TCP connection on loopback: (listener, client, accepted server side). `prepare_listener`
-/// and `prepare_client` run before bind/connect (for options); receives bounded by [`TIMEOUT`].
+/// A TCP connection on the loopback of `family`: (listener, client, accepted server side).
+/// `prepare_listener` and `prepare_client` run before bind/connect (for options); receives
+/// bounded by [`TIMEOUT`].
 pub(crate) fn tcp_pair(
     rec: &Recorder,
+    family: Family,
     prepare_listener: impl FnOnce(&Sock) -> Step<()>,
     prepare_client: impl FnOnce(&Sock) -> Step<()>,
 ) -> Step<(Sock, Sock, Sock)> {
+    let lo = |port| family.lo(port);
     let listener = Sock::open(&lo(0), Proto::Tcp, rec)?;
     prepare_listener(&listener)?;
     listener.bind(lo(0))?;

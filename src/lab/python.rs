@@ -31,8 +31,8 @@ pub struct Script {
     pub text: &'static str,
 }
 
-/// Every file of the export: the helper module, `run_all.py`, then one script per experiment
-/// reproduced so far, in claim order.
+/// Every file of the export: the helper module, `run_all.py`, then one script per experiment,
+/// in claim order.
 pub const SCRIPTS: &[Script] = &[
     Script {
         name: "_socklab_lab.py",
@@ -43,6 +43,11 @@ pub const SCRIPTS: &[Script] = &[
         name: "run_all.py",
         claim: None,
         text: include_str!("python/run_all.py"),
+    },
+    Script {
+        name: "c01_tcp_one_pattern.py",
+        claim: Some(1),
+        text: include_str!("python/c01_tcp_one_pattern.py"),
     },
     Script {
         name: "c02_udp_three_patterns.py",
@@ -75,6 +80,11 @@ pub const SCRIPTS: &[Script] = &[
         text: include_str!("python/c07_broadcast_permission.py"),
     },
     Script {
+        name: "c08_broadcast_reception.py",
+        claim: Some(8),
+        text: include_str!("python/c08_broadcast_reception.py"),
+    },
+    Script {
         name: "c09_stream_vs_datagram.py",
         claim: Some(9),
         text: include_str!("python/c09_stream_vs_datagram.py"),
@@ -93,6 +103,16 @@ pub const SCRIPTS: &[Script] = &[
         name: "c12_recv_zero.py",
         claim: Some(12),
         text: include_str!("python/c12_recv_zero.py"),
+    },
+    Script {
+        name: "c13_time_wait.py",
+        claim: Some(13),
+        text: include_str!("python/c13_time_wait.py"),
+    },
+    Script {
+        name: "c14_kill9.py",
+        claim: Some(14),
+        text: include_str!("python/c14_kill9.py"),
     },
 ];
 

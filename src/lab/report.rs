@@ -16,7 +16,7 @@ use comfy_table::{ContentArrangement, Table, presets};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Evidence, Experiment, Finding, Part, Verdict};
+use super::{Evidence, Experiment, Family, Finding, Part, Verdict};
 use crate::trace::render;
 
 /// What a run was: the facts a reader needs to reproduce or compare it.
@@ -128,6 +128,9 @@ pub struct Summary {
     pub partly: usize,
     /// Claims not run (needs root, inconclusive, or the experiment failed).
     pub not_run: usize,
+    /// Claims with no form in the family run, where an analogue ran instead (IPv6: claims 7
+    /// and 8, broadcast).
+    pub analogue: usize,
     /// Experiments that failed with an error (counted in `not_run` too).
     pub errors: usize,
 }
@@ -145,6 +148,7 @@ impl Summary {
                 Verdict::Refuted => s.refuted += 1,
                 Verdict::Partly => s.partly += 1,
                 Verdict::NotRun(_) => s.not_run += 1,
+                Verdict::Analogue(_) => s.analogue += 1,
             }
             s.errors += usize::from(f.errored());
         }
@@ -162,10 +166,71 @@ impl Summary {
             self.refuted,
             self.not_run
         );
+        if self.analogue > 0 {
+            let _ = write!(line, ", {} analogue", self.analogue);
+        }
         if self.errors > 0 {
             let _ = write!(line, " ({} failed with an error)", self.errors);
         }
         line
+    }
+}
+
+/// The address families of `findings`, in the order they ran.
+pub fn families(findings: &[Finding]) -> Vec<Family> {
+    let mut out: Vec<Family> = Vec::new();
+    for f in findings {
+        if !out.contains(&f.family) {
+            out.push(f.family);
+        }
+    }
+    out
+}
+
+/// The findings as rows, one per claim (in the order first run), with a column per family of
+/// [`families`]: the finding of that claim in that family, if it ran.
+pub fn by_claim(findings: &[Finding]) -> Vec<Vec<Option<&Finding>>> {
+    let fams = families(findings);
+    let mut claims: Vec<u8> = Vec::new();
+    for f in findings {
+        if !claims.contains(&f.claim) {
+            claims.push(f.claim);
+        }
+    }
+    claims
+        .iter()
+        .map(|&c| {
+            fams.iter()
+                .map(|&fam| findings.iter().find(|f| f.claim == c && f.family == fam))
+                .collect()
+        })
+        .collect()
+}
+
+/// The summary line ([`Summary::line`]) of a run over IPv4 alone; one per family, prefixed
+/// with its name (`ipv6: 14 claims: …`), otherwise.
+pub fn summary_lines(findings: &[Finding]) -> Vec<String> {
+    let fams = families(findings);
+    if fams.len() <= 1 && fams.first().is_none_or(|f| *f == Family::Ipv4) {
+        return vec![Summary::of(findings).line()];
+    }
+    fams.iter()
+        .map(|&fam| {
+            let of: Vec<Finding> = findings
+                .iter()
+                .filter(|f| f.family == fam)
+                .cloned()
+                .collect();
+            format!("{fam}: {}", Summary::of(&of).line())
+        })
+        .collect()
+}
+
+/// How a claim's heading names its family: nothing for IPv4 (the article's own), ` (ipv6)`.
+pub fn family_tag(f: &Finding) -> String {
+    match f.family {
+        Family::Ipv4 => String::new(),
+        fam => format!(" ({fam})"),
     }
 }
 
@@ -184,22 +249,63 @@ pub fn list(experiments: &[&dyn Experiment]) -> String {
 
 /// The findings as a table (claim, what the article says, what this kernel did, verdict)
 /// followed by the summary line.
+/// A run over both families is drawn side by side: per claim, a column per family with its
+/// verdict and its parts' marks (`1a ✓ 1b ✗ · aside 1e ✓`); `lab show` has the rest.
 pub fn findings_table(findings: &[Finding]) -> String {
-    let mut t = table(&[
-        "claim",
-        "the article says",
-        "what this kernel did",
-        "verdict",
-    ]);
-    for f in findings {
-        t.add_row(vec![
-            f.claim.to_string(),
-            f.article.clone(),
-            kernel_lines(f),
-            f.verdict.word().into(),
-        ]);
+    let fams = families(findings);
+    let t = if fams.len() > 1 {
+        let mut header = vec!["claim".to_string(), "the article says".to_string()];
+        header.extend(fams.iter().map(|f| format!("verdict ({f})")));
+        let mut t = table(&header.iter().map(String::as_str).collect::<Vec<_>>());
+        for row in by_claim(findings) {
+            let Some(first) = row.iter().flatten().next() else {
+                continue;
+            };
+            let mut cells = vec![first.claim.to_string(), first.article.clone()];
+            cells.extend(row.iter().map(|f| {
+                f.map_or_else(
+                    || "–".to_string(),
+                    |f| format!("{}\n{}", verdict_text(&f.verdict), part_marks(f)),
+                )
+            }));
+            t.add_row(cells);
+        }
+        t
+    } else {
+        let tag = fams.first().filter(|f| **f != Family::Ipv4);
+        let did = match tag {
+            Some(f) => format!("what this kernel did ({f})"),
+            None => "what this kernel did".into(),
+        };
+        let mut t = table(&["claim", "the article says", &did, "verdict"]);
+        for f in findings {
+            t.add_row(vec![
+                f.claim.to_string(),
+                f.article.clone(),
+                kernel_lines(f),
+                verdict_text(&f.verdict),
+            ]);
+        }
+        t
+    };
+    format!("{t}\n{}\n", summary_lines(findings).join("\n"))
+}
+
+/// The marks of a finding's parts: votes, then asides (`1a ✓ 1b ✗ · aside 1e ✓`).
+fn part_marks(f: &Finding) -> String {
+    let marks = |votes: bool| {
+        f.parts
+            .iter()
+            .filter(|p| p.votes() == votes)
+            .map(|p| format!("{}{} {}", f.claim, p.id, mark(&p.verdict)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    match (marks(true), marks(false)) {
+        (v, a) if a.is_empty() => v,
+        (v, a) if v.is_empty() => format!("aside {a}"),
+        (v, a) => format!("{v} · aside {a}"),
     }
-    format!("{t}\n{}\n", Summary::of(findings).line())
 }
 
 /// What the kernel did, one line per voting part with its verdict's mark (✓ confirmed,
@@ -250,6 +356,7 @@ fn mark(v: &Verdict) -> &'static str {
         Verdict::Refuted => "✗",
         Verdict::Partly => "½",
         Verdict::NotRun(_) => "–",
+        Verdict::Analogue(_) => "≈",
     }
 }
 
@@ -270,8 +377,9 @@ pub fn show(f: &Finding) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "Claim {}: {} — {}",
+        "Claim {}{}: {} — {}",
         f.claim,
+        family_tag(f),
         f.title,
         verdict_text(&f.verdict)
     );
@@ -349,6 +457,7 @@ impl<'a> Drawn<'a> {
 pub(crate) fn verdict_text(v: &Verdict) -> String {
     match v {
         Verdict::NotRun(reason) => format!("not run: {reason}"),
+        Verdict::Analogue(what) => format!("analogue, not a verdict on the article: {what}"),
         v => v.word().into(),
     }
 }
@@ -487,15 +596,29 @@ pub struct Document<'a> {
     pub meta: &'a Meta,
     /// How many claims got each verdict.
     pub summary: Summary,
+    /// The same per address family (`ipv4`, `ipv6`), for a run over both.
+    pub by_family: BTreeMap<Family, Summary>,
     /// The findings, in the order run.
     pub experiments: &'a [Finding],
 }
 
 /// The document of a run: `{"meta": …, "summary": …, "experiments": [Finding…]}`.
 pub fn json<'a>(meta: &'a Meta, findings: &'a [Finding]) -> Document<'a> {
+    let by_family = families(findings)
+        .into_iter()
+        .map(|fam| {
+            let of: Vec<Finding> = findings
+                .iter()
+                .filter(|f| f.family == fam)
+                .cloned()
+                .collect();
+            (fam, Summary::of(&of))
+        })
+        .collect();
     Document {
         meta,
         summary: Summary::of(findings),
+        by_family,
         experiments: findings,
     }
 }
@@ -519,47 +642,88 @@ pub fn markdown(meta: &Meta, findings: &[Finding]) -> String {
         meta.socklab_version,
         meta.started_at
     );
-    let _ = writeln!(
-        s,
-        "| claim | title | votes (the article's sentences) | asides (not counted) | verdict |"
-    );
-    let _ = writeln!(s, "|---|---|---|---|---|");
-    for f in findings {
-        let marks = |votes: bool| {
-            let m: Vec<String> = f
-                .parts
+    let fams = families(findings);
+    if fams.len() > 1 {
+        let cols: Vec<String> = fams.iter().map(|f| format!("{f}")).collect();
+        let _ = writeln!(s, "| claim | title | {} |", cols.join(" | "));
+        let _ = writeln!(s, "|---|---|{}", "---|".repeat(cols.len()));
+        for row in by_claim(findings) {
+            let Some(first) = row.iter().flatten().next() else {
+                continue;
+            };
+            let cells: Vec<String> = row
                 .iter()
-                .filter(|p| p.votes() == votes)
-                .map(|p| format!("{}{} {}", f.claim, p.id, mark(&p.verdict)))
+                .map(|f| {
+                    f.map_or_else(
+                        || "–".to_string(),
+                        |f| {
+                            format!(
+                                "[**{}**](#claim-{}{}) {}",
+                                f.verdict.word(),
+                                f.claim,
+                                f.anchor_suffix(),
+                                md_cell(&part_marks(f))
+                            )
+                        },
+                    )
+                })
                 .collect();
-            if m.is_empty() {
-                "–".to_string()
-            } else {
-                m.join(" ")
-            }
-        };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} |",
+                first.claim,
+                md_cell(&first.title),
+                cells.join(" | ")
+            );
+        }
+    } else {
         let _ = writeln!(
             s,
-            "| [{}](#claim-{}) | {} | {} | {} | **{}** |",
-            f.claim,
-            f.claim,
-            md_cell(&f.title),
-            marks(true),
-            marks(false),
-            f.verdict.word()
+            "| claim | title | votes (the article's sentences) | asides (not counted) | verdict |"
         );
+        let _ = writeln!(s, "|---|---|---|---|---|");
+        for f in findings {
+            let marks = |votes: bool| {
+                let m: Vec<String> = f
+                    .parts
+                    .iter()
+                    .filter(|p| p.votes() == votes)
+                    .map(|p| format!("{}{} {}", f.claim, p.id, mark(&p.verdict)))
+                    .collect();
+                if m.is_empty() {
+                    "–".to_string()
+                } else {
+                    m.join(" ")
+                }
+            };
+            let _ = writeln!(
+                s,
+                "| [{}](#claim-{}{}) | {} | {} | {} | **{}** |",
+                f.claim,
+                f.claim,
+                f.anchor_suffix(),
+                md_cell(&f.title),
+                marks(true),
+                marks(false),
+                f.verdict.word()
+            );
+        }
     }
     let _ = writeln!(
         s,
-        "\n✓ confirmed · ✗ refuted · ½ partly · – not run. A claim's verdict comes from its votes only."
+        "\n✓ confirmed · ✗ refuted · ½ partly · – not run · ≈ analogue (the claim has no form in \
+         this family; what ran instead is shown, not judged against the article). A claim's \
+         verdict comes from its votes only."
     );
-    let _ = writeln!(s, "\n{}\n", Summary::of(findings).line());
+    let _ = writeln!(s, "\n{}\n", summary_lines(findings).join("  \n"));
     for f in findings {
         let _ = writeln!(
             s,
-            "<a id=\"claim-{}\"></a>\n## Claim {}: {} — {}\n",
+            "<a id=\"claim-{}{}\"></a>\n## Claim {}{}: {} — {}\n",
             f.claim,
+            f.anchor_suffix(),
             f.claim,
+            family_tag(f),
             f.title,
             verdict_text(&f.verdict)
         );
@@ -567,14 +731,15 @@ pub fn markdown(meta: &Meta, findings: &[Finding]) -> String {
         let _ = writeln!(s, "{}\n", f.explanation);
         let mut drawn = Drawn::default();
         for p in &f.parts {
-            markdown_part(&mut s, f.claim, p, &mut drawn);
+            markdown_part(&mut s, f, p, &mut drawn);
             s.push_str(&super::ladder::mermaid::section(f, p));
         }
     }
     s
 }
 
-fn markdown_part<'a>(s: &mut String, claim: u8, p: &'a Part, drawn: &mut Drawn<'a>) {
+fn markdown_part<'a>(s: &mut String, f: &Finding, p: &'a Part, drawn: &mut Drawn<'a>) {
+    let claim = f.claim;
     let _ = writeln!(
         s,
         "### {} — {}\n",
@@ -595,7 +760,7 @@ fn markdown_part<'a>(s: &mut String, claim: u8, p: &'a Part, drawn: &mut Drawn<'
     let (matrices, facts) = split_matrices(&ev.facts);
     let here = format!("{claim}{}", p.id);
     for (name, value, m) in &matrices {
-        let anchor = |at: &str| format!("claim-{at}-{name}");
+        let anchor = |at: &str| format!("claim-{at}{}-{name}", f.anchor_suffix());
         if let Some(at) = drawn.earlier(name, value, &here) {
             let _ = writeln!(s, "{name}: the same as in [{at}](#{}).\n", anchor(&at));
             continue;
@@ -691,6 +856,7 @@ mod tests {
     fn finding(claim: u8, parts: Vec<Part>) -> Finding {
         Finding {
             claim,
+            family: Family::Ipv4,
             title: "the | title".into(),
             article: "the article".into(),
             observed: "what happened".into(),

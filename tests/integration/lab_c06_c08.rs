@@ -9,7 +9,7 @@ use crate::lab_util;
 
 #[test]
 fn c06_implicit_bind_then_bind_is_einval() {
-    let o = c06_bind_before_send::observe().expect("observe claim 6");
+    let o = c06_bind_before_send::observe(socklab::lab::Family::Ipv4).expect("observe claim 6");
     assert_eq!(o.before.map(|a| a.port()), Some(0), "{o:?}");
     let after = o.after.expect("getsockname after sendto");
     assert!(

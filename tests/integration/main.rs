@@ -16,6 +16,7 @@ mod lab_cli;
 mod lab_ladder;
 mod lab_python;
 mod lab_util;
+mod lab_v6;
 mod layers;
 mod mesh;
 mod netns_endpoints;

@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use crate::bench::BenchError;
 use crate::bench::client::{self, ClientCfg};
-use crate::bench::protocol::{self, Message, TestKind, TestParams};
+use crate::bench::kind::{self, Pacing};
+use crate::bench::protocol::{self, Message, TestParams};
 use crate::bench::server::{ServerCfg, refuse, validate};
 use crate::bench::underload;
 
@@ -75,7 +76,9 @@ pub fn check(request: Message, cfg: &ServerCfg, nonce: &str) -> Result<Request, 
     }
     validate(&params, cfg).map_err(|why| (why, false))?;
     if let Some(bulk) = &load {
-        if params.kind != TestKind::Probe || bulk.kind != TestKind::Stream {
+        // The load must be of the kind the test's own kind runs beside it.
+        let planned = kind::of(params.kind).load(&params, &Pacing::default());
+        if planned.is_none_or(|p| p.kind != bulk.kind) {
             return Err((
                 "a load runs only as a stream beside a probe test (latency-under-load)".into(),
                 false,

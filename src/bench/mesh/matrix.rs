@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::run::{CellStatus, TestMatrix};
 use super::wire::HistogramWire;
+use crate::bench::kind;
 use crate::bench::protocol::{TestKind, Transport};
 use crate::bench::report::{self, Meta, Row};
 use crate::bench::sender::new_histogram;
@@ -33,15 +34,9 @@ pub enum Figure {
 }
 
 impl Figure {
-    /// The natural figure of a test kind.
+    /// The natural figure of a test kind ([`Kind::matrix_figure`](crate::bench::kind::Kind::matrix_figure)).
     pub fn default_for(kind: TestKind) -> Self {
-        match kind {
-            TestKind::Stream => Self::BitsPerSecond,
-            TestKind::Rate => Self::PacketsPerSecond,
-            TestKind::Rr => Self::RttP50Us,
-            // latency-under-load: the tail is what a bulk transfer beside the probes hurts.
-            TestKind::Probe => Self::RttP99Us,
-        }
+        kind::of(kind).matrix_figure()
     }
 
     /// Unit of the values.
@@ -78,8 +73,10 @@ impl Figure {
         match self {
             Self::BitsPerSecond => row.map(|r| r.bits_per_second),
             Self::PacketsPerSecond => row.map(|r| r.packets_per_second),
+            // Only a UDP flow's row accounts for lost datagrams (round-trip kinds count
+            // their lost requests in the latency).
             Self::LostPercent => row
-                .filter(|r| r.transport == Transport::Udp && r.test != TestKind::Rr)
+                .filter(|r| r.loss_by_place.is_some())
                 .map(|r| r.lost_percent),
             Self::RttP50Us => o.rr.as_ref().map(|r| r.p50_ns as f64 / 1e3),
             Self::RttP99Us => o.rr.as_ref().map(|r| r.p99_ns as f64 / 1e3),
@@ -217,8 +214,8 @@ pub fn document(
     let (mut total, mut ok) = (0, 0);
     for m in matrices {
         let fig = figure.unwrap_or(Figure::default_for(m.params.kind));
-        let probe = m.params.kind == TestKind::Probe;
-        let mut fleet = matches!(m.params.kind, TestKind::Rr | TestKind::Probe).then(new_histogram);
+        let under_load = kind::under_load(&m.params, m.load.is_some());
+        let mut fleet = kind::of(m.params.kind).round_trips().then(new_histogram);
         let mut lost = 0;
         let pairs = m
             .cells
@@ -253,9 +250,9 @@ pub fn document(
                     rows: c.outcome.as_ref().map_or_else(Vec::new, |o| {
                         // Marked as `bench client` marks latency-under-load rows.
                         let mut rows = report::rows(o);
-                        if probe {
+                        if under_load.is_some() {
                             for r in &mut rows {
-                                r.under_load = Some(m.load.is_some());
+                                r.under_load = under_load;
                                 r.load_bits_per_second = c.load_bits_per_second;
                             }
                         }
@@ -275,7 +272,7 @@ pub fn document(
             transport: m.params.transport,
             size_bytes: m.params.size,
             duration_ms: m.params.duration_ms,
-            under_load: probe.then_some(m.load.is_some()),
+            under_load,
             figure: fig,
             unit: fig.unit(),
             counted: fig.describe(),

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{ArgGroup, Args, ValueEnum};
+use socklab::bench::kind;
 use socklab::bench::mesh::matrix::{self, Figure};
 use socklab::bench::mesh::run::{self, MeshCfg, MeshTest, Progress};
 use socklab::bench::mesh::{heatmap, peers, schedule};
-use socklab::bench::protocol::{TestKind, Transport};
 use socklab::bench::report::Meta;
 
 use super::{Plan, Planned, TestArgs, output, parse_dur};
@@ -164,7 +164,7 @@ pub(crate) fn run(a: MeshArgs) -> anyhow::Result<ExitCode> {
     let udp_stream = plan
         .tests
         .iter()
-        .any(|p| p.params.transport == Transport::Udp && p.params.kind == TestKind::Stream);
+        .any(|p| kind::of(p.params.kind).searches_rate(p.params.transport));
     if plan.search_loss.is_some() && udp_stream {
         // A single `bench client` searches the highest paced rate within --target-loss; a
         // mesh would multiply that search by every pair, so its UDP streams run unpaced.

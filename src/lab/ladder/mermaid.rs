@@ -15,10 +15,11 @@ pub fn section(f: &Finding, p: &Part) -> String {
         Some(Ok(l)) => {
             let scenes = l.scenes();
             let mut s = format!(
-                "<a id=\"claim-{c}{id}-ladder\"></a>\n<details><summary>Packet ladder of {c}{id} \
+                "<a id=\"claim-{c}{id}{sfx}-ladder\"></a>\n<details><summary>Packet ladder of {c}{id} \
                  ({rows} rows: calls, packets, socket states{more})</summary>\n\n",
                 c = f.claim,
                 id = p.id,
+                sfx = f.anchor_suffix(),
                 rows = l.rows.len(),
                 more = match scenes.len() {
                     1 => String::new(),
@@ -32,9 +33,10 @@ pub fn section(f: &Finding, p: &Part) -> String {
             s
         }
         Some(Err(q)) => format!(
-            "Packet ladder: the same as in [{c}{id}](#claim-{c}{id}-ladder).\n\n",
+            "Packet ladder: the same as in [{c}{id}](#claim-{c}{id}{sfx}-ladder).\n\n",
             c = f.claim,
-            id = q.id
+            id = q.id,
+            sfx = f.anchor_suffix()
         ),
         None => String::new(),
     }

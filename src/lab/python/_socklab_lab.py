@@ -21,11 +21,16 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 
 #: SO_RCVTIMEO of every socket, as the lab sets it (seconds): a receive that gets nothing
 #: within it fails with EAGAIN, exactly like the lab's raw call (settimeout() would make the
 #: socket non-blocking and raise TimeoutError instead).
 TIMEOUT = 2
+
+#: How long to wait for the kernel to finish what is already under way (the last ACK of a close
+#: handshake) before taking things as they are (seconds), as the lab's SETTLE.
+SETTLE = 1.0
 
 VERDICTS = ("confirmed", "refuted", "partly", "not_run")
 
@@ -166,6 +171,176 @@ def route_get(dest, ns=None):
     return " ".join(lines[0].split()) if lines else None
 
 
+def poll_until(limit, read, done):
+    """Calls ``read()`` until ``done(value)`` holds or ``limit`` seconds have passed, 2 ms apart
+    (the lab's poll: the kernel offers no signal for a socket state ``ss`` shows); returns the
+    last value read."""
+    deadline = time.monotonic() + limit
+    while True:
+        value = read()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.002)
+
+
+def ss(*args):
+    """``ss -H ARGS`` (iproute2, Linux) in the calling thread's network namespace: its lines with
+    whitespace collapsed, as the lab records them."""
+    out = subprocess.run(("ss", "-H") + args, check=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, universal_newlines=True).stdout
+    return [" ".join(line.split()) for line in out.splitlines()]
+
+
+def _mentions_port(line, port):
+    return any(t.endswith(":%d" % port) for t in line.split())
+
+
+def _on_own_port(line, port):
+    """The lab's rule on the machine's shared stack: the local address has the port, or the peer
+    has it at the local end's IP (another program's connection to another address with the same
+    port number is not the port's)."""
+    f = line.split()
+    if len(f) < 5:
+        return _mentions_port(line, port)
+    suffix = ":%d" % port
+    return f[3].endswith(suffix) or (f[4].endswith(suffix)
+                                     and f[3].rsplit(":", 1)[0] == f[4].rsplit(":", 1)[0])
+
+
+def ss_of(kind, port, isolated):
+    """``ss -tan`` (TCP) or ``ss -uan`` (UDP) lines naming ``port``, chosen as the lab chooses
+    them: every line naming it in a namespace of the script's own (``isolated``), only the
+    port's own lines on the machine's shared stack."""
+    lines = ss("-tan" if kind == socket.SOCK_STREAM else "-uan")
+    keep = _mentions_port if isolated else _on_own_port
+    return [line for line in lines if keep(line, port)]
+
+
+#: TCP states a closing connection passes through on its way to TIME-WAIT or CLOSED.
+TRANSIENT = ("FIN-WAIT-1", "LAST-ACK", "CLOSING", "SYN-SENT")
+
+
+def settled_tcp(port, isolated):
+    """``ss -tan`` lines naming ``port`` once none is in a transient closing state (polled at
+    most :data:`SETTLE`, then the lines as they are), as the lab reads them."""
+    return poll_until(SETTLE, lambda: ss_of(socket.SOCK_STREAM, port, isolated),
+                      lambda lines: not any(line.startswith(TRANSIENT) for line in lines))
+
+
+def state_of(lines, local_addr, peer_addr):
+    """The state column of the ``ss`` line whose local address is ``local_addr`` and peer
+    ``peer_addr`` (both as :func:`show_addr` writes them), or None."""
+    for line in lines:
+        f = line.split()
+        if len(f) >= 5 and f[3] == local_addr and f[4] == peer_addr:
+            return f[0]
+    return None
+
+
+def bind_again(addr, kind, reuse, listen):
+    """A fresh socket binds ``addr`` again (SO_REUSEADDR if ``reuse``; listen(8) too if
+    ``listen``: a server restarting) and is closed at once: ``ok`` or the errno name."""
+    s = socket.socket(socket.AF_INET, kind)
+    try:
+        if reuse:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(addr)
+        if listen:
+            s.listen(8)
+        return "ok"
+    except OSError as e:
+        return errname(e)
+    finally:
+        s.close()
+
+
+#: packet(7): every protocol, and the packet type of a frame this namespace sent.
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+
+
+class Capture:
+    """An AF_PACKET socket (packet(7); Linux, CAP_NET_RAW) that sees every frame of every
+    interface of the namespace it is opened in, read as the lab's wire lines
+    (src/lab/capture.rs): ``TCP 127.0.0.1:80 > 127.0.0.1:5000 [SYN,ACK] seq 1 win 65495
+    wscale 7 len 0``, ``UDP a:p > b:q len 5``, ``ICMP a > b type 3 code 3``. On ``lo`` each packet
+    passes twice; its outgoing copy is left out. Non-IPv4 frames and ARP are left out (the lab
+    keeps them in its pcap, not in its evidence)."""
+
+    def __init__(self, socks):
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        socks.open.append(self.sock)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        #: Window-scale shifts announced in SYNs, by sending endpoint (RFC 7323 §2.2-2.3).
+        self.scales = {}
+
+    def lines(self):
+        """The frames queued since the last call, one line each."""
+        out = []
+        for _ in range(10000):
+            try:
+                frame, addr = self.sock.recvfrom(65600, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            if addr[2] == PACKET_OUTGOING and addr[0] == "lo":
+                continue
+            line = self.describe(frame)
+            if line is not None:
+                out.append(line)
+        return out
+
+    def describe(self, frame):
+        if len(frame) < 34 or frame[12:14] != b"\x08\x00":
+            return None
+        ip_ = frame[14:]
+        ihl = (ip_[0] & 0x0F) * 4
+        total = struct.unpack("!H", ip_[2:4])[0]
+        src, dst = socket.inet_ntoa(ip_[12:16]), socket.inet_ntoa(ip_[16:20])
+        body = ip_[ihl:total]
+        if ip_[9] == 17:
+            sport, dport = struct.unpack("!HH", body[:4])
+            return "UDP %s:%d > %s:%d len %d" % (src, sport, dst, dport, len(body) - 8)
+        if ip_[9] == 1:
+            return "ICMP %s > %s type %d code %d" % (src, dst, body[0], body[1])
+        if ip_[9] != 6:
+            return "IP %s > %s len %d" % (src, dst, len(frame))
+        sport, dport, seq = struct.unpack("!HHI", body[:8])
+        doff = (body[12] >> 4) * 4
+        flags = body[13]
+        win = struct.unpack("!H", body[14:16])[0]
+        names = [n for bit, n in ((0x02, "SYN"), (0x01, "FIN"), (0x04, "RST"), (0x08, "PSH"),
+                                  (0x10, "ACK")) if flags & bit]
+        frm, to = "%s:%d" % (src, sport), "%s:%d" % (dst, dport)
+        extra = ""
+        if flags & 0x02:
+            announced = _window_scale(body[20:doff])
+            if announced is not None:
+                self.scales[frm] = announced
+                extra = " wscale %d" % announced
+        elif to in self.scales and frm in self.scales:
+            win <<= self.scales[frm]
+        return "TCP %s > %s [%s] seq %d win %d%s len %d" % (
+            frm, to, ",".join(names), seq, win, extra, len(body) - doff)
+
+
+def _window_scale(options):
+    """The shift of a TCP window-scale option (kind 3, RFC 7323) among ``options``, or None."""
+    i = 0
+    while i < len(options):
+        kind = options[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= len(options) or options[i + 1] < 2:
+            break
+        if kind == 3 and options[i + 1] == 3 and i + 2 < len(options):
+            return options[i + 2]
+        i += options[i + 1]
+    return None
+
+
 def _setns(fd):
     """setns(2) into the network namespace open on ``fd`` (os.setns from Python 3.12, else the
     C library's through ctypes, still the standard library)."""
@@ -177,6 +352,18 @@ def _setns(fd):
     if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
         e = ctypes.get_errno()
         raise OSError(e, os.strerror(e))
+
+
+def wait_up(ns, ifname):
+    """Waits (at most :data:`TIMEOUT`) until interface ``ifname`` of namespace ``ns`` is
+    operationally up. A veth end brought up before its peer gets its carrier later, and the
+    kernel attaches its real queue (dev_activate) only then, from the deferred linkwatch work:
+    until it does, packets sent through it are dropped (seen under load: the first broadcasts
+    of claim 8's star never left). Raises if it does not come up."""
+    def state():
+        return ip("-n", ns, "-o", "link", "show", "dev", ifname)
+    if "state UP" not in poll_until(TIMEOUT, state, lambda out: "state UP" in out):
+        raise RuntimeError("%s in %s did not come up" % (ifname, ns))
 
 
 class Namespaces:
@@ -203,6 +390,8 @@ class Namespaces:
                                  (b, "veth-b", "198.51.100.2/24")):
             ip("-n", ns, "addr", "add", cidr, "dev", ifname)
             ip("-n", ns, "link", "set", ifname, "up")
+        for ns, ifname in ((a, "veth-a"), (b, "veth-b")):
+            wait_up(ns, ifname)
         return a, b
 
     @contextlib.contextmanager
