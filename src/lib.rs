@@ -32,10 +32,10 @@
 //! - [`lab`] runs the article's claims as experiments; [`bench`](mod@bench) measures throughput, loss and
 //!   latency between two endpoints.
 //!
-//! Inside `bench` the same rule holds from the bottom up: `wire`, `stats`, `culprit`; then
-//! `protocol`; then `sender` and `receiver` (neither imports the other); then `session`; then
-//! `kind` (the test kinds), `client`, `server`, `search`, `report`, `plot`, `underload` and
-//! `mesh`. The one standing
+//! Inside `bench` the same rule holds from the bottom up: `wire`, `stats`, `culprit`,
+//! `zerocopy`; then `protocol`; then `sender` and `receiver` (neither imports the other); then
+//! `session`; then `kind` (the test kinds), `client`, `server`, `search`, `report`, `plot`,
+//! `underload` and `mesh`. The one standing
 //! exception: `protocol`'s `Message` carries the mesh agent's reply (`mesh::wire`).
 //!
 //! # Where to add things

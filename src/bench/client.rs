@@ -241,6 +241,8 @@ pub fn run_test(
             r.sender_error = s.error.clone();
             r.send_refused = s.refused;
             r.datagrams_per_send_skb = s.datagrams_per_skb;
+            r.sender_copied_bytes = s.copied_bytes;
+            r.zerocopy = s.zerocopy.clone();
         }
         r
     };

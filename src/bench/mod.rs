@@ -31,6 +31,7 @@ pub mod session;
 pub mod stats;
 pub mod underload;
 pub mod wire;
+pub mod zerocopy;
 
 use std::io;
 use std::net::SocketAddr;

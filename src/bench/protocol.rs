@@ -157,6 +157,11 @@ pub struct TestParams {
     /// TCP_NOTSENT_LOWAT on TCP data sockets, bytes (`None`: the kernel's default, unlimited).
     #[serde(default)]
     pub notsent_lowat: Option<u32>,
+    /// Senders of bulk tests (UDP and TCP) pass MSG_ZEROCOPY after setting SO_ZEROCOPY
+    /// (`--zerocopy`, Documentation/networking/msg_zerocopy.rst); refused: plain sends, said
+    /// in [`ZeroCopyCount::refused`](super::zerocopy::ZeroCopyCount::refused).
+    #[serde(default)]
+    pub zerocopy: bool,
 }
 
 /// Per-interval receive figures of one stream.
@@ -239,6 +244,17 @@ pub struct StreamResult {
     /// Why the sender stopped early, if it did.
     #[serde(default)]
     pub sender_error: Option<String>,
+    /// Bytes the sender's kernel copied from user memory (the sender's
+    /// [`SentCount::copied_bytes`]); None: not counted (latency tests, an older peer).
+    #[serde(default)]
+    pub sender_copied_bytes: Option<u64>,
+    /// Bytes the receiver's recv(2)/recvmmsg(2) calls copied out of the kernel, duplicates
+    /// and datagrams of no stream included (counted at the receiver).
+    #[serde(default)]
+    pub receiver_copied_bytes: Option<u64>,
+    /// `--zerocopy`: what the sender's MSG_ZEROCOPY notifications said.
+    #[serde(default)]
+    pub zerocopy: Option<super::zerocopy::ZeroCopyCount>,
 }
 
 /// TCP_INFO figures of a sending socket.
@@ -278,6 +294,14 @@ pub struct SentCount {
     /// UDP: datagrams per socket buffer the sender handed the kernel (GSO segments, else 1).
     #[serde(default)]
     pub datagrams_per_skb: u64,
+    /// Bulk tests: bytes the kernel copied from this sender's memory. Plain sends: every byte
+    /// the send calls accepted (send(2) copies them into socket buffers); with MSG_ZEROCOPY:
+    /// the bytes of calls the notifications marked COPIED, plus any plain sends.
+    #[serde(default)]
+    pub copied_bytes: Option<u64>,
+    /// `--zerocopy`: what the notifications said.
+    #[serde(default)]
+    pub zerocopy: Option<super::zerocopy::ZeroCopyCount>,
 }
 
 /// One side's final report: its receivers' results and its CPU time.

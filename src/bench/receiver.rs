@@ -149,6 +149,8 @@ pub fn udp<T>(
     let mut t = SeqTracker::new();
     let mut tick = Ticker::new(cfg, out, wrap);
     let (mut bytes, mut first, mut last, mut drops) = (0u64, 0u64, 0u64, None);
+    // Bytes recvmmsg(2) copied into `buf`, whatever the datagrams turn out to be.
+    let mut copied = 0u64;
     loop {
         let now = sys::monotonic_ns();
         if ctl.done(now) || ctl.expected().is_some_and(|e| t.unique() >= e) {
@@ -162,6 +164,7 @@ pub fn udp<T>(
                     if m.dropped.is_some() {
                         drops = m.dropped;
                     }
+                    copied += m.len as u64;
                     let rx = m.rx_time_ns.unwrap_or(read_at);
                     let msg = &buf[i * slot..i * slot + m.len];
                     for d in msg.chunks(m.segment.max(1)) {
@@ -222,6 +225,7 @@ pub fn udp<T>(
         send_times: t.send_times(),
         recv_times: t.recv_times(),
         gro: Some(gro),
+        receiver_copied_bytes: Some(copied),
         ..StreamResult::default()
     }
 }
@@ -283,6 +287,8 @@ pub fn tcp<T>(
         bytes,
         packets: reads,
         duration_ns: last.saturating_sub(first),
+        // Every byte read(2) returned was copied out of the socket into `buf`.
+        receiver_copied_bytes: Some(bytes),
         ..StreamResult::default()
     }
 }

@@ -14,6 +14,7 @@ use super::protocol::{
 };
 use super::search::RateSearch;
 use super::stats::{bits_per_second, per_second, percent};
+use super::zerocopy::ZeroCopyCount;
 use super::{RrSummary, TestOutcome};
 use crate::sock::options::OptStatus;
 
@@ -133,6 +134,21 @@ pub struct Row {
     pub load_bits_per_second: Option<f64>,
     /// Senders that stopped before the end of the test, and why.
     pub sender_errors: Vec<String>,
+    /// Bulk tests: (`sender_copied_bytes` + `receiver_copied_bytes`) / `bytes`: the bytes
+    /// copied between user memory and the kernel per payload byte delivered (null when a side
+    /// did not count, or nothing arrived).
+    pub copied_bytes_per_delivered_byte: Option<f64>,
+    /// Bulk tests, counted at the sender: bytes its kernel copied from user memory. Plain
+    /// sends: every byte the send calls accepted (= `sent_bytes`); `--zerocopy`: the bytes
+    /// of MSG_ZEROCOPY calls notified SO_EE_CODE_ZEROCOPY_COPIED, plus plain sends after a
+    /// refusal.
+    pub sender_copied_bytes: Option<u64>,
+    /// Bulk tests, counted at the receiver: bytes its recv calls copied out of the kernel
+    /// (duplicates and foreign datagrams included).
+    pub receiver_copied_bytes: Option<u64>,
+    /// `--zerocopy`: the senders' notification counts, summed over the streams (`refused`:
+    /// the first stream's reason).
+    pub zerocopy: Option<ZeroCopyCount>,
     /// What became of the socket options each side set on its data sockets (the whole
     /// test's, so the rows of one test carry the same).
     pub socket_options: SocketOptions,
@@ -245,6 +261,10 @@ pub fn row(o: &TestOutcome, dir: Dir, ss: &[&StreamResult], duration_ns: u64) ->
                     .map(|e| format!("stream {}: {e}", s.stream))
             })
             .collect(),
+        copied_bytes_per_delivered_byte: None,
+        sender_copied_bytes: None,
+        receiver_copied_bytes: None,
+        zerocopy: None,
         socket_options: SocketOptions {
             client: o.client.socket_options.clone(),
             server: o.server.socket_options.clone(),
@@ -304,6 +324,7 @@ pub fn flow_row(o: &TestOutcome, dir: Dir, ss: &[&StreamResult]) -> Row {
         }
         Transport::Udp => add_datagram_figures(&mut r, o, ss),
     }
+    add_copy_figures(&mut r, ss);
     r
 }
 
@@ -350,6 +371,102 @@ fn add_datagram_figures(r: &mut Row, o: &TestOutcome, ss: &[&StreamResult]) {
     r.receiver_host = receiver.host;
     r.gso = any(ss.iter().map(|s| s.gso), |a, b| a && b);
     r.gro = any(ss.iter().map(|s| s.gro), |a, b| a && b);
+}
+
+/// A flow row's copies: each side's copied bytes (both counted, or none), the figure per
+/// delivered byte, and the senders' zerocopy counts.
+fn add_copy_figures(r: &mut Row, ss: &[&StreamResult]) {
+    let all = |f: fn(&StreamResult) -> Option<u64>| ss.iter().map(|s| f(s)).sum::<Option<u64>>();
+    r.sender_copied_bytes = all(|s| s.sender_copied_bytes);
+    r.receiver_copied_bytes = all(|s| s.receiver_copied_bytes);
+    r.copied_bytes_per_delivered_byte =
+        copied_per_delivered(r.sender_copied_bytes, r.receiver_copied_bytes, r.bytes);
+    r.zerocopy = ss
+        .iter()
+        .filter_map(|s| s.zerocopy.as_ref())
+        .cloned()
+        .reduce(add_zerocopy);
+}
+
+/// Two senders' zerocopy counts summed; the first refusal reason kept.
+fn add_zerocopy(a: ZeroCopyCount, b: ZeroCopyCount) -> ZeroCopyCount {
+    ZeroCopyCount {
+        refused: a.refused.or(b.refused),
+        calls: a.calls + b.calls,
+        bytes: a.bytes + b.bytes,
+        notified_calls: a.notified_calls + b.notified_calls,
+        copied_calls: a.copied_calls + b.copied_calls,
+        copied_bytes: a.copied_bytes + b.copied_bytes,
+        unnotified_bytes: a.unnotified_bytes + b.unnotified_bytes,
+        plain_bytes: a.plain_bytes + b.plain_bytes,
+    }
+}
+
+/// (sender copied + receiver copied) / delivered bytes; None when a side did not count or
+/// nothing was delivered.
+fn copied_per_delivered(sender: Option<u64>, receiver: Option<u64>, bytes: u64) -> Option<f64> {
+    let (s, r) = (sender?, receiver?);
+    (bytes > 0).then(|| (s + r) as f64 / bytes as f64)
+}
+
+/// The `copies:` note of a flow row of `bytes` delivered: the copied-per-delivered figure,
+/// split by side, and what the sender's kernel did with its sends (from the MSG_ZEROCOPY
+/// notifications when asked).
+pub fn copies_note(
+    bytes: u64,
+    sender: Option<u64>,
+    receiver: Option<u64>,
+    zerocopy: Option<&ZeroCopyCount>,
+) -> Option<String> {
+    let figure = copied_per_delivered(sender, receiver, bytes)?;
+    let (sender, receiver) = (sender?, receiver?);
+    let per = |n: u64| n as f64 / bytes as f64;
+    let how = match zerocopy {
+        None => "all sends copied by the kernel (zerocopy not asked)".to_string(),
+        Some(z) if z.calls == 0 => format!(
+            "all sends copied by the kernel (zerocopy refused: {})",
+            z.refused
+                .as_deref()
+                .unwrap_or("no MSG_ZEROCOPY call was accepted")
+        ),
+        Some(z) => {
+            let mut t = format!(
+                "MSG_ZEROCOPY: {} of {} calls notified COPIED by the kernel",
+                z.copied_calls, z.calls
+            );
+            if z.notified_calls > 0 && z.copied_calls == z.notified_calls {
+                // What every notification said; the likely reason, named as one.
+                t.push_str(
+                    " (all of them: data looped to a local socket, as on loopback or veth, is \
+                     copied at delivery)",
+                );
+            } else if z.notified_calls > z.copied_calls {
+                let _ = write!(
+                    t,
+                    ", {} sent without a copy",
+                    z.notified_calls - z.copied_calls
+                );
+            }
+            if z.notified_calls < z.calls {
+                let _ = write!(
+                    t,
+                    ", {} not notified ({} B, not counted)",
+                    z.calls - z.notified_calls,
+                    z.unnotified_bytes
+                );
+            }
+            if let Some(why) = &z.refused {
+                let _ = write!(t, "; then {why}");
+            }
+            t
+        }
+    };
+    Some(format!(
+        "copies: {figure:.2} bytes copied per byte delivered (sender {:.2}: {how}; receiver \
+         {:.2})",
+        per(sender),
+        per(receiver)
+    ))
 }
 
 /// Why a UDP row has no jitter figure, or how coarse its timestamps were; None when every
@@ -724,6 +841,54 @@ mod tests {
             lines.join(" ").split_whitespace().count(),
             60,
             "no word lost"
+        );
+    }
+
+    #[test]
+    fn copies_notes_say_where_the_copies_were() {
+        assert_eq!(
+            copies_note(1000, Some(1010), Some(1000), None).as_deref(),
+            Some(
+                "copies: 2.01 bytes copied per byte delivered (sender 1.01: all sends copied by \
+                 the kernel (zerocopy not asked); receiver 1.00)"
+            )
+        );
+        assert_eq!(copies_note(0, Some(10), Some(0), None), None);
+        assert_eq!(copies_note(10, None, Some(10), None), None);
+        let refused = ZeroCopyCount {
+            refused: Some("setsockopt(SO_ZEROCOPY) refused: EOPNOTSUPP".into()),
+            plain_bytes: 1000,
+            ..ZeroCopyCount::default()
+        };
+        let note = copies_note(1000, Some(1000), Some(1000), Some(&refused)).unwrap();
+        assert!(note.contains("(zerocopy refused: setsockopt(SO_ZEROCOPY) refused: EOPNOTSUPP)"));
+        let mixed = ZeroCopyCount {
+            calls: 10,
+            bytes: 1000,
+            notified_calls: 9,
+            copied_calls: 4,
+            copied_bytes: 400,
+            unnotified_bytes: 100,
+            ..ZeroCopyCount::default()
+        };
+        let note = copies_note(1000, Some(400), Some(1000), Some(&mixed)).unwrap();
+        assert!(
+            note.starts_with("copies: 1.40 bytes copied per byte delivered (sender 0.40:"),
+            "{note}"
+        );
+        assert!(note.contains("4 of 10 calls notified COPIED by the kernel, 5 sent without a copy, 1 not notified (100 B, not counted)"), "{note}");
+        let looped = ZeroCopyCount {
+            calls: 3,
+            bytes: 300,
+            notified_calls: 3,
+            copied_calls: 3,
+            copied_bytes: 300,
+            ..ZeroCopyCount::default()
+        };
+        let note = copies_note(300, Some(300), Some(300), Some(&looped)).unwrap();
+        assert!(
+            note.contains("3 of 3 calls notified COPIED by the kernel (all of them:"),
+            "{note}"
         );
     }
 

@@ -11,6 +11,7 @@ use hdrhistogram::Histogram;
 
 use super::protocol::{SentCount, TcpFigures, Transport};
 use super::wire::{HEADER_LEN, Repr, send_all};
+use super::zerocopy::Copies;
 use crate::sock::Sock;
 use crate::sock::options::Tolerated;
 use crate::sock::sys::{self, MAX_BATCH};
@@ -31,7 +32,13 @@ pub struct SendCfg {
     pub gso: bool,
     /// Stop sending at this CLOCK_MONOTONIC time.
     pub until_ns: u64,
+    /// UDP and TCP bulk senders: try MSG_ZEROCOPY ([`Copies`]).
+    pub zerocopy: bool,
 }
+
+/// With MSG_ZEROCOPY, a UDP ring buffer holds at most this many bytes (the pages of every
+/// buffer in the ring can be pinned at once).
+const ZEROCOPY_SLOT_BYTES: usize = 512 << 10;
 
 /// TCP_INFO of `sock` as bench figures.
 pub fn tcp_figures(sock: &Sock) -> Option<TcpFigures> {
@@ -65,7 +72,8 @@ fn pace(cfg: &SendCfg, start: u64, sent: u64) -> bool {
 
 /// Sends UDP datagrams on a connected socket until `until_ns` or `abort`: each carries a
 /// [`Repr`] header with consecutive sequence numbers. Returns what was sent; only datagrams
-/// sendmmsg(2) accepted are counted.
+/// sendmmsg(2) accepted are counted. With `zerocopy`, each message goes with MSG_ZEROCOPY
+/// from a ring of buffers ([`Copies`]), a buffer restamped only once its calls are notified.
 pub fn udp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
     let size = cfg.size.clamp(HEADER_LEN, MAX_UDP_PAYLOAD);
     let fd = sock.as_fd();
@@ -82,11 +90,25 @@ pub fn udp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
             segs = want;
         }
     }
-    let msgs = (per_slice / segs).clamp(1, MAX_BATCH);
-    let mut buf = vec![0u8; msgs * segs * size];
+    let mut copies = Copies::new(fd, cfg.zerocopy);
+    let mut msgs = (per_slice / segs).clamp(1, MAX_BATCH);
+    if copies.ring() > 1 {
+        msgs = msgs.min((ZEROCOPY_SLOT_BYTES / (segs * size)).max(1));
+    }
+    let mut buf = vec![0u8; copies.ring() * msgs * segs * size];
     let start = sys::monotonic_ns();
     let (mut seq, mut bytes, mut error, mut refused) = (0u64, 0u64, None, 0u64);
     while !abort.load(Ordering::Relaxed) && pace(&cfg, start, bytes) {
+        let slot_len = msgs * segs * size;
+        let k = match copies.acquire(cfg.until_ns, abort) {
+            Ok(Some(k)) => k,
+            Ok(None) => break,
+            Err(e) => {
+                error = Some(format!("zerocopy: {e}"));
+                break;
+            }
+        };
+        let slot = &mut buf[k * slot_len..(k + 1) * slot_len];
         // One send time per call: the datagrams of one sendmmsg(2) (and of one GSO buffer)
         // leave together. CLOCK_REALTIME, the clock of the receiver's SO_TIMESTAMPNS.
         let mut hdr = Repr {
@@ -94,17 +116,26 @@ pub fn udp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
             seq,
             timestamp_ns: sys::realtime_ns(),
         };
-        for d in buf.chunks_exact_mut(size) {
+        for d in slot.chunks_exact_mut(size) {
             // Cannot fail: every chunk is at least HEADER_LEN long (size was clamped).
             let _ = hdr.emit(d);
             hdr.seq += 1;
         }
-        match sys::send_batch(fd, &buf, segs * size) {
+        match sys::send_batch_flags(fd, slot, segs * size, copies.flags()) {
             Ok(n) => {
                 seq += (n * segs) as u64;
                 bytes += (n * segs * size) as u64;
+                copies.sent(k, n as u64, (segs * size) as u64);
             }
             Err(e) => match e.raw_os_error() {
+                // Without IP_RECVERR a UDP send reports no qdisc ENOBUFS: this one is
+                // MSG_ZEROCOPY's (no room to pin or to account the pages), retried.
+                Some(libc::ENOBUFS) if copies.flags() != 0 => {
+                    if let Err(e) = copies.no_buffers() {
+                        error = Some(format!("zerocopy: {e}"));
+                        break;
+                    }
+                }
                 Some(libc::ENOBUFS | libc::EAGAIN) => {
                     refused += 1;
                     std::thread::yield_now()
@@ -115,7 +146,9 @@ pub fn udp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
                 Some(libc::EIO | libc::EINVAL | libc::EMSGSIZE) if segs > 1 => {
                     sock.set_udp_segment(0).tolerated();
                     segs = 1;
-                    buf = vec![0u8; msgs * size];
+                    // Zerocopy: the old buffers are not rewritten while the kernel holds them.
+                    copies.settle();
+                    buf = vec![0u8; copies.ring() * msgs * size];
                 }
                 _ => {
                     error = Some(format!("sendmmsg: {e}"));
@@ -124,6 +157,7 @@ pub fn udp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
             },
         }
     }
+    let (copied_bytes, zerocopy) = copies.finish();
     SentCount {
         stream: cfg.stream,
         packets: seq,
@@ -133,30 +167,58 @@ pub fn udp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
         error,
         refused,
         datagrams_per_skb: segs as u64,
+        copied_bytes: Some(copied_bytes),
+        zerocopy,
     }
 }
 
 /// Writes `size`-byte blocks to a TCP socket until `until_ns` or `abort`, then reads TCP_INFO
-/// and half-closes (shutdown(2) SHUT_WR) so the receiver sees the end of the stream.
+/// and half-closes (shutdown(2) SHUT_WR) so the receiver sees the end of the stream. With
+/// `zerocopy`, each write goes with MSG_ZEROCOPY from a ring of buffers ([`Copies`]).
 pub fn tcp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
-    let buf = vec![0x5au8; cfg.size.max(1)];
+    let len = cfg.size.max(1);
+    let mut copies = Copies::new(sock.as_fd(), cfg.zerocopy);
+    let buf = vec![0x5au8; copies.ring() * len];
     sock.set_write_timeout(Some(std::time::Duration::from_millis(100)))
         .tolerated();
     let start = sys::monotonic_ns();
     let (mut writes, mut bytes, mut error) = (0u64, 0u64, None);
     while !abort.load(Ordering::Relaxed) && pace(&cfg, start, bytes) {
-        match sock.send(&buf) {
+        let k = match copies.acquire(cfg.until_ns, abort) {
+            Ok(Some(k)) => k,
+            Ok(None) => break,
+            Err(e) => {
+                error = Some(format!("zerocopy: {e}"));
+                break;
+            }
+        };
+        let slot = &buf[k * len..(k + 1) * len];
+        let sent = match copies.flags() {
+            0 => sock.send(slot).map_err(|e| (e.errno(), e.to_string())),
+            f => sys::send_flags(sock.as_fd(), slot, f)
+                .map_err(|e| (e.raw_os_error(), format!("send(MSG_ZEROCOPY): {e}"))),
+        };
+        match sent {
             Ok(n) => {
                 writes += 1;
                 bytes += n as u64;
+                copies.sent(k, 1, n as u64);
             }
-            Err(e) if matches!(e.errno(), Some(libc::EAGAIN | libc::EINTR)) => {}
-            Err(e) => {
-                error = Some(e.to_string());
+            Err((Some(libc::ENOBUFS), _)) if copies.flags() != 0 => {
+                if let Err(e) = copies.no_buffers() {
+                    error = Some(format!("zerocopy: {e}"));
+                    break;
+                }
+            }
+            Err((Some(libc::EAGAIN | libc::EINTR), _)) => {}
+            Err((_, e)) => {
+                error = Some(e);
                 break;
             }
         }
     }
+    // The receiver acknowledges what is in flight, and the kernel then lets go of it.
+    let (copied_bytes, zerocopy) = copies.finish();
     let tcp = tcp_figures(sock);
     let _ = sock.shutdown(std::net::Shutdown::Write);
     SentCount {
@@ -166,6 +228,8 @@ pub fn tcp(sock: &Sock, cfg: SendCfg, abort: &AtomicBool) -> SentCount {
         tcp,
         gso: None,
         error,
+        copied_bytes: Some(copied_bytes),
+        zerocopy,
         ..SentCount::default()
     }
 }

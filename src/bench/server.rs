@@ -991,6 +991,7 @@ mod tests {
             sndbuf: None,
             nodelay: false,
             notsent_lowat: None,
+            zerocopy: false,
         };
         assert_eq!(validate(&ok, &cfg), Ok(()));
         let bad = [

@@ -166,6 +166,7 @@ pub fn run<L: StreamLoops + ?Sized>(
                         rate_bps: p.rate_bps,
                         gso: p.gso,
                         until_ns: until,
+                        zerocopy: p.zerocopy,
                     };
                     let (sent, rr) = loops.send(&sock, &p, cfg, &abort);
                     let _ = tx.send(Ev::Sent(sent, sys::thread_cpu_us(), rr));

@@ -165,6 +165,10 @@ pub(crate) struct TestArgs {
     /// Do not use UDP GRO on the receiver.
     #[arg(long)]
     no_gro: bool,
+    /// UDP and TCP senders (either side: -R, --bidir) send with MSG_ZEROCOPY after
+    /// SO_ZEROCOPY; the report counts the bytes the kernel copied anyway.
+    #[arg(long)]
+    zerocopy: bool,
     #[command(flatten)]
     sock: BenchSockArgs,
     #[command(flatten)]
@@ -348,6 +352,7 @@ impl Plan {
                     sndbuf: o.send_buffer,
                     nodelay: o.nodelay,
                     notsent_lowat: a.sock.notsent_lowat(),
+                    zerocopy: a.zerocopy,
                 };
                 // A kind measured under load runs alone, then beside its load.
                 let load = kind_of.load(&params, &pacing);
@@ -366,7 +371,7 @@ impl Plan {
             "rate_bits_per_second": a.bitrate, "interval_ms": a.interval.map(|d| d.as_millis() as u64),
             "cpus": a.cpu.as_ref().map(|c| &c.0), "busy_poll": a.busy_poll, "gso": !a.no_gso, "gro": !a.no_gro,
             "rcvbuf_bytes": o.recv_buffer, "sndbuf_bytes": o.send_buffer, "nodelay": o.nodelay,
-            "notsent_lowat_bytes": a.sock.notsent_lowat(),
+            "notsent_lowat_bytes": a.sock.notsent_lowat(), "zerocopy": a.zerocopy,
             "transports": transports,
             "target_loss_percent": a.target_loss,
         });

@@ -237,6 +237,17 @@ pub const MAX_BATCH: usize = 64;
 /// ([`set_udp_segment`]) the kernel splits each message into datagrams of the segment size.
 /// Returns how many messages were sent; no allocation.
 pub fn send_batch(fd: BorrowedFd<'_>, buf: &[u8], chunk: usize) -> io::Result<usize> {
+    send_batch_flags(fd, buf, chunk, 0)
+}
+
+/// [`send_batch`] with `flags` OR-ed into the call's MSG_NOSIGNAL, e.g. MSG_ZEROCOPY: each
+/// message the kernel accepts is then one zerocopy send with its own notification id.
+pub fn send_batch_flags(
+    fd: BorrowedFd<'_>,
+    buf: &[u8],
+    chunk: usize,
+    flags: i32,
+) -> io::Result<usize> {
     if chunk == 0 {
         return Ok(0);
     }
@@ -260,13 +271,94 @@ pub fn send_batch(fd: BorrowedFd<'_>, buf: &[u8], chunk: usize) -> io::Result<us
             msgs.as_mut_ptr(),
             count as libc::c_uint,
             // The flags are a c_int in glibc and a c_uint in musl: `as _` builds on both.
-            libc::MSG_NOSIGNAL as _,
+            (libc::MSG_NOSIGNAL | flags) as _,
         )
     };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(rc as usize)
+}
+
+/// SO_ZEROCOPY from include/uapi/asm-generic/socket.h (x86, arm64 and most architectures).
+const SO_ZEROCOPY: libc::c_int = 60;
+/// ee_origin of a MSG_ZEROCOPY completion (include/uapi/linux/errqueue.h).
+const SO_EE_ORIGIN_ZEROCOPY: u8 = 5;
+/// ee_code flag of a completion whose data the kernel copied after all.
+const SO_EE_CODE_ZEROCOPY_COPIED: u8 = 1;
+
+/// setsockopt(SOL_SOCKET, SO_ZEROCOPY, 1): lets send calls with MSG_ZEROCOPY pin the
+/// caller's pages instead of copying them (TCP since Linux 4.14, UDP since 5.0;
+/// Documentation/networking/msg_zerocopy.rst). Without it the kernel ignores MSG_ZEROCOPY;
+/// EOPNOTSUPP (or ENOPROTOOPT on older kernels) means it cannot be used.
+pub fn set_zerocopy(fd: BorrowedFd<'_>) -> io::Result<()> {
+    set_int(fd, SO_ZEROCOPY, 1)
+}
+
+/// send(2) with `flags` OR-ed into MSG_NOSIGNAL (MSG_ZEROCOPY for a zerocopy TCP send):
+/// returns the bytes accepted.
+pub fn send_flags(fd: BorrowedFd<'_>, buf: &[u8], flags: i32) -> io::Result<usize> {
+    use nix::sys::socket::{MsgFlags, send};
+    let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::from_bits_retain(flags);
+    Ok(send(fd.as_raw_fd(), buf, flags)?)
+}
+
+/// One MSG_ZEROCOPY completion notification: the send calls with ids `lo..=hi` (the socket's
+/// 32-bit call counter, which wraps) released the caller's buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZeroCopyDone {
+    /// First call id of the range (ee_info).
+    pub lo: u32,
+    /// Last call id of the range, inclusive (ee_data).
+    pub hi: u32,
+    /// SO_EE_CODE_ZEROCOPY_COPIED: the kernel copied the data of this range anyway.
+    pub copied: bool,
+}
+
+/// recvmsg(2) with MSG_ERRQUEUE | MSG_DONTWAIT: the next MSG_ZEROCOPY completion on the
+/// socket's error queue (an IP_RECVERR or IPV6_RECVERR control message whose
+/// sock_extended_err has ee_origin SO_EE_ORIGIN_ZEROCOPY), or None when the queue holds none.
+/// Other queued errors (ICMP, when IP_RECVERR is on) are read and skipped.
+pub fn recv_zerocopy_done(fd: BorrowedFd<'_>) -> io::Result<Option<ZeroCopyDone>> {
+    loop {
+        let mut cmsg = nix::cmsg_space!(libc::sock_extended_err, libc::sockaddr_in6);
+        let mut iov: [IoSliceMut<'_>; 0] = [];
+        let flags = MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT;
+        let msg = match recvmsg::<()>(fd.as_raw_fd(), &mut iov, Some(&mut cmsg), flags) {
+            Ok(m) => m,
+            Err(nix::errno::Errno::EAGAIN) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        for c in msg.cmsgs()? {
+            let (ControlMessageOwned::Ipv4RecvErr(ee, _) | ControlMessageOwned::Ipv6RecvErr(ee, _)) =
+                c
+            else {
+                continue;
+            };
+            if ee.ee_origin == SO_EE_ORIGIN_ZEROCOPY && ee.ee_errno == 0 {
+                return Ok(Some(ZeroCopyDone {
+                    lo: ee.ee_info,
+                    hi: ee.ee_data,
+                    copied: ee.ee_code & SO_EE_CODE_ZEROCOPY_COPIED != 0,
+                }));
+            }
+        }
+    }
+}
+
+/// poll(2) with no requested events: waits up to `timeout_ms` for POLLERR, which the kernel
+/// sets while the socket's error queue holds something (a MSG_ZEROCOPY completion) or a
+/// socket error is pending. Returns whether POLLERR was set.
+pub fn wait_error_queue(fd: BorrowedFd<'_>, timeout_ms: u16) -> io::Result<bool> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut fds = [PollFd::new(fd, PollFlags::empty())];
+    match poll(&mut fds, PollTimeout::from(timeout_ms)) {
+        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(fds[0]
+        .revents()
+        .is_some_and(|r| r.contains(PollFlags::POLLERR)))
 }
 
 /// What [`recv_batch`] learnt about one received message.

@@ -325,6 +325,7 @@ struct Params {
     rcvbuf: Option<usize>,
     sndbuf: Option<usize>,
     notsent_lowat: Option<u32>,
+    zerocopy: bool,
 }
 
 #[derive(Debug, TypeGenerator)]
@@ -407,6 +408,7 @@ impl Msg {
                     sndbuf: p.sndbuf,
                     nodelay: p.switches[3] && p.switches[4],
                     notsent_lowat: p.notsent_lowat,
+                    zerocopy: p.zerocopy,
                 },
             },
             Self::Accepted {

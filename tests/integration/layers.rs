@@ -133,6 +133,7 @@ const BENCH_LAYERS: &[(&str, u8)] = &[
     ("wire", 0),
     ("stats", 0),
     ("culprit", 0),
+    ("zerocopy", 0),
     ("protocol", 1),
     ("sender", 2),
     ("receiver", 2),

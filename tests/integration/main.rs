@@ -3,6 +3,7 @@
 mod bad_inputs;
 mod bench;
 mod bench_hostile;
+mod bench_zerocopy;
 mod habits;
 mod help_docs;
 mod interop;

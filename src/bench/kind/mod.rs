@@ -212,6 +212,7 @@ mod tests {
             sndbuf: None,
             nodelay: false,
             notsent_lowat: None,
+            zerocopy: false,
         }
     }
 

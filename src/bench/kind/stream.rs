@@ -134,7 +134,7 @@ fn cells(r: &Row) -> Vec<String> {
 
 /// The notes of a flow row: per UDP row where its loss went, what its jitter is made of and
 /// its duplicates/reordering; per TCP row the sender's TCP_INFO and the reads the receiver
-/// made; and every sender that stopped early.
+/// made; the bytes copied per byte delivered; and every sender that stopped early.
 pub(super) fn notes(r: &Row) -> Vec<String> {
     let mut lines = Vec::new();
     let who = format!(
@@ -177,6 +177,14 @@ pub(super) fn notes(r: &Row) -> Vec<String> {
             report::opt(r.rtt_us),
             report::opt(r.cwnd_segments)
         ));
+    }
+    if let Some(c) = report::copies_note(
+        r.bytes,
+        r.sender_copied_bytes,
+        r.receiver_copied_bytes,
+        r.zerocopy.as_ref(),
+    ) {
+        lines.push(format!("{who} {c}"));
     }
     for e in &r.sender_errors {
         lines.push(format!("{who} sender stopped early: {e}"));

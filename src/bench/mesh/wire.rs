@@ -208,6 +208,7 @@ mod tests {
             sndbuf: None,
             nodelay: false,
             notsent_lowat: None,
+            zerocopy: false,
         };
         let mut old = serde_json::to_value(Message::RunTest {
             auth: None,
