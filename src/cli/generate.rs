@@ -29,10 +29,38 @@ pub(crate) struct ManArgs {
 
 pub(crate) fn completions(args: CompletionsArgs) -> anyhow::Result<ExitCode> {
     let mut cmd = Cli::command();
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "socklab", &mut script);
+    let script = interfaces_when_completing(args.shell, &String::from_utf8_lossy(&script));
     let mut buf = output::Buffer::new();
-    clap_complete::generate(args.shell, &mut cmd, "socklab", &mut buf);
+    std::io::Write::write_all(&mut buf, script.as_bytes())?;
     buf.finish()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--device IFACE` completes to the interfaces that exist when the user presses Tab (the
+/// machine's or the namespace's: `/sys/class/net`), which a generated script cannot list:
+/// clap's static scripts leave the value free, so the shell's own interface completer is put
+/// in (bash: `compgen` over `/sys/class/net`; zsh: `_net_interfaces`; fish:
+/// `__fish_print_interfaces`). Other shells keep clap's script.
+fn interfaces_when_completing(shell: Shell, script: &str) -> String {
+    match shell {
+        Shell::Bash => script.replace(
+            "--device)\n                    COMPREPLY=(\"${cur}\")",
+            "--device)\n                    COMPREPLY=($(compgen -W \"$(ls /sys/class/net 2>/dev/null)\" -- \"${cur}\"))",
+        ),
+        Shell::Zsh => script.replace("]:IFACE:' \\", "]:IFACE:_net_interfaces' \\"),
+        Shell::Fish => script
+            .lines()
+            .map(|l| match l.strip_suffix(" -r -f") {
+                Some(head) if l.contains(" -l device ") => {
+                    format!("{head} -r -f -a \"(__fish_print_interfaces)\"\n")
+                }
+                _ => format!("{l}\n"),
+            })
+            .collect(),
+        _ => script.to_string(),
+    }
 }
 
 pub(crate) fn man(args: ManArgs) -> anyhow::Result<ExitCode> {

@@ -48,6 +48,25 @@ fn bash_completion_offers_values_not_files() {
         !device.split(";;").next().unwrap().contains("compgen -f"),
         "no files for --device"
     );
+    // The interfaces that exist when Tab is pressed: the completion function itself, run by
+    // bash on `socklab udp send --device l<Tab>`, offers lo (every namespace has it).
+    let file = std::env::temp_dir().join(format!("socklab-completion-{}.bash", std::process::id()));
+    std::fs::write(&file, &script).expect("write the script");
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            r#"source {}; COMP_WORDS=(socklab udp send --device l); COMP_CWORD=4;
+               _socklab socklab l --device 2>/dev/null; printf '%s\n' "${{COMPREPLY[@]}}""#,
+            file.display()
+        ))
+        .output()
+        .expect("run bash");
+    let _ = std::fs::remove_file(&file);
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.lines().any(|l| l == "lo"),
+        "bash offers lo after --device l: {out:?}"
+    );
     for cmd in ["run", "show"] {
         let case = bash_case(&script, &format!("socklab__subcmd__lab__subcmd__{cmd}"));
         let claims: String = (1..=14).map(|n| format!(" {n}")).collect();
