@@ -24,6 +24,8 @@
 set -euo pipefail
 
 REPS=${REPS:-5}
+# FIGURES: which groups to measure (default all): tcp udp rr underload
+FIGURES=${FIGURES:-tcp udp rr underload}
 T=${T:-3}
 cd "$(dirname "$0")/.."
 SOCKLAB=${SOCKLAB:-target/release/socklab}
@@ -50,9 +52,10 @@ GSRO=()
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) exit; if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a=="" || b=="" || b==0) print "-"; else printf "%.2f", a/b }'; }
-run() { timeout $((T + 60)) "$@"; }
+run() { timeout -k 5 $((T + 60)) "$@"; }
 start_bg() { "$@" >/dev/null 2>&1 & PIDS+=($!); LAST=$!; sleep 0.5; }
 
+want() { [[ " $FIGURES " == *" $1 "* ]]; }
 declare -A V   # V[figure,series] = newline-separated samples
 add() { V["$1,$2"]+="$3"$'\n'; }
 # save NAME CMD...: runs CMD, keeps its stdout in a new file OUT/NAME.XXXX.json, prints it
@@ -97,14 +100,14 @@ start_bg sockperf server -i $LO -p $((P_SOCKPERF + 10)) --tcp
 
 for rep in $(seq "$REPS"); do
     echo "rep $rep/$REPS" >&2
-    for p in 1 2 4 8 16; do
+    want tcp && for p in 1 2 4 8 16; do
         add "tcp$p" socklab "$(sl "tcp-P$p" --test stream --tcp -l 128K -P "$p" | jq -r '.results[0].bits_per_second')"
         add "tcp$p" iperf3 "$(ip3 "iperf3-tcp-P$p" -l 128K -P "$p" -t "$T" | jq -r '.end.sum_received.bits_per_second')"
         if need xfr; then
             add "tcp$p" xfr "$(save "xfr-tcp-P$p" xfr $LO -p $P_XFR -P "$p" -t "$T" --json --no-tui -q | jq -r '.throughput_mbps * 1e6' 2>/dev/null || true)"
         fi
     done
-    for path in fast nogso; do
+    want udp && for path in fast nogso; do
         if [ $path = fast ]; then slx=(); ipx=("${GSRO[@]}"); else slx=(--no-gso --no-gro); ipx=(); fi
         j=$(sl "udp-$path" --test stream -u -l 1472 "${slx[@]}")
         add "udp_$path" socklab "$(echo "$j" | jq -r '.results[0].bits_per_second')"
@@ -114,7 +117,7 @@ for rep in $(seq "$REPS"); do
         add "udp_$path" iperf3 "$got"
         add "udp_$path" iperf3_loss "$lost"
     done
-    for proto in udp tcp; do
+    want rr && for proto in udp tcp; do
         j=$(sl "rr-$proto" --test rr "--$proto" -l 64)
         add "rr_$proto" socklab_p50 "$(echo "$j" | jq -r '.results[0].latency.p50_ns / 1000')"
         add "rr_$proto" socklab_p99 "$(echo "$j" | jq -r '.results[0].latency.p99_ns / 1000')"
@@ -124,6 +127,7 @@ for rep in $(seq "$REPS"); do
         add "rr_$proto" sockperf_p50 "$(echo "$out" | sed -n 's/.*percentile 50.000 = *\([0-9.]*\).*/\1/p' | tail -1)"
         add "rr_$proto" sockperf_p99 "$(echo "$out" | sed -n 's/.*percentile 99.000 = *\([0-9.]*\).*/\1/p' | tail -1)"
     done
+    want underload || continue
     j=$(sl underload --test latency-under-load)
     for proto in tcp udp; do
         for load in false true; do

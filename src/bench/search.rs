@@ -7,7 +7,9 @@
 //! delivered rate is the first paced candidate (what the receiver could take) and its offered
 //! rate the first upper bound. Then a geometric bisection between the best rate that met the
 //! target and the lowest that did not (halving while none has met it), until the two are
-//! within [`RESOLUTION`] of each other or [`MAX_PROBES`] probes ran.
+//! within [`RESOLUTION`] of each other or [`MAX_PROBES`] probes ran. A probe meets the target
+//! when it lost at most [`PROBE_SHARE_OF_TARGET`] of it, so that the longer measured run stays
+//! within the target itself.
 
 use serde::Serialize;
 
@@ -20,6 +22,17 @@ use super::{BenchError, TestOutcome};
 pub const MAX_PROBES: usize = 7;
 /// The search stops when the failing rate is within this factor of the passing one.
 pub const RESOLUTION: f64 = 1.10;
+/// A probe passes when its loss is at most this share of the target. Probes are short
+/// (100–300 ms) and the measured run at the rate they settle on is longer, with more chances
+/// of a stall: on loopback, 3 of 5 three-second runs at rates whose probes had lost at most 1 %
+/// lost 1.4 % (`scripts/bench-compare.sh`, 2026-12-01). Half the target keeps the run within it.
+pub const PROBE_SHARE_OF_TARGET: f64 = 0.5;
+
+/// Whether a probe passes a search for `target_loss_percent`.
+fn passes(p: &Probe, target_loss_percent: f64) -> bool {
+    p.lost_percent <= target_loss_percent * PROBE_SHARE_OF_TARGET
+}
+
 /// Lowest rate probed, bits/s per stream.
 const FLOOR_BPS: u64 = 100_000;
 
@@ -72,7 +85,7 @@ pub fn search(
         Ok(probe)
     };
     let first = run(0)?;
-    let ok = |p: &Probe| p.lost_percent <= target_loss_percent;
+    let ok = |p: &Probe| passes(p, target_loss_percent);
     if ok(&first) {
         return Ok(RateSearch {
             target_loss_percent,
@@ -124,5 +137,28 @@ fn measure(o: &TestOutcome, rate: u64, duration_ns: u64) -> Probe {
         received_bits_per_second: rows.iter().map(|r| r.bits_per_second).sum(),
         sent_bits_per_second: super::stats::bits_per_second(sent_bytes, duration_ns),
         lost_percent: super::stats::percent(lost, sent),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(lost_percent: f64) -> Probe {
+        Probe {
+            paced_bits_per_second: 1,
+            received_bits_per_second: 1.0,
+            sent_bits_per_second: 1.0,
+            lost_percent,
+        }
+    }
+
+    /// A probe must keep well inside the target: at 1 %, 0.5 % passes and 0.6 % does not.
+    #[test]
+    fn a_probe_passes_at_half_the_target() {
+        assert!(passes(&probe(0.5), 1.0));
+        assert!(!passes(&probe(0.6), 1.0));
+        assert!(passes(&probe(0.0), 0.0));
+        assert!(!passes(&probe(0.01), 0.0));
     }
 }
