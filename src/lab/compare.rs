@@ -180,12 +180,15 @@ fn facts(p: &Value) -> serde_json::Map<String, Value> {
         .unwrap_or_default()
 }
 
-/// The facts of one part with what legitimately varies run to run made comparable. There is
-/// one such thing: **port numbers the kernel chose** (ephemeral ports, `bind(…:0)`), which
-/// differ between any two runs. Every non-zero port — in an address string (`127.0.0.1:40001`,
-/// `[::1]:40001`) or the number of a fact named `port` — becomes `P1`, `P2`, … in the order
-/// the part's facts first mention it (keys sorted), so that "the same port as before" survives
-/// and the number itself does not matter. Port 0 stays 0.
+/// The facts of one part with what legitimately varies run to run made comparable:
+/// - **port numbers the kernel chose** (ephemeral ports, `bind(…:0)`): every non-zero port — in
+///   an address string (`127.0.0.1:40001`, `[::1]:40001`) or the number of a fact named
+///   `port` — becomes `P1`, `P2`, … in the order the part's facts first mention it (keys
+///   sorted), so that "the same port as before" survives and the number itself does not
+///   matter. Port 0 stays 0;
+/// - **TCP initial sequence numbers** (random per connection, RFC 6528): `seq 3909618761` in a
+///   wire line becomes `seq S`;
+/// - **the order of `ss` lines** (the kernel's hash-table order): a list of them is sorted.
 pub fn normalise(facts: &serde_json::Map<String, Value>) -> BTreeMap<String, Value> {
     let mut ports: Vec<String> = Vec::new();
     let sorted: BTreeMap<&String, &Value> = facts.iter().collect();
@@ -195,13 +198,55 @@ pub fn normalise(facts: &serde_json::Map<String, Value>) -> BTreeMap<String, Val
         .collect()
 }
 
+/// The states `ss` prints first on a socket's line (ss(8)).
+const SS_STATES: &[&str] = &[
+    "UNCONN",
+    "LISTEN",
+    "ESTAB",
+    "SYN-SENT",
+    "SYN-RECV",
+    "FIN-WAIT-1",
+    "FIN-WAIT-2",
+    "CLOSE-WAIT",
+    "CLOSING",
+    "LAST-ACK",
+    "TIME-WAIT",
+];
+
+fn is_ss_line(v: &Value) -> bool {
+    v.as_str()
+        .and_then(|s| s.split_whitespace().next())
+        .is_some_and(|w| SS_STATES.contains(&w))
+}
+
+/// `seq N` → `seq S` in a wire line.
+fn without_isn(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("seq ") {
+        out.push_str(&rest[..i + 4]);
+        let after = &rest[i + 4..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        out.push_str(if digits > 0 { "S" } else { "" });
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn walk(key: &str, v: &Value, ports: &mut Vec<String>) -> Value {
     match v {
-        Value::String(s) => Value::String(ports_in(s, ports)),
+        Value::String(s) => Value::String(ports_in(&without_isn(s), ports)),
         Value::Number(n) if key == "port" && n.as_u64().is_some_and(|p| p != 0) => {
             Value::String(token(&n.to_string(), ports))
         }
-        Value::Array(a) => Value::Array(a.iter().map(|x| walk(key, x, ports)).collect()),
+        Value::Array(a) => {
+            let mut out: Vec<Value> = a.iter().map(|x| walk(key, x, ports)).collect();
+            if !out.is_empty() && out.iter().all(is_ss_line) {
+                out.sort_by(|x, y| x.as_str().cmp(&y.as_str()));
+            }
+            Value::Array(out)
+        }
         Value::Object(o) => {
             let sorted: BTreeMap<&String, &Value> = o.iter().collect();
             Value::Object(
@@ -286,6 +331,45 @@ mod tests {
         assert_eq!(n["n"], json!(5555), "a number not named port stays");
         let s = json!({"t": "timewait,59sec,0", "x": "a:1"});
         assert_eq!(normalise(s.as_object().unwrap())["x"], json!("a:1"));
+    }
+
+    /// Two runs of the same part differ in their connections' ISNs and in the order `ss`
+    /// listed the sockets; neither is a difference. A different state still is.
+    #[test]
+    fn isns_and_ss_order_are_not_differences() {
+        let run = |isn: &str, ss: [&str; 2]| {
+            doc(
+                "confirmed",
+                json!({"addr": "[::1]:40001", "before": ss,
+                       "wire": [format!("TCP [::1]:40001 > [::1]:40002 [FIN,ACK] seq {isn} win 65536 len 0")]}),
+            )
+        };
+        let a = run(
+            "3909618761",
+            [
+                "ESTAB 0 0 [::1]:40002 [::1]:40001",
+                "ESTAB 0 0 [::1]:40001 [::1]:40002",
+            ],
+        );
+        let b = run(
+            "4078822984",
+            [
+                "ESTAB 0 0 [::1]:40001 [::1]:40002",
+                "ESTAB 0 0 [::1]:40002 [::1]:40001",
+            ],
+        );
+        let c = compare(&a, &b).unwrap();
+        assert!(c.differences.is_empty(), "{c:?}");
+        let d = run(
+            "1",
+            [
+                "ESTAB 0 0 [::1]:40001 [::1]:40002",
+                "CLOSE-WAIT 1 0 [::1]:40002 [::1]:40001",
+            ],
+        );
+        let c = compare(&a, &d).unwrap();
+        assert_eq!(c.differences.len(), 1, "{c:?}");
+        assert!(c.differences[0].contains("fact before"), "{c:?}");
     }
 
     #[test]
