@@ -164,6 +164,32 @@ pub struct TestParams {
     pub zerocopy: bool,
 }
 
+#[cfg(test)]
+impl TestParams {
+    /// A one-second, one-stream upload of `size`-byte payloads with the defaults of a plain
+    /// `bench client` run: the base the unit tests vary with `..`.
+    pub(crate) fn example(kind: TestKind, transport: Transport, size: usize) -> Self {
+        Self {
+            kind,
+            transport,
+            size,
+            duration_ms: 1000,
+            parallel: 1,
+            dirs: vec![Dir::Up],
+            rate_bps: 0,
+            interval_ms: 0,
+            gso: true,
+            gro: true,
+            busy_poll: false,
+            rcvbuf: None,
+            sndbuf: None,
+            nodelay: false,
+            notsent_lowat: None,
+            zerocopy: false,
+        }
+    }
+}
+
 /// Per-interval receive figures of one stream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IntervalSample {

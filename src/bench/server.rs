@@ -975,24 +975,7 @@ mod tests {
     #[test]
     fn limits_are_checked_on_the_start_message() {
         let cfg = ServerCfg::default();
-        let ok = TestParams {
-            kind: TestKind::Stream,
-            transport: Transport::Udp,
-            size: 1472,
-            duration_ms: 1000,
-            parallel: 1,
-            dirs: vec![Dir::Up],
-            rate_bps: 0,
-            interval_ms: 0,
-            gso: true,
-            gro: true,
-            busy_poll: false,
-            rcvbuf: None,
-            sndbuf: None,
-            nodelay: false,
-            notsent_lowat: None,
-            zerocopy: false,
-        };
+        let ok = TestParams::example(TestKind::Stream, Transport::Udp, 1472);
         assert_eq!(validate(&ok, &cfg), Ok(()));
         let bad = [
             TestParams {

@@ -197,22 +197,12 @@ mod tests {
 
     fn params(kind: TestKind, dirs: Vec<Dir>) -> TestParams {
         TestParams {
-            kind,
-            transport: Transport::Udp,
-            size: 64,
             duration_ms: 100,
             parallel: 2,
             dirs,
-            rate_bps: 0,
-            interval_ms: 0,
             gso: false,
             gro: false,
-            busy_poll: false,
-            rcvbuf: None,
-            sndbuf: None,
-            nodelay: false,
-            notsent_lowat: None,
-            zerocopy: false,
+            ..TestParams::example(kind, Transport::Udp, 64)
         }
     }
 

@@ -193,22 +193,12 @@ mod tests {
     fn messages_without_load_fields_still_parse() {
         use crate::bench::protocol::Message;
         let params = TestParams {
-            kind: crate::bench::protocol::TestKind::Rr,
-            transport: crate::bench::protocol::Transport::Tcp,
-            size: 64,
             duration_ms: 100,
-            parallel: 1,
-            dirs: vec![crate::bench::protocol::Dir::Up],
-            rate_bps: 0,
-            interval_ms: 0,
-            gso: true,
-            gro: true,
-            busy_poll: false,
-            rcvbuf: None,
-            sndbuf: None,
-            nodelay: false,
-            notsent_lowat: None,
-            zerocopy: false,
+            ..TestParams::example(
+                crate::bench::protocol::TestKind::Rr,
+                crate::bench::protocol::Transport::Tcp,
+                64,
+            )
         };
         let mut old = serde_json::to_value(Message::RunTest {
             auth: None,
