@@ -6,6 +6,8 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
+use crate::util::NobodyCopy;
+
 const BIN: &str = env!("CARGO_BIN_EXE_socklab");
 
 fn socklab(args: &[&str]) -> Output {
@@ -263,42 +265,19 @@ fn two_runs_give_the_same_verdicts_and_leave_no_namespace() {
     assert_eq!(runs[0], runs[1]);
 }
 
-/// A copy of the binary uid 65534 can run, in a world-readable directory of its own (the build
-/// tree may sit in a directory other users cannot enter), removed on drop.
-struct NobodyCopy {
-    dir: std::path::PathBuf,
-}
-
+/// Whether this test can switch to uid 65534 (root, with setpriv installed).
 impl NobodyCopy {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("socklab-nobody-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create a directory for the unprivileged copy");
-        let exe = dir.join("socklab");
-        std::fs::copy(BIN, &exe).expect("copy the binary");
-        for p in [&dir, &exe] {
-            std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-                .expect("make it readable for uid 65534");
-        }
-        Self { dir }
-    }
-
     /// `socklab lab --json` as uid 65534 with `env` set.
     fn lab_json(&self, env: &[(&str, &str)]) -> Output {
         Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(self.dir.join("socklab"))
+            .arg(self.exe())
             .args(["lab", "--json"])
             .envs(env.iter().copied())
             .current_dir("/")
             .stdin(Stdio::null())
             .output()
             .expect("run setpriv")
-    }
-}
-
-impl Drop for NobodyCopy {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

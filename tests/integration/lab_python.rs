@@ -12,7 +12,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 use socklab::lab::{compare, python};
 
-use crate::util::have;
+use crate::util::{NobodyCopy, have};
 
 const BIN: &str = env!("CARGO_BIN_EXE_socklab");
 
@@ -438,9 +438,11 @@ fn unprivileged_scripts_skip_namespace_parts_with_a_reason() {
             .filter_map(|s| s.claim)
             .map(|c| c.to_string()),
     );
+    // A copy uid 65534 can run: the build tree may sit where it cannot enter.
+    let copy = NobodyCopy::new("py");
     let lab = run(Command::new("setpriv")
         .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-        .arg(BIN)
+        .arg(copy.exe())
         .args(&args)
         .env("SOCKLAB_LAB_NO_USERNS", "1")
         .current_dir(&dir));

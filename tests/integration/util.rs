@@ -582,3 +582,35 @@ fn free_port(bindable: impl Fn(u16) -> bool) -> u16 {
     }
     panic!("no free port below the ephemeral range {low}");
 }
+
+/// A copy of the binary uid 65534 can run, in a world-readable directory of its own (the build
+/// tree may sit in a directory other users cannot enter, such as a `mktemp -d` clone), removed
+/// on drop.
+pub(crate) struct NobodyCopy {
+    dir: std::path::PathBuf,
+}
+
+impl NobodyCopy {
+    pub(crate) fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("socklab-nobody-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create a directory for the unprivileged copy");
+        let exe = dir.join("socklab");
+        std::fs::copy(BIN, &exe).expect("copy the binary");
+        for p in [&dir, &exe] {
+            std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .expect("make it readable for uid 65534");
+        }
+        Self { dir }
+    }
+
+    /// The copy's path.
+    pub(crate) fn exe(&self) -> std::path::PathBuf {
+        self.dir.join("socklab")
+    }
+}
+
+impl Drop for NobodyCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
