@@ -159,7 +159,7 @@ pub fn run_test(
             let port = tcp_port.ok_or_else(|| BenchError::Protocol("no TCP data port".into()))?;
             let to = SocketAddr::new(server_ip, port);
             for &(id, dir) in &streams {
-                let s = data_socket(to, params)?;
+                let s = data_socket(to, params, server_ip)?;
                 s.connect_timeout(to, cfg.timeout)?;
                 let mut h = [0u8; HEADER_LEN];
                 // Cannot fail: h is exactly HEADER_LEN long.
@@ -188,7 +188,7 @@ pub fn run_test(
                     Dir::Down => down_ports.next(),
                 };
                 let to = SocketAddr::new(server_ip, *port.ok_or_else(too_few)?);
-                let s = data_socket(to, params)?;
+                let s = data_socket(to, params, server_ip)?;
                 if dir == Dir::Up {
                     s.connect(to)?;
                 } else {

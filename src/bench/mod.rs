@@ -34,7 +34,7 @@ pub mod wire;
 pub mod zerocopy;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -101,14 +101,38 @@ impl From<io::Error> for BenchError {
     }
 }
 
-/// Opens a data socket for `params` of the family of `like`. UDP sockets get large buffers
-/// ([`DEFAULT_BUFFER`]) unless the test sets them; TCP sockets keep the kernel's buffer
-/// autotuning (tcp(7): setting SO_RCVBUF/SO_SNDBUF turns it off) unless the test sets them.
-/// A buffer the kernel refuses or caps does not stop the test: the socket's option log keeps
-/// the outcome, and the report shows it.
-pub fn data_socket(like: SocketAddr, p: &TestParams) -> Result<Sock, BenchError> {
+/// SO_SNDBUF of a TCP data socket whose peer is on this host ([`on_this_host`]), unless the
+/// test sets `--sndbuf`. Such a peer has no path to fill: what the sender has in flight only
+/// waits, unread, in the peer's receive queue. Left to autotuning (tcp(7): the send buffer grows
+/// with cwnd, which nothing stops on a lossless loopback), each stream queued up to tcp_wmem's
+/// 4 MiB there (`ss -tm`: 1-5 MB per stream at -P 16), the receivers then copied it out of
+/// memory rather than the CPU's cache, and throughput fell as streams were added (-P 16 below
+/// -P 8). 256 KiB (the kernel doubles it) keeps -P 1 and -P 2 as they were and makes the rate
+/// rise with streams up to -P 16 (measured with `bench server` + `bench client`, 2 CPUs).
+pub const LOCAL_TCP_SNDBUF: usize = 256 << 10;
+
+/// Whether `ip` is an address of this host (of this network namespace): loopback, or one a
+/// socket can bind (bind(2) fails with EADDRNOTAVAIL for an address no interface has).
+pub fn on_this_host(ip: IpAddr) -> bool {
+    ip.is_loopback()
+        || socket2::Socket::new(
+            socket2::Domain::for_address(SocketAddr::new(ip, 0)),
+            socket2::Type::DGRAM,
+            None,
+        )
+        .and_then(|s| s.bind(&SocketAddr::new(ip, 0).into()))
+        .is_ok()
+}
+
+/// Opens a data socket for `params` of the family of `like`, toward a peer at `peer`.
+/// UDP sockets get large buffers ([`DEFAULT_BUFFER`]) unless the test sets them; TCP sockets
+/// keep the kernel's buffer autotuning (tcp(7): setting SO_RCVBUF/SO_SNDBUF turns it off)
+/// unless the test sets them, or, for the send buffer, the peer is on this host
+/// ([`LOCAL_TCP_SNDBUF`]). A buffer the kernel refuses or caps does not stop the test: the
+/// socket's option log keeps the outcome, and the report shows it.
+pub fn data_socket(like: SocketAddr, p: &TestParams, peer: IpAddr) -> Result<Sock, BenchError> {
     let s = Sock::open(&like, protocol::proto_of(p.transport), &Recorder::off())?;
-    configure(&s, p);
+    configure(&s, p, peer);
     Ok(s)
 }
 
@@ -116,12 +140,17 @@ pub fn data_socket(like: SocketAddr, p: &TestParams) -> Result<Sock, BenchError>
 /// a data socket (a SYN-ACK's window scale comes from the listener's SO_RCVBUF, tcp(7)), and
 /// each connection it accepts is configured again: it inherits the values, and setting them
 /// on it puts their outcome in its own option log, which the server's report carries.
-pub fn configure(s: &Sock, p: &TestParams) {
+pub fn configure(s: &Sock, p: &TestParams, peer: IpAddr) {
     let udp = p.transport == Transport::Udp;
     if let Some(n) = p.rcvbuf.or(udp.then_some(DEFAULT_BUFFER)) {
         s.set_recv_buffer_size(n).tolerated();
     }
-    if let Some(n) = p.sndbuf.or(udp.then_some(DEFAULT_BUFFER)) {
+    let local_tcp = !udp && on_this_host(peer);
+    if let Some(n) = p
+        .sndbuf
+        .or(udp.then_some(DEFAULT_BUFFER))
+        .or(local_tcp.then_some(LOCAL_TCP_SNDBUF))
+    {
         s.set_send_buffer_size(n).tolerated();
     }
     tune(s, p);
@@ -219,4 +248,20 @@ pub struct TestOutcome {
     /// merged rather than averaged (`bench mesh`).
     #[serde(skip)]
     pub rr_histogram: Option<Histogram<u64>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_this_host;
+
+    #[test]
+    fn loopback_is_on_this_host_and_a_test_net_address_is_not() {
+        assert!(on_this_host("127.0.0.1".parse().unwrap()));
+        assert!(on_this_host("127.0.0.2".parse().unwrap()));
+        assert!(on_this_host("::1".parse().unwrap()));
+        // TEST-NET-2 (RFC 5737) and the IPv6 documentation prefix (RFC 3849): no interface
+        // of this host has them; only bind(2) is tried, nothing is sent.
+        assert!(!on_this_host("198.51.100.7".parse().unwrap()));
+        assert!(!on_this_host("2001:db8::7".parse().unwrap()));
+    }
 }

@@ -152,6 +152,10 @@ pub struct Row {
     /// What became of the socket options each side set on its data sockets (the whole
     /// test's, so the rows of one test carry the same).
     pub socket_options: SocketOptions,
+    /// TCP without `--sndbuf`: the SO_SNDBUF bytes asked on data sockets because their peer
+    /// was on this host ([`LOCAL_TCP_SNDBUF`](super::LOCAL_TCP_SNDBUF)); null when send
+    /// buffers were autotuned or set by `--sndbuf`.
+    pub local_peer_sndbuf: Option<u64>,
 }
 
 /// The socket options of a test's data sockets, per side, each as the side's kernel applied,
@@ -269,6 +273,15 @@ pub fn row(o: &TestOutcome, dir: Dir, ss: &[&StreamResult], duration_ns: u64) ->
             client: o.client.socket_options.clone(),
             server: o.server.socket_options.clone(),
         },
+        local_peer_sndbuf: if tcp && p.sndbuf.is_none() {
+            [&o.client.socket_options, &o.server.socket_options]
+                .into_iter()
+                .flatten()
+                .find(|t| t.outcome.option == "SO_SNDBUF")
+                .and_then(|t| t.outcome.asked.as_u64())
+        } else {
+            None
+        },
     }
 }
 
@@ -276,6 +289,16 @@ pub fn row(o: &TestOutcome, dir: Dir, ss: &[&StreamResult], duration_ns: u64) ->
 /// as asked (unsupported, refused, or another value than asked beyond the documented doubling
 /// of buffer sizes). Options applied as asked make no line.
 fn option_notes(r: &Row) -> Vec<String> {
+    let local = r.local_peer_sndbuf.map(|n| {
+        format!(
+            "{} {} B: SO_SNDBUF {} per data socket (the kernel doubles it): the peer is on this \
+             host, where autotuning lets each stream queue MBs unread in its receive queue \
+             (--sndbuf sets another)",
+            name(r.transport),
+            r.size_bytes,
+            format_args!("{} KiB", n >> 10),
+        )
+    });
     let sides = [
         ("client", &r.socket_options.client),
         ("server", &r.socket_options.server),
@@ -302,6 +325,7 @@ fn option_notes(r: &Row) -> Vec<String> {
                     )
                 })
         })
+        .chain(local)
         .collect()
 }
 

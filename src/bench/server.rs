@@ -666,7 +666,7 @@ fn run_test(
     let peer_ip = conn.peer_addr()?.ip();
     let jobs = match params.transport {
         Transport::Tcp => {
-            let l = data_socket(SocketAddr::new(local_ip, 0), params)?;
+            let l = data_socket(SocketAddr::new(local_ip, 0), params, peer_ip)?;
             l.bind(SocketAddr::new(local_ip, 0))?;
             l.listen(128)?;
             protocol::write_message(
@@ -686,7 +686,7 @@ fn run_test(
             let mut socks = Vec::new();
             let (mut up_ports, mut down_ports) = (Vec::new(), Vec::new());
             for &(stream, dir) in &streams {
-                let s = data_socket(SocketAddr::new(local_ip, 0), params)?;
+                let s = data_socket(SocketAddr::new(local_ip, 0), params, peer_ip)?;
                 s.bind(SocketAddr::new(local_ip, 0))?;
                 let port = s.local_addr().map_or(0, |a| a.port());
                 match dir {
@@ -890,7 +890,8 @@ fn accept_streams(
         if jobs.iter().any(|(j, _)| *j == id) {
             return Err(BenchError::Protocol(format!("stream {id} connected twice")));
         }
-        super::configure(&s, p);
+        let peer = s.peer_addr().map_or(ctrl.peer_addr()?.ip(), |a| a.ip());
+        super::configure(&s, p, peer);
         jobs.push((id, kind::job(p, dir, false, s)));
     }
     Ok(jobs)

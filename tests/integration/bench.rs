@@ -495,6 +495,15 @@ fn reverse_and_bidirectional_between_namespaces() {
     for r in rows {
         assert!(u(r, "bytes") > 0);
         assert_eq!(u(r, "bytes"), u(r, "sent_bytes"), "{r}");
+        // The peer is across a veth, not on this host: send buffers stay autotuned.
+        for side in ["client", "server"] {
+            let opts = r["socket_options"][side].as_array().expect("options");
+            assert!(
+                opts.iter().all(|o| o["option"] != "SO_SNDBUF"),
+                "{side}: {opts:?}"
+            );
+        }
+        assert!(r["local_peer_sndbuf"].is_null(), "{r}");
     }
 }
 

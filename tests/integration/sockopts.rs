@@ -87,7 +87,10 @@ fn bench_json_has_both_sides_socket_options() {
         assert_eq!(option(&opts[side], "TCP_NOTSENT_LOWAT")["asked"], 32768);
         // The server's accepted connections too (its listener had it before the SYN-ACK).
         assert_eq!(option(&opts[side], "SO_RCVBUF")["read_back"], 524288);
+        // No --sndbuf, and the peer on this host: the local send buffer, on both sides.
+        assert_eq!(option(&opts[side], "SO_SNDBUF")["asked"], 256 << 10);
     }
+    assert_eq!(doc["results"][0]["local_peer_sndbuf"], 256 << 10);
     // The receiver's SO_RCVLOWAT is read back: the kernel may cap it.
     assert!(option(&opts["server"], "SO_RCVLOWAT")["read_back"].is_u64());
 }
