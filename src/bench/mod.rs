@@ -47,6 +47,13 @@ use protocol::{Dir, FrameError, IntervalSample, SideReport, StreamResult, TestPa
 /// Default SO_RCVBUF/SO_SNDBUF of UDP data sockets: net.core.rmem_max/wmem_max on these machines.
 pub const DEFAULT_BUFFER: usize = 4 << 20;
 
+/// SO_RCVBUFFORCE of UDP data sockets when the test sets no `--rcvbuf` and this process may
+/// pass net.core.rmem_max (root: CAP_NET_ADMIN, socket(7)). At full speed on loopback the
+/// receiving thread barely keeps up, and a scheduling stall of a millisecond overflowed the
+/// 4 MiB buffer (SO_RXQ_OVFL): 3-second unpaced runs lost 0.5-1.5 % there; with 16 MiB,
+/// 0-0.3 % at the same rate (5 runs each, `bench server` + `bench client`, 2 CPUs).
+pub const UDP_RECV_BUFFER_FORCED: usize = 16 << 20;
+
 /// Why a bench run failed. Display is one line.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -125,7 +132,8 @@ pub fn on_this_host(ip: IpAddr) -> bool {
 }
 
 /// Opens a data socket for `params` of the family of `like`, toward a peer at `peer`.
-/// UDP sockets get large buffers ([`DEFAULT_BUFFER`]) unless the test sets them; TCP sockets
+/// UDP sockets get large buffers ([`DEFAULT_BUFFER`]; a receive buffer of
+/// [`UDP_RECV_BUFFER_FORCED`] when the process may) unless the test sets them; TCP sockets
 /// keep the kernel's buffer autotuning (tcp(7): setting SO_RCVBUF/SO_SNDBUF turns it off)
 /// unless the test sets them, or, for the send buffer, the peer is on this host
 /// ([`LOCAL_TCP_SNDBUF`]). A buffer the kernel refuses or caps does not stop the test: the
@@ -142,8 +150,17 @@ pub fn data_socket(like: SocketAddr, p: &TestParams, peer: IpAddr) -> Result<Soc
 /// on it puts their outcome in its own option log, which the server's report carries.
 pub fn configure(s: &Sock, p: &TestParams, peer: IpAddr) {
     let udp = p.transport == Transport::Udp;
-    if let Some(n) = p.rcvbuf.or(udp.then_some(DEFAULT_BUFFER)) {
-        s.set_recv_buffer_size(n).tolerated();
+    match p.rcvbuf {
+        Some(n) => {
+            s.set_recv_buffer_size(n).tolerated();
+        }
+        None if udp && crate::netns::have_net_admin() => {
+            s.set_recv_buffer_force(UDP_RECV_BUFFER_FORCED).tolerated();
+        }
+        None if udp => {
+            s.set_recv_buffer_size(DEFAULT_BUFFER).tolerated();
+        }
+        None => {}
     }
     let local_tcp = !udp && on_this_host(peer);
     if let Some(n) = p

@@ -386,6 +386,28 @@ impl Sock {
         })
     }
 
+    /// SO_RCVBUFFORCE: SO_RCVBUF beyond net.core.rmem_max, for a process with CAP_NET_ADMIN
+    /// (EPERM otherwise, socket(7)); then a getsockopt(SO_RCVBUF) of what the kernel applied
+    /// (doubled).
+    pub fn set_recv_buffer_force(&self, size: usize) -> Step<Applied> {
+        self.setopt("SOL_SOCKET, SO_RCVBUFFORCE", size.to_string(), |s| {
+            nix::sys::socket::setsockopt(s, nix::sys::socket::sockopt::RcvBufForce, &size)
+                .map_err(io::Error::from)
+        })?;
+        let applied = self.recv_buffer_size()?;
+        self.opts.read_back(
+            "SO_RCVBUFFORCE",
+            applied as i64,
+            size as i64 * 2,
+            "the kernel doubles buffer sizes for its bookkeeping (socket(7))",
+        );
+        Ok(Applied {
+            option: "SO_RCVBUFFORCE",
+            asked: size,
+            applied,
+        })
+    }
+
     /// getsockopt(SO_RCVBUF).
     pub fn recv_buffer_size(&self) -> Step<usize> {
         self.getopt("SOL_SOCKET, SO_RCVBUF", |s| {
@@ -759,6 +781,31 @@ mod tests {
         let o = logged(&s, "SO_RCVBUF");
         assert_eq!(o.status, OptStatus::Adjusted, "{o:?}");
         assert!(o.describe().contains("rmem_max"), "{}", o.describe());
+    }
+
+    #[test]
+    fn so_rcvbufforce_passes_rmem_max_with_cap_net_admin_and_is_refused_without() {
+        let max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let s = udp();
+        let r = s.set_recv_buffer_force(max * 2);
+        let o = logged(&s, "SO_RCVBUFFORCE");
+        if nix::unistd::geteuid().is_root() {
+            // Beyond rmem_max, then doubled: four times rmem_max.
+            assert_eq!(r.unwrap().applied, max * 4);
+            assert_eq!(s.recv_buffer_size().unwrap(), max * 4);
+            assert_eq!(o.status, OptStatus::Applied, "{o:?}");
+        } else {
+            eprintln!("not root: checking the refusal (EPERM) instead of the buffer");
+            assert!(r.is_err());
+            assert_eq!(
+                (o.status, o.errno.as_deref()),
+                (OptStatus::Refused, Some("EPERM"))
+            );
+        }
     }
 
     #[test]

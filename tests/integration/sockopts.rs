@@ -51,6 +51,19 @@ fn bench_json_has_both_sides_socket_options() {
         assert_eq!(rcvbuf["sockets"], 1, "{rcvbuf}");
         assert_eq!(option(&opts[side], "SO_SNDBUF")["asked"], 4 << 20);
     }
+    // Without --rcvbuf, a receive buffer beyond net.core.rmem_max when the process may
+    // (SO_RCVBUFFORCE, CAP_NET_ADMIN), else SO_RCVBUF as large as rmem_max lets.
+    let out = bench_local(&["--test", "stream", "-u", "-t", "0.3", "-b", "10M", "--json"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let server = &doc["results"][0]["socket_options"]["server"];
+    if nix::unistd::geteuid().is_root() {
+        let forced = option(server, "SO_RCVBUFFORCE");
+        assert_eq!(forced["asked"], 16 << 20, "{forced}");
+        assert_eq!(forced["read_back"], 32 << 20, "{forced}");
+    } else {
+        eprintln!("not root: SO_RCVBUFFORCE is not tried");
+        assert_eq!(option(server, "SO_RCVBUF")["asked"], 4 << 20);
+    }
     // The receiving side (the server, for an upload) set its receive options in its worker.
     for name in ["UDP_GRO", "SO_RXQ_OVFL", "SO_TIMESTAMPNS", "SO_RCVTIMEO"] {
         let o = option(&opts["server"], name);
