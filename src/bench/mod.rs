@@ -173,11 +173,12 @@ pub fn configure(s: &Sock, p: &TestParams, peer: IpAddr) {
     tune(s, p);
 }
 
-/// Per-socket options of a test: TCP_NODELAY, TCP_NOTSENT_LOWAT, SO_BUSY_POLL. An option the
-/// kernel lacks or refuses must not stop a benchmark; its outcome stays in the socket's
-/// option log ([`Sock::option_log`]), which the side's report carries.
+/// Per-socket options of a test: TCP_NODELAY (`--nodelay`, or a kind that times round trips:
+/// a small request leaves at once instead of waiting for an ACK, RFC 896 Nagle),
+/// TCP_NOTSENT_LOWAT, SO_BUSY_POLL. An option the kernel lacks or refuses must not stop a
+/// benchmark; its outcome stays in the socket's option log ([`Sock::option_log`]), which the side's report carries.
 pub fn tune(s: &Sock, p: &TestParams) {
-    if p.transport == Transport::Tcp && (p.nodelay || p.kind.measures_latency()) {
+    if p.transport == Transport::Tcp && (p.nodelay || kind::of(p.kind).round_trips()) {
         s.set_nodelay(true).tolerated();
     }
     if let (Transport::Tcp, Some(n)) = (p.transport, p.notsent_lowat) {

@@ -95,14 +95,6 @@ pub enum TestKind {
     Probe,
 }
 
-impl TestKind {
-    /// Whether the test times round trips (rr, probe) rather than counting a bulk flow: its
-    /// streams are echoed, and its result is a latency histogram measured by the requester.
-    pub fn measures_latency(self) -> bool {
-        matches!(self, Self::Rr | Self::Probe)
-    }
-}
-
 /// Transport of the data streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -675,11 +675,12 @@ pub fn markdown(rows: &[Row]) -> String {
     out
 }
 
-/// CSV: one header line and one line per row; latency columns empty for bulk tests, jitter
-/// empty when there is no jitter figure.
+/// CSV: one header line and one line per row, the columns named as the JSON fields; a column
+/// that does not apply to a row is empty (latency for bulk tests, jitter without a figure,
+/// copies for round trips).
 pub fn csv(rows: &[Row]) -> String {
     let mut out = String::from(
-        "test,transport,size_bytes,dir,streams,duration_ns,bytes,bits_per_second,packets,packets_per_second,sent_packets,lost,lost_percent,lost_sender,lost_socket,lost_receiving_host,lost_path,duplicates,reordered,jitter_ms,jitter_samples,socket_drops_skbs,socket_drops_datagrams,rcvbuf_errors,retransmits,rtt_us,cwnd_segments,client_cpu_ms,server_cpu_ms,rr_count,p50_ns,p90_ns,p99_ns,p999_ns,max_ns\n",
+        "test,transport,size_bytes,dir,streams,duration_ns,bytes,bits_per_second,packets,packets_per_second,sent_packets,lost,lost_percent,lost_sender,lost_socket,lost_receiving_host,lost_path,duplicates,reordered,jitter_ms,jitter_samples,socket_drops_skbs,socket_drops_datagrams,rcvbuf_errors,retransmits,rtt_us,cwnd_segments,local_peer_sndbuf,sender_copied_bytes,receiver_copied_bytes,copied_bytes_per_delivered_byte,client_cpu_ms,server_cpu_ms,rr_count,p50_ns,p90_ns,p99_ns,p999_ns,max_ns\n",
     );
     for r in rows {
         let l = r.latency.as_ref();
@@ -688,7 +689,7 @@ pub fn csv(rows: &[Row]) -> String {
         let place = |f: fn(&LossByPlace) -> u64| o(r.loss_by_place.as_ref().map(f));
         let _ = writeln!(
             out,
-            "{:?},{:?},{},{:?},{},{},{},{:.0},{},{:.1},{},{},{:.4},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.1},{:.1},{},{},{},{},{},{}",
+            "{:?},{:?},{},{:?},{},{},{},{:.0},{},{:.1},{},{},{:.4},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.1},{:.1},{},{},{},{},{},{}",
             r.test,
             r.transport,
             r.size_bytes,
@@ -716,6 +717,11 @@ pub fn csv(rows: &[Row]) -> String {
             o(r.retransmits),
             o(r.rtt_us),
             o(r.cwnd_segments),
+            o(r.local_peer_sndbuf),
+            o(r.sender_copied_bytes),
+            o(r.receiver_copied_bytes),
+            r.copied_bytes_per_delivered_byte
+                .map_or(String::new(), |c| format!("{c:.3}")),
             r.client_cpu_ms,
             r.server_cpu_ms,
             lat(|l| l.count),

@@ -586,12 +586,9 @@ fn execute(plan: &Plan, a: &TestArgs, cfg: &ClientCfg, target: String) -> anyhow
         if let Some(s) = &searched {
             bar.suspend(|| {
                 output::diag!(
-                    "rate search: settled on {} (highest probed rate with <= {} % lost, half \
-                     the {} % target: the longer run loses more than a probe)",
-                    match s.settled_bits_per_second {
-                        0 => "unpaced".to_string(),
-                        b => format!("{} per stream", report::human_bps(b as f64)),
-                    },
+                    "rate search: settled on {} per stream (highest paced rate probed with <= \
+                     {} % lost, half the {} % target: the longer run loses more than a probe)",
+                    report::human_bps(s.settled_bits_per_second as f64),
                     s.target_loss_percent * socklab::bench::search::PROBE_SHARE_OF_TARGET,
                     s.target_loss_percent
                 )

@@ -335,10 +335,11 @@ pub(crate) struct UdpRecvArgs {
 #[derive(Args, Debug, Clone, Default)]
 pub(crate) struct BenchSockArgs {
     /// SO_RCVBUF of the data sockets in bytes (64K, 1M; Linux doubles it). Default: 4 MiB
-    /// for UDP, the kernel's autotuning for TCP.
+    /// for UDP (16 MiB with SO_RCVBUFFORCE as root), the kernel's autotuning for TCP.
     #[arg(long, value_name = "SIZE", value_parser = parse_buf)]
     rcvbuf: Option<usize>,
-    /// SO_SNDBUF of the data sockets in bytes. Default as --rcvbuf.
+    /// SO_SNDBUF of the data sockets in bytes. Default: 4 MiB for UDP; for TCP 256 KiB when
+    /// the peer is on this host, else the kernel's autotuning.
     #[arg(long, value_name = "SIZE", value_parser = parse_buf)]
     sndbuf: Option<usize>,
     /// TCP_NODELAY on TCP data sockets (always on for rr and latency probes).
@@ -346,7 +347,8 @@ pub(crate) struct BenchSockArgs {
     nodelay: bool,
     /// TCP_NOTSENT_LOWAT of TCP data sockets: a sender's write waits while more than SIZE bytes
     /// are queued unsent (the data in flight is not limited). `off` keeps the kernel's default.
-    #[arg(long, value_name = "SIZE|off", default_value = "64K", value_parser = parse_notsent_lowat)]
+    /// The default, 128K, lets one 128 KiB write be queued without the sender sleeping in it.
+    #[arg(long, value_name = "SIZE|off", default_value = "128K", value_parser = parse_notsent_lowat)]
     notsent_lowat: NotsentLowat,
 }
 

@@ -656,6 +656,27 @@ fn nftables_drops_are_attributed_to_the_path() {
     );
 }
 
+/// The rate search never settles unpaced: with a target any probe meets (100 %), the unpaced
+/// first probe passes, and the run is still paced, at a rate a paced probe met.
+#[test]
+fn rate_search_settles_paced_even_when_unpaced_passes() {
+    let _loopback = util::loopback_exclusive();
+    let out = local(&["-u", "-t", "0.2", "--target-loss", "100", "--json"]);
+    let doc = json(&out);
+    let r = &doc["results"][0];
+    let probes = r["rate_search"]["probes"].as_array().expect("probes");
+    assert_eq!(u(&probes[0], "paced_bits_per_second"), 0, "{probes:?}");
+    let settled = u(&r["rate_search"], "settled_bits_per_second");
+    assert!(settled > 0, "{r}");
+    assert!(
+        probes[1..]
+            .iter()
+            .any(|p| u(p, "paced_bits_per_second") == settled),
+        "settled on a rate a paced probe met: {probes:?}"
+    );
+    assert_eq!(u(r, "paced_bits_per_second"), settled);
+}
+
 /// Without -b, UDP searches the highest paced rate within 1 % loss. Behind a 50 Mbit/s token
 /// bucket (tc tbf on the sender's veth) it settles below the limit; the receiver's counts
 /// come from the other namespace over the control connection.
@@ -886,4 +907,29 @@ fn bench_flags_are_only_those_it_honours() {
     assert_eq!(doc["results"][0]["transport"], "tcp");
     let out = local(&["--tcp", "-t", "0.2", "--format", "json", "--csv"]);
     assert_eq!(out.status.code(), Some(2), "two formats at once");
+}
+
+/// CSV carries the JSON's copy and send-buffer figures, under the same names.
+#[test]
+fn csv_has_the_copy_and_send_buffer_columns() {
+    let _loopback = util::loopback_exclusive();
+    let out = local(&["--tcp", "-t", "0.2", "--format", "csv"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let row: Vec<&str> = lines.next().expect("a row").split(',').collect();
+    let col = |name: &str| {
+        let i = header.iter().position(|h| *h == name);
+        row[i.unwrap_or_else(|| panic!("{name} missing from {header:?}"))]
+    };
+    let delivered: u64 = col("bytes").parse().expect("bytes");
+    let copied: u64 = col("receiver_copied_bytes")
+        .parse()
+        .expect("receiver copies");
+    assert_eq!(copied, delivered, "TCP: every delivered byte was read once");
+    let per_byte: f64 = col("copied_bytes_per_delivered_byte")
+        .parse()
+        .expect("ratio");
+    assert!(per_byte >= 1.0, "{per_byte}");
+    assert_eq!(col("local_peer_sndbuf"), "262144");
 }
