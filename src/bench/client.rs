@@ -11,7 +11,7 @@ use super::protocol::{
     self, Dir, FrameError, Message, PROBE_LEN, Probe, SentCount, StreamResult, TestParams,
     Transport,
 };
-use super::session::{self, Job};
+use super::session::{self, Job, Placement};
 use super::wire::{HEADER_LEN, Repr};
 use super::{BenchError, RrSummary, TestOutcome, data_socket};
 use crate::sock::Sock;
@@ -135,15 +135,15 @@ pub fn run_test(
         },
     )
     .map_err(|e| handshake_error(&e, cfg))?;
-    let (tcp_port, udp_ports, down_udp_ports, cookie) =
+    let (test_id, tcp_port, udp_ports, down_udp_ports, cookie) =
         match read_handshake(&mut conn, cfg, deadline)? {
             Message::Accepted {
+                test_id,
                 tcp_port,
                 udp_ports,
                 down_udp_ports,
                 cookie,
-                ..
-            } => (tcp_port, udp_ports, down_udp_ports, cookie),
+            } => (test_id, tcp_port, udp_ports, down_udp_ports, cookie),
             Message::Refused { reason, retry } => {
                 return Err(BenchError::Refused { reason, retry });
             }
@@ -159,7 +159,7 @@ pub fn run_test(
             let port = tcp_port.ok_or_else(|| BenchError::Protocol("no TCP data port".into()))?;
             let to = SocketAddr::new(server_ip, port);
             for &(id, dir) in &streams {
-                let s = data_socket(to, params, server_ip)?;
+                let s = data_socket(to, params, Some(server_ip))?;
                 s.connect_timeout(to, cfg.timeout)?;
                 let mut h = [0u8; HEADER_LEN];
                 // Cannot fail: h is exactly HEADER_LEN long.
@@ -188,7 +188,7 @@ pub fn run_test(
                     Dir::Down => down_ports.next(),
                 };
                 let to = SocketAddr::new(server_ip, *port.ok_or_else(too_few)?);
-                let s = data_socket(to, params, server_ip)?;
+                let s = data_socket(to, params, Some(server_ip))?;
                 if dir == Dir::Up {
                     s.connect(to)?;
                 } else {
@@ -225,7 +225,9 @@ pub fn run_test(
         on_sample(dir, s);
     };
     let kind = kind::of(params.kind);
-    let out = session::run(&conn, params, kind, jobs, true, &cfg.cpus, &mut relay)
+    let pair = kind.pairs_threads(params.transport) && super::on_this_host(server_ip);
+    let placement = Placement::new(&cfg.cpus, pair, test_id);
+    let out = session::run(&conn, params, kind, jobs, true, &placement, &mut relay)
         .map_err(|e| BenchError::Test(e.to_string()))?;
     session::close(&conn);
     let server = out.peer.unwrap_or_default();

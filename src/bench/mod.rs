@@ -131,14 +131,19 @@ pub fn on_this_host(ip: IpAddr) -> bool {
         .is_ok()
 }
 
-/// Opens a data socket for `params` of the family of `like`, toward a peer at `peer`.
+/// Opens a data socket for `params` of the family of `like`, toward a peer at `peer` (None:
+/// not known).
 /// UDP sockets get large buffers ([`DEFAULT_BUFFER`]; a receive buffer of
 /// [`UDP_RECV_BUFFER_FORCED`] when the process may) unless the test sets them; TCP sockets
 /// keep the kernel's buffer autotuning (tcp(7): setting SO_RCVBUF/SO_SNDBUF turns it off)
 /// unless the test sets them, or, for the send buffer, the peer is on this host
 /// ([`LOCAL_TCP_SNDBUF`]). A buffer the kernel refuses or caps does not stop the test: the
 /// socket's option log keeps the outcome, and the report shows it.
-pub fn data_socket(like: SocketAddr, p: &TestParams, peer: IpAddr) -> Result<Sock, BenchError> {
+pub fn data_socket(
+    like: SocketAddr,
+    p: &TestParams,
+    peer: Option<IpAddr>,
+) -> Result<Sock, BenchError> {
     let s = Sock::open(&like, protocol::proto_of(p.transport), &Recorder::off())?;
     configure(&s, p, peer);
     Ok(s)
@@ -148,7 +153,7 @@ pub fn data_socket(like: SocketAddr, p: &TestParams, peer: IpAddr) -> Result<Soc
 /// a data socket (a SYN-ACK's window scale comes from the listener's SO_RCVBUF, tcp(7)), and
 /// each connection it accepts is configured again: it inherits the values, and setting them
 /// on it puts their outcome in its own option log, which the server's report carries.
-pub fn configure(s: &Sock, p: &TestParams, peer: IpAddr) {
+pub fn configure(s: &Sock, p: &TestParams, peer: Option<IpAddr>) {
     let udp = p.transport == Transport::Udp;
     match p.rcvbuf {
         Some(n) => {
@@ -162,7 +167,7 @@ pub fn configure(s: &Sock, p: &TestParams, peer: IpAddr) {
         }
         None => {}
     }
-    let local_tcp = !udp && on_this_host(peer);
+    let local_tcp = !udp && peer.is_some_and(on_this_host);
     if let Some(n) = p
         .sndbuf
         .or(udp.then_some(DEFAULT_BUFFER))

@@ -342,6 +342,19 @@ pub struct SideReport {
     /// outcomes merged (absent from peers older than this field: empty).
     #[serde(default)]
     pub socket_options: Vec<OptionTally>,
+    /// The CPU each of this side's stream threads was pinned to (sched_setaffinity(2)); empty
+    /// when the scheduler placed them (and from an older peer).
+    #[serde(default)]
+    pub stream_cpus: Vec<StreamCpu>,
+}
+
+/// A stream thread pinned to a CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamCpu {
+    /// Stream id.
+    pub stream: u16,
+    /// The CPU its thread on this side ran on.
+    pub cpu: usize,
 }
 
 /// One socket option's outcome on this many of a side's data sockets.

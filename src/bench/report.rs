@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::culprit::{HostCounters, LossByPlace, LossInputs, attribute};
 use super::kind;
 use super::protocol::{
-    Dir, IntervalSample, OptionTally, SideReport, StreamResult, TestKind, Transport,
+    Dir, IntervalSample, OptionTally, SideReport, StreamCpu, StreamResult, TestKind, Transport,
 };
 use super::search::RateSearch;
 use super::stats::{bits_per_second, per_second, percent};
@@ -156,6 +156,18 @@ pub struct Row {
     /// was on this host ([`LOCAL_TCP_SNDBUF`](super::LOCAL_TCP_SNDBUF)); null when send
     /// buffers were autotuned or set by `--sndbuf`.
     pub local_peer_sndbuf: Option<u64>,
+    /// The CPU each side pinned each stream's thread to (empty lists: the scheduler placed
+    /// them); the rows of one test share it.
+    pub stream_cpus: StreamCpus,
+}
+
+/// The CPUs of a test's stream threads, per side.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StreamCpus {
+    /// The client's threads.
+    pub client: Vec<StreamCpu>,
+    /// The server's threads.
+    pub server: Vec<StreamCpu>,
 }
 
 /// The socket options of a test's data sockets, per side, each as the side's kernel applied,
@@ -273,6 +285,10 @@ pub fn row(o: &TestOutcome, dir: Dir, ss: &[&StreamResult], duration_ns: u64) ->
             client: o.client.socket_options.clone(),
             server: o.server.socket_options.clone(),
         },
+        stream_cpus: StreamCpus {
+            client: o.client.stream_cpus.clone(),
+            server: o.server.stream_cpus.clone(),
+        },
         local_peer_sndbuf: if tcp && p.sndbuf.is_none() {
             [&o.client.socket_options, &o.server.socket_options]
                 .into_iter()
@@ -299,6 +315,23 @@ fn option_notes(r: &Row) -> Vec<String> {
             format_args!("{} KiB", n >> 10),
         )
     });
+    let cpus = |side: &[StreamCpu]| {
+        side.iter()
+            .map(|c| format!("{}:{}", c.stream, c.cpu))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let pinned =
+        (!r.stream_cpus.client.is_empty() || !r.stream_cpus.server.is_empty()).then(|| {
+            format!(
+                "{} {} B: stream threads pinned (stream:CPU, sched_setaffinity): client {}; \
+             server {}",
+                name(r.transport),
+                r.size_bytes,
+                cpus(&r.stream_cpus.client),
+                cpus(&r.stream_cpus.server),
+            )
+        });
     let sides = [
         ("client", &r.socket_options.client),
         ("server", &r.socket_options.server),
@@ -326,6 +359,7 @@ fn option_notes(r: &Row) -> Vec<String> {
                 })
         })
         .chain(local)
+        .chain(pinned)
         .collect()
 }
 

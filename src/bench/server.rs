@@ -666,7 +666,7 @@ fn run_test(
     let peer_ip = conn.peer_addr()?.ip();
     let jobs = match params.transport {
         Transport::Tcp => {
-            let l = data_socket(SocketAddr::new(local_ip, 0), params, peer_ip)?;
+            let l = data_socket(SocketAddr::new(local_ip, 0), params, Some(peer_ip))?;
             l.bind(SocketAddr::new(local_ip, 0))?;
             l.listen(128)?;
             protocol::write_message(
@@ -686,7 +686,7 @@ fn run_test(
             let mut socks = Vec::new();
             let (mut up_ports, mut down_ports) = (Vec::new(), Vec::new());
             for &(stream, dir) in &streams {
-                let s = data_socket(SocketAddr::new(local_ip, 0), params, peer_ip)?;
+                let s = data_socket(SocketAddr::new(local_ip, 0), params, Some(peer_ip))?;
                 s.bind(SocketAddr::new(local_ip, 0))?;
                 let port = s.local_addr().map_or(0, |a| a.port());
                 match dir {
@@ -737,7 +737,17 @@ fn run_test(
     }
     session::drain_probes(&jobs);
     let loops = kind::of(params.kind);
-    let result = session::run(&conn, params, loops, jobs, false, &cfg.cpus, &mut |_, _| {});
+    let pair = loops.pairs_threads(params.transport) && super::on_this_host(peer_ip);
+    let placement = session::Placement::new(&cfg.cpus, pair, id);
+    let result = session::run(
+        &conn,
+        params,
+        loops,
+        jobs,
+        false,
+        &placement,
+        &mut |_, _| {},
+    );
     let out = match result {
         Ok(o) => o,
         Err(e) => {
@@ -890,8 +900,8 @@ fn accept_streams(
         if jobs.iter().any(|(j, _)| *j == id) {
             return Err(BenchError::Protocol(format!("stream {id} connected twice")));
         }
-        let peer = s.peer_addr().map_or(ctrl.peer_addr()?.ip(), |a| a.ip());
-        super::configure(&s, p, peer);
+        // An accepted socket knows its peer (unless it was reset already: then no local rule).
+        super::configure(&s, p, s.peer_addr().map(|a| a.ip()));
         jobs.push((id, kind::job(p, dir, false, s)));
     }
     Ok(jobs)

@@ -67,7 +67,10 @@ pub(crate) struct ServerArgs {
     /// Exit after serving N clients (default: serve until killed).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
-    /// Pin stream threads to these CPUs, round-robin (0,1 or 0-3).
+    /// Pin stream threads to these CPUs (0,1 or 0-3): stream N of test T runs on entry
+    /// (T + N) mod len on both sides, so one LIST on both pairs a stream's two threads on a
+    /// CPU. Default: TCP streams to a peer on this host are paired over every CPU; others
+    /// are left to the scheduler.
     #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
     cpu: Option<CpuList>,
     #[command(flatten)]
@@ -153,7 +156,10 @@ pub(crate) struct TestArgs {
     /// Report every DUR per stream (receiver side).
     #[arg(short = 'i', long, value_name = "DUR", value_parser = parse_dur)]
     interval: Option<Duration>,
-    /// Pin stream threads to these CPUs, round-robin (0,1 or 0-3).
+    /// Pin stream threads to these CPUs (0,1 or 0-3): stream N of test T runs on entry
+    /// (T + N) mod len on both sides, so one LIST on both pairs a stream's two threads on a
+    /// CPU. Default: TCP streams to a peer on this host are paired over every CPU; others
+    /// are left to the scheduler.
     #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
     cpu: Option<CpuList>,
     /// SO_BUSY_POLL and spinning receive, for latency.

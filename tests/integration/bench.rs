@@ -504,6 +504,9 @@ fn reverse_and_bidirectional_between_namespaces() {
             );
         }
         assert!(r["local_peer_sndbuf"].is_null(), "{r}");
+        // Nor are stream threads paired on a CPU: the scheduler places them.
+        assert_eq!(r["stream_cpus"]["client"], serde_json::json!([]), "{r}");
+        assert_eq!(r["stream_cpus"]["server"], serde_json::json!([]), "{r}");
     }
 }
 
@@ -907,6 +910,50 @@ fn bench_flags_are_only_those_it_honours() {
     assert_eq!(doc["results"][0]["transport"], "tcp");
     let out = local(&["--tcp", "-t", "0.2", "--format", "json", "--csv"]);
     assert_eq!(out.status.code(), Some(2), "two formats at once");
+}
+
+/// On one host, each TCP stream's sender (client) and receiver (server) threads are pinned to
+/// the same CPU, stream by stream, and different streams spread over the CPUs; UDP streams and
+/// round trips are left to the scheduler.
+#[test]
+fn tcp_stream_threads_are_paired_on_one_cpu_on_one_host() {
+    let _loopback = util::loopback_exclusive();
+    let allowed = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).expect("affinity");
+    let cpus = (0..nix::sched::CpuSet::count())
+        .filter(|&c| allowed.is_set(c).unwrap_or(false))
+        .count();
+    let doc = json(&local(&["--tcp", "-P", "4", "-t", "0.2", "--json"]));
+    let r = &doc["results"][0];
+    let side = |s: &str| -> Vec<(u64, u64)> {
+        let mut v: Vec<(u64, u64)> = r["stream_cpus"][s]
+            .as_array()
+            .unwrap_or_else(|| panic!("{s}: {r}"))
+            .iter()
+            .map(|c| (u(c, "stream"), u(c, "cpu")))
+            .collect();
+        v.sort();
+        v
+    };
+    let (client, server) = (side("client"), side("server"));
+    assert_eq!(client.len(), 4, "{r}");
+    assert_eq!(client, server, "each stream's two threads on one CPU");
+    let used: std::collections::BTreeSet<u64> = client.iter().map(|c| c.1).collect();
+    assert_eq!(
+        used.len(),
+        cpus.min(4),
+        "streams spread over the CPUs: {client:?}"
+    );
+    let text = String::from_utf8_lossy(&local(&["--tcp", "-t", "0.2"]).stdout).to_string();
+    assert!(text.contains("stream threads pinned"), "{text}");
+    for args in [&["-u", "-b", "10M"][..], &["--test", "rr", "-u"][..]] {
+        let doc = json(&local(&[args, &["-t", "0.2", "--json"]].concat()));
+        let r = &doc["results"][0];
+        assert_eq!(
+            r["stream_cpus"]["client"],
+            serde_json::json!([]),
+            "{args:?}: {r}"
+        );
+    }
 }
 
 /// CSV carries the JSON's copy and send-buffer figures, under the same names.

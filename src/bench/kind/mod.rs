@@ -55,6 +55,14 @@ pub trait Kind: StreamLoops {
         None
     }
 
+    /// Setup: whether, with the peer on this host and no `--cpu`, a stream's two threads (its
+    /// sender and its receiver, one in each process) are pinned to one CPU
+    /// ([`Placement`](crate::bench::session::Placement)); otherwise the scheduler places them.
+    fn pairs_threads(&self, transport: Transport) -> bool {
+        let _ = transport;
+        false
+    }
+
     /// Plan: whether a test of this kind over `transport` searches its pacing rate first
     /// when no `-b` is given ([`search`](crate::bench::search)).
     fn searches_rate(&self, transport: Transport) -> bool {

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use super::Kind;
 use super::stream::{self, Stream, ratio};
 use crate::bench::mesh::matrix::Figure;
-use crate::bench::protocol::{SentCount, StreamResult, TestParams};
+use crate::bench::protocol::{SentCount, StreamResult, TestParams, Transport};
 use crate::bench::receiver::{RecvCfg, RecvCtl};
 use crate::bench::report::{Row, Table, human_rate};
 use crate::bench::sender::SendCfg;
@@ -50,6 +50,11 @@ impl Kind for Rate {
 
     fn round_trips(&self) -> bool {
         false
+    }
+
+    /// [`Stream`]'s placement.
+    fn pairs_threads(&self, transport: Transport) -> bool {
+        Stream.pairs_threads(transport)
     }
 
     /// Small messages: the per-message cost is what is measured.
