@@ -767,13 +767,18 @@ mod tests {
         assert!(o.note.is_some_and(|n| n.contains("doubles")));
     }
 
-    #[test]
-    fn so_rcvbuf_above_rmem_max_is_adjusted() {
-        let max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+    /// net.core.rmem_max, the cap on SO_RCVBUF (socket(7)).
+    fn rmem_max() -> usize {
+        std::fs::read_to_string("/proc/sys/net/core/rmem_max")
             .unwrap()
             .trim()
             .parse()
-            .unwrap();
+            .unwrap()
+    }
+
+    #[test]
+    fn so_rcvbuf_above_rmem_max_is_adjusted() {
+        let max = rmem_max();
         let s = udp();
         let a = s.set_recv_buffer_size(max * 2).unwrap();
         // Capped at rmem_max, then doubled: twice rmem_max, not four times.
@@ -785,11 +790,7 @@ mod tests {
 
     #[test]
     fn so_rcvbufforce_passes_rmem_max_with_cap_net_admin_and_is_refused_without() {
-        let max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let max = rmem_max();
         let s = udp();
         let r = s.set_recv_buffer_force(max * 2);
         let o = logged(&s, "SO_RCVBUFFORCE");
