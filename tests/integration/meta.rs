@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::util::BIN;
+use crate::util::{BIN, Input, Output, socklab, spawn};
 
 /// The common keys of every socklab document's meta block.
 const COMMON: [&str; 6] = [
@@ -17,20 +17,9 @@ const COMMON: [&str; 6] = [
     "parameters",
 ];
 
+/// The JSON document `socklab ARGS` prints (bounded; it must exit 0).
 fn document(args: &[&str]) -> Value {
-    let out = Command::new("timeout")
-        .arg("60")
-        .arg(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("spawn");
-    assert!(
-        out.status.success(),
-        "{args:?}: {:?}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = spawn(socklab(args), Input::Null, Output::Keep).expect_code(0);
     serde_json::from_slice(&out.stdout).expect("one JSON document")
 }
 

@@ -3,27 +3,14 @@
 //! round trips are unit tests in src/sock/options.rs; the one that needs a namespace (a
 //! multicast join, which would otherwise speak IGMP on a host interface) is here.
 
-use std::process::{Command, Output, Stdio};
-
 use serde_json::Value;
 
-use crate::util::{BIN, loopback_exclusive};
+use crate::util::{Finished, Input, Output, loopback_exclusive, socklab, spawn};
 
-/// `socklab bench local ARGS`, bounded by timeout(1).
-fn bench_local(args: &[&str]) -> Output {
-    let out = Command::new("timeout")
-        .args(["30", BIN, "bench", "local"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("spawn");
-    assert!(
-        out.status.success(),
-        "bench local {args:?}: {:?}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+/// `socklab bench local ARGS`, bounded, which must exit 0.
+fn bench_local(args: &[&str]) -> Finished {
+    let argv = [&["bench", "local"][..], args].concat();
+    spawn(socklab(&argv), Input::Null, Output::Keep).expect_code(0)
 }
 
 /// The outcome of `option` in a side's list, or a failure showing the list.

@@ -6,10 +6,11 @@
 
 use std::sync::atomic::AtomicBool;
 
+use super::rr::Rr;
 use super::{Kind, Pacing};
 use crate::bench::mesh::matrix::Figure;
 use crate::bench::protocol::{SentCount, StreamResult, TestKind, TestParams, Transport};
-use crate::bench::receiver::{self, RecvCfg, RecvCtl};
+use crate::bench::receiver::{RecvCfg, RecvCtl};
 use crate::bench::report::{self, Row, Table, human_bps, us};
 use crate::bench::sender::{self, SendCfg};
 use crate::bench::session::{RoundTrips, Samples, StreamLoops};
@@ -32,16 +33,21 @@ impl StreamLoops for Probe {
         (sent, Some((hist, lost)))
     }
 
-    /// [`receiver::echo`]: every probe answered.
+    /// [`Rr`]'s echo: every probe answered.
     fn receive(
         &self,
         sock: &Sock,
         params: &TestParams,
         cfg: RecvCfg,
         ctl: &RecvCtl,
-        _samples: &Samples<'_>,
+        samples: &Samples<'_>,
     ) -> StreamResult {
-        receiver::echo(sock, params.transport, cfg, ctl)
+        Rr.receive(sock, params, cfg, ctl, samples)
+    }
+
+    /// [`Rr`]'s count of the requests its echo loops answered.
+    fn answered(&self, received: &[StreamResult]) -> u64 {
+        Rr.answered(received)
     }
 }
 
