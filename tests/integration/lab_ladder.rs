@@ -19,6 +19,8 @@ use socklab::lab::ladder::{self, Ladder, Rung, ascii};
 use socklab::lab::{self, Finding, Lab, Part};
 use socklab::trace::render;
 
+use crate::util::socklab_stdout;
+
 const BIN: &str = env!("CARGO_BIN_EXE_socklab");
 const CHILD_ENV: &str = "SOCKLAB_LADDER_CHILD";
 
@@ -302,21 +304,10 @@ fn in_child_every_claims_ladder_follows_its_evidence() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Runs `socklab ARGS` and expects it to succeed.
-fn socklab(args: &[&str]) -> Output {
-    let out = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run socklab");
-    assert!(out.status.success(), "socklab {args:?}: {out:?}");
-    out
-}
-
 #[test]
 fn lab_show_draws_ladders_within_100_columns() {
-    let out = socklab(&["lab", "show", "12", "13", "14"]);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let out = socklab_stdout(&["lab", "show", "12", "13", "14"]);
+    let text = String::from_utf8_lossy(&out);
     let mut in_ladder = false;
     let mut lines = 0;
     for line in text.lines() {
@@ -374,7 +365,7 @@ fn html_report_is_self_contained_and_renders_in_chromium() {
     let page = dir.join("report.html");
     let pcap = dir.join("pcap");
     let page_s = page.to_str().expect("a UTF-8 path");
-    socklab(&[
+    socklab_stdout(&[
         "lab",
         "--html",
         page_s,

@@ -9,18 +9,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_socklab");
-
-/// Runs `socklab ARGS` and expects exit 0; returns stdout.
-fn run(args: &[&str]) -> Vec<u8> {
-    let out = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run socklab");
-    assert!(out.status.success(), "socklab {args:?}: {out:?}");
-    out.stdout
-}
+use crate::util::{BIN, socklab_stdout as run};
 
 /// One `socklab lab -6 --json` document, shared by the tests of this file (one run, ~3 s).
 fn v6_doc() -> &'static Value {

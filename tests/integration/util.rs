@@ -25,6 +25,17 @@ pub(crate) fn socklab(args: &[&str]) -> Command {
     c
 }
 
+/// Runs `socklab ARGS` to its end (stdin empty, no time bound: for runs that may take longer
+/// than [`WAIT`], such as a whole lab) and expects exit 0; returns its stdout.
+pub(crate) fn socklab_stdout(args: &[&str]) -> Vec<u8> {
+    let out = socklab(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run socklab");
+    assert!(out.status.success(), "socklab {args:?}: {out:?}");
+    out.stdout
+}
+
 /// Whether `prog` can be run (found on PATH).
 pub(crate) fn have(prog: &str) -> bool {
     std::env::var_os("PATH")
