@@ -8,9 +8,9 @@
 use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -146,7 +146,7 @@ pub fn run<L: StreamLoops + ?Sized>(
     let mut ctls = Vec::new();
     let mut handles: Vec<JoinHandle<()>> = Vec::new();
     let (mut senders, mut receivers) = (0usize, 0usize);
-    let stream_ids: Vec<u16> = jobs.iter().map(|(id, _)| *id).collect();
+    let pinned = Arc::new(Mutex::new(Vec::new()));
     // The sockets go to their threads; their option logs stay here for the report.
     let option_logs: Vec<_> = jobs
         .iter()
@@ -160,7 +160,7 @@ pub fn run<L: StreamLoops + ?Sized>(
         match job {
             Job::Send(sock) => {
                 senders += 1;
-                handles.push(spawn(cfg_pin, move || {
+                handles.push(spawn(id, cfg_pin, &pinned, move || {
                     let cfg = SendCfg {
                         stream: id,
                         size: p.size,
@@ -177,7 +177,7 @@ pub fn run<L: StreamLoops + ?Sized>(
                 receivers += 1;
                 let ctl = Arc::new(RecvCtl::new(hard));
                 ctls.push((id, ctl.clone()));
-                handles.push(spawn(cfg_pin, move || {
+                handles.push(spawn(id, cfg_pin, &pinned, move || {
                     let cfg = RecvCfg {
                         stream: id,
                         size: p.size,
@@ -312,10 +312,8 @@ pub fn run<L: StreamLoops + ?Sized>(
         protocol::OptionTally::merge(option_logs.iter().flat_map(|l| l.outcomes()));
     out.mine.cpu_user_us = cpu_user;
     out.mine.cpu_sys_us = cpu_sys;
-    out.mine.stream_cpus = stream_ids
-        .iter()
-        .filter_map(|&stream| placement.cpu(stream).map(|cpu| StreamCpu { stream, cpu }))
-        .collect();
+    out.mine.stream_cpus = std::mem::take(&mut *pinned.lock().unwrap_or_else(|e| e.into_inner()));
+    out.mine.stream_cpus.sort_by_key(|c| c.stream);
     out.mine.rcvbuf_errors = before
         .zip(after)
         .map(|(b, a)| (a.get("Udp.RcvbufErrors") - b.get("Udp.RcvbufErrors")).max(0) as u64);
@@ -377,12 +375,24 @@ fn allowed_cpus() -> Vec<usize> {
         .unwrap_or_default()
 }
 
-fn spawn(cpu: Option<usize>, f: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle<()>> {
+/// Starts stream `stream`'s thread running `f`, pinned to `cpu` if given; a pin the kernel
+/// accepted goes into `pinned` (a refused one, such as a `--cpu` entry outside this process's
+/// affinity, leaves the thread where the scheduler puts it, and is not reported as pinned).
+fn spawn(
+    stream: u16,
+    cpu: Option<usize>,
+    pinned: &Arc<Mutex<Vec<StreamCpu>>>,
+    f: impl FnOnce() + Send + 'static,
+) -> io::Result<JoinHandle<()>> {
+    let pinned = pinned.clone();
     std::thread::Builder::new()
         .name("bench-stream".into())
         .spawn(move || {
-            if let Some(c) = cpu {
-                let _ = sys::pin_thread(c);
+            if let Some(cpu) = cpu.filter(|&c| sys::pin_thread(c).is_ok()) {
+                pinned
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(StreamCpu { stream, cpu });
             }
             f()
         })
